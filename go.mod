@@ -1,0 +1,3 @@
+module github.com/nodehealthd/nodehealthd
+
+go 1.26.8
