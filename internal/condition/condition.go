@@ -1,0 +1,136 @@
+// Package condition turns active Fatal findings into the five node
+// conditions, with the semantics repair automation depends on: the status
+// flips only with the findings, lastTransitionTime moves only when the status
+// flips, and the reason stays that of the oldest active finding.
+package condition
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+// Status values as Kubernetes writes them.
+const (
+	True  = "True"
+	False = "False"
+)
+
+// Condition is one node condition as we own it.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             string    `json:"status"`
+	Reason             string    `json:"reason"`
+	Message            string    `json:"message"`
+	LastTransitionTime time.Time `json:"lastTransitionTime"`
+}
+
+// Accelerator is the kind of accelerated hardware on the node; it decides
+// whether AcceleratedHardwareReady exists and its healthy reason.
+type Accelerator string
+
+const (
+	NoAccelerator Accelerator = ""
+	Nvidia        Accelerator = "nvidia"
+	Neuron        Accelerator = "neuron"
+)
+
+// Healthy returns the reason and message of a True condition, identical to
+// EKS's agent so that dashboards reading them keep working.
+func Healthy(typ string, acc Accelerator) (reason, message string) {
+	switch typ {
+	case finding.KernelReady:
+		return "KernelIsReady", "Monitoring for the Kernel system is active"
+	case finding.StorageReady:
+		return "DiskIsReady", "Monitoring for the Disk system is active"
+	case finding.ContainerRuntimeReady:
+		return "ContainerRuntimeIsReady", "Monitoring for the ContainerRuntime system is active"
+	case finding.NetworkingReady:
+		return "NetworkingIsReady", "Monitoring for the Networking system is active"
+	case finding.AcceleratedHardwareReady:
+		if acc == Neuron {
+			return "NeuronAcceleratedHardwareIsReady", "Monitoring for the Neuron AcceleratedHardware system is active"
+		}
+		return "NvidiaGPUIsReady", "Monitoring for the Nvidia GPU system is active"
+	}
+	return "Ready", "Monitoring is active"
+}
+
+// MaxMessageBytes bounds a condition message however many findings are
+// active; the Node object is shared with the kubelet and must stay small.
+const MaxMessageBytes = 1024
+
+// Compute derives the monitored conditions from the active findings.
+// prev carries the last computed conditions so that lastTransitionTime
+// survives recomputation (and, via the state file, restarts).
+func Compute(prev map[string]Condition, monitored []string, acc Accelerator, active []finding.Finding, now time.Time) map[string]Condition {
+	byType := map[string][]finding.Finding{}
+	for _, f := range active {
+		if f.Severity == finding.Fatal {
+			byType[f.Condition] = append(byType[f.Condition], f)
+		}
+	}
+	out := make(map[string]Condition, len(monitored))
+	for _, typ := range monitored {
+		c := Condition{Type: typ}
+		fs := byType[typ]
+		if len(fs) == 0 {
+			c.Status = True
+			c.Reason, c.Message = Healthy(typ, acc)
+		} else {
+			sort.SliceStable(fs, func(i, j int) bool {
+				if !fs[i].Detected.Equal(fs[j].Detected) {
+					return fs[i].Detected.Before(fs[j].Detected)
+				}
+				return fs[i].ID < fs[j].ID
+			})
+			c.Status = False
+			c.Reason = fs[0].Reason
+			c.Message = summarize(fs)
+		}
+		c.LastTransitionTime = now
+		if p, ok := prev[typ]; ok && p.Status == c.Status && !p.LastTransitionTime.IsZero() {
+			c.LastTransitionTime = p.LastTransitionTime
+		} else if c.Status == False {
+			// A condition turning False dates from the evidence, not from
+			// when we got around to computing it (e.g. after a restart).
+			c.LastTransitionTime = byType[typ][0].Detected
+		}
+		out[typ] = c
+	}
+	return out
+}
+
+// summarize lists the active findings oldest first, cut to MaxMessageBytes
+// with a count of what was left out.
+func summarize(fs []finding.Finding) string {
+	var b strings.Builder
+	for i, f := range fs {
+		part := f.Reason + ": " + f.Message
+		sep := ""
+		if i > 0 {
+			sep = "; "
+		}
+		more := fmt.Sprintf(" (+%d more)", len(fs)-i)
+		if b.Len()+len(sep)+len(part) > MaxMessageBytes-len(more) && i > 0 {
+			b.WriteString(more)
+			return b.String()
+		}
+		b.WriteString(sep)
+		b.WriteString(finding.Truncate(part, MaxMessageBytes-len(more)))
+	}
+	return b.String()
+}
+
+// Healthy reports whether every condition is True.
+func AllHealthy(cs map[string]Condition) bool {
+	for _, c := range cs {
+		if c.Status != True {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,78 @@
+// Package console prints findings and condition changes to a writer: the
+// daemon's output in local mode and of `nodehealthd --once`.
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/publish"
+)
+
+// Printer writes one line per finding, clear and condition change.
+type Printer struct {
+	mu   sync.Mutex
+	w    io.Writer
+	json bool
+}
+
+// New returns a printer writing text, or JSON objects one per line.
+func New(w io.Writer, asJSON bool) *Printer { return &Printer{w: w, json: asJSON} }
+
+// Line is the JSON form of one printed event.
+type Line struct {
+	Time      time.Time `json:"time"`
+	Event     string    `json:"event"` // finding, cleared, condition
+	Condition string    `json:"condition"`
+	Reason    string    `json:"reason"`
+	Severity  string    `json:"severity,omitempty"`
+	Status    string    `json:"status,omitempty"`
+	Message   string    `json:"message"`
+	Source    string    `json:"source,omitempty"`
+	ID        uint64    `json:"id,omitempty"`
+	By        string    `json:"by,omitempty"`
+}
+
+// Publish prints the update.
+func (p *Printer) Publish(u publish.Update) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range u.New {
+		p.emit(Line{Time: f.Detected, Event: "finding", Condition: f.Condition, Reason: f.Reason, Severity: string(f.Severity), Message: f.Message, Source: f.Source, ID: f.ID})
+	}
+	for _, c := range u.Cleared {
+		p.emit(Line{Time: c.At, Event: "cleared", Condition: c.Finding.Condition, Reason: c.Finding.Reason, Message: c.Finding.Message, ID: c.Finding.ID, By: c.By})
+	}
+	if u.ConditionsChanged {
+		types := make([]string, 0, len(u.Conditions))
+		for t := range u.Conditions {
+			types = append(types, t)
+		}
+		sort.Strings(types)
+		for _, t := range types {
+			c := u.Conditions[t]
+			p.emit(Line{Time: c.LastTransitionTime, Event: "condition", Condition: t, Status: c.Status, Reason: c.Reason, Message: c.Message})
+		}
+	}
+}
+
+func (p *Printer) emit(l Line) {
+	if p.json {
+		b, _ := json.Marshal(l)
+		fmt.Fprintf(p.w, "%s\n", b)
+		return
+	}
+	ts := l.Time.Local().Format("2006-01-02 15:04:05")
+	switch l.Event {
+	case "finding":
+		fmt.Fprintf(p.w, "%s %-7s %s/%s: %s [%s #%d]\n", ts, l.Severity, l.Condition, l.Reason, l.Message, l.Source, l.ID)
+	case "cleared":
+		fmt.Fprintf(p.w, "%s cleared %s/%s (by %s): %s [#%d]\n", ts, l.Condition, l.Reason, l.By, l.Message, l.ID)
+	case "condition":
+		fmt.Fprintf(p.w, "%s %s=%s %s: %s\n", ts, l.Condition, l.Status, l.Reason, l.Message)
+	}
+}

@@ -1,0 +1,535 @@
+package rules
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"regexp/syntax"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coregx/ahocorasick"
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/source"
+)
+
+// Set is a validated, compiled rule set. It is immutable and may be shared
+// by several engines.
+type Set struct {
+	rules     []*compiled
+	overrides map[string]Override
+	kmsg      *stream
+	journal   []*compiled
+	files     []*compiled
+}
+
+type compiled struct {
+	idx       int
+	rule      Rule
+	name      string
+	reason    string
+	templated bool // reason contains capture references
+	severity  finding.Severity
+	kind      source.Kind
+	idents    map[string]bool
+	units     map[string]bool
+	paths     []string
+	patterns  []*regexp.Regexp
+	exclude   []*regexp.Regexp
+	in, notIn *setTest
+	message   string
+	key       string
+	threshold Threshold
+	recovery  finding.Recovery
+	// literals: at least one must occur in a line for the rule to match;
+	// nil means the rule cannot be prefiltered and is always evaluated.
+	literals []string
+}
+
+type setTest struct {
+	group  []int // capture index per pattern
+	values map[string]bool
+}
+
+// stream is the prefilter for the rules that apply to one kind of record.
+type stream struct {
+	rules    []int // indices into Set.rules, in rule order
+	ac       *ahocorasick.Automaton
+	litRules [][]int // automaton pattern ID → rule indices
+	always   []int
+}
+
+var (
+	reasonRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*$`)
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+// Compile validates f with opts applied and builds the matching structures.
+// Every problem is reported, each prefixed with the rule's file, line and
+// name.
+func Compile(f *File, opts Options) (*Set, error) {
+	var errs *multierror.Error
+	sets := map[string]map[string]bool{}
+	for name, vals := range f.Sets {
+		sets[name] = toSet(vals)
+	}
+	for name, vals := range opts.Sets {
+		if _, ok := sets[name]; !ok {
+			errs = multierror.Append(errs, fmt.Errorf("config: sets.%s: no rule file defines this set", name))
+		}
+		sets[name] = toSet(vals)
+	}
+	s := &Set{overrides: opts.Overrides}
+	seen := map[string]string{}
+	staticReasons := map[string]bool{}
+	var templates []*regexp.Regexp
+	for i := range f.Rules {
+		r := f.Rules[i]
+		name := r.EffectiveName()
+		if prev, dup := seen[name]; dup {
+			errs = multierror.Append(errs, fmt.Errorf("%s: rule %q: name already used at %s (give each rule a distinct name)", r.Origin, name, prev))
+			continue
+		}
+		seen[name] = r.Origin
+		c, err := compileRule(r, sets)
+		if err != nil {
+			errs = multierror.Append(errs, err)
+			continue
+		}
+		if c.templated {
+			templates = append(templates, templateMatcher(c.reason))
+		} else {
+			staticReasons[c.reason] = true
+		}
+		if ov, ok := opts.Overrides[c.reason]; ok && !c.templated {
+			if ov.Enabled != nil && !*ov.Enabled {
+				continue
+			}
+			applyOverride(c, ov)
+		}
+		c.idx = len(s.rules)
+		s.rules = append(s.rules, c)
+	}
+	for reason, ov := range opts.Overrides {
+		if err := validateOverride(reason, ov, staticReasons, templates); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	var kmsg []int
+	for _, c := range s.rules {
+		switch c.kind {
+		case source.KindKmsg:
+			kmsg = append(kmsg, c.idx)
+		case source.KindJournal:
+			s.journal = append(s.journal, c)
+		case source.KindFile:
+			s.files = append(s.files, c)
+		}
+	}
+	s.kmsg = s.buildStream(kmsg)
+	return s, nil
+}
+
+func toSet(vals []string) map[string]bool {
+	m := make(map[string]bool, len(vals))
+	for _, v := range vals {
+		m[v] = true
+	}
+	return m
+}
+
+func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
+	var errs *multierror.Error
+	fail := func(format string, args ...any) {
+		errs = multierror.Append(errs, fmt.Errorf("%s: rule %q: %s", r.Origin, r.EffectiveName(), fmt.Sprintf(format, args...)))
+	}
+	c := &compiled{rule: r, name: r.EffectiveName(), reason: r.Reason, message: r.Message, key: r.Key}
+	if !nameRE.MatchString(c.name) {
+		fail("name %q must be letters, digits, '.', '_' or '-'", c.name)
+	}
+	if !finding.IsCondition(r.Condition) {
+		fail("condition %q is not one of %s", r.Condition, strings.Join(finding.Conditions, ", "))
+	}
+	sev, err := finding.ParseSeverity(r.Severity)
+	if err != nil {
+		fail("%v", err)
+	}
+	c.severity = sev
+	switch source.Kind(r.Source) {
+	case source.KindKmsg:
+		if len(r.Identifiers)+len(r.Units)+len(r.Paths) > 0 {
+			fail("source kmsg takes no identifiers, units or paths")
+		}
+	case source.KindJournal:
+		if len(r.Identifiers)+len(r.Units) == 0 {
+			fail("source journal needs identifiers or units to select entries")
+		}
+		if len(r.Paths) > 0 {
+			fail("source journal takes no paths")
+		}
+	case source.KindFile:
+		if len(r.Paths) == 0 {
+			fail("source file needs paths")
+		}
+		if len(r.Identifiers)+len(r.Units) > 0 {
+			fail("source file takes no identifiers or units")
+		}
+		for _, p := range r.Paths {
+			if !filepath.IsAbs(p) {
+				fail("path %q must be absolute", p)
+			} else if _, err := filepath.Match(p, ""); err != nil {
+				fail("path %q: %v", p, err)
+			}
+		}
+	default:
+		fail("source %q is not one of kmsg, journal, file", r.Source)
+	}
+	c.kind = source.Kind(r.Source)
+	c.idents, c.units, c.paths = toSet(r.Identifiers), toSet(r.Units), r.Paths
+	if len(r.Patterns) == 0 {
+		fail("needs at least one pattern")
+	}
+	for i, p := range r.Patterns {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			fail("pattern %d: %v", i+1, err)
+			continue
+		}
+		c.patterns = append(c.patterns, re)
+	}
+	for i, p := range r.Exclude {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			fail("exclude %d: %v", i+1, err)
+			continue
+		}
+		c.exclude = append(c.exclude, re)
+	}
+	if len(c.patterns) == len(r.Patterns) {
+		for field, tmpl := range map[string]string{"reason": r.Reason, "message": r.Message, "key": r.Key} {
+			for _, ref := range templateRefs(tmpl) {
+				for i, re := range c.patterns {
+					if groupIndex(re, ref) < 0 {
+						fail("%s refers to capture %q, which pattern %d does not have", field, ref, i+1)
+					}
+				}
+			}
+		}
+		c.templated = len(templateRefs(r.Reason)) > 0
+		static := r.Reason
+		if c.templated {
+			static = templateRE.ReplaceAllString(r.Reason, "X")
+		}
+		if !reasonRE.MatchString(static) {
+			fail("reason %q must start with a letter and hold only letters, digits and '-'", r.Reason)
+		}
+		for label, ref := range map[string]*SetRef{"captureIn": r.CaptureIn, "captureNotIn": r.CaptureNotIn} {
+			if ref == nil {
+				continue
+			}
+			vals, ok := sets[ref.Set]
+			if !ok {
+				fail("%s: unknown set %q", label, ref.Set)
+				continue
+			}
+			t := &setTest{values: vals}
+			for i, re := range c.patterns {
+				g := groupIndex(re, ref.Group)
+				if g < 0 {
+					fail("%s: pattern %d has no capture %q", label, i+1, ref.Group)
+				}
+				t.group = append(t.group, g)
+			}
+			if label == "captureIn" {
+				c.in = t
+			} else {
+				c.notIn = t
+			}
+		}
+	}
+	if r.Threshold != nil {
+		if r.Threshold.Count < 1 {
+			fail("threshold.count must be at least 1")
+		}
+		if r.Threshold.Count > 1 && r.Threshold.Window <= 0 {
+			fail("threshold.window must be positive")
+		}
+		c.threshold = *r.Threshold
+	}
+	if r.Recovery != nil {
+		if r.Recovery.ExpireAfter < 0 {
+			fail("recovery.expireAfter must not be negative")
+		}
+		c.recovery = finding.Recovery{ExpireAfter: time.Duration(r.Recovery.ExpireAfter), KeepAcrossReboot: r.Recovery.KeepAcrossReboot}
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	c.literals = ruleLiterals(c.patterns)
+	return c, nil
+}
+
+func applyOverride(c *compiled, ov Override) {
+	if ov.Severity != "" {
+		c.severity = finding.Severity(ov.Severity)
+	}
+	if ov.Threshold != nil {
+		c.threshold = *ov.Threshold
+	}
+	if ov.Recovery != nil {
+		c.recovery = finding.Recovery{ExpireAfter: time.Duration(ov.Recovery.ExpireAfter), KeepAcrossReboot: ov.Recovery.KeepAcrossReboot}
+	}
+}
+
+func validateOverride(reason string, ov Override, static map[string]bool, templates []*regexp.Regexp) error {
+	known := static[reason]
+	for _, t := range templates {
+		known = known || t.MatchString(reason)
+	}
+	if !known {
+		return fmt.Errorf("config: reasons.%s: no rule produces this reason", reason)
+	}
+	if ov.Severity != "" {
+		if _, err := finding.ParseSeverity(ov.Severity); err != nil {
+			return fmt.Errorf("config: reasons.%s: %w", reason, err)
+		}
+	}
+	if t := ov.Threshold; t != nil && (t.Count < 1 || (t.Count > 1 && t.Window <= 0)) {
+		return fmt.Errorf("config: reasons.%s: threshold needs count ≥ 1 and a positive window", reason)
+	}
+	return nil
+}
+
+// templateRE finds $name, ${name} and $1 references as regexp.Expand reads
+// them ($$ is a literal dollar).
+var templateRE = regexp.MustCompile(`\$(?:\{([^}]*)\}|([A-Za-z0-9_]+))`)
+
+func templateRefs(tmpl string) []string {
+	var refs []string
+	for _, m := range templateRE.FindAllStringSubmatchIndex(strings.ReplaceAll(tmpl, "$$", "__"), -1) {
+		name := ""
+		if m[2] >= 0 {
+			name = tmpl[m[2]:m[3]]
+		} else {
+			name = tmpl[m[4]:m[5]]
+		}
+		refs = append(refs, name)
+	}
+	return refs
+}
+
+// templateMatcher turns "NvidiaXID${xid}Error" into ^NvidiaXID.+Error$ so
+// that overrides naming an expanded reason can be checked.
+func templateMatcher(tmpl string) *regexp.Regexp {
+	parts := templateRE.Split(tmpl, -1)
+	for i := range parts {
+		parts[i] = regexp.QuoteMeta(parts[i])
+	}
+	return regexp.MustCompile("^" + strings.Join(parts, ".+") + "$")
+}
+
+func groupIndex(re *regexp.Regexp, ref string) int {
+	if n, err := strconv.Atoi(ref); err == nil {
+		if n >= 0 && n <= re.NumSubexp() {
+			return n
+		}
+		return -1
+	}
+	return re.SubexpIndex(ref)
+}
+
+// ruleLiterals returns strings of which at least one occurs in every line
+// any of the patterns matches, or nil if some pattern has no such literal.
+func ruleLiterals(patterns []*regexp.Regexp) []string {
+	var all []string
+	for _, re := range patterns {
+		parsed, err := syntax.Parse(re.String(), syntax.Perl)
+		if err != nil {
+			return nil
+		}
+		lits := requiredLiterals(parsed.Simplify())
+		if len(lits) == 0 {
+			return nil
+		}
+		all = append(all, lits...)
+	}
+	return all
+}
+
+// requiredLiterals walks a parsed regexp: a concatenation needs all its
+// parts, so the most selective part's literals suffice; an alternation needs
+// one of its branches, so it needs the union of theirs.
+func requiredLiterals(re *syntax.Regexp) []string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return nil // case-insensitive: the exact bytes are unknown
+		}
+		return []string{string(re.Rune)}
+	case syntax.OpCapture, syntax.OpPlus:
+		return requiredLiterals(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return requiredLiterals(re.Sub[0])
+		}
+	case syntax.OpConcat:
+		var best []string
+		for _, sub := range re.Sub {
+			if l := requiredLiterals(sub); l != nil && score(l) > score(best) {
+				best = l
+			}
+		}
+		return best
+	case syntax.OpAlternate:
+		var union []string
+		for _, sub := range re.Sub {
+			l := requiredLiterals(sub)
+			if l == nil {
+				return nil
+			}
+			union = append(union, l...)
+		}
+		return union
+	}
+	return nil
+}
+
+// score prefers long literals: the shortest of a set bounds its selectivity.
+func score(lits []string) int {
+	if len(lits) == 0 {
+		return -1
+	}
+	m := len(lits[0])
+	for _, l := range lits[1:] {
+		m = min(m, len(l))
+	}
+	return m
+}
+
+func (s *Set) buildStream(idx []int) *stream {
+	if len(idx) == 0 {
+		return nil
+	}
+	st := &stream{rules: idx}
+	litID := map[string]int{}
+	var lits []string
+	for _, i := range idx {
+		c := s.rules[i]
+		if c.literals == nil {
+			st.always = append(st.always, i)
+			continue
+		}
+		for _, l := range c.literals {
+			id, ok := litID[l]
+			if !ok {
+				id = len(lits)
+				litID[l] = id
+				lits = append(lits, l)
+				st.litRules = append(st.litRules, nil)
+			}
+			if n := len(st.litRules[id]); n == 0 || st.litRules[id][n-1] != i {
+				st.litRules[id] = append(st.litRules[id], i)
+			}
+		}
+	}
+	if len(lits) > 0 {
+		ac, err := ahocorasick.NewBuilder().AddStrings(lits).Build()
+		if err != nil {
+			// Cannot happen for non-empty literal lists; fall back to
+			// evaluating everything rather than dropping rules.
+			st.always = idx
+			st.litRules = nil
+			return st
+		}
+		st.ac = ac
+	}
+	return st
+}
+
+// journalStream returns the stream for an (identifier, unit) pair.
+func (s *Set) journalStream(ident, unit string) *stream {
+	var idx []int
+	for _, c := range s.journal {
+		if c.idents[ident] || c.units[unit] {
+			idx = append(idx, c.idx)
+		}
+	}
+	return s.buildStream(idx)
+}
+
+// fileStream returns the stream for one tailed file.
+func (s *Set) fileStream(path string) *stream {
+	var idx []int
+	for _, c := range s.files {
+		for _, p := range c.paths {
+			if ok, _ := filepath.Match(p, path); ok || p == path {
+				idx = append(idx, c.idx)
+				break
+			}
+		}
+	}
+	return s.buildStream(idx)
+}
+
+// Inputs says what the sources must read for this rule set.
+type Inputs struct {
+	Kmsg        bool
+	Identifiers []string
+	Units       []string
+	Paths       []string
+}
+
+// Inputs lists the journal matches and file paths the rules need.
+func (s *Set) Inputs() Inputs {
+	in := Inputs{Kmsg: s.kmsg != nil}
+	ids, units, paths := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, c := range s.journal {
+		for _, v := range c.rule.Identifiers {
+			ids[v] = true
+		}
+		for _, v := range c.rule.Units {
+			units[v] = true
+		}
+	}
+	for _, c := range s.files {
+		for _, p := range c.paths {
+			paths[p] = true
+		}
+	}
+	in.Identifiers, in.Units, in.Paths = sortedKeys(ids), sortedKeys(units), sortedKeys(paths)
+	return in
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Info describes a compiled rule for listings and generated docs.
+type Info struct {
+	Rule
+	// EffectiveSeverity etc. reflect config overrides.
+	EffectiveSeverity  finding.Severity
+	EffectiveThreshold Threshold
+}
+
+// Rules lists the enabled rules in order.
+func (s *Set) Rules() []Info {
+	out := make([]Info, len(s.rules))
+	for i, c := range s.rules {
+		out[i] = Info{Rule: c.rule, EffectiveSeverity: c.severity, EffectiveThreshold: c.threshold}
+		out[i].Name = c.name
+	}
+	return out
+}

@@ -1,0 +1,226 @@
+// Package state is the daemon's memory across restarts: source positions,
+// active findings, condition states, rule windows and pending outbound
+// records, saved together in one crash-safe file so that a kill -9 at any
+// moment neither loses nor repeats a finding.
+package state
+
+import (
+	"slices"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/rules"
+	"github.com/nodehealthd/nodehealthd/internal/source"
+)
+
+// Version is the schema version written to the file. Readers refuse newer
+// versions instead of misreading them.
+const Version = 1
+
+// Bounds on what the file keeps; it is rewritten on every commit.
+const (
+	MaxRecent = 1000
+	MaxOutbox = 2000
+)
+
+// State is the content of the state file.
+type State struct {
+	Version int `json:"version"`
+	// BootID is the boot the active findings were last checked against.
+	BootID string `json:"bootID"`
+	// FirstStart is when the daemon first ran on this node; files that
+	// appear after it are read from their beginning.
+	FirstStart time.Time `json:"firstStart"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+	NextID     uint64    `json:"nextID"`
+
+	Positions map[string]source.Position `json:"positions"`
+	// Lost counts records each source could not deliver (ring overwrite,
+	// journal vacuum), over the node's lifetime.
+	Lost map[string]uint64 `json:"lost,omitempty"`
+	// Windows is the rule engine's threshold state.
+	Windows rules.Windows `json:"windows,omitempty"`
+
+	// Active holds the active Fatal findings.
+	Active []finding.Finding `json:"active"`
+	// Recent holds the latest committed findings of both severities,
+	// oldest first, for status output and history.
+	Recent []finding.Finding `json:"recent"`
+	// Cleared holds the latest cleared findings, oldest first.
+	Cleared []Cleared `json:"cleared,omitempty"`
+
+	Conditions map[string]condition.Condition `json:"conditions"`
+
+	// Outbox holds records waiting for a publisher that must not lose them
+	// (Kubernetes events); it survives restarts and API outages.
+	Outbox        []Outbound `json:"outbox,omitempty"`
+	OutboxDropped uint64     `json:"outboxDropped,omitempty"`
+	// Cluster describes the link to the API server, for status output.
+	Cluster *ClusterLink `json:"cluster,omitempty"`
+}
+
+// Cleared records how and when a finding ended.
+type Cleared struct {
+	Finding finding.Finding `json:"finding"`
+	At      time.Time       `json:"at"`
+	By      string          `json:"by"`
+}
+
+// Outbound is one record waiting to be delivered.
+type Outbound struct {
+	ID      uint64          `json:"id"`
+	Finding finding.Finding `json:"finding"`
+}
+
+// ClusterLink is what the cluster publisher last reported.
+type ClusterLink struct {
+	Node           string    `json:"node"`
+	Connected      bool      `json:"connected"`
+	LastSuccess    time.Time `json:"lastSuccess,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+	PendingWrites  int       `json:"pendingWrites"`
+	CredentialPath string    `json:"credentialPath,omitempty"`
+}
+
+// New returns an empty state for a first start.
+func New(bootID string, now time.Time) *State {
+	return &State{
+		Version:    Version,
+		BootID:     bootID,
+		FirstStart: now,
+		Positions:  map[string]source.Position{},
+		Conditions: map[string]condition.Condition{},
+	}
+}
+
+// Changes is what one batch of operations did, for the publishers.
+type Changes struct {
+	New     []finding.Finding
+	Cleared []Cleared
+	// Touched means something other than New/Cleared changed (a repeat of
+	// an active finding, a position) and the state must be saved.
+	Touched bool
+}
+
+func (c *Changes) Empty() bool { return len(c.New) == 0 && len(c.Cleared) == 0 && !c.Touched }
+
+// Raise records a finding. A Fatal finding whose identity is already active
+// only refreshes it (count, last seen, latest message): one problem is one
+// finding however often it is logged. Every Warning is new.
+func (s *State) Raise(f finding.Finding, outbox bool, ch *Changes) {
+	ch.Touched = true
+	if f.Severity == finding.Fatal {
+		id := f.Identity()
+		for i := range s.Active {
+			a := &s.Active[i]
+			if a.Identity() == id {
+				a.Count++
+				if f.LastSeen.After(a.LastSeen) {
+					a.LastSeen = f.LastSeen
+				}
+				a.Message = f.Message
+				return
+			}
+		}
+	}
+	s.NextID++
+	f.ID = s.NextID
+	if f.BootID == "" {
+		f.BootID = s.BootID
+	}
+	if f.Severity == finding.Fatal {
+		s.Active = append(s.Active, f)
+	}
+	s.Recent = appendBounded(s.Recent, f, MaxRecent)
+	if outbox && f.Severity == finding.Warning {
+		if len(s.Outbox) >= MaxOutbox {
+			s.Outbox = s.Outbox[1:]
+			s.OutboxDropped++
+		}
+		s.Outbox = append(s.Outbox, Outbound{ID: f.ID, Finding: f})
+	}
+	ch.New = append(ch.New, f)
+}
+
+// Clear ends the active findings c matches and returns how many it ended.
+func (s *State) Clear(c finding.Clear, now time.Time, ch *Changes) int {
+	return s.remove(func(f *finding.Finding) bool { return c.Matches(f) }, now, c.By, ch)
+}
+
+// Expire ends findings whose recovery.expireAfter has passed since they
+// were last seen.
+func (s *State) Expire(now time.Time, ch *Changes) int {
+	return s.remove(func(f *finding.Finding) bool {
+		return f.Recovery.ExpireAfter > 0 && now.Sub(f.LastSeen) >= f.Recovery.ExpireAfter
+	}, now, "expiry", ch)
+}
+
+// Reboot moves the state to a new boot: findings not kept across reboots
+// end, since their evidence belonged to the previous boot.
+func (s *State) Reboot(bootID string, now time.Time, ch *Changes) int {
+	if s.BootID == bootID {
+		return 0
+	}
+	s.BootID = bootID
+	ch.Touched = true
+	return s.remove(func(f *finding.Finding) bool { return !f.Recovery.KeepAcrossReboot }, now, "reboot", ch)
+}
+
+func (s *State) remove(match func(*finding.Finding) bool, now time.Time, by string, ch *Changes) int {
+	n := 0
+	keep := s.Active[:0]
+	for i := range s.Active {
+		f := s.Active[i]
+		if match(&f) {
+			c := Cleared{Finding: f, At: now, By: by}
+			s.Cleared = appendBounded(s.Cleared, c, MaxRecent)
+			ch.Cleared = append(ch.Cleared, c)
+			n++
+			continue
+		}
+		keep = append(keep, f)
+	}
+	s.Active = keep
+	if n > 0 {
+		ch.Touched = true
+	}
+	return n
+}
+
+// UpdateConditions recomputes the conditions and reports whether any
+// changed.
+func (s *State) UpdateConditions(monitored []string, acc condition.Accelerator, now time.Time) bool {
+	next := condition.Compute(s.Conditions, monitored, acc, s.Active, now)
+	changed := len(next) != len(s.Conditions)
+	for t, c := range next {
+		if p, ok := s.Conditions[t]; !ok || p != c {
+			changed = true
+		}
+	}
+	s.Conditions = next
+	return changed
+}
+
+// Ack removes delivered outbox records up to and including id.
+func (s *State) Ack(ids ...uint64) {
+	s.Outbox = slices.DeleteFunc(s.Outbox, func(o Outbound) bool { return slices.Contains(ids, o.ID) })
+}
+
+// WarningsSince counts Warning findings detected at or after t.
+func (s *State) WarningsSince(t time.Time) int {
+	n := 0
+	for _, f := range s.Recent {
+		if f.Severity == finding.Warning && !f.Detected.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+func appendBounded[T any](xs []T, x T, max int) []T {
+	if len(xs) >= max {
+		xs = slices.Delete(xs, 0, len(xs)-max+1)
+	}
+	return append(xs, x)
+}
