@@ -100,3 +100,6 @@ type Options struct {
 	// Sets replace the named sets of the rule files.
 	Sets map[string][]string
 }
+
+// String prints the duration in Go syntax.
+func (d Duration) String() string { return time.Duration(d).String() }

@@ -51,6 +51,10 @@ type State struct {
 	Cleared []Cleared `json:"cleared,omitempty"`
 
 	Conditions map[string]condition.Condition `json:"conditions"`
+	// Monitored and Accelerator are what the conditions were computed for,
+	// so tools can recompute them after changing findings.
+	Monitored   []string              `json:"monitored,omitempty"`
+	Accelerator condition.Accelerator `json:"accelerator,omitempty"`
 
 	// Outbox holds records waiting for a publisher that must not lose them
 	// (Kubernetes events); it survives restarts and API outages.
@@ -191,6 +195,7 @@ func (s *State) remove(match func(*finding.Finding) bool, now time.Time, by stri
 // UpdateConditions recomputes the conditions and reports whether any
 // changed.
 func (s *State) UpdateConditions(monitored []string, acc condition.Accelerator, now time.Time) bool {
+	s.Monitored, s.Accelerator = monitored, acc
 	next := condition.Compute(s.Conditions, monitored, acc, s.Active, now)
 	changed := len(next) != len(s.Conditions)
 	for t, c := range next {
@@ -200,6 +205,12 @@ func (s *State) UpdateConditions(monitored []string, acc condition.Accelerator, 
 	}
 	s.Conditions = next
 	return changed
+}
+
+// RefreshConditions recomputes the conditions for the monitored types and
+// accelerator last used.
+func (s *State) RefreshConditions(now time.Time) bool {
+	return s.UpdateConditions(s.Monitored, s.Accelerator, now)
 }
 
 // Ack removes delivered outbox records up to and including id.

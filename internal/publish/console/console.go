@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 )
 
@@ -18,10 +19,13 @@ type Printer struct {
 	mu   sync.Mutex
 	w    io.Writer
 	json bool
+	last map[string]condition.Condition
 }
 
 // New returns a printer writing text, or JSON objects one per line.
-func New(w io.Writer, asJSON bool) *Printer { return &Printer{w: w, json: asJSON} }
+func New(w io.Writer, asJSON bool) *Printer {
+	return &Printer{w: w, json: asJSON, last: map[string]condition.Condition{}}
+}
 
 // Line is the JSON form of one printed event.
 type Line struct {
@@ -55,6 +59,10 @@ func (p *Printer) Publish(u publish.Update) {
 		sort.Strings(types)
 		for _, t := range types {
 			c := u.Conditions[t]
+			if p.last[t] == c {
+				continue
+			}
+			p.last[t] = c
 			p.emit(Line{Time: c.LastTransitionTime, Event: "condition", Condition: t, Status: c.Status, Reason: c.Reason, Message: c.Message})
 		}
 	}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+// statusView is the JSON form of `nodehealthctl status`.
+type statusView struct {
+	UpdatedAt        time.Time             `json:"updatedAt"`
+	BootID           string                `json:"bootID"`
+	Conditions       []condition.Condition `json:"conditions"`
+	Active           []finding.Finding     `json:"active"`
+	WarningsLastHour int                   `json:"warningsLastHour"`
+	RecentWarnings   []finding.Finding     `json:"recentWarnings"`
+	Lost             map[string]uint64     `json:"lost,omitempty"`
+	Cluster          *state.ClusterLink    `json:"cluster,omitempty"`
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	var c common
+	fl := newFlags("status", stderr, &c, false, true)
+	if rc := parse(fl, args, &c); rc >= 0 {
+		return rc
+	}
+	st, err := state.Read(c.stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "nodehealthctl status: no state in %s: nodehealthd has not run on this node yet (or uses another --state-dir)\n", c.stateDir)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nodehealthctl status: %s: %v\n", filepath.Join(c.stateDir, state.FileName), err)
+		return 1
+	}
+	now := time.Now()
+	v := statusView{UpdatedAt: st.UpdatedAt, BootID: st.BootID, Active: st.Active, Lost: st.Lost, Cluster: st.Cluster,
+		WarningsLastHour: st.WarningsSince(now.Add(-time.Hour))}
+	for _, t := range finding.Conditions {
+		if cond, ok := st.Conditions[t]; ok {
+			v.Conditions = append(v.Conditions, cond)
+		}
+	}
+	for _, f := range st.Recent {
+		if f.Severity == finding.Warning && now.Sub(f.Detected) <= time.Hour {
+			v.RecentWarnings = append(v.RecentWarnings, f)
+		}
+	}
+	if len(v.RecentWarnings) > 20 {
+		v.RecentWarnings = v.RecentWarnings[len(v.RecentWarnings)-20:]
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+		return 0
+	}
+	printStatus(stdout, v, now)
+	return 0
+}
+
+func printStatus(w io.Writer, v statusView, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONDITION\tSTATUS\tREASON\tSINCE\tMESSAGE")
+	for _, c := range v.Conditions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, stamp(c.LastTransitionTime, now), finding.Truncate(c.Message, 100))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nActive findings: %d\n", len(v.Active))
+	for _, f := range v.Active {
+		fmt.Fprintf(w, "  #%d %s %s/%s since %s (seen %d×, last %s) [%s]: %s\n", f.ID, f.Severity, f.Condition, f.Reason,
+			stamp(f.Detected, now), f.Count, stamp(f.LastSeen, now), f.Source, f.Message)
+	}
+	fmt.Fprintf(w, "\nWarnings in the last hour: %d\n", v.WarningsLastHour)
+	for _, f := range v.RecentWarnings {
+		fmt.Fprintf(w, "  %s %s/%s: %s [%s]\n", stamp(f.Detected, now), f.Condition, f.Reason, f.Message, f.Source)
+	}
+	fmt.Fprintln(w)
+	if cl := v.Cluster; cl != nil {
+		link := "disconnected"
+		if cl.Connected {
+			link = "connected"
+		}
+		fmt.Fprintf(w, "Cluster: %s as node %s, last successful write %s, %d pending writes", link, cl.Node, stamp(cl.LastSuccess, now), cl.PendingWrites)
+		if cl.LastError != "" {
+			fmt.Fprintf(w, ", last error: %s", cl.LastError)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "Cluster: local mode (no kubeconfig)")
+	}
+	for src, n := range v.Lost {
+		fmt.Fprintf(w, "Records lost from %s: %d\n", src, n)
+	}
+	fmt.Fprintf(w, "State updated %s (boot %s)\n", stamp(v.UpdatedAt, now), v.BootID)
+}
+
+func stamp(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	t = t.Local()
+	if now.Sub(t) < 24*time.Hour && t.YearDay() == now.YearDay() {
+		return t.Format("15:04:05")
+	}
+	return t.Format("2006-01-02 15:04:05")
+}
