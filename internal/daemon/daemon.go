@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -48,6 +50,9 @@ type Options struct {
 	CommitInterval time.Duration
 	// NewSources builds the sources for a rule set; tests replace it.
 	NewSources func(SourceContext) []source.Source
+	// NewDetectors builds the non-log detectors (probes, NVML). They are
+	// rebuilt, like the sources, when the configuration changes.
+	NewDetectors func(SourceContext) []detector.Detector
 }
 
 // SourceContext is what a source factory may use.
@@ -78,8 +83,70 @@ type Daemon struct {
 	changes state.Changes
 	dirty   bool
 	buf     []finding.Finding
+	stats   publish.Stats
+	events  chan detectorEvent
+
+	// feedback from publishers, applied by the pipeline goroutine.
+	fbMu sync.Mutex
+	acks []uint64
+	link *state.ClusterLink
 	// reloadErr is the last failed reload, shown until a reload succeeds.
 	reloadErr error
+}
+
+type detectorEvent struct {
+	raise *finding.Finding
+	clear *finding.Clear
+}
+
+// emitter hands detector results to the pipeline goroutine.
+type emitter struct {
+	ctx context.Context
+	ch  chan<- detectorEvent
+}
+
+func (e emitter) Raise(f finding.Finding) {
+	select {
+	case e.ch <- detectorEvent{raise: &f}:
+	case <-e.ctx.Done():
+	}
+}
+
+func (e emitter) Clear(c finding.Clear) {
+	select {
+	case e.ch <- detectorEvent{clear: &c}:
+	case <-e.ctx.Done():
+	}
+}
+
+// Ack implements publish.Feedback.
+func (d *Daemon) Ack(ids ...uint64) {
+	d.fbMu.Lock()
+	d.acks = append(d.acks, ids...)
+	d.fbMu.Unlock()
+}
+
+// SetClusterLink implements publish.Feedback.
+func (d *Daemon) SetClusterLink(l state.ClusterLink) {
+	d.fbMu.Lock()
+	d.link = &l
+	d.fbMu.Unlock()
+}
+
+// applyFeedback moves publisher feedback into the state.
+func (d *Daemon) applyFeedback() {
+	d.fbMu.Lock()
+	acks, link := d.acks, d.link
+	d.acks, d.link = nil, nil
+	d.fbMu.Unlock()
+	if len(acks) > 0 {
+		d.st.Ack(acks...)
+		d.dirty = true
+	}
+	if link != nil && (d.st.Cluster == nil || *d.st.Cluster != *link) {
+		d.st.Cluster = link
+		d.dirty = true
+	}
 }
 
 type sourceResult struct {
@@ -104,7 +171,8 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.NewSources == nil {
 		opts.NewSources = DefaultSources
 	}
-	d := &Daemon{opts: opts, log: opts.Logger}
+	d := &Daemon{opts: opts, log: opts.Logger, events: make(chan detectorEvent, 1024)}
+	d.resetStats()
 	return d.run(ctx)
 }
 
@@ -136,6 +204,11 @@ func (d *Daemon) run(ctx context.Context) error {
 		d.log.Error("starting without operator rules or config", "err", err)
 	}
 	d.dirty = true
+	for _, p := range d.opts.Publishers {
+		if s, ok := p.(publish.Starter); ok {
+			s.Start(ctx, d)
+		}
+	}
 	d.commit(now)
 
 	reloadCh := make(chan os.Signal, 1)
@@ -155,10 +228,16 @@ func (d *Daemon) run(ctx context.Context) error {
 		var sctx context.Context
 		sctx, cancelSources = context.WithCancel(ctx)
 		batches = make(chan source.Batch, 64)
-		srcs := d.opts.NewSources(SourceContext{
+		sc := SourceContext{
 			Root: d.opts.Root, Inputs: d.inputs, Config: d.cfg, BootID: d.bootID,
 			BootTime: d.bootTime, FirstStart: d.st.FirstStart, Logger: d.log,
-		})
+		}
+		srcs := d.opts.NewSources(sc)
+		if d.opts.NewDetectors != nil {
+			for _, det := range d.opts.NewDetectors(sc) {
+				go runDetector(sctx, det, emitter{ctx: sctx, ch: d.events}, d.log)
+			}
+		}
 		positions := make(map[string]source.Position, len(d.st.Positions))
 		for k, v := range d.st.Positions {
 			positions[k] = v
@@ -180,6 +259,10 @@ func (d *Daemon) run(ctx context.Context) error {
 		case b := <-batches:
 			d.process(b)
 			d.drain(batches)
+			d.commit(time.Now())
+		case ev := <-d.events:
+			d.detectorEvent(ev)
+			d.drainEvents()
 			d.commit(time.Now())
 		case r := <-results:
 			if r.gen == gen {
@@ -236,6 +319,74 @@ func (d *Daemon) sourceStopped(r sourceResult) {
 	d.log.Info("source finished", "source", r.name)
 }
 
+// runDetector runs a detector, restarting it with backoff when it fails.
+func runDetector(ctx context.Context, det detector.Detector, emit detector.Emitter, log *slog.Logger) {
+	backoff := time.Second
+	for {
+		err := det.Run(ctx, emit)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			return
+		}
+		log.Error("detector failed; restarting", "detector", det.Name(), "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 5*time.Minute)
+	}
+}
+
+func (d *Daemon) detectorEvent(ev detectorEvent) {
+	now := time.Now()
+	switch {
+	case ev.raise != nil:
+		f := *ev.raise
+		if f.Detected.IsZero() {
+			f.Detected = now
+		}
+		if f.LastSeen.IsZero() {
+			f.LastSeen = f.Detected
+		}
+		if f.Count == 0 {
+			f.Count = 1
+		}
+		f.Message = finding.Truncate(f.Message, finding.MaxMessageBytes)
+		f.BootID = d.bootID
+		if d.disabled(f.Reason) {
+			return
+		}
+		d.st.Raise(f, d.opts.Outbox, &d.changes)
+	case ev.clear != nil:
+		d.st.Clear(*ev.clear, now, &d.changes)
+	}
+}
+
+// disabled reports whether config.yaml switches a reason off; detectors
+// that are not rules honour the same per-reason switch.
+func (d *Daemon) disabled(reason string) bool {
+	ov, ok := d.cfg.Reasons[reason]
+	return ok && ov.Enabled != nil && !*ov.Enabled
+}
+
+func (d *Daemon) drainEvents() {
+	for {
+		select {
+		case ev := <-d.events:
+			d.detectorEvent(ev)
+		default:
+			return
+		}
+	}
+}
+
+func (d *Daemon) resetStats() {
+	d.stats = publish.Stats{Records: map[string]int{}, Lost: map[string]uint64{}, SourceTime: map[string]time.Time{}}
+}
+
 // maxDrain bounds how many records one commit covers.
 const maxDrain = 50000
 
@@ -257,6 +408,12 @@ func (d *Daemon) drain(batches <-chan source.Batch) {
 }
 
 func (d *Daemon) process(b source.Batch) {
+	start := time.Now()
+	defer func() { d.stats.RuleTime += time.Since(start) }()
+	d.stats.Records[b.Source] += len(b.Records)
+	if n := len(b.Records); n > 0 {
+		d.stats.SourceTime[b.Source] = b.Records[n-1].Time
+	}
 	for i := range b.Records {
 		d.buf = d.engine.Process(&b.Records[i], d.buf[:0])
 		for _, f := range d.buf {
@@ -267,6 +424,7 @@ func (d *Daemon) process(b source.Batch) {
 	d.st.Positions[b.Source] = b.Position
 	if b.Lost > 0 {
 		d.st.Lost[b.Source] += b.Lost
+		d.stats.Lost[b.Source] += b.Lost
 		d.log.Warn("records lost before they could be read", "source", b.Source, "lost", b.Lost, "lost_total", d.st.Lost[b.Source])
 	}
 	d.dirty = true
@@ -288,9 +446,7 @@ func (d *Daemon) housekeeping(now time.Time) {
 			d.dirty = true
 		}
 	}
-	if !d.changes.Empty() || d.dirty {
-		d.commit(now)
-	}
+	d.commit(now)
 	for _, n := range names {
 		d.store.DoneRequest(n)
 	}
@@ -299,22 +455,26 @@ func (d *Daemon) housekeeping(now time.Time) {
 // commit saves the state and then tells the publishers; it is the only
 // place state reaches disk.
 func (d *Daemon) commit(now time.Time) {
+	d.applyFeedback()
 	if !d.dirty && d.changes.Empty() {
 		return
 	}
 	w, _ := d.engine.Windows()
 	d.st.Windows = w
 	condChanged := d.st.UpdateConditions(d.cfg.Monitored(d.acc != condition.NoAccelerator), d.acc, now)
+	saveStart := time.Now()
 	if err := d.store.Save(d.st, now); err != nil {
 		// Keep running: the findings are in memory and the next commit
 		// retries; positions not yet saved are simply re-read after a crash.
 		d.log.Error("cannot save state", "err", err)
 		return
 	}
-	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Conditions: d.st.Conditions, ConditionsChanged: condChanged, State: d.st}
+	d.stats.SaveTime = time.Since(saveStart)
+	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Conditions: d.st.Conditions, ConditionsChanged: condChanged, State: d.st, Stats: d.stats}
 	for _, p := range d.opts.Publishers {
 		p.Publish(u)
 	}
+	d.resetStats()
 	d.changes = state.Changes{}
 	d.dirty = false
 }

@@ -5,6 +5,7 @@
 package publish
 
 import (
+	"context"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
@@ -23,6 +24,38 @@ type Update struct {
 	// State is the committed state. Publishers read it during Publish and
 	// must not keep or modify it.
 	State *state.State
+	// Stats describes the work this commit covers.
+	Stats Stats
+}
+
+// Stats are pipeline measurements for metrics.
+type Stats struct {
+	// Records counts records processed per batch source name.
+	Records map[string]int
+	// Lost counts records lost per batch source name since the last commit.
+	Lost map[string]uint64
+	// SourceTime is the time of the newest record per batch source name,
+	// for lag.
+	SourceTime map[string]time.Time
+	// RuleTime is the time spent in the rule engine.
+	RuleTime time.Duration
+	// SaveTime is how long writing the state file took.
+	SaveTime time.Duration
+}
+
+// Feedback lets a publisher report back to the pipeline, which applies it
+// at its next commit (the pipeline goroutine owns the state).
+type Feedback interface {
+	// Ack marks outbox records as delivered.
+	Ack(ids ...uint64)
+	// SetClusterLink records the state of the API server link.
+	SetClusterLink(state.ClusterLink)
+}
+
+// Starter is implemented by publishers that run their own goroutines; the
+// daemon calls Start once before the first Publish.
+type Starter interface {
+	Start(ctx context.Context, fb Feedback)
 }
 
 // Publisher receives updates in the pipeline goroutine. Publish must return
