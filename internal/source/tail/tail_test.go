@@ -1,0 +1,365 @@
+package tail
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/source"
+)
+
+const waitFor = 5 * time.Second
+
+var (
+	past   = time.Now().Add(-time.Hour) // NewFilesFromStart that makes every file new
+	future = time.Now().Add(time.Hour)  // NewFilesFromStart that makes every file old
+)
+
+// harness runs a Source and collects what it sends.
+type harness struct {
+	t    *testing.T
+	root string
+	out  chan source.Batch
+	recs []source.Record
+	pos  map[string]source.Position // last position per batch source
+}
+
+// run starts a Source over root with short intervals; the test's cleanup
+// stops it and checks that Run returns nil promptly.
+func run(t *testing.T, root string, cfg Config, start map[string]source.Position) *harness {
+	t.Helper()
+	cfg.Root = root
+	cfg.PollInterval = 2 * time.Millisecond
+	cfg.RescanInterval = 10 * time.Millisecond
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, root: root, out: make(chan source.Batch), pos: map[string]source.Position{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, start, h.out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return h
+}
+
+func (h *harness) receive(deadline <-chan time.Time) {
+	h.t.Helper()
+	select {
+	case b := <-h.out:
+		if !strings.HasPrefix(b.Source, "file:") {
+			h.t.Fatalf("batch source %q", b.Source)
+		}
+		for _, r := range b.Records {
+			if r.Kind != source.KindFile || "file:"+r.Path != b.Source || r.Priority != -1 || r.Facility != -1 || r.Time.IsZero() {
+				h.t.Fatalf("bad record %+v in batch %q", r, b.Source)
+			}
+		}
+		h.recs = append(h.recs, b.Records...)
+		h.pos[b.Source] = b.Position
+	case <-deadline:
+		h.t.Fatalf("timed out; records so far %q, positions %v", messages(h.recs), h.pos)
+	}
+}
+
+// expect waits for the next records and checks their messages.
+func (h *harness) expect(want ...string) {
+	h.t.Helper()
+	deadline := time.After(waitFor)
+	for len(h.recs) < len(want) {
+		h.receive(deadline)
+	}
+	got := messages(h.recs[:len(want)])
+	h.recs = h.recs[len(want):]
+	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		h.t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// waitPos waits until path's position is want and no records are pending.
+func (h *harness) waitPos(path string, want source.Position) {
+	h.t.Helper()
+	deadline := time.After(waitFor)
+	for h.pos["file:"+path] != want {
+		h.receive(deadline)
+	}
+	if len(h.recs) > 0 {
+		h.t.Fatalf("unexpected records %q", messages(h.recs))
+	}
+}
+
+func messages(recs []source.Record) []string {
+	var m []string
+	for _, r := range recs {
+		m = append(m, r.Message)
+	}
+	return m
+}
+
+// write creates or replaces the file at p under root.
+func write(t *testing.T, root, p, s string) uint64 {
+	t.Helper()
+	full := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ino(t, root, p)
+}
+
+func appendTo(t *testing.T, root, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(root, p), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ino(t *testing.T, root, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(root, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inode(fi)
+}
+
+func pos(ino uint64, off int64) source.Position { return source.Position{Inode: ino, Offset: off} }
+
+const cronLog = "/var/log/cron.log"
+
+func TestAppendAndPartialLine(t *testing.T) {
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
+	h.waitPos(cronLog, pos(i, 0))
+
+	appendTo(t, root, cronLog, "first\npar")
+	h.expect("first")
+	if got := h.pos["file:"+cronLog]; got != pos(i, 6) {
+		t.Fatalf("position %v after first line, want offset 6", got)
+	}
+	// "par" was read together with "first"; it must wait for its newline.
+	appendTo(t, root, cronLog, "tial\r\nthird\n")
+	h.expect("partial", "third")
+	h.waitPos(cronLog, pos(i, 21))
+}
+
+func TestStartOfFileWithoutPosition(t *testing.T) {
+	t.Run("old file starts at EOF", func(t *testing.T) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "history\n")
+		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		// The start offset is stored at once, so a restart resumes there.
+		h.waitPos(cronLog, pos(i, 8))
+		appendTo(t, root, cronLog, "new\n")
+		h.expect("new")
+	})
+	t.Run("new file from 0", func(t *testing.T) {
+		root := t.TempDir()
+		write(t, root, cronLog, "history\n")
+		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
+		h.expect("history")
+		appendTo(t, root, cronLog, "new\n")
+		h.expect("new")
+	})
+}
+
+func TestResume(t *testing.T) {
+	t.Run("same inode at saved offset", func(t *testing.T) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "l1\nl2\n")
+		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past},
+			map[string]source.Position{"file:" + cronLog: pos(i, 3)})
+		h.expect("l2")
+		appendTo(t, root, cronLog, "l3\n")
+		h.expect("l3")
+		h.waitPos(cronLog, pos(i, 9))
+	})
+	t.Run("rotated while stopped", func(t *testing.T) {
+		root := t.TempDir()
+		old := write(t, root, cronLog, "a\nb\n")
+		if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
+			t.Fatal(err)
+		}
+		i := write(t, root, cronLog, "c\n")
+		// An old-looking file is still read from 0: the inode changed.
+		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
+			map[string]source.Position{"file:" + cronLog: pos(old, 4)})
+		h.expect("c")
+		h.waitPos(cronLog, pos(i, 2))
+	})
+	t.Run("truncated while stopped", func(t *testing.T) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "x\n")
+		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
+			map[string]source.Position{"file:" + cronLog: pos(i, 100)})
+		h.expect("x")
+	})
+}
+
+func TestRenameRotation(t *testing.T) {
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+	h.waitPos(cronLog, pos(i, 0))
+	appendTo(t, root, cronLog, "a1\n")
+	h.expect("a1")
+
+	// Lines written to the old file just before the rename are not lost,
+	// even when the rename lands after the reader last hit EOF: a2 makes it
+	// hit EOF and block handing a2 over, then a3 and the rename follow. The
+	// sleep only makes that interleaving likely; any other passes too.
+	appendTo(t, root, cronLog, "a2\n")
+	time.Sleep(20 * time.Millisecond)
+	// A last line without newline is delivered when the file is left.
+	appendTo(t, root, cronLog, "a3\nno newline")
+	if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
+		t.Fatal(err)
+	}
+	j := write(t, root, cronLog, "b1\n")
+	h.expect("a2", "a3", "no newline", "b1")
+	h.waitPos(cronLog, pos(j, 3))
+	if i == j {
+		t.Fatal("rotation kept the inode")
+	}
+}
+
+func TestDeletedAndRecreated(t *testing.T) {
+	root := t.TempDir()
+	// Missing at start: waited for quietly, then read from 0 because new.
+	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
+	write(t, root, cronLog, "one\n")
+	h.expect("one")
+	if err := os.Remove(filepath.Join(root, cronLog)); err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, cronLog, "two\n")
+	h.expect("two")
+}
+
+func TestCopyTruncate(t *testing.T) {
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+	h.waitPos(cronLog, pos(i, 0))
+	appendTo(t, root, cronLog, "a fairly long first line\nand a second one\n")
+	h.expect("a fairly long first line", "and a second one")
+
+	if err := os.Truncate(filepath.Join(root, cronLog), 0); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, root, cronLog, "x\n")
+	h.expect("x")
+	h.waitPos(cronLog, pos(i, 2))
+}
+
+func TestGlobDiscovery(t *testing.T) {
+	root := t.TempDir()
+	const pattern = "/var/cronLog/pods/*kube-proxy*/*/*.cronLog"
+	const oldLog = "/var/cronLog/pods/kube-system_kube-proxy-a_1/kube-proxy/0.cronLog"
+	const newLog = "/var/cronLog/pods/kube-system_kube-proxy-b_2/kube-proxy/0.cronLog"
+	write(t, root, "/var/cronLog/pods/kube-system_coredns-c_3/coredns/0.cronLog", "not matched\n")
+	i := write(t, root, oldLog, "before install\n")
+	start := time.Now()
+	h := run(t, root, Config{Paths: []string{pattern}, NewFilesFromStart: start}, nil)
+	h.waitPos(oldLog, pos(i, 15))
+
+	// Filesystem timestamps come from a coarse clock that can lag
+	// time.Now() by a tick; make sure the next file is born after start.
+	for time.Since(start) < 50*time.Millisecond {
+		time.Sleep(5 * time.Millisecond)
+	}
+	write(t, root, newLog, "I0101 proxier.go:1 started\n")
+	h.expect("I0101 proxier.go:1 started")
+	if h.pos["file:"+newLog].Inode != ino(t, root, newLog) {
+		t.Fatalf("positions %v", h.pos)
+	}
+
+	// A vanished match is dropped; a file that reappears there is new.
+	if err := os.RemoveAll(filepath.Join(root, filepath.Dir(filepath.Dir(newLog)))); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, root, oldLog, "still here\n")
+	h.expect("still here")
+	write(t, root, newLog, "again\n")
+	h.expect("again")
+}
+
+func TestLongLinesAndGarbage(t *testing.T) {
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future, MaxLineBytes: 16}, nil)
+	h.waitPos(cronLog, pos(i, 0))
+
+	long := strings.Repeat("x", 3*chunkSize+7) // spans several reads
+	garbage := make([]byte, 512)
+	for k := range garbage {
+		garbage[k] = byte(k*7) | 1 // no '\n' (10 is even)
+	}
+	in := long + "\n" + string(garbage) + "\nshort\n"
+	appendTo(t, root, cronLog, in)
+	h.expect(strings.Repeat("x", 16), string(garbage[:16]), "short")
+	h.waitPos(cronLog, pos(i, int64(len(in))))
+}
+
+func TestStopsWhileBlocked(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, cronLog, strings.Repeat("line\n", 5000))
+	s, err := New(Config{Root: root, Paths: []string{cronLog}, NewFilesFromStart: past, MaxBatch: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	out := make(chan source.Batch)
+	go func() { done <- s.Run(ctx, nil, out) }()
+	<-out // Run is busy and no one reads the rest
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, p := range []string{"var/cronLog/messages", "/var/cronLog/[x"} {
+		if _, err := New(Config{Paths: []string{p}}); err == nil {
+			t.Errorf("New accepted %q", p)
+		}
+	}
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name() != "file" {
+		t.Errorf("Name() = %q", s.Name())
+	}
+	if err := s.Run(context.Background(), nil, nil); !errors.Is(err, source.ErrUnavailable) {
+		t.Errorf("Run without paths: %v", err)
+	}
+}
