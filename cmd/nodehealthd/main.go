@@ -9,12 +9,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/logging"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
@@ -22,6 +24,34 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
+
+// env is what a subsystem sees when it wires itself in.
+type env struct {
+	ctx      context.Context
+	log      *slog.Logger
+	root     string
+	stateDir string
+	// cfg is the configuration at start (nil fields = defaults); it is
+	// loaded again by the daemon on reload.
+	cfg  *config.Config
+	opts *daemon.Options
+}
+
+// A subsystem is an optional part of the daemon (systemd integration,
+// cluster publishing, metrics, probes) that registers itself from its own
+// file of this package, the way node_exporter collectors do.
+type subsystem struct {
+	name string
+	// flags adds the subsystem's flags.
+	flags func(fs *flag.FlagSet)
+	// setup adds publishers or detectors to e.opts; an error stops the
+	// daemon before it starts.
+	setup func(e *env) error
+}
+
+var subsystems []subsystem
+
+func register(s subsystem) { subsystems = append(subsystems, s) }
 
 func main() {
 	os.Exit(run())
@@ -36,6 +66,11 @@ func run() int {
 	output := fs.String("o", "text", "how findings are printed on stdout: text, json or none")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	for _, s := range subsystems {
+		if s.flags != nil {
+			s.flags(fs)
+		}
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: nodehealthd [flags]\n\nMonitors this node's kernel, container runtime, storage, networking and accelerators.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -57,10 +92,16 @@ func run() int {
 	}
 	log := logging.New(os.Stderr, level)
 
-	var pubs []publish.Publisher
+	opts := daemon.Options{
+		Root:       *root,
+		StateDir:   *stateDir,
+		ConfigPath: *configPath,
+		RulesDir:   *rulesDir,
+		Logger:     log,
+	}
 	switch *output {
 	case "text", "json":
-		pubs = append(pubs, console.New(os.Stdout, *output == "json"))
+		opts.Publishers = append(opts.Publishers, console.New(os.Stdout, *output == "json"))
 	case "none":
 	default:
 		fmt.Fprintf(os.Stderr, "nodehealthd: -o %q: want text, json or none\n", *output)
@@ -69,19 +110,34 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log.Info("nodehealthd starting", "version", version, "root", *root, "state_dir", *stateDir, "mode", "local")
-	err = daemon.Run(ctx, daemon.Options{
-		Root:       *root,
-		StateDir:   *stateDir,
-		ConfigPath: *configPath,
-		RulesDir:   *rulesDir,
-		Logger:     log,
-		Publishers: pubs,
-	})
+	cfg, err := config.Load(*configPath)
 	if err != nil {
+		// The daemon reports it again and runs with defaults; subsystems
+		// get defaults too.
+		log.Error("config unreadable; using defaults", "err", err)
+		cfg = &config.Config{}
+	}
+	e := &env{ctx: ctx, log: log, root: *root, stateDir: *stateDir, cfg: cfg, opts: &opts}
+	for _, s := range subsystems {
+		if s.setup == nil {
+			continue
+		}
+		if err := s.setup(e); err != nil {
+			log.Error("cannot start", "subsystem", s.name, "err", err)
+			return 1
+		}
+	}
+	log.Info("nodehealthd starting", "version", version, "root", *root, "state_dir", *stateDir)
+	if err := daemon.Run(ctx, opts); err != nil {
 		log.Error("nodehealthd cannot run", "err", err)
 		return 1
 	}
 	log.Info("nodehealthd stopped")
 	return 0
 }
+
+// Keep the imports used by subsystem files visible to readers of main.
+var (
+	_ publish.Publisher
+	_ detector.Detector
+)
