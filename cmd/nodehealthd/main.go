@@ -16,9 +16,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/logging"
-	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
 )
 
@@ -135,9 +133,3 @@ func run() int {
 	log.Info("nodehealthd stopped")
 	return 0
 }
-
-// Keep the imports used by subsystem files visible to readers of main.
-var (
-	_ publish.Publisher
-	_ detector.Detector
-)

@@ -209,7 +209,9 @@ rules:
 	if len(fs) != 2 || fs[0].Reason != "AppCrash" || fs[0].Message != `Process "pt_main_thread" crashed` || fs[1].Reason != "NvidiaNCCLError" {
 		t.Fatalf("fan-out: %+v", fs)
 	}
-	file := func(p, m string) *source.Record { return &source.Record{Kind: source.KindFile, Path: p, Message: m, Time: t0} }
+	file := func(p, m string) *source.Record {
+		return &source.Record{Kind: source.KindFile, Path: p, Message: m, Time: t0}
+	}
 	if n := len(e.Process(file("/var/log/ipamd.log", "Failed to check API server connectivity: timeout"), nil)); n != 1 {
 		t.Fatalf("file rule: %d findings", n)
 	}
@@ -249,9 +251,9 @@ func TestRequiredLiterals(t *testing.T) {
 		`watchdog: BUG: soft lockup - .* stuck for (.*)!`: {"watchdog: BUG: soft lockup - "},
 		`(ip|nf)_conntrack: table full, dropping packet`:  {"_conntrack: table full, dropping packet"},
 		`traps:\s*(.*?)\[|\s(.*?)\[\d+]: segfault at.*`:   {"traps:", "]: segfault at"},
-		`(?i)error`:                                        nil,
-		`.*`:                                               nil,
-		`a?b`:                                              {"b"},
+		`(?i)error`: nil,
+		`.*`:        nil,
+		`a?b`:       {"b"},
 	} {
 		got := ruleLiterals([]*regexp.Regexp{regexp.MustCompile(re)})
 		if !slices.Equal(got, want) {
