@@ -33,6 +33,9 @@ type Config struct {
 	// Sets replaces named sets of the rule files (e.g. nvidiaFatalXIDs).
 	Sets    map[string][]string `yaml:"sets,omitempty"`
 	Sources Sources             `yaml:"sources,omitempty"`
+	// Probes configures host probes by probe name; each probe decodes
+	// (strictly) its own section.
+	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
 }
 
 // Toggle is an on/off switch that defaults to on.

@@ -1,0 +1,318 @@
+// Package probe runs periodic host checks. Each probe lives in its own file,
+// registers itself, declares the reasons it may report and reads everything
+// under a root prefix, so it is tested against fixture trees of /proc, /sys,
+// /etc, /var/log and /run. The framework turns what a probe reports into
+// findings and clears them once the probe has passed again on consecutive
+// checks (hysteresis), which is the recovery EKS's agent lacks.
+package probe
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os/exec"
+	"sort"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/detector"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+// Result is one problem a check found.
+type Result struct {
+	Condition string
+	Reason    string
+	Severity  finding.Severity
+	Message   string
+	// Key tells instances apart (an interface, a device, a unit); results
+	// are tracked per (Reason, Key).
+	Key string
+}
+
+// Probe is one periodic check.
+type Probe interface {
+	// Name identifies the probe in config (probes.<name>), logs and metrics.
+	Name() string
+	// Reasons lists every reason Check may report.
+	Reasons() []string
+	// Period is how often Check runs.
+	Period() time.Duration
+	// Check inspects the host once and returns the problems it sees now.
+	// An error means the check could not run: nothing is raised or
+	// cleared for it. Check must honour ctx, which carries a timeout.
+	Check(ctx context.Context, env *Env) ([]Result, error)
+}
+
+// Env is what probes may use.
+type Env struct {
+	// Root prefixes every host path.
+	Root string
+	Log  *slog.Logger
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+	// Tags describe the host: os-release ID ("amzn", "bottlerocket",
+	// "ubuntu"), "eks-auto", "hybrid".
+	Tags map[string]bool
+	// Run executes a host command with a timeout and returns its stdout.
+	// Tests replace it; probes must not call exec directly.
+	Run func(ctx context.Context, name string, args ...string) ([]byte, error)
+}
+
+// Factory builds a probe from its config section (nil when absent). It
+// returns (nil, nil) when the probe does not apply to this host.
+type Factory func(env *Env, section *yaml.Node) (Probe, error)
+
+var (
+	regMu     sync.Mutex
+	factories = map[string]Factory{}
+)
+
+// Register adds a probe factory; probe files call it from init.
+func Register(name string, f Factory) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := factories[name]; dup {
+		panic("probe registered twice: " + name)
+	}
+	factories[name] = f
+}
+
+// Names lists the registered probes.
+func Names() []string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	var out []string
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Decode decodes a probe's config section strictly into v; a nil section
+// leaves v at its defaults.
+func Decode(section *yaml.Node, v any) error {
+	if section == nil {
+		return nil
+	}
+	b, err := yaml.Marshal(section)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytesReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+// Build instantiates every registered probe with its section of sections;
+// a section naming no registered probe is an error.
+func Build(env *Env, sections map[string]yaml.Node) ([]Probe, error) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	for name := range sections {
+		if _, ok := factories[name]; !ok {
+			return nil, fmt.Errorf("config: probes.%s: no such probe (known: %v)", name, namesLocked())
+		}
+	}
+	var out []Probe
+	for _, name := range namesLocked() {
+		var sec *yaml.Node
+		if s, ok := sections[name]; ok {
+			sec = &s
+		}
+		p, err := factories[name](env, sec)
+		if err != nil {
+			return nil, fmt.Errorf("config: probes.%s: %w", name, err)
+		}
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func namesLocked() []string {
+	var out []string
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DefaultPasses is how many consecutive passing checks clear a finding.
+const DefaultPasses = 2
+
+// Runner runs probes as a detector.Detector.
+type Runner struct {
+	Env    *Env
+	Probes []Probe
+	// Passes is the number of consecutive passing checks that clear a
+	// finding (default DefaultPasses).
+	Passes int
+	// Timeout bounds one Check (default: min(Period, 30s)).
+	Timeout time.Duration
+	// Observe, when set, is told how each check went (for metrics).
+	Observe func(probe string, took time.Duration, err error)
+}
+
+// Name implements detector.Detector.
+func (r *Runner) Name() string { return "probes" }
+
+// Run implements detector.Detector: every probe runs on its own goroutine,
+// so a slow or failing probe never delays another.
+func (r *Runner) Run(ctx context.Context, emit detector.Emitter) error {
+	var wg sync.WaitGroup
+	for _, p := range r.Probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.loop(ctx, p, emit)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Runner) loop(ctx context.Context, p Probe, emit detector.Emitter) {
+	period := p.Period()
+	// The first run waits a random 0–20% of the period so that a fleet
+	// rebooted together does not probe in lockstep.
+	jitter := time.Duration(rand.Int64N(int64(period)/5 + 1))
+	t := time.NewTimer(jitter)
+	defer t.Stop()
+	tr := NewTracker(p.Name(), r.passes())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.checkOnce(ctx, p, tr, emit)
+		t.Reset(period)
+	}
+}
+
+func (r *Runner) passes() int {
+	if r.Passes > 0 {
+		return r.Passes
+	}
+	return DefaultPasses
+}
+
+// checkOnce runs one bounded check and applies its results.
+func (r *Runner) checkOnce(ctx context.Context, p Probe, tr *Tracker, emit detector.Emitter) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = min(p.Period(), 30*time.Second)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	results, err := runBounded(cctx, func() ([]Result, error) { return p.Check(cctx, r.Env) })
+	if r.Observe != nil {
+		r.Observe(p.Name(), time.Since(start), err)
+	}
+	if err != nil {
+		r.Env.Log.Warn("probe failed", "probe", p.Name(), "err", err)
+		return
+	}
+	tr.Apply(r.Env.Now(), results, emit)
+}
+
+// runBounded returns when f does or ctx ends, whichever is first, so that a
+// probe stuck in a system call cannot stall its loop.
+func runBounded(ctx context.Context, f func() ([]Result, error)) ([]Result, error) {
+	type out struct {
+		r   []Result
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		r, err := f()
+		ch <- out{r, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.r, o.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("check did not finish: %w", ctx.Err())
+	}
+}
+
+// Tracker turns successive check results into raises and clears.
+type Tracker struct {
+	probe  string
+	passes int
+	// active maps reason/key to consecutive passes seen since it last
+	// failed.
+	active map[string]*tracked
+}
+
+type tracked struct {
+	res    Result
+	passes int
+}
+
+// NewTracker returns a tracker clearing after passes consecutive passes.
+func NewTracker(probe string, passes int) *Tracker {
+	return &Tracker{probe: probe, passes: passes, active: map[string]*tracked{}}
+}
+
+// Apply raises every result (the pipeline merges repeats of an active
+// Fatal finding) and clears what has passed often enough.
+func (t *Tracker) Apply(now time.Time, results []Result, emit detector.Emitter) {
+	seen := map[string]bool{}
+	for _, res := range results {
+		k := res.Reason + "\x00" + res.Key
+		seen[k] = true
+		t.active[k] = &tracked{res: res}
+		emit.Raise(finding.Finding{
+			Condition: res.Condition, Reason: res.Reason, Severity: res.Severity, Message: res.Message,
+			Key: res.Key, Rule: t.probe, Source: "probe:" + t.probe, Detected: now, LastSeen: now, Count: 1,
+			Recovery: finding.Recovery{Probe: true},
+		})
+	}
+	for k, tr := range t.active {
+		if seen[k] {
+			continue
+		}
+		tr.passes++
+		if tr.passes >= t.passes {
+			emit.Clear(finding.Clear{Condition: tr.res.Condition, Reason: tr.res.Reason, Key: tr.res.Key, By: "probe:" + t.probe})
+			delete(t.active, k)
+		}
+	}
+}
+
+// ExecRunner is the real Env.Run: it runs name with args, killing it when
+// ctx ends, and returns stdout (stderr is folded into the error).
+func ExecRunner(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = time.Second
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
+			return out, fmt.Errorf("%s: %w: %s", name, err, firstLine(ee.Stderr))
+		}
+		return out, fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
+}
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func firstLine(b []byte) string {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
+}

@@ -1,0 +1,88 @@
+package probe
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+type recorder struct {
+	raised  []finding.Finding
+	cleared []finding.Clear
+}
+
+func (r *recorder) Raise(f finding.Finding) { r.raised = append(r.raised, f) }
+func (r *recorder) Clear(c finding.Clear)   { r.cleared = append(r.cleared, c) }
+
+func TestTrackerHysteresis(t *testing.T) {
+	tr := NewTracker("iface", 2)
+	rec := &recorder{}
+	bad := []Result{{Condition: finding.NetworkingReady, Reason: "InterfaceNotUp", Severity: finding.Fatal, Key: "eth1", Message: "eth1 down"}}
+	now := time.Unix(1000, 0)
+	tr.Apply(now, bad, rec)
+	if len(rec.raised) != 1 || !rec.raised[0].Recovery.Probe || rec.raised[0].Source != "probe:iface" {
+		t.Fatalf("raise: %+v", rec.raised)
+	}
+	tr.Apply(now, nil, rec) // one pass: not yet
+	if len(rec.cleared) != 0 {
+		t.Fatal("cleared after a single pass")
+	}
+	tr.Apply(now, bad, rec) // failing again resets the count
+	tr.Apply(now, nil, rec)
+	if len(rec.cleared) != 0 {
+		t.Fatal("pass count not reset by a new failure")
+	}
+	tr.Apply(now, nil, rec)
+	if len(rec.cleared) != 1 || rec.cleared[0].Key != "eth1" || rec.cleared[0].Reason != "InterfaceNotUp" || rec.cleared[0].AllKeys {
+		t.Fatalf("clear: %+v", rec.cleared)
+	}
+}
+
+type hung struct{}
+
+func (hung) Name() string          { return "hung" }
+func (hung) Reasons() []string     { return []string{"X"} }
+func (hung) Period() time.Duration { return time.Minute }
+func (hung) Check(ctx context.Context, _ *Env) ([]Result, error) {
+	select {} // a probe ignoring its context must still not stall the loop
+}
+
+func TestHungCheckTimesOut(t *testing.T) {
+	var gotErr error
+	r := &Runner{Env: &Env{Log: discard(), Now: time.Now}, Timeout: 50 * time.Millisecond,
+		Observe: func(_ string, _ time.Duration, err error) { gotErr = err }}
+	done := make(chan struct{})
+	go func() {
+		r.checkOnce(context.Background(), hung{}, NewTracker("hung", 2), &recorder{})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("hung probe blocked its loop")
+	}
+	if gotErr == nil || !strings.Contains(gotErr.Error(), "did not finish") {
+		t.Fatalf("want a timeout error, got %v", gotErr)
+	}
+}
+
+func TestDecodeIsStrict(t *testing.T) {
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("threshold: 0.5\ntypo: 1\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Threshold float64 `yaml:"threshold"`
+	}
+	if err := Decode(n.Content[0], &v); err == nil || !strings.Contains(err.Error(), "typo") {
+		t.Fatalf("want unknown-field error, got %v", err)
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
