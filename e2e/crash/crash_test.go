@@ -1,0 +1,282 @@
+// Package crash kills the daemon with SIGKILL at random moments while it
+// consumes a generated journal and kmsg stream, and checks that across all
+// restarts every expected finding was committed exactly once.
+package crash
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/source/journal/journaltest"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+const rules = `rules:
+  - name: CrashKmsg
+    condition: KernelReady
+    reason: CrashKmsg
+    severity: Warning
+    source: kmsg
+    patterns: ['crashtest-k-(?P<n>\d+)']
+    message: 'k ${n}'
+  - name: CrashFatal
+    condition: KernelReady
+    reason: CrashFatal
+    severity: Fatal
+    source: kmsg
+    patterns: ['crashfatal-(?P<n>\d+)']
+    key: '${n}'
+    message: 'fatal ${n}'
+  - name: CrashJournal
+    condition: ContainerRuntimeReady
+    reason: CrashJournal
+    severity: Warning
+    source: journal
+    identifiers: [crashapp]
+    patterns: ['crashtest-j-(?P<n>\d+)']
+    message: 'j ${n}'
+  - name: CrashPair
+    condition: ContainerRuntimeReady
+    reason: CrashPair
+    severity: Warning
+    source: journal
+    identifiers: [crashapp]
+    patterns: ['crashpair-(?P<n>\d+)']
+    key: '${n}'
+    message: 'pair ${n}'
+    threshold: {count: 2, window: 1h}
+`
+
+// Stream sizes: large enough that the daemon needs many commits, so that
+// kills land while it is consuming.
+const (
+	kmsgRecords    = 100000
+	journalEntries = 500000
+	kmsgTokens     = 150
+	fatalTokens    = 20
+	journalTokens  = 150
+	pairs          = 50
+)
+
+func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
+	journaltest.Require(t)
+	bin := testbin.Build(t)
+	root := t.TempDir()
+	boot := time.Now().Add(-time.Hour).Truncate(time.Second)
+	write(t, filepath.Join(root, "proc/stat"), fmt.Sprintf("cpu  1 2 3 4\nbtime %d\n", boot.Unix()))
+	write(t, filepath.Join(root, "proc/sys/kernel/random/boot_id"), "0c8b1e0c-3b5c-4a5e-9a3e-000000000001\n")
+
+	// kmsg: noise with tokens spread through it, in the raw record form.
+	var km strings.Builder
+	every := kmsgRecords / (kmsgTokens + fatalTokens)
+	k, f := 0, 0
+	for i := 1; i <= kmsgRecords; i++ {
+		msg := fmt.Sprintf("noise record %d from a driver", i)
+		if i%every == 0 {
+			if k < kmsgTokens {
+				msg = fmt.Sprintf("crashtest-k-%d happened", k)
+				k++
+			} else if f < fatalTokens {
+				msg = fmt.Sprintf("crashfatal-%d happened", f)
+				f++
+			}
+		}
+		fmt.Fprintf(&km, "6,%d,%d,-;%s\n", i, 1000000+i*10, msg)
+	}
+	write(t, filepath.Join(root, "dev/kmsg"), km.String())
+
+	// journal: noise and tokens from the matched identifier, plus entries
+	// of other identifiers the matches must skip.
+	jdir := filepath.Join(root, "var/log/journal")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := boot.Add(time.Minute)
+	jEvery := journalEntries / (journalTokens + 2*pairs + 1)
+	journaltest.WriteJournalFunc(t, jdir, journalEntries, func(i int) journaltest.Entry {
+		e := journaltest.Entry{Time: start.Add(time.Duration(i) * time.Millisecond), Identifier: "crashapp", Message: fmt.Sprintf("routine line %d", i)}
+		if i%7 == 3 {
+			e.Identifier = "other"
+		}
+		if i%jEvery == 0 && i > 0 {
+			n := i/jEvery - 1
+			e.Identifier = "crashapp"
+			switch {
+			case n < journalTokens:
+				e.Message = fmt.Sprintf("crashtest-j-%d done", n)
+			case n < journalTokens+2*pairs:
+				e.Message = fmt.Sprintf("crashpair-%d seen", (n-journalTokens)/2)
+			}
+		}
+		return e
+	})
+
+	rulesDir := filepath.Join(root, "rules.d")
+	write(t, filepath.Join(rulesDir, "crash.yaml"), rules)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	argsFor := func(stateDir string) []string {
+		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", filepath.Join(root, "none.yaml"), "-o", "none"}
+	}
+	args := argsFor(stateDir)
+
+	// Calibrate: how long does an uninterrupted run take on this machine?
+	// Kill delays are then drawn from a fraction of it, so that kills land
+	// mid-stream whether the machine is fast or loaded.
+	calDir := filepath.Join(t.TempDir(), "calibrate")
+	full := timeFullRun(t, bin, argsFor(calDir), calDir)
+	t.Logf("an uninterrupted run takes %v", full.Round(time.Millisecond))
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	kills, midStream := 0, 0
+	prevPos := ""
+	for kills < 30 {
+		cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(full/10 + time.Duration(rng.Int64N(int64(full/3))))
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		kills++
+		done, pos := progress(t, stateDir)
+		if pos != prevPos && done < total() && pos != "" {
+			midStream++
+		}
+		prevPos = pos
+		if done == total() && kills >= 10 {
+			break
+		}
+	}
+	// A last run without interruption finishes the streams.
+	cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if done, _ := progress(t, stateDir); done == total() {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	t.Logf("%d kills, %d of them after progress and before the end of the streams", kills, midStream)
+	if midStream < 3 {
+		t.Fatalf("only %d kills landed mid-stream; the test did not exercise crash recovery (log of last run:\n%s)", midStream, logs.String())
+	}
+
+	st, err := state.Read(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, f := range st.Recent {
+		counts[f.Reason+"/"+f.Message]++
+	}
+	var missing, dup []string
+	check := func(reason, msg string) {
+		switch counts[reason+"/"+msg] {
+		case 1:
+		case 0:
+			missing = append(missing, reason+"/"+msg)
+		default:
+			dup = append(dup, fmt.Sprintf("%s/%s×%d", reason, msg, counts[reason+"/"+msg]))
+		}
+	}
+	for i := 0; i < kmsgTokens; i++ {
+		check("CrashKmsg", fmt.Sprintf("k %d", i))
+	}
+	for i := 0; i < fatalTokens; i++ {
+		check("CrashFatal", fmt.Sprintf("fatal %d", i))
+	}
+	for i := 0; i < journalTokens; i++ {
+		check("CrashJournal", fmt.Sprintf("j %d", i))
+	}
+	for i := 0; i < pairs; i++ {
+		check("CrashPair", fmt.Sprintf("pair %d", i))
+	}
+	if len(missing) > 0 || len(dup) > 0 {
+		t.Fatalf("missing %d: %v\nduplicated %d: %v", len(missing), missing, len(dup), dup)
+	}
+	if len(st.Recent) != total() {
+		t.Fatalf("%d findings committed, want exactly %d", len(st.Recent), total())
+	}
+	for i := 1; i < len(st.Recent); i++ {
+		if st.Recent[i].ID <= st.Recent[i-1].ID {
+			t.Fatalf("finding IDs not increasing: %d after %d", st.Recent[i].ID, st.Recent[i-1].ID)
+		}
+	}
+	active := 0
+	for _, f := range st.Active {
+		if f.Reason == "CrashFatal" && f.Severity == finding.Fatal && f.Count == 1 {
+			active++
+		}
+	}
+	if active != fatalTokens {
+		t.Fatalf("%d active CrashFatal findings seen once each, want %d", active, fatalTokens)
+	}
+}
+
+// timeFullRun runs the daemon until it has committed every test finding
+// and returns how long that took.
+func timeFullRun(t *testing.T, bin string, args []string, stateDir string) time.Duration {
+	cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	for time.Since(start) < 2*time.Minute {
+		if done, _ := progress(t, stateDir); done == total() {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("calibration run did not finish within 2 minutes")
+	return 0
+}
+
+func total() int { return kmsgTokens + fatalTokens + journalTokens + pairs }
+
+// progress is how many test findings the committed state holds, and its
+// source positions.
+func progress(t *testing.T, dir string) (int, string) {
+	st, err := state.Read(dir)
+	if err != nil {
+		return 0, ""
+	}
+	n := 0
+	for _, f := range st.Recent {
+		if strings.HasPrefix(f.Reason, "Crash") {
+			n++
+		}
+	}
+	return n, fmt.Sprint(st.Positions["kmsg"].Seq, st.Positions["journal"].Cursor)
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
