@@ -61,6 +61,9 @@ type stream struct {
 	ac       *ahocorasick.Automaton
 	litRules [][]int // automaton pattern ID → rule indices
 	always   []int
+	// skipAhead: the literals start with few distinct bytes, so the
+	// automaton's IsMatch skip-ahead rejects most lines cheaply.
+	skipAhead bool
 }
 
 var (
@@ -449,6 +452,11 @@ func (s *Set) buildStream(idx []int) *stream {
 			return st
 		}
 		st.ac = ac
+		first := map[byte]bool{}
+		for _, l := range lits {
+			first[l[0]] = true
+		}
+		st.skipAhead = len(first) <= 4
 	}
 	return st
 }

@@ -123,10 +123,17 @@ func (e *Engine) Process(rec *source.Record, out []finding.Finding) []finding.Fi
 	msg := rec.Message
 	cands := e.cands[:0]
 	if st.ac != nil && len(msg) > 0 {
+		// FindAllOverlapping is a plain DFA walk that allocates only when a
+		// literal occurs. IsMatch skips ahead with one IndexByte scan per
+		// distinct first byte of the literals: a fast reject when they are
+		// few, slower than the walk when they are many (the catalogue).
 		b := unsafe.Slice(unsafe.StringData(msg), len(msg))
-		if st.ac.IsMatch(b) {
+		if st.skipAhead && !st.ac.IsMatch(b) {
+			b = nil
+		}
+		if ms := st.ac.FindAllOverlapping(b); len(ms) > 0 {
 			e.gen++
-			for _, m := range st.ac.FindAllOverlapping(b) {
+			for _, m := range ms {
 				for _, ri := range st.litRules[m.PatternID] {
 					if e.mark[ri] != e.gen {
 						e.mark[ri] = e.gen
