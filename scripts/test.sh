@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need (Debian packages,
+# cached kube-apiserver/etcd, pinned Go tools), checks formatting and vet,
+# runs every Go test (unit, e2e against real journal files, /dev/kmsg, a real
+# kube-apiserver and a real systemd in nspawn), a short fuzzing pass and the
+# image linters. CI runs exactly this through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+KUBE_BIN_DIR=$(scripts/kube-bins.sh)
+export KUBE_BIN_DIR
+
+echo "== gofmt"
+unformatted=$(git ls-files '*.go' | xargs gofmt -l)
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"
+	echo "$unformatted"
+	exit 1
+fi
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 -timeout 40m ./...
+
+echo "== fuzz (short)"
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./internal/source/kmsg/
+go test -run '^$' -fuzz '^FuzzParseAndCompile$' -fuzztime 15s ./internal/rules/
+
+if [ -x scripts/lint-images.sh ]; then
+	echo "== image templates"
+	scripts/lint-images.sh
+fi
+echo "== all tests passed"
