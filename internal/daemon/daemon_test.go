@@ -1,0 +1,257 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/source"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+// feed is a source whose records the test pushes.
+type feed struct{ ch chan source.Batch }
+
+func (f *feed) Name() string { return "kmsg" }
+func (f *feed) Run(ctx context.Context, _ map[string]source.Position, out chan<- source.Batch) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-f.ch:
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+type harness struct {
+	t        *testing.T
+	root     string
+	stateDir string
+	rulesDir string
+	config   string
+	feed     *feed
+	seq      uint64
+	logs     *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const testRules = `rules:
+  - name: Boom
+    condition: KernelReady
+    reason: Boom
+    severity: Fatal
+    source: kmsg
+    patterns: ['boom (?P<dev>\w+)']
+    key: '${dev}'
+    message: 'boom on ${dev}'
+  - name: Fizz
+    condition: StorageReady
+    reason: Fizz
+    severity: Fatal
+    source: kmsg
+    patterns: ['fizz']
+    recovery: {expireAfter: 1500ms}
+`
+
+func newHarness(t *testing.T) *harness {
+	root := t.TempDir()
+	h := &harness{t: t, root: root, stateDir: filepath.Join(t.TempDir(), "state"), rulesDir: filepath.Join(root, "rules.d"), config: filepath.Join(root, "config.yaml"), feed: &feed{ch: make(chan source.Batch)}}
+	h.write("proc/stat", "btime 1700000000\n")
+	h.write("proc/sys/kernel/random/boot_id", "boot-1\n")
+	h.write("rules.d/test.yaml", testRules)
+	return h
+}
+
+func (h *harness) write(rel, content string) {
+	h.t.Helper()
+	p := filepath.Join(h.root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
+	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
+		Logger:     slog.New(slog.NewTextHandler(h.logs, nil)),
+		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} }}
+	go func() { h.done <- Run(ctx, opts) }()
+	h.waitState(func(st *state.State) bool { return true })
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	if err := <-h.done; err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) send(msgs ...string) {
+	var recs []source.Record
+	for _, m := range msgs {
+		h.seq++
+		recs = append(recs, source.Record{Kind: source.KindKmsg, Message: m, Seq: h.seq, Time: time.Now()})
+	}
+	h.feed.ch <- source.Batch{Source: "kmsg", Records: recs, Position: source.Position{BootID: "boot-1", Seq: h.seq}}
+}
+
+func (h *harness) waitState(cond func(*state.State) bool) *state.State {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := state.Read(h.stateDir)
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("state never reached the expected condition; last read err %v\nlogs:\n%s", err, h.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func activeReasons(st *state.State) string {
+	var rs []string
+	for _, f := range st.Active {
+		rs = append(rs, f.Reason+"/"+f.Key)
+	}
+	return strings.Join(rs, ",")
+}
+
+func TestRestartKeepsFindingsAndTransitionTimeRebootClears(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.send("boom sda", "nothing here", "boom sda") // the repeat is the same finding
+	st := h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" && st.Positions["kmsg"].Seq == 3 })
+	ltt := st.Conditions[finding.KernelReady].LastTransitionTime
+	if st.Conditions[finding.KernelReady].Status != "False" || st.Active[0].Count != 2 || len(st.Recent) != 1 {
+		t.Fatalf("after detection: %+v active %+v", st.Conditions[finding.KernelReady], st.Active)
+	}
+	h.stop()
+
+	time.Sleep(20 * time.Millisecond)
+	h.start() // same boot: nothing clears, nothing is re-stamped
+	h.send("boom sdb")
+	st = h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda,Boom/sdb" })
+	c := st.Conditions[finding.KernelReady]
+	if !c.LastTransitionTime.Equal(ltt) || c.Reason != "Boom" || !strings.Contains(c.Message, "boom on sda") || !strings.Contains(c.Message, "boom on sdb") {
+		t.Fatalf("after restart: %+v (ltt was %v)", c, ltt)
+	}
+	h.stop()
+
+	h.write("proc/sys/kernel/random/boot_id", "boot-2\n")
+	h.start()
+	st = h.waitState(func(st *state.State) bool { return len(st.Active) == 0 })
+	if st.Conditions[finding.KernelReady].Status != "True" || st.Conditions[finding.KernelReady].Reason != "KernelIsReady" || st.BootID != "boot-2" {
+		t.Fatalf("after reboot: %+v", st.Conditions[finding.KernelReady])
+	}
+	if len(st.Cleared) != 2 || st.Cleared[0].By != "reboot" {
+		t.Fatalf("cleared: %+v", st.Cleared)
+	}
+	h.stop()
+}
+
+func TestExpiryAndOperatorClear(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	defer h.stop()
+	h.send("fizz", "boom nvme0")
+	h.waitState(func(st *state.State) bool { return st.Conditions[finding.StorageReady].Status == "False" })
+	st := h.waitState(func(st *state.State) bool { return st.Conditions[finding.StorageReady].Status == "True" })
+	if activeReasons(st) != "Boom/nvme0" || st.Cleared[len(st.Cleared)-1].By != "expiry" {
+		t.Fatalf("expiry: active %s cleared %+v", activeReasons(st), st.Cleared)
+	}
+	if _, err := state.SubmitRequest(h.stateDir, state.Request{Clear: &finding.Clear{Reason: "Boom", AllKeys: true, By: "operator"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(func(st *state.State) bool {
+		return len(st.Active) == 0 && st.Conditions[finding.KernelReady].Status == "True"
+	})
+}
+
+func TestInvalidReloadKeepsLastGoodRules(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	defer h.stop()
+	h.write("rules.d/test.yaml", "rules:\n  - name: Broken\n    condition: NotACondition\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(h.logs.String(), "keeping the last good set") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload error logged:\n%s", h.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(h.logs.String(), `rule \"Broken\"`) {
+		t.Fatalf("reload error does not name the rule:\n%s", h.logs.String())
+	}
+	h.send("boom sdc")
+	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sdc" })
+}
+
+func TestDisabledConditionIsRemoved(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	defer h.stop()
+	h.waitState(func(st *state.State) bool { _, ok := st.Conditions[finding.StorageReady]; return ok })
+	h.write("config.yaml", "conditions:\n  StorageReady: {enabled: false}\n")
+	st := h.waitState(func(st *state.State) bool { _, ok := st.Conditions[finding.StorageReady]; return !ok })
+	if _, ok := st.Conditions[finding.AcceleratedHardwareReady]; ok {
+		t.Fatal("AcceleratedHardwareReady on a node without accelerators")
+	}
+	if _, ok := st.Conditions[finding.KernelReady]; !ok {
+		t.Fatal("KernelReady missing")
+	}
+}
+
+func TestCorruptStateIsMovedAside(t *testing.T) {
+	h := newHarness(t)
+	if err := os.MkdirAll(h.stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.stateDir, state.FileName), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	defer h.stop()
+	h.send("boom sdd")
+	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sdd" })
+	aside, _ := filepath.Glob(filepath.Join(h.stateDir, state.FileName+".corrupt-*"))
+	if len(aside) != 1 || !strings.Contains(h.logs.String(), "moved aside") {
+		t.Fatalf("corrupt file not moved aside: %v\n%s", aside, h.logs.String())
+	}
+}
