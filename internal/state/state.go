@@ -85,6 +85,9 @@ type ClusterLink struct {
 	LastError      string    `json:"lastError,omitempty"`
 	PendingWrites  int       `json:"pendingWrites"`
 	CredentialPath string    `json:"credentialPath,omitempty"`
+	// EventsDropped counts Warning findings never sent as events (per-reason
+	// rate limit, or too old to send), over the node's lifetime.
+	EventsDropped uint64 `json:"eventsDropped,omitempty"`
 }
 
 // New returns an empty state for a first start.
@@ -128,6 +131,9 @@ func (s *State) Raise(f finding.Finding, outbox bool, ch *Changes) {
 			}
 		}
 	}
+	if f.Severity == finding.Warning && s.seenElsewhere(f) {
+		return
+	}
 	s.NextID++
 	f.ID = s.NextID
 	if f.BootID == "" {
@@ -145,6 +151,25 @@ func (s *State) Raise(f finding.Finding, outbox bool, ch *Changes) {
 		s.Outbox = append(s.Outbox, Outbound{ID: f.ID, Finding: f})
 	}
 	ch.New = append(ch.New, f)
+}
+
+// CrossSourceWindow is how close in time two Warning findings with the same
+// identity from different sources must be to count as one fault seen twice
+// (an XID reported both by NVML and in kmsg).
+const CrossSourceWindow = 30 * time.Second
+
+// seenElsewhere merges f into a recent finding of the same identity that
+// another source reported, and reports whether it did.
+func (s *State) seenElsewhere(f finding.Finding) bool {
+	for i := len(s.Recent) - 1; i >= 0 && i >= len(s.Recent)-64; i-- {
+		r := &s.Recent[i]
+		d := r.Detected.Sub(f.Detected)
+		if r.Identity() == f.Identity() && r.Source != f.Source && d < CrossSourceWindow && d > -CrossSourceWindow {
+			r.Count++
+			return true
+		}
+	}
+	return false
 }
 
 // Clear ends the active findings c matches and returns how many it ended.

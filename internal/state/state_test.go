@@ -81,3 +81,26 @@ func TestSaveIsAtomicAndReadRejectsOtherVersions(t *testing.T) {
 		t.Fatalf("moved aside: %v", aside)
 	}
 }
+
+func TestWarningFromTwoSourcesIsOneFinding(t *testing.T) {
+	now := time.Unix(1000, 0)
+	st := New("b", now)
+	var ch Changes
+	xid := finding.Finding{Condition: finding.AcceleratedHardwareReady, Reason: "NvidiaXID13Warning", Severity: finding.Warning, Key: "0000:3b:00/13", Source: "kmsg", Detected: now}
+	st.Raise(xid, true, &ch)
+	fromNVML := xid
+	fromNVML.Source, fromNVML.Detected = "nvml", now.Add(2*time.Second)
+	st.Raise(fromNVML, true, &ch)
+	if len(st.Recent) != 1 || st.Recent[0].Count != 2 || len(st.Outbox) != 1 {
+		t.Fatalf("recent %+v outbox %d", st.Recent, len(st.Outbox))
+	}
+	again := xid
+	again.Detected = now.Add(3 * time.Second) // the same source again is a new occurrence
+	st.Raise(again, true, &ch)
+	later := fromNVML
+	later.Detected = now.Add(time.Hour)
+	st.Raise(later, true, &ch)
+	if len(st.Recent) != 3 {
+		t.Fatalf("recent %d, want 3", len(st.Recent))
+	}
+}
