@@ -450,6 +450,11 @@ func (d *Daemon) housekeeping(now time.Time) {
 	for _, n := range names {
 		d.store.DoneRequest(n)
 	}
+	for _, p := range d.opts.Publishers {
+		if t, ok := p.(publish.Ticker); ok {
+			t.Tick(now)
+		}
+	}
 }
 
 // commit saves the state and then tells the publishers; it is the only

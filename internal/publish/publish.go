@@ -65,6 +65,14 @@ type Publisher interface {
 	Publish(Update)
 }
 
+// Ticker is implemented by publishers that must know the pipeline is alive
+// while nothing changes (readiness): nothing is published then. Tick runs
+// in the pipeline goroutine on every housekeeping tick and must return
+// quickly.
+type Ticker interface {
+	Tick(now time.Time)
+}
+
 // Func adapts a function to Publisher.
 type Func func(Update)
 

@@ -86,7 +86,7 @@ func TestWarningFromTwoSourcesIsOneFinding(t *testing.T) {
 	now := time.Unix(1000, 0)
 	st := New("b", now)
 	var ch Changes
-	xid := finding.Finding{Condition: finding.AcceleratedHardwareReady, Reason: "NvidiaXID13Warning", Severity: finding.Warning, Key: "0000:3b:00/13", Source: "kmsg", Detected: now}
+	xid := finding.Finding{Condition: finding.AcceleratedHardwareReady, Reason: "NvidiaXID13Warning", Severity: finding.Warning, Key: "0000:3b:00/13", Source: "kmsg", Detected: now, Count: 1}
 	st.Raise(xid, true, &ch)
 	fromNVML := xid
 	fromNVML.Source, fromNVML.Detected = "nvml", now.Add(2*time.Second)
