@@ -125,7 +125,7 @@ func summarize(fs []finding.Finding) string {
 	return b.String()
 }
 
-// Healthy reports whether every condition is True.
+// AllHealthy reports whether every condition is True.
 func AllHealthy(cs map[string]Condition) bool {
 	for _, c := range cs {
 		if c.Status != True {
