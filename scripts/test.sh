@@ -28,8 +28,9 @@ echo "== fuzz (short)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./internal/source/kmsg/
 go test -run '^$' -fuzz '^FuzzParseAndCompile$' -fuzztime 15s ./internal/rules/
 
-if [ -x scripts/lint-images.sh ]; then
-	echo "== image templates"
-	scripts/lint-images.sh
-fi
+echo "== image templates"
+ctl_dir=$(mktemp -d)
+trap 'rm -rf "$ctl_dir"' EXIT
+go build -o "$ctl_dir/nodehealthctl" ./cmd/nodehealthctl
+NODEHEALTHCTL="$ctl_dir/nodehealthctl" scripts/lint-images.sh
 echo "== all tests passed"
