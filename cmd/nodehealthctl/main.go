@@ -17,6 +17,7 @@ Commands:
   rules list      list the active rules
   rules validate  validate the config and operator rules
   clear REASON    clear active findings of REASON (operator recovery)
+  collect         write a diagnostics bundle (tar.gz) for a support ticket
 
 Run 'nodehealthctl <command> -h' for the flags of a command.
 `
@@ -52,6 +53,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	case "clear":
 		return cmdClear(args[1:], stdout, stderr)
+	case "collect":
+		return cmdCollect(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+// TestCollectCommand runs `nodehealthctl collect` with the real command
+// runner against a fixture root, and checks that the views only
+// nodehealthctl can render are in the bundle and the kubeconfig token is not.
+func TestCollectCommand(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, content string) {
+		t.Helper()
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := state.New("boot-1", time.Now())
+	var ch state.Changes
+	st.Raise(finding.Finding{Condition: finding.StorageReady, Reason: "XFSCorruption", Severity: finding.Fatal, Message: "XFS (nvme1n1): corruption detected",
+		Source: "kmsg", Detected: time.Now(), LastSeen: time.Now(), Count: 1}, false, &ch)
+	st.UpdateConditions([]string{finding.KernelReady, finding.StorageReady}, "", time.Now())
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("var/lib/nodehealthd/state.json", string(b))
+	write("etc/nodehealthd/config.yaml", "reasons:\n  SoftLockup:\n    enabled: false\n")
+	const token = "kubeconfig-static-token-do-not-leak"
+	write("var/lib/kubelet/kubeconfig", "apiVersion: v1\nusers:\n- name: kubelet\n  user:\n    token: "+token+"\n")
+
+	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"collect", "-o", out, "--root", root, "--timeout", "60s", "--command-timeout", "5s"}, nil, &stdout, &stderr)
+	if rc != 0 {
+		t.Fatalf("collect exited %d: %s", rc, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "Wrote "+out) {
+		t.Errorf("no summary on stderr: %q", stderr.String())
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("bundle mode %v, want 0600", fi.Mode().Perm())
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		_, rest, _ := strings.Cut(h.Name, "/")
+		files[rest] = string(data)
+	}
+	if s := files["nodehealthd/status.txt"]; !strings.Contains(s, "StorageReady") || !strings.Contains(s, "XFSCorruption") {
+		t.Errorf("status.txt is not the status view of the fixture state:\n%s", s)
+	}
+	if s := files["nodehealthd/rules.txt"]; !strings.Contains(s, "REASON") {
+		t.Errorf("rules.txt is not the rules listing:\n%s", s)
+	}
+	for _, p := range []string{"manifest.json", "errors.txt", "kernel/uname.txt", "kubernetes/kubeconfig", "nodehealthd/etc/config.yaml"} {
+		if _, ok := files[p]; !ok {
+			t.Errorf("bundle lacks %s", p)
+		}
+	}
+	for name, data := range files {
+		if strings.Contains(data, token) {
+			t.Errorf("%s contains the kubeconfig token", name)
+		}
+	}
+}

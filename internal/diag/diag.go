@@ -1,0 +1,527 @@
+// Package diag builds the diagnostics bundle of `nodehealthctl collect`: a
+// tar.gz with the daemon's state and findings, the journals of the node's
+// Kubernetes services, kernel, network, storage and system state, which an
+// operator can attach to a ticket. It is meant to be comparable with the log
+// capture of EKS's Node Monitoring Agent, run on demand from the node.
+//
+// Collection never stops at a failure: a missing command, a non-zero exit or
+// a timeout is recorded in errors.txt and manifest.json and the next item is
+// collected. Every byte written passes through Redact, so private keys and
+// credentials do not leave the node even when they turn up in a log.
+package diag
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// Runner runs a host command and returns its output (stdout, then stderr).
+// Tests replace it.
+type Runner func(ctx context.Context, name string, args ...string) ([]byte, error)
+
+// Generated is content produced by the caller (nodehealthctl renders the
+// status text with the same code as `nodehealthctl status`).
+type Generated struct {
+	Path string
+	Make func(ctx context.Context) ([]byte, error)
+}
+
+// Options configure Collect. Host paths are as on the node; they are read
+// under Root.
+type Options struct {
+	Root string
+	// StateDir is the daemon's state directory (default /var/lib/nodehealthd).
+	StateDir string
+	// ConfigDir holds config.yaml and rules.d (default /etc/nodehealthd).
+	ConfigDir string
+	// RulesDir is an operator rules directory outside ConfigDir, if any.
+	RulesDir string
+	// Timeout bounds the whole collection (default 5m); items not reached
+	// are listed as skipped.
+	Timeout time.Duration
+	// CommandTimeout bounds each command (default 30s).
+	CommandTimeout time.Duration
+	// Since is how far back journals are read (default 24h).
+	Since time.Duration
+	// JournalLines caps each journal (default 20000 lines, the newest).
+	JournalLines int
+	// MaxBytes caps each file and command output (default 32 MiB).
+	MaxBytes int
+	// Run runs commands (default ExecRunner).
+	Run Runner
+	// Extra adds generated content.
+	Extra []Generated
+	// Version of the collecting tool, for the manifest.
+	Version string
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.StateDir == "" {
+		o.StateDir = "/var/lib/nodehealthd"
+	}
+	if o.ConfigDir == "" {
+		o.ConfigDir = "/etc/nodehealthd"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = 30 * time.Second
+	}
+	if o.Since <= 0 {
+		o.Since = 24 * time.Hour
+	}
+	if o.JournalLines <= 0 {
+		o.JournalLines = 20000
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 32 << 20
+	}
+	if o.Run == nil {
+		o.Run = ExecRunner(o.MaxBytes)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Entry is one item of the bundle, as listed in manifest.json.
+type Entry struct {
+	// Path is the file in the bundle; empty when nothing was written.
+	Path string `json:"path,omitempty"`
+	// Source is the host file or the command line collected.
+	Source string `json:"source"`
+	Bytes  int    `json:"bytes"`
+	// Seconds is how long a command ran.
+	Seconds    float64 `json:"seconds,omitempty"`
+	Truncated  bool    `json:"truncated,omitempty"`
+	Redactions int     `json:"redactions,omitempty"`
+	// Error is why the item is missing or incomplete; it is also listed in
+	// errors.txt.
+	Error string `json:"error,omitempty"`
+	// Skipped says why an item was deliberately left out (not present on
+	// this host, holds private keys); not an error.
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// Manifest describes a bundle; it is written as manifest.json.
+type Manifest struct {
+	Created  time.Time `json:"created"`
+	Hostname string    `json:"hostname"`
+	Root     string    `json:"root"`
+	Version  string    `json:"version,omitempty"`
+	// Complete is false when the time limit cut the collection short.
+	Complete bool    `json:"complete"`
+	Errors   int     `json:"errors"`
+	Entries  []Entry `json:"entries"`
+}
+
+// Collect writes a tar.gz bundle to w and returns its manifest. It returns
+// an error only when the bundle itself cannot be written; everything that
+// fails to be collected is recorded in the bundle instead.
+func Collect(ctx context.Context, w io.Writer, opts Options) (*Manifest, error) {
+	opts.defaults()
+	now := opts.Now()
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+
+	c := &collector{opts: opts, ctx: ctx, man: &Manifest{Created: now.UTC(), Root: opts.Root, Version: opts.Version, Complete: true}}
+	c.man.Hostname = hostname(opts.Root)
+	c.prefix = BundleName(opts.Root, now) + "/"
+	gz := gzip.NewWriter(w)
+	c.tw = tar.NewWriter(gz)
+	c.modTime = now
+
+	for _, it := range plan(&opts) {
+		if ctx.Err() != nil {
+			c.man.Complete = false
+			c.record(Entry{Source: it.source(), Error: "not collected: the collection time limit (" + opts.Timeout.String() + ") was reached"})
+			continue
+		}
+		if err := c.collect(it); err != nil {
+			return c.man, err
+		}
+	}
+
+	var errs bytes.Buffer
+	for _, e := range c.man.Entries {
+		if e.Error != "" {
+			fmt.Fprintf(&errs, "%s: %s\n", e.Source, e.Error)
+		}
+	}
+	if err := c.write("errors.txt", errs.Bytes(), &Entry{Source: "collection errors"}); err != nil {
+		return c.man, err
+	}
+	man, err := json.MarshalIndent(c.man, "", "  ")
+	if err != nil {
+		return c.man, err
+	}
+	if err := c.write("manifest.json", append(man, '\n'), &Entry{Source: "manifest"}); err != nil {
+		return c.man, err
+	}
+	if err := c.tw.Close(); err != nil {
+		return c.man, err
+	}
+	return c.man, gz.Close()
+}
+
+// item is one thing to collect; exactly one of file, dir, cmd and gen is
+// set.
+type item struct {
+	out  string   // path in the bundle (for dir: the directory)
+	file string   // host file
+	dir  string   // host directory, copied recursively
+	cmd  []string // command line
+	gen  func(ctx context.Context) ([]byte, error)
+	// kubeconfig redacts credentials structurally before the final scan.
+	kubeconfig bool
+	// optional files that do not exist are skipped without an error.
+	optional bool
+	// tail keeps the end of a file longer than MaxBytes (logs), not its
+	// start.
+	tail bool
+	what string // description for generated items
+}
+
+func (it item) source() string {
+	switch {
+	case it.file != "":
+		return it.file
+	case it.dir != "":
+		return it.dir + "/"
+	case len(it.cmd) > 0:
+		return strings.Join(it.cmd, " ")
+	}
+	return it.what
+}
+
+type collector struct {
+	opts    Options
+	ctx     context.Context
+	man     *Manifest
+	tw      *tar.Writer
+	prefix  string
+	modTime time.Time
+}
+
+func (c *collector) record(e Entry) {
+	if e.Error != "" {
+		c.man.Errors++
+	}
+	c.man.Entries = append(c.man.Entries, e)
+}
+
+func (c *collector) collect(it item) error {
+	e := Entry{Source: it.source()}
+	var data []byte
+	switch {
+	case it.dir != "":
+		return c.collectDir(it)
+	case it.file != "":
+		b, trunc, skip, err := c.readFile(it.file, it.tail)
+		switch {
+		case skip != "":
+			e.Skipped = skip
+		case errors.Is(err, fs.ErrNotExist) && it.optional:
+			e.Skipped = "not present on this host"
+		case err != nil:
+			e.Error = err.Error()
+		}
+		if e.Skipped != "" || err != nil {
+			c.record(e)
+			return nil
+		}
+		data, e.Truncated = b, trunc
+	case len(it.cmd) > 0:
+		cctx, cancel := context.WithTimeout(c.ctx, c.opts.CommandTimeout)
+		start := time.Now()
+		b, err := c.opts.Run(cctx, it.cmd[0], it.cmd[1:]...)
+		e.Seconds = time.Since(start).Seconds()
+		if err != nil {
+			e.Error = commandError(c.ctx, cctx, err, c.opts.CommandTimeout)
+			// The last line is usually the command's own complaint
+			// ("System has not been booted with systemd").
+			if l := lastLine(b); l != "" {
+				e.Error += ": " + l
+			}
+		}
+		cancel()
+		if len(b) > c.opts.MaxBytes {
+			b, e.Truncated = b[:c.opts.MaxBytes], true
+		}
+		data = b
+	default:
+		b, err := it.gen(c.ctx)
+		if err != nil {
+			e.Error = err.Error()
+		}
+		data = b
+	}
+	if it.kubeconfig && len(data) > 0 {
+		if red, n, err := RedactKubeconfig(data); err == nil {
+			data, e.Redactions = red, n
+		} else {
+			// Not YAML (truncated, corrupt): the final scan still applies.
+			e.Error = "kubeconfig not parseable, only scanned for secrets: " + err.Error()
+		}
+	}
+	if len(data) == 0 && e.Error != "" {
+		c.record(e)
+		return nil
+	}
+	return c.write(it.out, data, &e)
+}
+
+// write adds one file to the bundle after the final secret scan, and
+// records it.
+func (c *collector) write(name string, data []byte, e *Entry) error {
+	data, n := Redact(data)
+	e.Path, e.Bytes, e.Redactions = name, len(data), e.Redactions+n
+	if name != "manifest.json" && name != "errors.txt" {
+		c.record(*e)
+	}
+	hdr := &tar.Header{Name: c.prefix + name, Mode: 0o600, Size: int64(len(data)), ModTime: c.modTime, Typeflag: tar.TypeReg}
+	if err := c.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	if _, err := c.tw.Write(data); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	return nil
+}
+
+// excluded reports why a file must not be collected at all, or "".
+func excluded(name string) string {
+	base := path.Base(name)
+	switch {
+	case strings.HasSuffix(base, ".key"), strings.HasSuffix(base, "-key.pem"), strings.HasPrefix(base, "kubelet-client") && strings.HasSuffix(base, ".pem"):
+		return "excluded: holds a private key"
+	}
+	return ""
+}
+
+// readFile reads a host file under the root, up to MaxBytes: the first
+// ones, or with tail the last ones.
+func (c *collector) readFile(p string, tail bool) (data []byte, truncated bool, skip string, err error) {
+	if why := excluded(p); why != "" {
+		return nil, false, why, nil
+	}
+	full, err := resolve(c.opts.Root, p)
+	if err != nil {
+		return nil, false, "", err
+	}
+	fi, err := os.Stat(full)
+	if err != nil {
+		return nil, false, "", err
+	}
+	// A FIFO or device would block or never end.
+	if !fi.Mode().IsRegular() {
+		return nil, false, "not a regular file", nil
+	}
+	f, err := os.Open(full)
+	if err != nil {
+		return nil, false, "", err
+	}
+	defer f.Close()
+	if over := fi.Size() - int64(c.opts.MaxBytes); tail && over > 0 {
+		if _, err := f.Seek(over-1, io.SeekStart); err != nil {
+			return nil, false, "", err
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(c.opts.MaxBytes)+1))
+	if err != nil {
+		return nil, false, "", err
+	}
+	if len(b) > c.opts.MaxBytes {
+		if tail {
+			return b[len(b)-c.opts.MaxBytes:], true, "", nil
+		}
+		return b[:c.opts.MaxBytes], true, "", nil
+	}
+	return b, false, "", nil
+}
+
+// maxDirFiles bounds a directory copy; config directories hold a handful.
+const maxDirFiles = 500
+
+func (c *collector) collectDir(it item) error {
+	full, err := resolve(c.opts.Root, it.dir)
+	if err == nil {
+		_, err = os.Stat(full)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		c.record(Entry{Source: it.source(), Skipped: "not present on this host"})
+		return nil
+	}
+	if err != nil {
+		c.record(Entry{Source: it.source(), Error: err.Error()})
+		return nil
+	}
+	n := 0
+	return filepath.WalkDir(full, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(full, p)
+		hostPath := path.Join(it.dir, filepath.ToSlash(rel))
+		if err != nil {
+			c.record(Entry{Source: hostPath, Error: err.Error()})
+			return nil
+		}
+		if d.IsDir() || c.ctx.Err() != nil {
+			return nil
+		}
+		if n++; n > maxDirFiles {
+			if n == maxDirFiles+1 {
+				c.record(Entry{Source: it.source(), Error: fmt.Sprintf("more than %d files; the rest left out", maxDirFiles)})
+			}
+			return filepath.SkipAll
+		}
+		e := Entry{Source: hostPath}
+		if why := excluded(hostPath); why != "" {
+			e.Skipped = why
+			c.record(e)
+			return nil
+		}
+		// Symlinked files are read through their target; sockets, FIFOs
+		// and devices are not read at all.
+		if !d.Type().IsRegular() && d.Type()&fs.ModeSymlink == 0 {
+			return nil
+		}
+		b, trunc, skip, err := c.readFile(hostPath, false)
+		switch {
+		case skip != "":
+			e.Skipped = skip
+			c.record(e)
+			return nil
+		case err != nil:
+			e.Error = err.Error()
+			c.record(e)
+			return nil
+		}
+		e.Truncated = trunc
+		return c.write(path.Join(it.out, filepath.ToSlash(rel)), b, &e)
+	})
+}
+
+// resolve maps a host path to the file under root. Absolute symlinks are
+// resolved inside root, as on the host (e.g. /etc/resolv.conf pointing to
+// /run/systemd/resolve/stub-resolv.conf), instead of escaping to the
+// system running the collector.
+func resolve(root, p string) (string, error) {
+	if root == "" || root == "/" {
+		return p, nil
+	}
+	cur := p
+	for range 16 {
+		full := host.Path(root, cur)
+		target, err := os.Readlink(full)
+		if err != nil {
+			// Not a symlink (or not there): the caller's stat tells.
+			return full, nil
+		}
+		if filepath.IsAbs(target) {
+			cur = target
+		} else {
+			cur = path.Join(path.Dir(cur), target)
+		}
+	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+}
+
+func commandError(overall, ctx context.Context, err error, limit time.Duration) string {
+	switch {
+	case overall.Err() != nil:
+		return "stopped: the collection time limit was reached: " + err.Error()
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Sprintf("timed out (limit %s): %v", limit, err)
+	case errors.Is(err, exec.ErrNotFound):
+		return "command not found: " + err.Error()
+	}
+	return err.Error()
+}
+
+// BundleName is the bundle's top directory for a collection at now, which
+// names the node and the time: bundles of many nodes end up side by side.
+func BundleName(root string, now time.Time) string {
+	return fmt.Sprintf("nodehealthd-diag-%s-%s", safeName(hostname(root)), now.UTC().Format("20060102T150405Z"))
+}
+
+func lastLine(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
+}
+
+func hostname(root string) string {
+	if b, err := os.ReadFile(host.Path(root, "/proc/sys/kernel/hostname")); err == nil {
+		if h := strings.TrimSpace(string(b)); h != "" {
+			return h
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "unknown"
+}
+
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// ExecRunner returns the real Runner: it runs name, kills it when ctx
+// ends, and keeps little more than maxBytes of its output while draining
+// the rest, so that a chatty command neither blocks nor fills memory.
+func ExecRunner(maxBytes int) Runner {
+	return func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.WaitDelay = 2 * time.Second
+		var out capped
+		out.max = maxBytes
+		cmd.Stdout = &out
+		cmd.Stderr = &out
+		err := cmd.Run()
+		return out.buf.Bytes(), err
+	}
+}
+
+// capped keeps one byte more than max, so that the collector can tell a
+// cut output from one of exactly max bytes.
+type capped struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max + 1 - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
