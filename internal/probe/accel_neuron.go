@@ -1,0 +1,96 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/hardware"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// ReasonNeuronDeviceCountMismatch is ours: NMA checks Neuron only through
+// the driver's kmsg errors, which a device whose driver never bound (or
+// whose device node is missing) cannot produce.
+const ReasonNeuronDeviceCountMismatch = "NeuronDeviceCountMismatch"
+
+// accelNeuron compares the Neuron devices on the PCI bus with the device
+// nodes workloads use (/dev/neuron<N>): a device without its driver or its
+// node is invisible to the Neuron device plugin and to every job.
+type accelNeuron struct {
+	probeInfo
+	// suspect is the problem seen on the previous check; a problem is
+	// reported only when two consecutive checks see it, since device
+	// nodes appear a moment after the driver binds at boot.
+	suspect string
+}
+
+func init() {
+	Register("neuron", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := struct {
+			probeSettings `yaml:",inline"`
+		}{probeSettings{Period: time.Minute}}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if hardware.Detect(env.Root) != condition.Neuron {
+			return nil, nil
+		}
+		return &accelNeuron{probeInfo: probeInfo{name: "neuron", reasons: []string{ReasonNeuronDeviceCountMismatch}, period: cfg.Period}}, nil
+	})
+}
+
+func (p *accelNeuron) Check(ctx context.Context, env *Env) ([]Result, error) {
+	devs := hardware.NeuronDevices(env.Root)
+	nodes, err := neuronDeviceNodes(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	var unbound []string
+	for _, d := range devs {
+		if d.Driver == "" {
+			unbound = append(unbound, d.Addr)
+		}
+	}
+	var problems []string
+	if len(unbound) > 0 {
+		problems = append(problems, fmt.Sprintf("Neuron PCI device(s) %s have no driver bound (is the aws-neuronx-dkms module loaded?)", strings.Join(unbound, ", ")))
+	}
+	if nodes < len(devs) {
+		problems = append(problems, fmt.Sprintf("%d Neuron PCI devices but %d neuron device files were detected", len(devs), nodes))
+	}
+	msg := strings.Join(problems, "; ")
+	confirmed := msg != "" && msg == p.suspect
+	p.suspect = msg
+	if !confirmed {
+		return nil, nil
+	}
+	return []Result{{Condition: finding.AcceleratedHardwareReady, Reason: ReasonNeuronDeviceCountMismatch, Severity: finding.Fatal, Message: msg}}, nil
+}
+
+// neuronDeviceNodes counts <root>/dev/neuron<N>.
+func neuronDeviceNodes(root string) (int, error) {
+	entries, err := os.ReadDir(host.Path(root, "/dev"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Name(), "neuron"); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,151 @@
+package probe
+
+// Helpers shared by the kernel, container-runtime and storage probes.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/procfs"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// probeSettings is the part of a probe's config section that every probe
+// has: an off switch and its period.
+type probeSettings struct {
+	Enabled *bool         `yaml:"enabled"`
+	Period  time.Duration `yaml:"period"`
+}
+
+func (s probeSettings) on() bool { return s.Enabled == nil || *s.Enabled }
+
+// decodeSettings decodes section into cfg (which embeds probeSettings
+// inline and already holds the defaults) and checks the period. It reports
+// whether the probe is switched on.
+func decodeSettings(section *yaml.Node, cfg any, s *probeSettings) (bool, error) {
+	if err := Decode(section, cfg); err != nil {
+		return false, err
+	}
+	if s.Period < time.Second {
+		return false, fmt.Errorf("period %v: want at least 1s", s.Period)
+	}
+	return s.on(), nil
+}
+
+// probeInfo implements the descriptive half of Probe.
+type probeInfo struct {
+	name    string
+	reasons []string
+	period  time.Duration
+}
+
+func (p probeInfo) Name() string          { return p.name }
+func (p probeInfo) Reasons() []string     { return p.reasons }
+func (p probeInfo) Period() time.Duration { return p.period }
+
+// hostProcFS opens the host's procfs under env.Root.
+func hostProcFS(env *Env) (procfs.FS, error) {
+	return procfs.NewFS(host.Path(env.Root, "/proc"))
+}
+
+// processGone reports whether err means a process exited while it was being
+// read, which is normal on a busy node and not a probe failure.
+func processGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
+}
+
+// procStat is the part of /proc/<pid>/stat the probes use.
+type procStat struct {
+	Comm  string
+	State byte
+	// Starttime (field 22) tells a process from a later one that reuses
+	// its PID.
+	Starttime uint64
+	// BlkioTicks is delayacct_blkio_ticks (field 42), in clock ticks.
+	BlkioTicks uint64
+}
+
+// parseProcStat parses a /proc/<pid>/stat line. The command name may hold
+// spaces and parentheses (a process can rename itself to "a) b (c"), so it
+// runs from the first '(' to the LAST ')'; fields are counted from there.
+// Fields the kernel does not provide (old kernels stop before field 42) are
+// left zero rather than failing the whole line.
+func parseProcStat(b []byte) (procStat, error) {
+	var s procStat
+	l := bytes.IndexByte(b, '(')
+	r := bytes.LastIndexByte(b, ')')
+	if l < 0 || r < l {
+		return s, fmt.Errorf("stat: no command name in %q", truncateForError(b))
+	}
+	s.Comm = string(b[l+1 : r])
+	rest := bytes.Fields(b[r+1:])
+	if len(rest) < 1 || len(rest[0]) != 1 {
+		return s, fmt.Errorf("stat: no state after the command name in %q", truncateForError(b))
+	}
+	s.State = rest[0][0]
+	// rest[0] is field 3, so field n is rest[n-3].
+	var err error
+	if len(rest) > 22-3 {
+		if s.Starttime, err = strconv.ParseUint(string(rest[22-3]), 10, 64); err != nil {
+			return s, fmt.Errorf("stat: starttime: %w", err)
+		}
+	}
+	if len(rest) > 42-3 {
+		if s.BlkioTicks, err = strconv.ParseUint(string(rest[42-3]), 10, 64); err != nil {
+			return s, fmt.Errorf("stat: delayacct_blkio_ticks: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func truncateForError(b []byte) string {
+	if len(b) > 120 {
+		b = b[:120]
+	}
+	return string(b)
+}
+
+// readProcStat reads and parses <procRoot>/<pid>/stat. procfs's own
+// Proc.Stat is not used: it scans every field with fmt.Fscan (slow across
+// all processes) and rejects a stat line without the late fields.
+func readProcStat(procRoot string, pid int) (procStat, error) {
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseProcStat(b)
+}
+
+// HostTags returns the tags describing the host at root: the ID of
+// /etc/os-release (amzn, bottlerocket, ubuntu…; quotes stripped, as NMA
+// reads it) plus extra (eks-auto, hybrid: what the host cannot tell).
+func HostTags(root string, extra []string) map[string]bool {
+	tags := map[string]bool{}
+	for _, t := range extra {
+		if t = strings.TrimSpace(t); t != "" {
+			tags[t] = true
+		}
+	}
+	b, err := os.ReadFile(host.Path(root, "/etc/os-release"))
+	if err != nil {
+		return tags
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ID="); ok {
+			if id := strings.Trim(v, `"'`); id != "" {
+				tags[id] = true
+			}
+			break
+		}
+	}
+	return tags
+}

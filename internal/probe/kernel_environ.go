@@ -1,0 +1,84 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+// largeEnvironmentConfig is probes.large-environment.
+type largeEnvironmentConfig struct {
+	probeSettings `yaml:",inline"`
+	// Threshold: a process with more environment variables than this fires.
+	Threshold int `yaml:"threshold"`
+}
+
+type largeEnvironmentProbe struct {
+	probeInfo
+	threshold int
+}
+
+func init() {
+	Register("large-environment", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := largeEnvironmentConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 1000}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Threshold < 1 {
+			return nil, fmt.Errorf("threshold %d: want ≥ 1", cfg.Threshold)
+		}
+		return &largeEnvironmentProbe{probeInfo: probeInfo{"large-environment", []string{"LargeEnvironment"}, cfg.Period}, threshold: cfg.Threshold}, nil
+	})
+}
+
+// Check counts the non-empty entries of every /proc/<pid>/environ. A huge
+// environment (typically Kubernetes service links in a namespace with
+// thousands of services) slows every exec and can hit ARG_MAX.
+func (p *largeEnvironmentProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	fs, err := hostProcFS(env)
+	if err != nil {
+		return nil, err
+	}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, pr := range procs {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		vars, err := pr.Environ()
+		if err != nil {
+			// Exited since the listing, or a kernel thread: skip it.
+			continue
+		}
+		n := 0
+		for _, v := range vars {
+			if v != "" {
+				n++
+			}
+		}
+		if n <= p.threshold {
+			continue
+		}
+		comm, err := pr.Comm()
+		if err != nil {
+			continue
+		}
+		out = append(out, Result{
+			Condition: finding.KernelReady, Reason: "LargeEnvironment", Severity: finding.Warning,
+			Message: fmt.Sprintf("PID %d has a higher than normal environment variable count at %d", pr.PID, n),
+			// The command name keeps the key readable and makes a reused
+			// PID a different finding.
+			Key: strconv.Itoa(pr.PID) + "/" + comm,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,61 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+// openFilesConfig is probes.open-files.
+type openFilesConfig struct {
+	probeSettings `yaml:",inline"`
+	// Threshold is the fraction of fs.file-max allocated that fires.
+	Threshold float64 `yaml:"threshold"`
+}
+
+type openFilesProbe struct {
+	probeInfo
+	threshold float64
+}
+
+func init() {
+	Register("open-files", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := openFilesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
+			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
+		}
+		return &openFilesProbe{probeInfo: probeInfo{"open-files", []string{"ApproachingMaxOpenFiles"}, cfg.Period}, threshold: cfg.Threshold}, nil
+	})
+}
+
+// Check reads /proc/sys/fs/file-nr: allocated, allocated-but-unused, max.
+func (p *openFilesProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	fs, err := hostProcFS(env)
+	if err != nil {
+		return nil, err
+	}
+	nr, err := fs.SysctlInts("fs.file-nr")
+	if err != nil {
+		return nil, err
+	}
+	if len(nr) != 3 || nr[2] <= 0 {
+		return nil, fmt.Errorf("fs.file-nr: %v: want allocated, unused, max", nr)
+	}
+	allocated, limit := float64(nr[0]), float64(nr[2])
+	ratio := allocated / limit
+	if ratio < p.threshold {
+		return nil, nil
+	}
+	return []Result{{
+		Condition: finding.KernelReady, Reason: "ApproachingMaxOpenFiles", Severity: finding.Warning,
+		Message: fmt.Sprintf("Approaching Exhaustion of max open file descriptors. %0.0f of %0.0f total, %0.1f%%", allocated, limit, ratio*100),
+	}}, nil
+}

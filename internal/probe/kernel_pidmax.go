@@ -1,0 +1,105 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// pidMaxConfig is probes.pid-max.
+type pidMaxConfig struct {
+	probeSettings `yaml:",inline"`
+	// Threshold is the fraction of the PID limit in use that fires.
+	Threshold float64 `yaml:"threshold"`
+}
+
+type pidMaxProbe struct {
+	probeInfo
+	threshold float64
+}
+
+func init() {
+	Register("pid-max", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := pidMaxConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
+			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
+		}
+		return &pidMaxProbe{probeInfo: probeInfo{"pid-max", []string{"ApproachingKernelPidMax"}, cfg.Period}, threshold: cfg.Threshold}, nil
+	})
+}
+
+// Check compares the PIDs in use with the lower of kernel.pid_max and
+// kernel.threads-max. NMA counts processes against the higher limit, but
+// every thread holds a PID and fork fails at whichever limit is reached
+// first, so a node running a few processes with thousands of threads each
+// would exhaust PIDs without NMA ever warning.
+func (p *pidMaxProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	fs, err := hostProcFS(env)
+	if err != nil {
+		return nil, err
+	}
+	pidMax, err := fs.SysctlInts("kernel.pid_max")
+	if err != nil {
+		return nil, err
+	}
+	threadsMax, err := fs.SysctlInts("kernel.threads-max")
+	if err != nil {
+		return nil, err
+	}
+	if len(pidMax) != 1 || len(threadsMax) != 1 {
+		return nil, fmt.Errorf("kernel.pid_max %v, kernel.threads-max %v: want one number each", pidMax, threadsMax)
+	}
+	limit := min(pidMax[0], threadsMax[0])
+	if limit <= 0 {
+		return nil, fmt.Errorf("PID limit %d: not positive", limit)
+	}
+	inUse, err := tasksInUse(env)
+	if err != nil {
+		// /proc/loadavg is missing or odd (a container's fake procfs):
+		// processes are a lower bound of PIDs in use.
+		procs, perr := fs.AllProcs()
+		if perr != nil {
+			return nil, perr
+		}
+		inUse = len(procs)
+	}
+	ratio := float64(inUse) / float64(limit)
+	if ratio < p.threshold {
+		return nil, nil
+	}
+	return []Result{{
+		Condition: finding.KernelReady, Reason: "ApproachingKernelPidMax", Severity: finding.Warning,
+		Message: fmt.Sprintf("Approaching max number of PIDs. %d of %d total, %0.1f%%", inUse, limit, ratio*100),
+	}}, nil
+}
+
+// tasksInUse returns the number of threads on the host from the fourth
+// field of /proc/loadavg ("running/total"): one read instead of walking
+// every /proc/<pid>/task directory.
+func tasksInUse(env *Env) (int, error) {
+	b, err := os.ReadFile(host.Path(env.Root, "/proc/loadavg"))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 4 {
+		return 0, fmt.Errorf("loadavg: %q: want 5 fields", b)
+	}
+	_, total, ok := strings.Cut(f[3], "/")
+	if !ok {
+		return 0, fmt.Errorf("loadavg: %q: no running/total field", b)
+	}
+	return strconv.Atoi(total)
+}

@@ -1,0 +1,94 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// zombiesConfig is probes.zombies.
+type zombiesConfig struct {
+	probeSettings `yaml:",inline"`
+	// Threshold is the number of zombie processes that counts as many.
+	Threshold int `yaml:"threshold"`
+	// Consecutive is how many checks in a row must see at least Threshold
+	// zombies before the reason fires: zombies come and go as parents reap
+	// them, only a sustained pile-up means a parent that never will.
+	Consecutive int `yaml:"consecutive"`
+}
+
+type zombiesProbe struct {
+	probeInfo
+	threshold, consecutive int
+
+	mu     sync.Mutex
+	streak int
+}
+
+func init() {
+	Register("zombies", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := zombiesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 20, Consecutive: 5}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Threshold < 1 || cfg.Consecutive < 1 {
+			return nil, fmt.Errorf("threshold %d, consecutive %d: want both ≥ 1", cfg.Threshold, cfg.Consecutive)
+		}
+		return &zombiesProbe{
+			probeInfo: probeInfo{"zombies", []string{"ExcessiveZombieProcesses"}, cfg.Period},
+			threshold: cfg.Threshold, consecutive: cfg.Consecutive,
+		}, nil
+	})
+}
+
+// Check counts processes in state Z. NMA gates on a lifetime counter that
+// never decays, so five bad polls spread over weeks fire it; here the count
+// must stay high on consecutive checks, and one check below the threshold
+// starts over.
+func (p *zombiesProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	fs, err := hostProcFS(env)
+	if err != nil {
+		return nil, err
+	}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return nil, err
+	}
+	procRoot := host.Path(env.Root, "/proc")
+	zombies := 0
+	for _, pr := range procs {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		st, err := readProcStat(procRoot, pr.PID)
+		if err != nil {
+			// Exited since the listing (or unreadable): one process
+			// must not fail the whole count.
+			continue
+		}
+		if st.State == 'Z' {
+			zombies++
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if zombies < p.threshold {
+		p.streak = 0
+		return nil, nil
+	}
+	p.streak++
+	if p.streak < p.consecutive {
+		return nil, nil
+	}
+	return []Result{{
+		Condition: finding.KernelReady, Reason: "ExcessiveZombieProcesses", Severity: finding.Warning,
+		Message: fmt.Sprintf("Detected %d zombie processes still running", zombies),
+	}}, nil
+}

@@ -1,0 +1,92 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// zramConfig is probes.zram.
+type zramConfig struct {
+	probeSettings `yaml:",inline"`
+	// Threshold is the fraction of a device's disksize holding
+	// (uncompressed) data above which it fires.
+	Threshold float64 `yaml:"threshold"`
+}
+
+type zramProbe struct {
+	probeInfo
+	threshold float64
+}
+
+func init() {
+	Register("zram", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := zramConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.10}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
+			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
+		}
+		return &zramProbe{probeInfo: probeInfo{"zram", []string{"ZramHighUsage"}, cfg.Period}, threshold: cfg.Threshold}, nil
+	})
+}
+
+// Check compares each zram device's orig_data_size (first field of mm_stat)
+// with its disksize. Unused and unconfigured devices are skipped.
+func (p *zramProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	devs, err := filepath.Glob(host.Path(env.Root, "/sys/block/zram*"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, dir := range devs {
+		dev := filepath.Base(dir)
+		mm, err := os.ReadFile(filepath.Join(dir, "mm_stat"))
+		if err != nil {
+			// A device being hot-removed, or one never initialised.
+			continue
+		}
+		f := strings.Fields(string(mm))
+		if len(f) < 2 {
+			return nil, fmt.Errorf("%s/mm_stat: %q: want at least orig and compr sizes", dev, mm)
+		}
+		orig, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s/mm_stat: %w", dev, err)
+		}
+		if orig == 0 {
+			continue
+		}
+		ds, err := os.ReadFile(filepath.Join(dir, "disksize"))
+		if err != nil {
+			continue
+		}
+		size, err := strconv.ParseUint(strings.TrimSpace(string(ds)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s/disksize: %w", dev, err)
+		}
+		if size == 0 {
+			continue
+		}
+		ratio := float64(orig) / float64(size)
+		if ratio <= p.threshold {
+			continue
+		}
+		out = append(out, Result{
+			Condition: finding.KernelReady, Reason: "ZramHighUsage", Severity: finding.Warning,
+			Message: fmt.Sprintf("ZRAM device %s at %.1f%% capacity", dev, ratio*100), Key: dev,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,137 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// netEFABursts are NMA's bucket sizes for the EFA hardware counters.
+var netEFABursts = map[string]int{
+	"rx_drops":                    100,
+	"rdma_write_wr_err":           100,
+	"rdma_read_wr_err":            100,
+	"unresponsive_remote_events":  100,
+	"impaired_remote_conn_events": 100,
+	"retrans_bytes":               1_000_000,
+	"retrans_pkts":                1_000,
+	"retrans_timeout_events":      100,
+}
+
+type netEFAConfig struct {
+	netSection `yaml:",inline"`
+	// Bursts overrides the bucket size per counter.
+	Bursts map[string]int `yaml:"bursts"`
+	// RefillEvery is how often one token returns to each bucket.
+	RefillEvery time.Duration `yaml:"refillEvery"`
+}
+
+type netEFA struct {
+	period, refill time.Duration
+	bursts         map[string]int
+	// counters persist across polls, keyed by "dev:port/counter".
+	counters map[string]*netCounter
+}
+
+func init() {
+	Register("efa", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netEFAConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		bursts, err := netBursts(netEFABursts, cfg.Bursts)
+		if err != nil {
+			return nil, err
+		}
+		p := &netEFA{period: cfg.period(time.Minute), refill: time.Second, bursts: bursts, counters: map[string]*netCounter{}}
+		if cfg.RefillEvery > 0 {
+			p.refill = cfg.RefillEvery
+		}
+		return p, nil
+	})
+}
+
+func (p *netEFA) Name() string          { return "efa" }
+func (p *netEFA) Period() time.Duration { return p.period }
+func (p *netEFA) Reasons() []string     { return []string{"EFAErrorMetric"} }
+
+// Check reads the EFA devices' hardware counters from sysfs. The first
+// reading of each counter is its baseline: NMA started from 0 and so
+// reported every counter's lifetime total on its first poll (B10 quirk 9).
+func (p *netEFA) Check(ctx context.Context, env *Env) ([]Result, error) {
+	ibDir := host.Path(env.Root, "/sys/class/infiniband")
+	devs, err := os.ReadDir(ibDir)
+	if errors.Is(err, os.ErrNotExist) {
+		p.counters = map[string]*netCounter{}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := env.Now()
+	seen := map[string]bool{}
+	var out []Result
+	for _, d := range devs {
+		dev := d.Name()
+		devDir := filepath.Join(ibDir, dev)
+		vendor, _ := netReadTrim(filepath.Join(devDir, "device", "vendor"))
+		device, _ := netReadTrim(filepath.Join(devDir, "device", "device"))
+		// Amazon's PCI vendor and the EFA device IDs (0xefa0, 0xefa1…);
+		// other RDMA devices count differently.
+		if vendor != "0x1d0f" || !strings.HasPrefix(device, "0xefa") {
+			continue
+		}
+		ports, err := os.ReadDir(filepath.Join(devDir, "ports"))
+		if err != nil {
+			env.Log.Debug("efa: no ports", "dev", dev, "err", err)
+			continue
+		}
+		for _, port := range ports {
+			for counter, burst := range p.bursts {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				s, err := netReadTrim(filepath.Join(devDir, "ports", port.Name(), "hw_counters", counter))
+				if err != nil {
+					continue
+				}
+				v, err := strconv.ParseUint(s, 10, 64)
+				if err != nil {
+					env.Log.Debug("efa: bad counter", "dev", dev, "counter", counter, "value", s)
+					continue
+				}
+				where := dev + ":" + port.Name()
+				key := where + "/" + counter
+				seen[key] = true
+				c := p.counters[key]
+				if c == nil {
+					p.counters[key] = newNetCounter(v, p.refill, burst)
+					continue
+				}
+				if old, exceeded := c.observe(now, v); exceeded {
+					out = append(out, netResult("EFAErrorMetric", finding.Warning, key,
+						fmt.Sprintf("%s increased from %d to %d for device:port [%s]", counter, old, v, where)))
+				}
+			}
+		}
+	}
+	for k := range p.counters {
+		if !seen[k] {
+			delete(p.counters, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}

@@ -1,0 +1,67 @@
+package probe
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// netEFADevice writes an InfiniBand device with one port and the given
+// hardware counters.
+func netEFADevice(t *testing.T, root, dev, vendor, device string, counters map[string]uint64) {
+	t.Helper()
+	base := "sys/class/infiniband/" + dev
+	netWrite(t, root, base+"/device/vendor", vendor+"\n")
+	netWrite(t, root, base+"/device/device", device+"\n")
+	for c, v := range counters {
+		netWrite(t, root, base+"/ports/1/hw_counters/"+c, fmt.Sprintf("%d\n", v))
+	}
+}
+
+func TestNetEFAErrorMetric(t *testing.T) {
+	root := t.TempDir()
+	// Lifetime counters far above every bucket: the first poll is only
+	// the baseline (NMA started from 0 and fired here, B10 quirk 9).
+	netEFADevice(t, root, "rdmap0s31", "0x1d0f", "0xefa1", map[string]uint64{"rx_drops": 90_000, "retrans_pkts": 7_000_000})
+	env, clk, _ := netTestEnv(t, root)
+	rig := newNetRig(t, netBuild(t, env, "efa", ""), env)
+	if res := rig.check(); len(res) != 0 {
+		t.Fatalf("first poll reported lifetime totals: %v", netReasons(res))
+	}
+	clk.add(time.Minute)
+	netEFADevice(t, root, "rdmap0s31", "0x1d0f", "0xefa1", map[string]uint64{"rx_drops": 90_500, "retrans_pkts": 7_000_500})
+	res := rig.check()
+	r := netFind(res, "EFAErrorMetric", "rdmap0s31:1/rx_drops")
+	if r == nil || len(res) != 1 { // retrans_pkts +500 is within its bucket of 1000
+		t.Fatalf("want rx_drops only, got %v", netReasons(res))
+	}
+	if r.Message != "rx_drops increased from 90000 to 90500 for device:port [rdmap0s31:1]" || r.Severity != "Warning" {
+		t.Fatalf("result: %+v", r)
+	}
+	rig.recovers("EFAErrorMetric", "rdmap0s31:1/rx_drops", func() {}, func() { clk.add(time.Minute) })
+}
+
+func TestNetEFASteadyGrowthAndOtherDevices(t *testing.T) {
+	root := t.TempDir()
+	// A Mellanox device counts differently and is not EFA.
+	netEFADevice(t, root, "mlx5_0", "0x15b3", "0x101b", map[string]uint64{"rx_drops": 0})
+	env, clk, _ := netTestEnv(t, root)
+	rig := newNetRig(t, netBuild(t, env, "efa", ""), env)
+	for i := range 5 {
+		// +50 per minute: the bucket refills 60 per minute.
+		netEFADevice(t, root, "rdmap0s31", "0x1d0f", "0xefa0", map[string]uint64{"rx_drops": uint64(50 * i)})
+		netEFADevice(t, root, "mlx5_0", "0x15b3", "0x101b", map[string]uint64{"rx_drops": uint64(1_000_000 * i)})
+		if res := rig.check(); len(res) != 0 {
+			t.Fatalf("poll %d: %v", i, netReasons(res))
+		}
+		clk.add(time.Minute)
+	}
+}
+
+func TestNetEFANoDevices(t *testing.T) {
+	env, _, _ := netTestEnv(t, t.TempDir())
+	rig := newNetRig(t, netBuild(t, env, "efa", ""), env)
+	if res := rig.check(); len(res) != 0 {
+		t.Fatalf("no infiniband: %v", netReasons(res))
+	}
+}

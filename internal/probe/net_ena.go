@@ -1,0 +1,204 @@
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// netENAStats maps the ENA driver's allowance counters to reasons. Each
+// counts packets the instance dropped or queued for going over an EC2
+// allowance.
+var netENAStats = map[string]string{
+	"bw_in_allowance_exceeded":     "BandwidthInExceeded",
+	"bw_out_allowance_exceeded":    "BandwidthOutExceeded",
+	"conntrack_allowance_exceeded": "ConntrackExceeded",
+	"linklocal_allowance_exceeded": "LinkLocalExceeded",
+	"pps_allowance_exceeded":       "PPSExceeded",
+}
+
+// netENABursts are NMA's bucket sizes.
+var netENABursts = map[string]int{
+	"bw_in_allowance_exceeded":     180,
+	"bw_out_allowance_exceeded":    100,
+	"conntrack_allowance_exceeded": 100,
+	"linklocal_allowance_exceeded": 100,
+	"pps_allowance_exceeded":       320,
+}
+
+// netEthtoolPartial is the exit status NMA tolerates from "ethtool -S"; the
+// statistics it printed before failing are still used.
+const netEthtoolPartial = 94
+
+type netENAConfig struct {
+	netSection `yaml:",inline"`
+	// Bursts overrides the bucket size per counter.
+	Bursts map[string]int `yaml:"bursts"`
+	// RefillEvery is how often one token returns to each bucket.
+	RefillEvery time.Duration `yaml:"refillEvery"`
+	// Timeout bounds each ethtool run.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+type netENA struct {
+	period, refill, timeout time.Duration
+	bursts                  map[string]int
+	// counters persist across polls, keyed by interface then stat.
+	counters map[string]map[string]*netCounter
+}
+
+func init() {
+	Register("ena-allowances", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netENAConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		bursts, err := netBursts(netENABursts, cfg.Bursts)
+		if err != nil {
+			return nil, err
+		}
+		p := &netENA{period: cfg.period(5 * time.Minute), refill: 10 * time.Minute, timeout: 10 * time.Second,
+			bursts: bursts, counters: map[string]map[string]*netCounter{}}
+		if cfg.RefillEvery > 0 {
+			p.refill = cfg.RefillEvery
+		}
+		if cfg.Timeout > 0 {
+			p.timeout = cfg.Timeout
+		}
+		return p, nil
+	})
+}
+
+func (p *netENA) Name() string          { return "ena-allowances" }
+func (p *netENA) Period() time.Duration { return p.period }
+func (p *netENA) Reasons() []string {
+	return []string{"BandwidthInExceeded", "BandwidthOutExceeded", "ConntrackExceeded", "LinkLocalExceeded", "PPSExceeded"}
+}
+
+// Check reads "ethtool -S" for each ENA interface. ethtool's text output is
+// used rather than the ETHTOOL_GSTATS ioctl because it is what NMA reads and
+// it can be replayed in tests; only interfaces bound to the ena driver are
+// asked, so veths and other drivers cost nothing.
+func (p *netENA) Check(ctx context.Context, env *Env) ([]Result, error) {
+	ifs, err := netENAInterfaces(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	now := env.Now()
+	var out []Result
+	var failures []string
+	var firstErr error
+	seen := map[string]bool{}
+	for _, ifname := range ifs {
+		b, err := netRun(ctx, env, p.timeout, "ethtool", "-S", ifname)
+		if err != nil {
+			if code, ok := netExitCode(err); !ok || code != netEthtoolPartial {
+				failures = append(failures, fmt.Sprintf("%s: %v", ifname, err))
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+		}
+		seen[ifname] = true
+		stats := netParseEthtoolStats(b)
+		cs := p.counters[ifname]
+		if cs == nil {
+			cs = map[string]*netCounter{}
+			p.counters[ifname] = cs
+		}
+		for stat, reason := range netENAStats {
+			v, ok := stats[stat]
+			if !ok {
+				continue
+			}
+			c := cs[stat]
+			if c == nil {
+				// The first sighting is the baseline: what the
+				// counter gathered before we started is history.
+				cs[stat] = newNetCounter(v, p.refill, p.bursts[stat])
+				continue
+			}
+			if old, exceeded := c.observe(now, v); exceeded {
+				out = append(out, netResult(reason, finding.Warning, ifname,
+					fmt.Sprintf("%s increased on interface %q from %d to %d", stat, ifname, old, v)))
+			}
+		}
+	}
+	for ifname := range p.counters {
+		if !netHas(ifs, ifname) {
+			delete(p.counters, ifname)
+		}
+	}
+	if len(failures) > 0 && len(seen) == 0 {
+		// Wrap one cause so that "ethtool is not installed" stays
+		// recognisable to callers.
+		return nil, fmt.Errorf("ethtool on every ENA interface failed (%s): %w", strings.Join(failures, "; "), firstErr)
+	}
+	for _, f := range failures {
+		env.Log.Warn("ena-allowances: ethtool failed", "err", f)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out, nil
+}
+
+// netENAInterfaces lists interfaces whose device is bound to the ena
+// driver (the device/driver symlink's target ends in "ena").
+func netENAInterfaces(root string) ([]string, error) {
+	dir := host.Path(root, "/sys/class/net")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name(), "device", "driver"))
+		if err == nil && filepath.Base(target) == "ena" {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// netParseEthtoolStats parses "ethtool -S" output: a "NIC statistics:"
+// header, then "name: value" lines.
+func netParseEthtoolStats(b []byte) map[string]uint64 {
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	first := true
+	for sc.Scan() {
+		if first {
+			first = false
+			continue
+		}
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		out[strings.TrimSpace(k)] = n
+	}
+	return out
+}

@@ -1,0 +1,195 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// Interface flags from <linux/if.h>, as /sys/class/net/<if>/flags shows them.
+const (
+	netIffUp        = 0x1
+	netIffBroadcast = 0x2
+	netIffLoopback  = 0x8
+	netIffRunning   = 0x40
+	netIffMulticast = 0x1000
+)
+
+// netDefaultExcludedInterfaces are NMA's default exclusions (B4): tunnel and
+// InfiniBand devices whose state says nothing about node networking.
+var netDefaultExcludedInterfaces = []string{
+	`^gre[0-9]+$`, `^gretap[0-9]+$`, `^erspan[0-9]+$`, `^ip6gre[0-9]+$`, `^ip6gretap[0-9]+$`,
+	`^tunl[0-9]+$`, `^sit[0-9]+$`, `^ip6tnl[0-9]+$`, `^ib[0-9]+$`, `^ibp[0-9]+s[0-9]+(f[0-9]+)?$`,
+}
+
+type netInterfacesConfig struct {
+	netSection `yaml:",inline"`
+	// ExcludedInterfaceNameRegexps replaces the default exclusions; an
+	// explicitly empty list disables them (NMA's semantics). docker*
+	// interfaces are always skipped, as NMA does: docker0 has no carrier
+	// whenever no container uses it.
+	ExcludedInterfaceNameRegexps *[]string `yaml:"excludedInterfaceNameRegexps"`
+	// ConsistencyWindow is how old the previous observation of an
+	// interface may be and still confirm the current one (NMA's cache
+	// TTL).
+	ConsistencyWindow time.Duration `yaml:"consistencyWindow"`
+}
+
+type netInterfaces struct {
+	period   time.Duration
+	window   time.Duration
+	excluded []*regexp.Regexp
+	prev     map[string]netIfObservation
+}
+
+type netIfObservation struct {
+	up, running bool
+	at          time.Time
+}
+
+func init() {
+	Register("interfaces", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netInterfacesConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		p := &netInterfaces{period: cfg.period(5 * time.Minute), window: 10 * time.Minute, prev: map[string]netIfObservation{}}
+		if cfg.ConsistencyWindow < 0 {
+			return nil, fmt.Errorf("consistencyWindow must not be negative")
+		}
+		if cfg.ConsistencyWindow > 0 {
+			p.window = cfg.ConsistencyWindow
+		}
+		exprs := netDefaultExcludedInterfaces
+		if cfg.ExcludedInterfaceNameRegexps != nil {
+			exprs = *cfg.ExcludedInterfaceNameRegexps
+		}
+		for _, e := range exprs {
+			if e == "" {
+				return nil, fmt.Errorf("excludedInterfaceNameRegexps: empty entry")
+			}
+			re, err := regexp.Compile(e)
+			if err != nil {
+				return nil, fmt.Errorf("excludedInterfaceNameRegexps: %w", err)
+			}
+			p.excluded = append(p.excluded, re)
+		}
+		return p, nil
+	})
+}
+
+func (p *netInterfaces) Name() string          { return "interfaces" }
+func (p *netInterfaces) Period() time.Duration { return p.period }
+func (p *netInterfaces) Reasons() []string {
+	return []string{"InterfaceNotUp", "InterfaceNotRunning", "MissingLoopbackInterface"}
+}
+
+// Check reads interfaces from sysfs rather than net.Interfaces so that it
+// honours --root. sysfs "flags" holds dev->flags, which never carries
+// IFF_RUNNING (the kernel computes it for SIOCGIFFLAGS and netlink), so
+// running is derived the kernel's way: up and operstate "up" or "unknown"
+// (netif_oper_up). Every offending interface is reported, where NMA stopped at
+// the first one (B10 quirk 6).
+func (p *netInterfaces) Check(ctx context.Context, env *Env) ([]Result, error) {
+	dir := host.Path(env.Root, "/sys/class/net")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	now := env.Now()
+	var out []Result
+	loopback := false
+	seen := map[string]bool{}
+	for _, e := range ents {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		name := e.Name()
+		flags, err := netIfFlags(filepath.Join(dir, name))
+		if err != nil {
+			// bonding_masters and interfaces that vanished while
+			// listing have no readable flags.
+			if !errors.Is(err, os.ErrNotExist) {
+				env.Log.Debug("interfaces: unreadable flags", "if", name, "err", err)
+			}
+			continue
+		}
+		isLoop := flags&netIffLoopback != 0
+		if isLoop {
+			loopback = true
+		}
+		if strings.HasPrefix(name, "docker") {
+			continue
+		}
+		// Point-to-point and other devices without broadcast and
+		// multicast (ifb, tun, wireguard) are not node uplinks.
+		if !isLoop && (flags&netIffMulticast == 0 || flags&netIffBroadcast == 0) {
+			continue
+		}
+		if p.isExcluded(name) {
+			continue
+		}
+		oper, _ := netReadTrim(filepath.Join(dir, name, "operstate"))
+		cur := netIfObservation{up: flags&netIffUp != 0, at: now}
+		cur.running = cur.up && (flags&netIffRunning != 0 || oper == "up" || oper == "unknown" || oper == "")
+		seen[name] = true
+		prev, ok := p.prev[name]
+		p.prev[name] = cur
+		// One bad observation is not enough: an interface being
+		// configured is briefly down. The state must also have been
+		// bad on the previous, still fresh, observation.
+		if !ok || now.Sub(prev.at) > p.window {
+			continue
+		}
+		mac, _ := netReadTrim(filepath.Join(dir, name, "address"))
+		switch {
+		case !cur.up && !prev.up:
+			out = append(out, netResult("InterfaceNotUp", finding.Fatal, name,
+				fmt.Sprintf("Interface Name: %q, MAC: %q is not up", name, mac)))
+		case cur.up && !cur.running && !prev.running:
+			out = append(out, netResult("InterfaceNotRunning", finding.Fatal, name,
+				fmt.Sprintf("Interface Name: %q, MAC: %q is not running (operstate %s)", name, mac, oper)))
+		}
+	}
+	for name := range p.prev {
+		if !seen[name] {
+			delete(p.prev, name)
+		}
+	}
+	if !loopback {
+		out = append(out, netResult("MissingLoopbackInterface", finding.Fatal, "",
+			"The loopback interface is missing from this instance. Without it, many services which depend on local connectivity will fail"))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func (p *netInterfaces) isExcluded(name string) bool {
+	for _, re := range p.excluded {
+		if re.MatchString(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func netIfFlags(dir string) (uint64, error) {
+	s, err := netReadTrim(filepath.Join(dir, "flags"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(s, 0, 64)
+}

@@ -1,0 +1,231 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/procfs"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// netSandboxes answers which IPs the container runtime gave a pod sandbox.
+// The daemon asks containerd over CRI (net_cri.go); tests use a fake.
+type netSandboxes interface {
+	SandboxIPs(ctx context.Context, id string) ([]string, error)
+}
+
+type netIPAMDConfig struct {
+	netSection `yaml:",inline"`
+	// Window is how close together two not-running observations must be
+	// to report IPAMDNotRunning (NMA's 15 minutes).
+	Window time.Duration `yaml:"window"`
+	// Process is the ipamd process name looked for in /proc.
+	Process string `yaml:"process"`
+	// Unit is ipamd's systemd service on EKS Auto Mode nodes.
+	Unit string `yaml:"unit"`
+	// InconsistentState turns the CRI comparison on or off (default on).
+	InconsistentState *bool `yaml:"inconsistentState"`
+	// CacheFor is how long a sandbox's CRI answer is reused.
+	CacheFor time.Duration `yaml:"cacheFor"`
+}
+
+type netIPAMD struct {
+	period, window, cacheFor time.Duration
+	process, unit            string
+	auto                     bool
+	units                    netUnits
+	sandboxes                netSandboxes // nil: IPAMDInconsistentState off
+
+	pods       []string // aws-node pods last seen; nil before the first check
+	lastDown   time.Time
+	sandboxIPs map[string]netSandboxAnswer
+}
+
+type netSandboxAnswer struct {
+	ips []string
+	at  time.Time
+}
+
+func init() {
+	Register("ipamd", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netIPAMDConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		p := &netIPAMD{period: cfg.period(5 * time.Minute), window: 15 * time.Minute, cacheFor: 2 * time.Hour,
+			process: "aws-k8s-agent", unit: "ipamd.service", auto: env.Tags["eks-auto"],
+			sandboxIPs: map[string]netSandboxAnswer{}}
+		if cfg.Window > 0 {
+			p.window = cfg.Window
+		}
+		if cfg.CacheFor > 0 {
+			p.cacheFor = cfg.CacheFor
+		}
+		if cfg.Process != "" {
+			p.process = cfg.Process
+		}
+		if cfg.Unit != "" {
+			p.unit = cfg.Unit
+		}
+		if p.auto {
+			p.units = newNetDBusUnits(env.Root)
+		}
+		if cfg.InconsistentState == nil || *cfg.InconsistentState {
+			p.sandboxes = newNetCRI(host.Path(env.Root, "/run/containerd/containerd.sock"))
+		}
+		return p, nil
+	})
+}
+
+func (p *netIPAMD) Name() string          { return "ipamd" }
+func (p *netIPAMD) Period() time.Duration { return p.period }
+func (p *netIPAMD) Reasons() []string     { return []string{"IPAMDNotRunning", "IPAMDInconsistentState"} }
+
+func (p *netIPAMD) Check(ctx context.Context, env *Env) ([]Result, error) {
+	var running bool
+	if p.auto {
+		// Auto Mode runs ipamd as a systemd service, without an aws-node
+		// pod to detect.
+		st, err := p.units.UnitState(ctx, p.unit)
+		if err != nil {
+			return nil, err
+		}
+		running = st.ActiveState == "active"
+	} else {
+		pods, err := netVPCCNIPods(env.Root)
+		if err != nil {
+			return nil, err
+		}
+		if len(pods) == 0 {
+			p.pods, p.lastDown = nil, time.Time{}
+			return nil, nil
+		}
+		// A new aws-node pod (first sighting, upgrade, restart) starts
+		// ipamd afresh: give it a cycle before judging.
+		if p.pods == nil || !slices.Equal(p.pods, pods) {
+			p.pods, p.lastDown = pods, time.Time{}
+			return nil, nil
+		}
+		running, err = p.processRunning(env.Root)
+		if err != nil {
+			return nil, err
+		}
+	}
+	now := env.Now()
+	if !running {
+		// Two not-running observations within the window report; one
+		// alone (ipamd restarting) does not. Seeing ipamd run resets
+		// the window, which NMA never did (B10 quirk 8), so one blip
+		// long ago no longer turns the next blip into an alarm.
+		prev := p.lastDown
+		p.lastDown = now
+		if prev.IsZero() || now.Sub(prev) > p.window {
+			return nil, nil
+		}
+		return []Result{netResult("IPAMDNotRunning", finding.Fatal, "",
+			"The AWS VPC CNI was detected on this node but IPAMD was not found running")}, nil
+	}
+	p.lastDown = time.Time{}
+	if p.sandboxes == nil {
+		return nil, nil
+	}
+	return p.inconsistent(ctx, env)
+}
+
+// processRunning scans /proc for ipamd (comm is the executable's name cut
+// to 15 bytes; aws-k8s-agent fits).
+func (p *netIPAMD) processRunning(root string) (bool, error) {
+	fs, err := procfs.NewFS(host.Path(root, "/proc"))
+	if err != nil {
+		return false, err
+	}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return false, err
+	}
+	for _, pr := range procs {
+		comm, err := pr.Comm()
+		if err != nil {
+			continue // exited while we looked
+		}
+		if strings.Contains(comm, p.process) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// inconsistent compares each pod IP in ipamd's checkpoint with the IP the
+// runtime reports for the pod's sandbox, and reports every conflicting pod
+// (NMA stopped at the first). A sandbox the runtime no longer knows is
+// skipped: the pod is being torn down and ipamd has not caught up yet.
+func (p *netIPAMD) inconsistent(ctx context.Context, env *Env) ([]Result, error) {
+	allocs, found, err := netReadIPAMCheckpoint(env.Root)
+	if err != nil || !found {
+		return nil, err
+	}
+	now := env.Now()
+	var out []Result
+	live := map[string]bool{}
+	for _, a := range allocs {
+		if a.ContainerID == "" || (a.IPv4 == "" && a.IPv6 == "") {
+			continue
+		}
+		live[a.ContainerID] = true
+		ans, ok := p.sandboxIPs[a.ContainerID]
+		if !ok || now.Sub(ans.at) > p.cacheFor {
+			ips, err := p.sandboxes.SandboxIPs(ctx, a.ContainerID)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				env.Log.Debug("ipamd: sandbox status", "sandbox", a.ContainerID, "err", err)
+				delete(p.sandboxIPs, a.ContainerID)
+				continue
+			}
+			// A pod's IPs never change during its life, so the answer
+			// can be reused (NMA caches it for 2 hours as well).
+			ans = netSandboxAnswer{ips: ips, at: now}
+			p.sandboxIPs[a.ContainerID] = ans
+		}
+		if len(ans.ips) == 0 {
+			continue // host-network or not yet networked
+		}
+		if !netSameIP(ans.ips, a.IPv4) && !netSameIP(ans.ips, a.IPv6) {
+			out = append(out, netResult("IPAMDInconsistentState", finding.Warning, a.ContainerID,
+				fmt.Sprintf("Internal IPAMD state has conflicting IP addresses for pod %s (ipamd: %s, runtime: %s)",
+					a.pod(), strings.Trim(a.IPv4+","+a.IPv6, ","), strings.Join(ans.ips, ","))))
+		}
+	}
+	for id := range p.sandboxIPs {
+		if !live[id] {
+			delete(p.sandboxIPs, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// netSameIP reports whether ip is among ips, comparing addresses rather
+// than text (IPv6 has many spellings).
+func netSameIP(ips []string, ip string) bool {
+	want, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, s := range ips {
+		if got, err := netip.ParseAddr(s); err == nil && got.Unmap() == want.Unmap() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,245 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+// Policy-routing priorities the VPC CNI uses: 512 sends traffic to a pod
+// through the main table, 1536 sends traffic from a pod on a secondary ENI
+// through that ENI's table.
+const (
+	netToPodPriority   = 512
+	netFromPodPriority = 1536
+	netMainTable       = 254
+)
+
+// netRule and netRoute are the parts of the kernel's policy-routing state
+// the check needs, independent of where they were read from.
+type netRule struct {
+	Priority int
+	Src, Dst netip.Prefix // zero Prefix: any
+	Table    int
+}
+
+type netRoute struct {
+	Dst   netip.Prefix // zero Prefix or /0: default route
+	Table int
+	Dev   int // output interface index, 0 when none
+}
+
+// netRouteSource reads rules and routes of one address family (4 or 6).
+// The daemon reads them over netlink (net_iprules_netlink.go); tests supply
+// them directly or from a network namespace of their own.
+type netRouteSource interface {
+	Rules(ctx context.Context, family int) ([]netRule, error)
+	Routes(ctx context.Context, family int) ([]netRoute, error)
+}
+
+type netIPRulesConfig struct {
+	netSection `yaml:",inline"`
+	// Confirmations is how many consecutive checks must see a pod IP
+	// (or table) missing its entry before it is reported. The CNI writes
+	// the checkpoint before it installs a pod's rules and removes the
+	// rules before it releases the IP, so a single observation can
+	// catch a pod mid-setup. 1 reports at once, as NMA does.
+	Confirmations int `yaml:"confirmations"`
+}
+
+type netIPRules struct {
+	period  time.Duration
+	confirm int
+	src     netRouteSource
+	// misses counts consecutive checks that saw reason/key missing.
+	misses map[string]int
+}
+
+func init() {
+	Register("ip-rules", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netIPRulesConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		// Hybrid nodes do not run the VPC CNI's routing (NMA skips them).
+		if env.Tags["hybrid"] {
+			return nil, nil
+		}
+		if cfg.Confirmations < 0 {
+			return nil, fmt.Errorf("confirmations must not be negative")
+		}
+		p := &netIPRules{period: cfg.period(5 * time.Minute), confirm: 2, src: netNetlinkRoutes{}, misses: map[string]int{}}
+		if cfg.Confirmations > 0 {
+			p.confirm = cfg.Confirmations
+		}
+		return p, nil
+	})
+}
+
+func (p *netIPRules) Name() string          { return "ip-rules" }
+func (p *netIPRules) Period() time.Duration { return p.period }
+func (p *netIPRules) Reasons() []string {
+	return []string{"MissingIPRules", "MissingIPRoutes", "MissingDefaultRoutes"}
+}
+
+type netPodIP struct {
+	addr netip.Addr
+	pod  string
+}
+
+// Check compares the pod IPs ipamd has handed out with the kernel's rules
+// and routes. Each address family is checked against its own rules and
+// routes; NMA picked one family for all IPs from an arbitrary IP and, in
+// IPv6 mode, reported every table as missing its default route (B10
+// quirk 7).
+func (p *netIPRules) Check(ctx context.Context, env *Env) ([]Result, error) {
+	if !env.Tags["eks-auto"] {
+		pods, err := netVPCCNIPods(env.Root)
+		if err != nil {
+			return nil, err
+		}
+		if len(pods) == 0 {
+			p.misses = map[string]int{}
+			return nil, nil
+		}
+	}
+	allocs, found, err := netReadIPAMCheckpoint(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		env.Log.Debug("ip-rules: no ipamd checkpoint yet")
+	}
+	byFamily := map[int][]netPodIP{}
+	for _, a := range allocs {
+		// Rows without a container, interface or network are IPs
+		// ipamd holds for itself, not pods (NMA filters the same).
+		if a.ContainerID == "" || a.IfName == "" || a.NetworkName == "" {
+			continue
+		}
+		for _, s := range []string{a.IPv4, a.IPv6} {
+			if s == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				env.Log.Debug("ip-rules: bad IP in checkpoint", "ip", s, "err", err)
+				continue
+			}
+			ip = ip.Unmap()
+			fam := 4
+			if ip.Is6() {
+				fam = 6
+			}
+			byFamily[fam] = append(byFamily[fam], netPodIP{addr: ip, pod: a.pod()})
+		}
+	}
+	var candidates []Result
+	for _, fam := range []int{4, 6} {
+		ips := byFamily[fam]
+		if len(ips) == 0 {
+			continue
+		}
+		rules, err := p.src.Rules(ctx, fam)
+		if err != nil {
+			return nil, fmt.Errorf("list IPv%d rules: %w", fam, err)
+		}
+		routes, err := p.src.Routes(ctx, fam)
+		if err != nil {
+			return nil, fmt.Errorf("list IPv%d routes: %w", fam, err)
+		}
+		candidates = append(candidates, netCheckFamily(fam, ips, rules, routes)...)
+	}
+	return p.confirmed(candidates), nil
+}
+
+// confirmed keeps the results seen on p.confirm consecutive checks.
+func (p *netIPRules) confirmed(candidates []Result) []Result {
+	next := map[string]int{}
+	var out []Result
+	for _, r := range candidates {
+		k := r.Reason + "\x00" + r.Key
+		next[k] = p.misses[k] + 1
+		if next[k] >= p.confirm {
+			out = append(out, r)
+		}
+	}
+	p.misses = next
+	return out
+}
+
+func netCheckFamily(fam int, ips []netPodIP, rules []netRule, routes []netRoute) []Result {
+	to := map[netip.Prefix]bool{}
+	from := map[netip.Prefix]bool{}
+	tables := map[int]bool{}
+	for _, r := range rules {
+		switch {
+		case r.Priority == netToPodPriority && r.Table == netMainTable && r.Dst.IsValid() && (!r.Src.IsValid() || r.Src.Bits() == 0):
+			to[r.Dst] = true
+		case r.Priority == netFromPodPriority && r.Src.IsValid():
+			from[r.Src] = true
+			tables[r.Table] = true
+		}
+	}
+	hostRoute := map[netip.Prefix]bool{}
+	defaults := map[int]bool{}
+	for _, rt := range routes {
+		if !rt.Dst.IsValid() || rt.Dst.Bits() == 0 {
+			defaults[rt.Table] = true
+			continue
+		}
+		if rt.Dev != 0 {
+			hostRoute[rt.Dst] = true
+		}
+	}
+	var out []Result
+	for _, ip := range ips {
+		host := netip.PrefixFrom(ip.addr, ip.addr.BitLen())
+		secondary := from[host]
+		if !to[host] && !secondary {
+			out = append(out, netResult("MissingIPRules", finding.Warning, ip.addr.String(),
+				fmt.Sprintf("Pod IP %s is missing rules: Expected entry like `from all to %s lookup main` (pod %s)", ip.addr, ip.addr, ip.pod)))
+			continue
+		}
+		if hostRoute[host] {
+			continue
+		}
+		// Only a pod with a from-rule is on a secondary ENI; NMA said
+		// "secondary" for the primary ENI's pods instead (B10 quirk 7).
+		item := "routes"
+		if secondary {
+			item = "secondary routes"
+		}
+		want := fmt.Sprintf("%s dev <dev> scope link", ip.addr)
+		if fam == 6 {
+			want = fmt.Sprintf("%s dev <dev> metric 1024 pref medium", ip.addr)
+		}
+		out = append(out, netResult("MissingIPRoutes", finding.Warning, ip.addr.String(),
+			fmt.Sprintf("Pod IP %s is missing %s: Expected entry like `%s` (pod %s)", ip.addr, item, want, ip.pod)))
+	}
+	var missing []int
+	for t := range tables {
+		if !defaults[t] {
+			missing = append(missing, t)
+		}
+	}
+	slices.Sort(missing)
+	for _, t := range missing {
+		fname := ""
+		if fam == 6 {
+			fname = "IPv6 "
+		}
+		out = append(out, netResult("MissingDefaultRoutes", finding.Warning, fmt.Sprintf("ipv%d/%d", fam, t),
+			fmt.Sprintf("Missing %sdefault route rules for table %d: Expected entry like `default via <gateway-ip> dev <dev> table %d`", fname, t, t)))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Reason < out[j].Reason })
+	return out
+}

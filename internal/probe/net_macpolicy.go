@@ -1,0 +1,127 @@
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+type netMACPolicyConfig struct {
+	netSection `yaml:",inline"`
+	// Timeout bounds each networkctl and systemd-analyze run.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+type netMACPolicy struct {
+	period, timeout time.Duration
+}
+
+func init() {
+	Register("mac-address-policy", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netMACPolicyConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		// Ubuntu's 99-default.link sets MACAddressPolicy=persistent,
+		// which makes udev rewrite the MAC of the veths the VPC CNI
+		// creates; other distributions ship "none".
+		if !env.Tags["ubuntu"] {
+			return nil, nil
+		}
+		p := &netMACPolicy{period: cfg.period(5 * time.Minute), timeout: 10 * time.Second}
+		if cfg.Timeout > 0 {
+			p.timeout = cfg.Timeout
+		}
+		return p, nil
+	})
+}
+
+func (p *netMACPolicy) Name() string          { return "mac-address-policy" }
+func (p *netMACPolicy) Period() time.Duration { return p.period }
+func (p *netMACPolicy) Reasons() []string     { return []string{"MACAddressPolicyMisconfigured"} }
+
+// Check asks systemd-networkd which .link file applies to each interface,
+// then has systemd-analyze merge each file with its drop-ins, so the value
+// checked is the one udev uses. Every offending file is reported (NMA
+// stopped at the first).
+func (p *netMACPolicy) Check(ctx context.Context, env *Env) ([]Result, error) {
+	pods, err := netVPCCNIPods(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	if len(pods) == 0 {
+		return nil, nil
+	}
+	b, err := netRun(ctx, env, p.timeout, "networkctl", "--json=short")
+	if err != nil {
+		return nil, fmt.Errorf("networkctl: %w", err)
+	}
+	var nc struct {
+		Interfaces []struct {
+			Name     string `json:"Name"`
+			LinkFile string `json:"LinkFile"`
+		} `json:"Interfaces"`
+	}
+	if err := json.Unmarshal(b, &nc); err != nil {
+		return nil, fmt.Errorf("networkctl: %w", err)
+	}
+	files := map[string]bool{}
+	for _, i := range nc.Interfaces {
+		if i.LinkFile != "" {
+			files[i.LinkFile] = true
+		}
+	}
+	names := make([]string, 0, len(files))
+	for f := range files {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	var out []Result
+	for _, f := range names {
+		cfg, err := netRun(ctx, env, p.timeout, "systemd-analyze", "cat-config", f)
+		if err != nil {
+			return nil, fmt.Errorf("systemd-analyze cat-config %s: %w", f, err)
+		}
+		v, set := netLastMACPolicy(cfg)
+		if set && v != "" && v != "none" {
+			out = append(out, netResult("MACAddressPolicyMisconfigured", finding.Warning, f,
+				fmt.Sprintf("MACAddressPolicy in %s is set to %q instead of 'none', which may cause network issues", f, v)))
+		}
+	}
+	return out, nil
+}
+
+// netLastMACPolicy returns the last MACAddressPolicy= assignment in the
+// [Link] sections of merged unit-file text (later drop-ins override
+// earlier ones, and an empty assignment resets it to the default).
+func netLastMACPolicy(text []byte) (string, bool) {
+	val, set := "", false
+	section := ""
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = line
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || section != "[Link]" || strings.TrimSpace(k) != "MACAddressPolicy" {
+			continue
+		}
+		val, set = strings.TrimSpace(v), true
+	}
+	return val, set
+}

@@ -1,0 +1,99 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+type netNPAConfig struct {
+	netSection `yaml:",inline"`
+	// Unit is the network policy agent's systemd service.
+	Unit string `yaml:"unit"`
+	// NotRunningFor is how long the agent must stay not active before
+	// NPANotRunning is reported (restarts and upgrades are brief).
+	NotRunningFor time.Duration `yaml:"notRunningFor"`
+	// RestartThreshold is the number of restarts between two checks that
+	// reports NPARepeatedlyRestart.
+	RestartThreshold uint32 `yaml:"restartThreshold"`
+}
+
+type netNPA struct {
+	period, tolerance time.Duration
+	unit              string
+	threshold         uint32
+	units             netUnits
+
+	downSince    time.Time // zero while active
+	lastRestarts uint32
+	haveBaseline bool
+}
+
+func init() {
+	Register("network-policy-agent", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netNPAConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		// Only EKS Auto Mode runs the agent as a systemd service; elsewhere
+		// it is a container in the aws-node pod.
+		if !env.Tags["eks-auto"] {
+			return nil, nil
+		}
+		p := &netNPA{period: cfg.period(5 * time.Minute), tolerance: 15 * time.Minute,
+			unit: "aws-network-policy-agent.service", threshold: 5, units: newNetDBusUnits(env.Root)}
+		if cfg.Unit != "" {
+			p.unit = cfg.Unit
+		}
+		if cfg.NotRunningFor > 0 {
+			p.tolerance = cfg.NotRunningFor
+		}
+		if cfg.RestartThreshold > 0 {
+			p.threshold = cfg.RestartThreshold
+		}
+		return p, nil
+	})
+}
+
+func (p *netNPA) Name() string          { return "network-policy-agent" }
+func (p *netNPA) Period() time.Duration { return p.period }
+func (p *netNPA) Reasons() []string     { return []string{"NPANotRunning", "NPARepeatedlyRestart"} }
+
+func (p *netNPA) Check(ctx context.Context, env *Env) ([]Result, error) {
+	st, err := p.units.UnitState(ctx, p.unit)
+	if err != nil {
+		// Unknown state: neither raise nor clear (NMA skips the cycle).
+		return nil, err
+	}
+	now := env.Now()
+	if st.ActiveState != "active" {
+		if p.downSince.IsZero() {
+			p.downSince = now
+		}
+		if now.Sub(p.downSince) < p.tolerance {
+			return nil, nil
+		}
+		return []Result{netResult("NPANotRunning", finding.Fatal, "",
+			fmt.Sprintf("NPA is not running on this Auto Mode node (SubState=%q, Result=%q)", st.SubState, st.Result))}, nil
+	}
+	p.downSince = time.Time{}
+	// The first reading is the baseline: NMA started from 0 and so
+	// reported restarts from before the daemon started (B10 quirk 9). A
+	// counter that went down was reset by a manual restart; it becomes the
+	// new baseline instead of wrapping to a huge delta.
+	prev, had := p.lastRestarts, p.haveBaseline
+	p.lastRestarts, p.haveBaseline = st.NRestarts, true
+	if !had || st.NRestarts < prev {
+		return nil, nil
+	}
+	if d := st.NRestarts - prev; d >= p.threshold {
+		return []Result{netResult("NPARepeatedlyRestart", finding.Warning, "",
+			fmt.Sprintf("NPA restarted %d times in last poll interval (threshold: %d, SubState=%q, Result=%q)", d, p.threshold, st.SubState, st.Result))}, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,84 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+type netSysctlConfig struct {
+	netSection `yaml:",inline"`
+	// Expected adds sysctls (dotted or slash form, e.g.
+	// net.ipv6.conf.all.forwarding) and the value each must have, or
+	// overrides the default net.ipv4.ip_forward: 1.
+	Expected map[string]string `yaml:"expected"`
+}
+
+// netSysctlName allows dotted and slash-separated names; ".." and absolute
+// paths cannot escape /proc/sys.
+var netSysctlName = regexp.MustCompile(`^[A-Za-z0-9_-]+([./][A-Za-z0-9_-]+)*$`)
+
+type netSysctl struct {
+	period time.Duration
+	want   map[string]string
+}
+
+func init() {
+	Register("network-sysctl", func(env *Env, section *yaml.Node) (Probe, error) {
+		var cfg netSysctlConfig
+		on, err := cfg.decode(section, &cfg)
+		if err != nil || !on {
+			return nil, err
+		}
+		p := &netSysctl{period: cfg.period(5 * time.Minute), want: map[string]string{"net.ipv4.ip_forward": "1"}}
+		for k, v := range cfg.Expected {
+			if !netSysctlName.MatchString(k) {
+				return nil, fmt.Errorf("expected: bad sysctl name %q", k)
+			}
+			p.want[k] = strings.TrimSpace(v)
+		}
+		return p, nil
+	})
+}
+
+func (p *netSysctl) Name() string          { return "network-sysctl" }
+func (p *netSysctl) Period() time.Duration { return p.period }
+func (p *netSysctl) Reasons() []string     { return []string{"NetworkSysctl"} }
+
+// Check reports every sysctl whose value differs from the expected one
+// (pods cannot leave the node without ip_forward). A sysctl that cannot be
+// read fails the check instead of passing silently: a typo in the config
+// should be seen, not taken for a healthy value.
+func (p *netSysctl) Check(ctx context.Context, env *Env) ([]Result, error) {
+	names := make([]string, 0, len(p.want))
+	for k := range p.want {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []Result
+	for _, name := range names {
+		path := name
+		if !strings.Contains(path, "/") {
+			path = strings.ReplaceAll(path, ".", "/")
+		}
+		got, err := netReadTrim(host.Path(env.Root, "/proc/sys/"+path))
+		if err != nil {
+			return nil, fmt.Errorf("sysctl %s: %w", name, err)
+		}
+		// Multi-value sysctls (tcp_rmem) separate fields by tabs; compare
+		// them field by field so that spacing in the config is free.
+		if strings.Join(strings.Fields(got), " ") != strings.Join(strings.Fields(p.want[name]), " ") {
+			out = append(out, netResult("NetworkSysctl", finding.Warning, name,
+				fmt.Sprintf("A network related sysctl parameter may be misconfigured: %s is %q, expected %q", name, got, p.want[name])))
+		}
+	}
+	return out, nil
+}

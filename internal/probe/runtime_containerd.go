@@ -1,0 +1,114 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// containerdDeprecationsConfig is probes.containerd-deprecations.
+type containerdDeprecationsConfig struct {
+	probeSettings `yaml:",inline"`
+	// Window: a deprecated feature used less than this long ago fires.
+	Window time.Duration `yaml:"window"`
+	// Command is the ctr binary (looked up in PATH).
+	Command string `yaml:"command"`
+	// Address is containerd's socket, taken under the host root.
+	Address string `yaml:"address"`
+}
+
+type containerdDeprecationsProbe struct {
+	probeInfo
+	window  time.Duration
+	command string
+	address string
+
+	mu          sync.Mutex
+	warnedNoCtr bool
+}
+
+func init() {
+	Register("containerd-deprecations", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := containerdDeprecationsConfig{
+			probeSettings: probeSettings{Period: time.Hour},
+			Window:        time.Hour, Command: "ctr", Address: "/run/containerd/containerd.sock",
+		}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Window <= 0 || cfg.Command == "" || cfg.Address == "" {
+			return nil, fmt.Errorf("window, command and address must be set")
+		}
+		return &containerdDeprecationsProbe{
+			probeInfo: probeInfo{"containerd-deprecations", []string{"DeprecatedContainerdConfiguration"}, cfg.Period},
+			window:    cfg.Window, command: cfg.Command, address: cfg.Address,
+		}, nil
+	})
+}
+
+// containerdDeprecation is one entry of `ctr deprecations list --format=json`.
+type containerdDeprecation struct {
+	ID             string    `json:"id"`
+	Message        string    `json:"message"`
+	LastOccurrence time.Time `json:"lastOccurrence"`
+}
+
+// Check asks containerd which deprecated features it saw in use recently.
+// The socket is passed explicitly rather than chrooting (as NMA does), so
+// a ctr shipped with nodehealthd works against a host mounted elsewhere.
+func (p *containerdDeprecationsProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	sock := host.Path(env.Root, p.address)
+	if _, err := os.Stat(sock); errors.Is(err, fs.ErrNotExist) {
+		// No containerd on this host (or not started yet): nothing of its
+		// can be deprecated.
+		return nil, nil
+	}
+	out, err := env.Run(ctx, p.command, "--address", sock, "deprecations", "list", "--format=json")
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			p.mu.Lock()
+			if !p.warnedNoCtr && env.Log != nil {
+				env.Log.Info("ctr not found; containerd deprecation checks unavailable", "probe", p.name, "command", p.command)
+			}
+			p.warnedNoCtr = true
+			p.mu.Unlock()
+			return nil, nil
+		}
+		return nil, err
+	}
+	out = bytes.TrimSpace(out)
+	if len(out) == 0 || bytes.Equal(out, []byte("null")) {
+		return nil, nil
+	}
+	var deps []containerdDeprecation
+	if err := json.Unmarshal(out, &deps); err != nil {
+		return nil, fmt.Errorf("ctr deprecations list: %w", err)
+	}
+	now := env.Now()
+	var res []Result
+	for _, d := range deps {
+		if d.ID == "" || now.Sub(d.LastOccurrence) >= p.window {
+			continue
+		}
+		res = append(res, Result{
+			Condition: finding.ContainerRuntimeReady, Reason: "DeprecatedContainerdConfiguration", Severity: finding.Warning,
+			Message: d.ID + ": " + d.Message, Key: d.ID,
+		})
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i].Key < res[j].Key })
+	return res, nil
+}

@@ -1,0 +1,268 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// ebsPerformanceConfig is probes.ebs-performance.
+type ebsPerformanceConfig struct {
+	probeSettings `yaml:",inline"`
+	// ExceededPerMinute: a counter that grew by more than this much time
+	// spent over a limit per minute between two checks fires (NMA: 5 s per
+	// minute, i.e. 50 s per 10-minute poll).
+	ExceededPerMinute time.Duration `yaml:"exceededPerMinute"`
+}
+
+// nvmeAdmin issues the two NVMe admin commands the probe needs. The ioctl
+// is behind it so that tests feed recorded identify data and log pages.
+type nvmeAdmin interface {
+	// IdentifyController returns the 4096-byte Identify Controller data.
+	IdentifyController(ctx context.Context, dev string) ([]byte, error)
+	// LogPage returns size bytes of log page lid.
+	LogPage(ctx context.Context, dev string, lid uint8, size int) ([]byte, error)
+}
+
+type ebsPerformanceProbe struct {
+	probeInfo
+	perMinute time.Duration
+	admin     nvmeAdmin
+
+	mu sync.Mutex
+	// last is each volume's previous sample; the first sample of a volume
+	// is only a baseline.
+	last map[string]ebsSample
+	// results are the previous check's results, repeated for a volume
+	// that cannot be read this time.
+	results []Result
+}
+
+type ebsSample struct {
+	at       time.Time
+	counters [4]uint64
+}
+
+// Identify Controller fields (NVMe base specification): PCI vendor ID at
+// byte 0, serial number at 4–23, model number at 24–63, both ASCII padded
+// with spaces.
+const (
+	amazonVendorID = 0x1D0F
+	ebsModel       = "Amazon Elastic Block Store"
+)
+
+// The EBS statistics log page (Amazon's vendor page 0xD0, 4096 bytes,
+// little-endian): a 32-bit magic then 4 reserved bytes, then 64-bit
+// cumulative counters — read ops, write ops, read bytes, write bytes, read
+// time, write time, and the four "time spent over a limit" counters in µs
+// used here — then the queue length, reserved space and two latency
+// histograms.
+const (
+	ebsLogPageID   = 0xD0
+	ebsLogPageSize = 4096
+	ebsStatsMagic  = 0x3C23B510
+	// Offsets of the four counters, in the order of ebsCounters.
+	ebsVolumeIOPSOffset       = 56
+	ebsVolumeThroughputOffset = 64
+	ebsInstanceIOPSOffset     = 72
+	ebsInstanceTPOffset       = 80
+)
+
+// ebsCounters maps each counter to its reason and the words of NMA's
+// message.
+var ebsCounters = [4]struct {
+	offset int
+	reason string
+	what   string
+}{
+	{ebsVolumeIOPSOffset, "EBSVolumeIOPSExceeded", "configured IOPS"},
+	{ebsVolumeThroughputOffset, "EBSVolumeThroughputExceeded", "configured throughput"},
+	{ebsInstanceIOPSOffset, "EBSInstanceIOPSExceeded", "instance IOPS"},
+	{ebsInstanceTPOffset, "EBSInstanceThroughputExceeded", "instance throughput"},
+}
+
+// nvmeNamespaceRE matches namespace block devices (nvme1n1), not
+// partitions or controllers' character devices.
+var nvmeNamespaceRE = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
+
+func init() {
+	Register("ebs-performance", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := ebsPerformanceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ExceededPerMinute: 5 * time.Second}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.ExceededPerMinute <= 0 || cfg.ExceededPerMinute > time.Minute {
+			return nil, fmt.Errorf("exceededPerMinute %v: want more than 0 and at most 1m", cfg.ExceededPerMinute)
+		}
+		reasons := make([]string, 0, len(ebsCounters))
+		for _, c := range ebsCounters {
+			reasons = append(reasons, c.reason)
+		}
+		return &ebsPerformanceProbe{
+			probeInfo: probeInfo{"ebs-performance", reasons, cfg.Period},
+			perMinute: cfg.ExceededPerMinute, admin: ioctlNVMeAdmin{},
+		}, nil
+	})
+}
+
+// ebsIdentity is what Identify Controller says about a device.
+type ebsIdentity struct {
+	vendor        uint16
+	serial, model string
+}
+
+func parseIdentify(b []byte) (ebsIdentity, error) {
+	if len(b) < 64 {
+		return ebsIdentity{}, fmt.Errorf("identify data: %d bytes, want at least 64", len(b))
+	}
+	return ebsIdentity{
+		vendor: binary.LittleEndian.Uint16(b[0:2]),
+		serial: string(bytes.TrimRight(b[4:24], " \x00")),
+		model:  string(bytes.TrimRight(b[24:64], " \x00")),
+	}, nil
+}
+
+// ebsVolumeID turns the controller serial ("vol0123…") into the volume ID
+// ("vol-0123…") that the EC2 API and the console show.
+func ebsVolumeID(serial string) string {
+	if rest, ok := strings.CutPrefix(serial, "vol"); ok && !strings.HasPrefix(rest, "-") {
+		return "vol-" + rest
+	}
+	return serial
+}
+
+func parseEBSLogPage(b []byte) ([4]uint64, error) {
+	var c [4]uint64
+	if len(b) < ebsInstanceTPOffset+8 {
+		return c, fmt.Errorf("EBS log page: %d bytes, too short", len(b))
+	}
+	if m := binary.LittleEndian.Uint32(b[0:4]); m != ebsStatsMagic {
+		return c, fmt.Errorf("EBS log page: magic %#x, want %#x", m, ebsStatsMagic)
+	}
+	for i, ctr := range ebsCounters {
+		c[i] = binary.LittleEndian.Uint64(b[ctr.offset : ctr.offset+8])
+	}
+	return c, nil
+}
+
+// Check reads each EBS volume's counters of time spent over its own or the
+// instance's IOPS and throughput limits, and fires when one grew by more
+// than the allowance since the previous check. The first reading of a
+// volume is a baseline: NMA starts from 0 and so reports everything since
+// the volume was attached on its first poll. A counter that went down (the
+// volume was re-attached) is re-baselined instead of wrapping around.
+func (p *ebsPerformanceProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	paths, err := filepath.Glob(host.Path(env.Root, "/dev/nvme*"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(paths)
+	now := env.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		p.last = map[string]ebsSample{}
+	}
+	var out []Result
+	var errs []error
+	read := map[string]bool{}
+	seen := map[string]bool{}
+	for _, path := range paths {
+		name := filepath.Base(path)
+		if !nvmeNamespaceRE.MatchString(name) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		raw, err := p.admin.IdentifyController(ctx, path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: identify: %w", name, err))
+			continue
+		}
+		id, err := parseIdentify(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if id.vendor != amazonVendorID || id.model != ebsModel {
+			continue // instance store or another vendor's disk
+		}
+		vol := ebsVolumeID(id.serial)
+		if seen[vol] {
+			continue // another namespace of a volume already read
+		}
+		seen[vol] = true
+		page, err := p.admin.LogPage(ctx, path, ebsLogPageID, ebsLogPageSize)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: log page %#x: %w", name, ebsLogPageID, err))
+			continue
+		}
+		counters, err := parseEBSLogPage(page)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		read[vol] = true
+		prev, ok := p.last[vol]
+		p.last[vol] = ebsSample{at: now, counters: counters}
+		if !ok {
+			continue
+		}
+		// The allowance scales with the time actually covered (a failed
+		// check in between makes it longer), never less than a period.
+		allowance := time.Duration(float64(p.perMinute) * max(now.Sub(prev.at), p.period).Minutes())
+		for i, ctr := range ebsCounters {
+			if counters[i] < prev.counters[i] {
+				continue
+			}
+			over := time.Duration(counters[i]-prev.counters[i]) * time.Microsecond
+			if over <= allowance {
+				continue
+			}
+			bdev := "/dev/" + name
+			out = append(out, Result{
+				Condition: finding.StorageReady, Reason: ctr.reason, Severity: finding.Warning,
+				Message: fmt.Sprintf("Volume %s (%s) reported exceeded %s for %s", vol, bdev, ctr.what, over),
+				Key:     vol,
+			})
+		}
+	}
+	if len(errs) == 0 {
+		for vol := range p.last {
+			if !seen[vol] {
+				delete(p.last, vol) // detached: a re-attachment starts over
+			}
+		}
+	} else {
+		// Keep what was reported for volumes that could not be read, so
+		// that a transient ioctl failure clears nothing.
+		for _, r := range p.results {
+			if !read[r.Key] {
+				out = append(out, r)
+			}
+		}
+		if len(read) == 0 && len(out) == 0 {
+			return nil, errors.Join(errs...)
+		}
+		if env.Log != nil {
+			env.Log.Warn("some NVMe devices could not be read", "probe", p.name, "err", errors.Join(errs...))
+		}
+	}
+	p.results = out
+	return out, nil
+}

@@ -1,0 +1,151 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/procfs"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
+)
+
+// xfsFreeSpaceConfig is probes.xfs-free-space.
+type xfsFreeSpaceConfig struct {
+	probeSettings `yaml:",inline"`
+	// Threshold: an average free extent smaller than this many blocks
+	// fires.
+	Threshold float64 `yaml:"threshold"`
+	// Command is the xfs_db binary (looked up in PATH).
+	Command string `yaml:"command"`
+}
+
+type xfsFreeSpaceProbe struct {
+	probeInfo
+	threshold float64
+	command   string
+
+	mu sync.Mutex
+	// last holds the previous check's result per device, repeated when a
+	// device cannot be read this time so that a transient xfs_db failure
+	// neither raises nor clears anything for it.
+	last map[string]Result
+}
+
+// xfsAverageRE is NMA's pattern P-S6 for `freesp -s` output.
+var xfsAverageRE = regexp.MustCompile(`average free extent size ([-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)`)
+
+func init() {
+	Register("xfs-free-space", func(env *Env, section *yaml.Node) (Probe, error) {
+		cfg := xfsFreeSpaceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, Threshold: 16, Command: "xfs_db"}
+		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
+		if err != nil || !on {
+			return nil, err
+		}
+		if cfg.Threshold <= 0 || cfg.Command == "" {
+			return nil, fmt.Errorf("threshold %v, command %q: want a positive threshold and a command", cfg.Threshold, cfg.Command)
+		}
+		return &xfsFreeSpaceProbe{probeInfo: probeInfo{"xfs-free-space", []string{"XFSSmallAverageClusterSize"}, cfg.Period}, threshold: cfg.Threshold, command: cfg.Command}, nil
+	})
+}
+
+// xfsMount is one XFS filesystem to inspect.
+type xfsMount struct{ source, mountPoint string }
+
+// xfsMounts lists the host's XFS filesystems, one per device. The host's
+// view is PID 1's mount table: our own (/proc/self) is a container's when
+// nodehealthd runs in one. /proc/self is the fallback where PID 1's is not
+// readable (a fixture tree, a restricted PID namespace).
+func xfsMounts(env *Env) ([]xfsMount, error) {
+	fs, err := hostProcFS(env)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := fs.GetProcMounts(1)
+	if err != nil {
+		var serr error
+		if mounts, serr = fs.GetMounts(); serr != nil {
+			return nil, errors.Join(err, serr)
+		}
+	}
+	return uniqueXFS(mounts), nil
+}
+
+func uniqueXFS(mounts []*procfs.MountInfo) []xfsMount {
+	seen := map[string]bool{}
+	var out []xfsMount
+	for _, m := range mounts {
+		if m.FSType != "xfs" || seen[m.Source] {
+			continue
+		}
+		seen[m.Source] = true
+		out = append(out, xfsMount{source: m.Source, mountPoint: m.MountPoint})
+	}
+	return out
+}
+
+// Check runs `xfs_db -r -c "freesp -s"` on every XFS device: a small
+// average free extent means free space is so fragmented that XFS may fail
+// to allocate inode chunks (ENOSPC with free space left).
+func (p *xfsFreeSpaceProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
+	mounts, err := xfsMounts(env)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Result
+	var errs []error
+	cur := map[string]Result{}
+	for _, m := range mounts {
+		dev := host.Path(env.Root, m.source)
+		avg, err := p.average(ctx, env, dev)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.source, err))
+			if r, ok := p.last[m.source]; ok {
+				cur[m.source] = r
+				out = append(out, r)
+			}
+			continue
+		}
+		if avg >= p.threshold {
+			continue
+		}
+		r := Result{
+			Condition: finding.StorageReady, Reason: "XFSSmallAverageClusterSize", Severity: finding.Warning,
+			Message: fmt.Sprintf("The XFS Average Cluster size is small, which may prevent new files from being created due to free space fragmentation (%s on %s: average free extent %.1f blocks)",
+				m.source, m.mountPoint, avg),
+			Key: m.source,
+		}
+		cur[m.source] = r
+		out = append(out, r)
+	}
+	p.last = cur
+	if len(errs) > 0 && len(errs) == len(mounts) {
+		return nil, errors.Join(errs...)
+	}
+	if len(errs) > 0 && env.Log != nil {
+		env.Log.Warn("some XFS filesystems could not be inspected", "probe", p.name, "err", errors.Join(errs...))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func (p *xfsFreeSpaceProbe) average(ctx context.Context, env *Env, dev string) (float64, error) {
+	out, err := env.Run(ctx, p.command, "-r", "-c", "freesp -s", dev)
+	if err != nil {
+		return 0, err
+	}
+	m := xfsAverageRE.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("xfs_db printed no average free extent size")
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
