@@ -1,0 +1,17 @@
+// Package nvidia watches NVIDIA GPUs through NVML (github.com/NVIDIA/go-nvml,
+// libnvidia-ml.so.1 loaded at run time) without DCGM, which EKS AMIs do not
+// install: XID events as they happen, and by polling double-bit ECC errors,
+// retired pages and row remapping, NVLink errors, PCIe replays, thermal and
+// power slowdowns, GPU fabric state and health, and the GPU count against
+// the device files and the instance type.
+//
+// XIDs are also read from kmsg by the rule catalogue, so they are seen
+// while NVML is missing or hung; the two sightings of one XID become one
+// finding because this package builds exactly the finding the kmsg rule
+// builds (XIDPolicy). Every NVML call runs on one worker with a deadline
+// (Caller): a hung driver suspends the checks and is reported, and never
+// blocks the daemon or multiplies goroutines.
+//
+// docs/accelerators.md describes the reasons, thresholds and what DCGM
+// covers that this package does not.
+package nvidia
