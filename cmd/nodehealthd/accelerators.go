@@ -1,0 +1,80 @@
+package main
+
+import (
+	"flag"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/daemon"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
+	"github.com/nodehealthd/nodehealthd/internal/hardware"
+	"github.com/nodehealthd/nodehealthd/internal/nvidia"
+)
+
+// Accelerators: NVIDIA GPUs through NVML (internal/nvidia). XIDs from kmsg
+// and Neuron's kmsg errors are rules of the catalogue; Neuron device
+// presence is a host probe (internal/probe/accel_neuron.go).
+var (
+	nvmlOn       bool
+	nvmlLibrary  string
+	nvmlInterval time.Duration
+)
+
+func init() {
+	register(subsystem{
+		name: "accelerators",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&nvmlOn, "nvml", true, "on NVIDIA nodes, check the GPUs through NVML (libnvidia-ml.so.1); XIDs are read from kmsg either way")
+			fs.StringVar(&nvmlLibrary, "nvml-library", "", "path of libnvidia-ml.so.1 (default: the dynamic linker's search path; e.g. /run/nvidia/driver/usr/lib64/libnvidia-ml.so.1 with the GPU operator's driver container)")
+			fs.DurationVar(&nvmlInterval, "nvml-interval", time.Minute, "how often NVML counters are polled (XID events are read as they happen)")
+		},
+		setup: setupAccelerators,
+	})
+}
+
+func setupAccelerators(e *env) error {
+	if hardware.Detect(e.root) != condition.Nvidia {
+		return nil
+	}
+	if !nvmlOn {
+		e.log.Info("NVML checks disabled by --nvml=false; NVIDIA XIDs are still read from kmsg")
+		return nil
+	}
+	nvidia.DefaultStatus.SetEnabled(true)
+	// One library, one NVML worker and one IMDS cache for the process:
+	// detectors are rebuilt on every reload, and a worker stuck in a hung
+	// driver must not get a sibling.
+	lib := nvidia.OpenLibrary(nvmlLibrary)
+	caller := nvidia.NewCaller(e.log)
+	imds := nvidia.NewIMDS()
+	rulesDirFlag := e.opts.RulesDir
+	prev := e.opts.NewDetectors
+	e.opts.NewDetectors = func(sc daemon.SourceContext) []detector.Detector {
+		var dets []detector.Detector
+		if prev != nil {
+			dets = prev(sc)
+		}
+		policy, err := nvidia.LoadXIDPolicy(sc.Config, rulesDirOf(rulesDirFlag, sc.Config))
+		if err != nil {
+			sc.Logger.Error("NVML XIDs: cannot read the XID rules; using the built-in ones", "err", err)
+		}
+		return append(dets, nvidia.New(nvidia.Options{
+			Lib: lib, Caller: caller, Root: sc.Root, Log: sc.Logger, XID: policy,
+			InstanceType: imds.InstanceType, Interval: nvmlInterval,
+		}))
+	}
+	return nil
+}
+
+// rulesDirOf resolves the operator rules directory as the daemon does, so
+// that NVML classifies XIDs with the same fatal set as the kmsg rules.
+func rulesDirOf(flagValue string, cfg *config.Config) string {
+	switch {
+	case flagValue != "":
+		return flagValue
+	case cfg != nil && cfg.RulesDir != "":
+		return cfg.RulesDir
+	}
+	return "/etc/nodehealthd/rules.d"
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/daemon"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
+)
+
+type accelOtherDetector struct{}
+
+func (accelOtherDetector) Name() string                                      { return "other" }
+func (accelOtherDetector) Run(ctx context.Context, _ detector.Emitter) error { return nil }
+
+// accelRoot is a host root with one PCI function of the given vendor and
+// class.
+func accelRoot(t *testing.T, vendor, class string) string {
+	root := t.TempDir()
+	dir := filepath.Join(root, "sys/bus/pci/devices/0000:00:1e.0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "vendor"), []byte(vendor+"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "class"), []byte(class+"\n"), 0o644)
+	return root
+}
+
+func accelSetup(t *testing.T, root string, on bool) []string {
+	t.Helper()
+	old := nvmlOn
+	nvmlOn = on
+	t.Cleanup(func() { nvmlOn = old })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts := &daemon.Options{NewDetectors: func(daemon.SourceContext) []detector.Detector {
+		return []detector.Detector{accelOtherDetector{}}
+	}}
+	e := &env{ctx: context.Background(), log: log, root: root, cfg: &config.Config{}, opts: opts}
+	if err := setupAccelerators(e); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range opts.NewDetectors(daemon.SourceContext{Root: root, Config: &config.Config{}, Logger: log}) {
+		names = append(names, d.Name())
+	}
+	return names
+}
+
+func TestAcceleratorsComposeOnNvidiaNodes(t *testing.T) {
+	names := accelSetup(t, accelRoot(t, "0x10de", "0x030200"), true)
+	if len(names) != 2 || names[0] != "other" || names[1] != "nvml" {
+		t.Fatalf("detectors %v, want [other nvml]: the existing ones kept, NVML added", names)
+	}
+}
+
+func TestAcceleratorsNothingElsewhere(t *testing.T) {
+	for name, c := range map[string]struct {
+		root string
+		on   bool
+	}{
+		"no GPU":       {accelRoot(t, "0x1d0f", "0x020000"), true},
+		"--nvml=false": {accelRoot(t, "0x10de", "0x030200"), false},
+	} {
+		if names := accelSetup(t, c.root, c.on); len(names) != 1 || names[0] != "other" {
+			t.Errorf("%s: detectors %v, want only [other]", name, names)
+		}
+	}
+}
+
+func TestAcceleratorsRulesDir(t *testing.T) {
+	if got := rulesDirOf("/flag", &config.Config{RulesDir: "/cfg"}); got != "/flag" {
+		t.Errorf("flag: %q", got)
+	}
+	if got := rulesDirOf("", &config.Config{RulesDir: "/cfg"}); got != "/cfg" {
+		t.Errorf("config: %q", got)
+	}
+	if got := rulesDirOf("", nil); got != "/etc/nodehealthd/rules.d" {
+		t.Errorf("default: %q", got)
+	}
+}
