@@ -52,7 +52,7 @@ func setupProbes(e *env) error {
 		if len(probes) == 0 {
 			return dets
 		}
-		return append(dets, &probe.Runner{Env: penv, Probes: probes, Observe: daemonMetrics.ObserveProbe})
+		return append(dets, &probe.Runner{Env: penv, Probes: probes, Observe: daemonMetrics.ObserveProbe, Seed: sc.Active})
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -64,6 +65,10 @@ type SourceContext struct {
 	BootTime   time.Time
 	FirstStart time.Time
 	Logger     *slog.Logger
+	// Active holds the active findings at (re)start, so that a detector can
+	// take over the ones it raised before and clear them when its check
+	// passes again: a restart must not leave them stuck.
+	Active []finding.Finding
 }
 
 // Daemon is one run of the pipeline.
@@ -231,6 +236,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		sc := SourceContext{
 			Root: d.opts.Root, Inputs: d.inputs, Config: d.cfg, BootID: d.bootID,
 			BootTime: d.bootTime, FirstStart: d.st.FirstStart, Logger: d.log,
+			Active: slices.Clone(d.st.Active),
 		}
 		srcs := d.opts.NewSources(sc)
 		if d.opts.NewDetectors != nil {
@@ -546,7 +552,9 @@ func (d *Daemon) reloadAndReport() bool {
 	d.reloadErr = nil
 	d.log.Info("rules reloaded", "rules", len(d.set.Rules()))
 	d.commit(time.Now())
-	return !reflect.DeepEqual(old, d.inputs) || !reflect.DeepEqual(oldCfg.Sources, d.cfg.Sources)
+	// Detectors read the config (probe sections, sets, overrides) when they
+	// are built, so any config change restarts them with the sources.
+	return !reflect.DeepEqual(old, d.inputs) || !reflect.DeepEqual(oldCfg, d.cfg)
 }
 
 // LoadRuleSet reads the config and the operator rules and compiles them

@@ -160,6 +160,9 @@ type Runner struct {
 	Timeout time.Duration
 	// Observe, when set, is told how each check went (for metrics).
 	Observe func(probe string, took time.Duration, err error)
+	// Seed holds findings still active from before a restart or reload;
+	// each probe takes over its own, so they clear once it passes again.
+	Seed []finding.Finding
 }
 
 // Name implements detector.Detector.
@@ -188,6 +191,7 @@ func (r *Runner) loop(ctx context.Context, p Probe, emit detector.Emitter) {
 	t := time.NewTimer(jitter)
 	defer t.Stop()
 	tr := NewTracker(p.Name(), r.passes())
+	tr.Adopt(r.Seed)
 	for {
 		select {
 		case <-ctx.Done():
@@ -263,6 +267,18 @@ type tracked struct {
 // NewTracker returns a tracker clearing after passes consecutive passes.
 func NewTracker(probe string, passes int) *Tracker {
 	return &Tracker{probe: probe, passes: passes, active: map[string]*tracked{}}
+}
+
+// Adopt takes over the active findings this probe raised before a restart,
+// so that passing checks clear them like findings raised in this run.
+func (t *Tracker) Adopt(active []finding.Finding) {
+	for _, f := range active {
+		if f.Source != "probe:"+t.probe {
+			continue
+		}
+		res := Result{Condition: f.Condition, Reason: f.Reason, Severity: f.Severity, Message: f.Message, Key: f.Key}
+		t.active[res.Reason+"\x00"+res.Key] = &tracked{res: res}
+	}
 }
 
 // Apply raises every result (the pipeline merges repeats of an active

@@ -86,3 +86,19 @@ func TestDecodeIsStrict(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestTrackerAdoptsFindingsFromBeforeARestart(t *testing.T) {
+	before := []finding.Finding{
+		{Condition: finding.NetworkingReady, Reason: "InterfaceNotUp", Severity: finding.Fatal, Key: "eth1", Source: "probe:iface"},
+		{Condition: finding.KernelReady, Reason: "Other", Severity: finding.Fatal, Source: "probe:other"},
+		{Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Fatal, Source: "kmsg"},
+	}
+	tr := NewTracker("iface", 2)
+	tr.Adopt(before)
+	rec := &recorder{}
+	tr.Apply(time.Unix(1, 0), nil, rec)
+	tr.Apply(time.Unix(2, 0), nil, rec)
+	if len(rec.cleared) != 1 || rec.cleared[0].Reason != "InterfaceNotUp" || rec.cleared[0].Key != "eth1" {
+		t.Fatalf("cleared %+v, want only the adopted InterfaceNotUp/eth1", rec.cleared)
+	}
+}
