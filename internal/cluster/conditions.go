@@ -1,0 +1,82 @@
+package cluster
+
+import (
+	"encoding/json"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+)
+
+// conditionPatch is a strategic merge patch of nodes/<name>/status that
+// touches only our condition types. NodeStatus.Conditions merges by type,
+// so the kubelet's conditions (and anyone else's) are left alone; a JSON
+// merge patch would replace the whole list. A type of ours that is not
+// monitored any more gets a delete directive, so that it does not stay on
+// the Node with a stale status.
+func conditionPatch(want map[string]condition.Condition, now time.Time) []byte {
+	hb := metav1.NewTime(now)
+	items := make([]any, 0, len(finding.Conditions))
+	for _, t := range finding.Conditions {
+		c, ok := want[t]
+		if !ok {
+			items = append(items, map[string]string{"type": t, "$patch": "delete"})
+			continue
+		}
+		items = append(items, corev1.NodeCondition{
+			Type:               corev1.NodeConditionType(c.Type),
+			Status:             corev1.ConditionStatus(c.Status),
+			Reason:             c.Reason,
+			Message:            c.Message,
+			LastHeartbeatTime:  hb,
+			LastTransitionTime: metav1.NewTime(c.LastTransitionTime),
+		})
+	}
+	b, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": items}})
+	if err != nil {
+		// Only strings and times are marshalled.
+		panic(err)
+	}
+	return b
+}
+
+// inSync reports whether the Node shows exactly the conditions we wrote:
+// each monitored type with our status, reason, message and transition time
+// (at the second precision the API keeps), and no other type of ours.
+func inSync(node *corev1.Node, want map[string]condition.Condition) bool {
+	have := map[string]corev1.NodeCondition{}
+	for _, c := range node.Status.Conditions {
+		have[string(c.Type)] = c
+	}
+	for _, t := range finding.Conditions {
+		w, wanted := want[t]
+		h, present := have[t]
+		if wanted != present {
+			return false
+		}
+		if !wanted {
+			continue
+		}
+		if string(h.Status) != w.Status || h.Reason != w.Reason || h.Message != w.Message ||
+			!h.LastTransitionTime.Time.Equal(w.LastTransitionTime.Truncate(time.Second)) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameConditions(a, b map[string]condition.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for t, c := range a {
+		d, ok := b[t]
+		if !ok || c.Status != d.Status || c.Reason != d.Reason || c.Message != d.Message || !c.LastTransitionTime.Equal(d.LastTransitionTime) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+// Component is the event source and reporting controller.
+const Component = "nodehealthd"
+
+// eventNamespace is where events about cluster-scoped objects live.
+const eventNamespace = metav1.NamespaceDefault
+
+// eventReuse is how long after its last update an event is counted up
+// rather than created anew. The API server deletes events an hour after
+// their last write (--event-ttl), so a later patch would only miss.
+const eventReuse = 50 * time.Minute
+
+// maxNamePrefix leaves room for ".<16 hex digits>" in a 253-character name.
+const maxNamePrefix = 253 - 17
+
+// maxSent bounds the events remembered for counting up.
+const maxSent = 512
+
+// eventKey is what makes two Warning findings "the same event": client-go's
+// correlator uses the same fields (the object and source are always this
+// Node and nodehealthd).
+type eventKey struct {
+	condition, reason, message string
+}
+
+func keyOf(f *finding.Finding) eventKey {
+	return eventKey{condition: f.Condition, reason: f.Reason, message: f.Message}
+}
+
+// group is a run of identical findings waiting to be delivered as one
+// API call.
+type group struct {
+	key         eventKey
+	ids         []uint64
+	first, last time.Time
+	count       int
+}
+
+// sentEvent is an event already in the API server.
+type sentEvent struct {
+	name    string
+	count   int32
+	first   time.Time
+	written time.Time
+	// uid is the Node's: after a re-registration events start afresh.
+	uid types.UID
+}
+
+// eventQueue turns outbox records into Kubernetes events: identical
+// findings are folded into one event with a count, each reason has its own
+// budget so that one noisy reason cannot starve the others, and what a
+// reason cannot send is dropped with a count rather than held forever.
+type eventQueue struct {
+	pending []*group
+	byKey   map[eventKey]*group
+	sent    map[eventKey]*sentEvent
+	reasons map[string]*bucket
+
+	burst        int
+	perMinute    float64
+	maxPerReason int
+
+	// dropped counts findings never delivered, per reason, since start.
+	dropped map[string]uint64
+	// droppedTotal includes earlier runs (from the state file).
+	droppedTotal uint64
+}
+
+func newEventQueue(burst int, perMinute float64, maxPerReason int) *eventQueue {
+	return &eventQueue{
+		byKey: map[eventKey]*group{}, sent: map[eventKey]*sentEvent{}, reasons: map[string]*bucket{},
+		burst: burst, perMinute: perMinute, maxPerReason: maxPerReason, dropped: map[string]uint64{},
+	}
+}
+
+// add queues an outbox record. It returns false when the record is dropped
+// because its reason already has too many distinct events waiting; the
+// caller acknowledges it so that it leaves the state file.
+func (q *eventQueue) add(o state.Outbound) bool {
+	f := &o.Finding
+	k := keyOf(f)
+	if g, ok := q.byKey[k]; ok {
+		g.ids = append(g.ids, o.ID)
+		if len(g.ids) > state.MaxOutbox {
+			// The state file keeps only the newest MaxOutbox records, so
+			// older IDs need no acknowledgement; a flood of identical
+			// findings must not grow memory, only the count.
+			g.ids = slices.Delete(g.ids, 0, len(g.ids)-state.MaxOutbox)
+		}
+		g.count++
+		if f.Detected.After(g.last) {
+			g.last = f.Detected
+		}
+		if f.Detected.Before(g.first) {
+			g.first = f.Detected
+		}
+		return true
+	}
+	waiting := 0
+	for _, g := range q.pending {
+		if g.key.reason == k.reason {
+			waiting++
+		}
+	}
+	if waiting >= q.maxPerReason {
+		q.drop(k.reason, 1)
+		return false
+	}
+	g := &group{key: k, ids: []uint64{o.ID}, first: f.Detected, last: f.Detected, count: 1}
+	q.pending = append(q.pending, g)
+	q.byKey[k] = g
+	return true
+}
+
+func (q *eventQueue) drop(reason string, n int) {
+	q.dropped[reason] += uint64(n)
+	q.droppedTotal += uint64(n)
+}
+
+// expire drops groups whose newest finding is older than maxAge and returns
+// their record IDs.
+func (q *eventQueue) expire(now time.Time, maxAge time.Duration) (ids []uint64, n int) {
+	keep := q.pending[:0]
+	for _, g := range q.pending {
+		if now.Sub(g.last) > maxAge {
+			ids = append(ids, g.ids...)
+			n += g.count
+			q.drop(g.key.reason, g.count)
+			delete(q.byKey, g.key)
+			continue
+		}
+		keep = append(keep, g)
+	}
+	clear(q.pending[len(keep):])
+	q.pending = keep
+	return ids, n
+}
+
+func (q *eventQueue) reason(r string, now time.Time) *bucket {
+	b, ok := q.reasons[r]
+	if !ok {
+		b = newBucket(q.burst, q.perMinute, now)
+		q.reasons[r] = b
+	}
+	return b
+}
+
+// done removes a delivered group.
+func (q *eventQueue) done(g *group) {
+	delete(q.byKey, g.key)
+	for i, p := range q.pending {
+		if p == g {
+			q.pending = append(q.pending[:i], q.pending[i+1:]...)
+			break
+		}
+	}
+}
+
+// pendingRecords counts the records waiting.
+func (q *eventQueue) pendingRecords() int {
+	n := 0
+	for _, g := range q.pending {
+		n += len(g.ids)
+	}
+	return n
+}
+
+// remember records a delivered event for counting up later.
+func (q *eventQueue) remember(k eventKey, e sentEvent, now time.Time) {
+	if len(q.sent) >= maxSent {
+		for key, s := range q.sent {
+			if now.Sub(s.written) > eventReuse {
+				delete(q.sent, key)
+			}
+		}
+		// Still full: forget an arbitrary one; it costs one event object.
+		for key := range q.sent {
+			if len(q.sent) < maxSent {
+				break
+			}
+			delete(q.sent, key)
+		}
+	}
+	q.sent[k] = &e
+}
+
+// reusable returns the event to count up for k, if any.
+func (q *eventQueue) reusable(k eventKey, now time.Time) *sentEvent {
+	s, ok := q.sent[k]
+	if !ok {
+		return nil
+	}
+	if now.Sub(s.written) > eventReuse {
+		delete(q.sent, k)
+		return nil
+	}
+	return s
+}
+
+// newEvent builds a core/v1 Event about the Node, the form `kubectl
+// describe node` and `kubectl get events` show.
+func newEvent(node string, uid types.UID, g *group, now time.Time) *corev1.Event {
+	// client-go's naming, so events sort by creation; a node name may be
+	// 253 characters, as long as an event name may be.
+	prefix := node
+	if len(prefix) > maxNamePrefix {
+		prefix = prefix[:maxNamePrefix]
+	}
+	return &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("%s.%x", prefix, now.UnixNano()),
+			Namespace: eventNamespace,
+		},
+		InvolvedObject: corev1.ObjectReference{
+			Kind:       "Node",
+			APIVersion: "v1",
+			Name:       node,
+			UID:        uid,
+		},
+		Reason:              g.key.reason,
+		Message:             g.key.message,
+		Type:                corev1.EventTypeWarning,
+		Source:              corev1.EventSource{Component: Component, Host: node},
+		FirstTimestamp:      metav1.NewTime(g.first),
+		LastTimestamp:       metav1.NewTime(g.last),
+		Count:               int32(g.count),
+		ReportingController: Component,
+		ReportingInstance:   node,
+	}
+}
+
+// countPatch counts an existing event up.
+func countPatch(count int32, last time.Time) []byte {
+	b, _ := json.Marshal(map[string]any{"count": count, "lastTimestamp": metav1.NewTime(last)})
+	return b
+}

@@ -1,0 +1,403 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+// fakeAPI records calls; the API server's semantics are tested end to end
+// in e2e/cluster.
+type fakeAPI struct {
+	mu           sync.Mutex
+	patches      [][]byte
+	patchTimes   []time.Time
+	created      []*corev1.Event
+	eventPatches map[string][]string
+	notFound     int // fail this many condition patches with 404
+	eventFails   int // fail this many event creations as if unreachable
+}
+
+var nodeGR = schema.GroupResource{Resource: "nodes"}
+
+func (f *fakeAPI) patchNodeStatus(_ context.Context, node string, patch []byte) (*corev1.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.notFound > 0 {
+		f.notFound--
+		return nil, apierrors.NewNotFound(nodeGR, node)
+	}
+	f.patches = append(f.patches, patch)
+	f.patchTimes = append(f.patchTimes, time.Now())
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "uid-1"}}, nil
+}
+
+func (f *fakeAPI) listNode(context.Context, string) (*corev1.NodeList, error) {
+	return &corev1.NodeList{}, nil
+}
+
+func (f *fakeAPI) watchNode(context.Context, string, string, time.Duration) (watch.Interface, error) {
+	return watch.NewFake(), nil
+}
+
+func (f *fakeAPI) createEvent(_ context.Context, ev *corev1.Event) (*corev1.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.eventFails > 0 {
+		f.eventFails--
+		return nil, errors.New("connection refused")
+	}
+	f.created = append(f.created, ev)
+	return ev, nil
+}
+
+func (f *fakeAPI) patchEvent(_ context.Context, name string, patch []byte) (*corev1.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.eventPatches == nil {
+		f.eventPatches = map[string][]string{}
+	}
+	f.eventPatches[name] = append(f.eventPatches[name], string(patch))
+	return &corev1.Event{}, nil
+}
+
+func (f *fakeAPI) snapshot() (patches [][]byte, created []*corev1.Event, evPatches map[string][]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.patches), slices.Clone(f.created), f.eventPatches
+}
+
+type fakeFeedback struct {
+	mu    sync.Mutex
+	acks  []uint64
+	links []state.ClusterLink
+}
+
+func (f *fakeFeedback) Ack(ids ...uint64) {
+	f.mu.Lock()
+	f.acks = append(f.acks, ids...)
+	f.mu.Unlock()
+}
+
+func (f *fakeFeedback) SetClusterLink(l state.ClusterLink) {
+	f.mu.Lock()
+	f.links = append(f.links, l)
+	f.mu.Unlock()
+}
+
+func (f *fakeFeedback) last() (state.ClusterLink, []uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.links) == 0 {
+		return state.ClusterLink{}, slices.Clone(f.acks)
+	}
+	return f.links[len(f.links)-1], slices.Clone(f.acks)
+}
+
+func start(t *testing.T, cfg Config, f *fakeAPI) (*Publisher, *fakeFeedback) {
+	t.Helper()
+	cfg.NodeName, cfg.NoWatch = "node-1", true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.testAPI = f
+	fb := &fakeFeedback{}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p.Start(ctx, fb)
+	return p, fb
+}
+
+func conds(kernel string, since time.Time) map[string]condition.Condition {
+	out := map[string]condition.Condition{}
+	for _, typ := range []string{finding.KernelReady, finding.StorageReady} {
+		r, m := condition.Healthy(typ, condition.NoAccelerator)
+		out[typ] = condition.Condition{Type: typ, Status: condition.True, Reason: r, Message: m, LastTransitionTime: since}
+	}
+	if kernel != "" {
+		out[finding.KernelReady] = condition.Condition{Type: finding.KernelReady, Status: condition.False, Reason: kernel, Message: kernel + ": x", LastTransitionTime: since}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type patchBody struct {
+	Status struct {
+		Conditions []map[string]string `json:"conditions"`
+	} `json:"status"`
+}
+
+func decode(t *testing.T, b []byte) map[string]map[string]string {
+	t.Helper()
+	var p patchBody
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, c := range p.Status.Conditions {
+		out[c["type"]] = c
+	}
+	return out
+}
+
+func TestConditionPatchOnlyOurTypes(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
+	got := decode(t, conditionPatch(conds("SoftLockup", since), since.Add(time.Hour)))
+	if len(got) != len(finding.Conditions) {
+		t.Fatalf("patch has %d entries, want one per condition type of ours: %v", len(got), got)
+	}
+	k := got[finding.KernelReady]
+	if k["status"] != "False" || k["reason"] != "SoftLockup" || k["lastTransitionTime"] != "2026-01-02T03:04:05Z" || k["lastHeartbeatTime"] != "2026-01-02T04:04:05Z" {
+		t.Errorf("KernelReady entry: %v", k)
+	}
+	for _, typ := range []string{finding.ContainerRuntimeReady, finding.NetworkingReady, finding.AcceleratedHardwareReady} {
+		if got[typ]["$patch"] != "delete" || len(got[typ]) != 2 {
+			t.Errorf("%s is not monitored and must be deleted: %v", typ, got[typ])
+		}
+	}
+	if _, ok := got["Ready"]; ok {
+		t.Error("patch touches the kubelet's Ready")
+	}
+}
+
+func TestInSync(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
+	want := conds("", since)
+	node := &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: "Ready", Status: "True"}}}}
+	for _, c := range want {
+		node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{Type: corev1.NodeConditionType(c.Type),
+			Status: corev1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(since.Truncate(time.Second))})
+	}
+	if !inSync(node, want) {
+		t.Fatal("identical conditions (second precision) not in sync")
+	}
+	node.Status.Conditions[1].Status = "False"
+	if inSync(node, want) {
+		t.Error("changed status in sync")
+	}
+	node.Status.Conditions[1].Status = "True"
+	node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{Type: finding.NetworkingReady, Status: "True"})
+	if inSync(node, want) {
+		t.Error("an unmonitored type of ours on the Node is in sync")
+	}
+	node.Status.Conditions = node.Status.Conditions[:2]
+	if inSync(node, want) {
+		t.Error("a missing type is in sync")
+	}
+}
+
+// Changes within the debounce coalesce; the last one always goes out.
+func TestPublisherDebouncesConditionWrites(t *testing.T) {
+	f := &fakeAPI{}
+	p, fb := start(t, Config{Debounce: 300 * time.Millisecond}, f)
+	since := time.Now().Add(-time.Minute)
+	p.Publish(publish.Update{Conditions: conds("", since), State: &state.State{}})
+	waitUntil(t, time.Second, "first write", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
+	for i := range 5 {
+		p.Publish(publish.Update{Conditions: conds(fmt.Sprintf("Reason%d", i), since), State: &state.State{}})
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitUntil(t, 2*time.Second, "last change written", func() bool {
+		ps, _, _ := f.snapshot()
+		return decode(t, ps[len(ps)-1])[finding.KernelReady]["reason"] == "Reason4"
+	})
+	time.Sleep(400 * time.Millisecond)
+	ps, _, _ := f.snapshot()
+	if len(ps) > 3 {
+		t.Errorf("5 changes within the debounce made %d writes", len(ps)-1)
+	}
+	f.mu.Lock()
+	gap := f.patchTimes[1].Sub(f.patchTimes[0])
+	f.mu.Unlock()
+	if gap < 300*time.Millisecond {
+		t.Errorf("writes %v apart, debounce is 300ms", gap)
+	}
+	l, _ := fb.last()
+	if !l.Connected || l.Node != "node-1" || l.PendingWrites != 0 || l.LastSuccess.IsZero() {
+		t.Errorf("link %+v", l)
+	}
+}
+
+func TestPublisherHeartbeat(t *testing.T) {
+	f := &fakeAPI{}
+	p, _ := start(t, Config{Heartbeat: time.Second}, f)
+	p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
+	waitUntil(t, 3500*time.Millisecond, "two heartbeats", func() bool { ps, _, _ := f.snapshot(); return len(ps) >= 3 })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := 1; i < len(f.patchTimes); i++ {
+		if d := f.patchTimes[i].Sub(f.patchTimes[i-1]); d < time.Second || d > 1300*time.Millisecond {
+			t.Errorf("heartbeat interval %v, want [1s, 1.2s)", d)
+		}
+	}
+}
+
+// A missing Node is retried until it exists; the link says why meanwhile.
+func TestPublisherRetriesMissingNode(t *testing.T) {
+	f := &fakeAPI{notFound: 2}
+	p, fb := start(t, Config{}, f)
+	p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
+	waitUntil(t, time.Second, "link shows the missing Node", func() bool {
+		l, _ := fb.last()
+		return !l.Connected && l.LastError == "node node-1 is not registered (yet)"
+	})
+	waitUntil(t, 5*time.Second, "written once the Node exists", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
+	waitUntil(t, time.Second, "link connected", func() bool { l, _ := fb.last(); return l.Connected && l.LastError == "" })
+}
+
+func warning(id uint64, msg string, at time.Time) state.Outbound {
+	return state.Outbound{ID: id, Finding: finding.Finding{ID: id, Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Warning, Message: msg, Detected: at}}
+}
+
+// Identical warnings become one event with a count; a later repeat counts
+// the same event up; every record is acknowledged once delivered.
+func TestPublisherEventsFoldAndCountUp(t *testing.T) {
+	f := &fakeAPI{}
+	p, fb := start(t, Config{}, f)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	st := &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0), warning(2, "stuck 22s", t0.Add(time.Second)), warning(3, "stuck 30s", t0.Add(2*time.Second)), warning(4, "stuck 22s", t0.Add(3*time.Second))}}
+	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+	waitUntil(t, 2*time.Second, "two events", func() bool { _, c, _ := f.snapshot(); return len(c) == 2 })
+	_, created, _ := f.snapshot()
+	e := created[0]
+	if e.Message != "stuck 22s" || e.Count != 3 || !e.FirstTimestamp.Time.Equal(t0) || !e.LastTimestamp.Time.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("folded event: %q count %d first %v last %v", e.Message, e.Count, e.FirstTimestamp, e.LastTimestamp)
+	}
+	if e.InvolvedObject.UID != types.UID("uid-1") || e.InvolvedObject.Kind != "Node" || e.Type != "Warning" || e.Reason != "SoftLockup" ||
+		e.Source.Component != Component || e.ReportingController != Component || e.Namespace != "default" {
+		t.Errorf("event fields: %+v", e)
+	}
+	waitUntil(t, time.Second, "acks", func() bool { _, a := fb.last(); return len(a) == 4 })
+	// The pipeline keeps showing acknowledged records until it applies
+	// the acks; they must not be sent again.
+	st.Outbox = append(st.Outbox, warning(5, "stuck 22s", t0.Add(10*time.Second)))
+	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+	waitUntil(t, 2*time.Second, "count-up patch", func() bool { _, _, ep := f.snapshot(); return len(ep[e.Name]) == 1 })
+	_, created, ep := f.snapshot()
+	if len(created) != 2 {
+		t.Errorf("%d events created, want 2 (the repeat counts the first one up)", len(created))
+	}
+	var patch map[string]any
+	_ = json.Unmarshal([]byte(ep[e.Name][0]), &patch)
+	if patch["count"] != float64(4) {
+		t.Errorf("count-up patch %s, want count 4", ep[e.Name][0])
+	}
+	_, acks := fb.last()
+	slices.Sort(acks)
+	if !slices.Equal(acks, []uint64{1, 2, 3, 4, 5}) {
+		t.Errorf("acks %v", acks)
+	}
+}
+
+// One reason flooding distinct messages: its burst goes out, 20 wait, the
+// rest are dropped, acknowledged and counted; another reason is not
+// starved.
+func TestPublisherEventRateLimitPerReason(t *testing.T) {
+	f := &fakeAPI{}
+	p, fb := start(t, Config{EventBurst: 3, EventsPerMinute: 0.001, MaxEventsPerReason: 5}, f)
+	t0 := time.Now()
+	st := &state.State{}
+	for i := range 10 {
+		st.Outbox = append(st.Outbox, warning(uint64(i+1), fmt.Sprintf("stuck %ds", i), t0))
+	}
+	other := warning(11, "other", t0)
+	other.Finding.Reason = "KernelBug"
+	st.Outbox = append(st.Outbox, other)
+	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+	waitUntil(t, 2*time.Second, "burst sent", func() bool { _, c, _ := f.snapshot(); return len(c) == 4 })
+	time.Sleep(200 * time.Millisecond)
+	_, created, _ := f.snapshot()
+	perReason := map[string]int{}
+	for _, e := range created {
+		perReason[e.Reason]++
+	}
+	if perReason["SoftLockup"] != 3 || perReason["KernelBug"] != 1 {
+		t.Errorf("events per reason %v, want SoftLockup 3 (its burst) and KernelBug 1", perReason)
+	}
+	waitUntil(t, time.Second, "link", func() bool { l, _ := fb.last(); return l.EventsDropped == 5 && l.PendingWrites == 2 })
+	_, acks := fb.last()
+	slices.Sort(acks)
+	// Dropped 6..10, delivered 1..3 and 11; 4 and 5 wait for budget.
+	if !slices.Equal(acks, []uint64{1, 2, 3, 6, 7, 8, 9, 10, 11}) {
+		t.Errorf("acks %v", acks)
+	}
+}
+
+func TestBucket(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newBucket(2, 60, now)
+	if !b.take(now) || !b.take(now) || b.take(now) {
+		t.Fatal("burst of 2 not honoured")
+	}
+	if next := b.next(now); next != now.Add(time.Second) {
+		t.Errorf("next token at %v, want 1s later", next.Sub(now))
+	}
+	if b.take(now.Add(999 * time.Millisecond)) {
+		t.Error("token before refill")
+	}
+	if !b.take(now.Add(1001 * time.Millisecond)) {
+		t.Error("no token after refill")
+	}
+	if !b.ready(now.Add(time.Hour)) || b.tokens > 2 {
+		t.Errorf("bucket overfilled: %v", b.tokens)
+	}
+}
+
+// Failed sends during an outage must not spend the reason's budget, or the
+// backlog would wait for minutes once the API server is back.
+func TestPublisherOutageKeepsReasonBudget(t *testing.T) {
+	f := &fakeAPI{eventFails: 4}
+	p, fb := start(t, Config{EventBurst: 2, EventsPerMinute: 0.001}, f)
+	t0 := time.Now()
+	st := &state.State{Outbox: []state.Outbound{warning(1, "a", t0), warning(2, "b", t0)}}
+	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+	waitUntil(t, 10*time.Second, "both events after the failures", func() bool { _, c, _ := f.snapshot(); return len(c) == 2 })
+	_, acks := fb.last()
+	if len(acks) != 2 {
+		t.Errorf("acks %v", acks)
+	}
+}
+
+func TestEventQueueBoundsIdenticalFlood(t *testing.T) {
+	q := newEventQueue(5, 1, 20)
+	for i := range 2500 {
+		if !q.add(warning(uint64(i+1), "same", time.Now())) {
+			t.Fatal("identical finding dropped")
+		}
+	}
+	g := q.pending[0]
+	if len(q.pending) != 1 || g.count != 2500 || len(g.ids) != state.MaxOutbox || g.ids[0] != 501 {
+		t.Errorf("groups %d, count %d, ids %d from %d", len(q.pending), g.count, len(g.ids), g.ids[0])
+	}
+}

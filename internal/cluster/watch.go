@@ -1,0 +1,176 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// Watch timeouts are long and randomised: each renewal is a request, and
+// a fleet of nodes must not renew in step.
+const (
+	minWatchTimeout = 60 * time.Minute
+	maxWatchTimeout = 120 * time.Minute
+)
+
+// nodeObs is what the watch learnt.
+type nodeObs struct {
+	// hasNode says node is meaningful: nil means the Node does not exist.
+	hasNode bool
+	node    *corev1.Node
+	// reachable says the API server answered a list or watch.
+	reachable bool
+}
+
+// obsSlot hands the latest observation to the worker; intermediate
+// versions of the Node are of no interest.
+type obsSlot struct {
+	mu     sync.Mutex
+	latest nodeObs
+	fresh  bool
+	signal chan struct{}
+}
+
+func newObsSlot() *obsSlot { return &obsSlot{signal: make(chan struct{}, 1)} }
+
+func (s *obsSlot) put(o nodeObs) {
+	s.mu.Lock()
+	if o.hasNode {
+		s.latest.hasNode, s.latest.node = true, o.node
+	}
+	s.latest.reachable = s.latest.reachable || o.reachable
+	s.fresh = true
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *obsSlot) take() (nodeObs, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.fresh {
+		return nodeObs{}, false
+	}
+	o := s.latest
+	s.latest, s.fresh = nodeObs{}, false
+	return o, true
+}
+
+// watchNode follows the single Node object, which a node identity may
+// watch (field selector on its own name). It lets the worker notice at once
+// that the Node was re-registered or that another client overwrote our
+// conditions, without polling it.
+func watchNode(ctx context.Context, a api, node string, out *obsSlot, log *slog.Logger) {
+	fails := 0
+	pause := func() bool {
+		fails++
+		select {
+		case <-time.After(backoff(fails, 30*time.Second)):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		list, err := a.listNode(lctx, node)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Debug("cannot list own Node", "node", node, "err", err)
+			}
+			if !pause() {
+				return
+			}
+			continue
+		}
+		fails = 0
+		o := nodeObs{hasNode: true, reachable: true}
+		if len(list.Items) > 0 {
+			o.node = &list.Items[0]
+		}
+		out.put(o)
+		rv := list.ResourceVersion
+		for ctx.Err() == nil {
+			started := time.Now()
+			timeout := minWatchTimeout + rand.N(maxWatchTimeout-minWatchTimeout)
+			w, err := a.watchNode(ctx, node, rv, timeout)
+			if err != nil {
+				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+					break
+				}
+				if ctx.Err() == nil {
+					log.Debug("cannot watch own Node", "node", node, "err", err)
+				}
+				if !pause() {
+					return
+				}
+				continue
+			}
+			out.put(nodeObs{reachable: true})
+			var relist bool
+			rv, relist = follow(w, rv, out)
+			w.Stop()
+			if relist {
+				break
+			}
+			// A watch that ends at once (the server closing it, a proxy)
+			// must not turn into a request loop.
+			if time.Since(started) < 5*time.Second {
+				if !pause() {
+					return
+				}
+			} else {
+				fails = 0
+			}
+		}
+	}
+}
+
+// follow reads a watch until it ends and returns the resourceVersion to
+// resume from, and whether the server said that version is gone.
+func follow(w watch.Interface, rv string, out *obsSlot) (string, bool) {
+	for ev := range w.ResultChan() {
+		switch ev.Type {
+		case watch.Added, watch.Modified:
+			if n, ok := ev.Object.(*corev1.Node); ok {
+				rv = n.ResourceVersion
+				out.put(nodeObs{hasNode: true, node: n})
+			}
+		case watch.Deleted:
+			if n, ok := ev.Object.(*corev1.Node); ok {
+				rv = n.ResourceVersion
+			}
+			out.put(nodeObs{hasNode: true})
+		case watch.Bookmark:
+			if n, ok := ev.Object.(*corev1.Node); ok {
+				rv = n.ResourceVersion
+			}
+		case watch.Error:
+			err := apierrors.FromObject(ev.Object)
+			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+				return rv, true
+			}
+		}
+	}
+	return rv, false
+}
+
+// backoff is exponential from 500ms to max with ±20% jitter, so that
+// nodes that failed together do not retry together.
+func backoff(failures int, max time.Duration) time.Duration {
+	d := 500 * time.Millisecond
+	for i := 1; i < failures && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
