@@ -1,0 +1,567 @@
+//go:build linux
+
+// Package systemd tests the packaged daemon under a real systemd: a Debian
+// rootfs booted with systemd-nspawn, the .deb installed with dpkg and the
+// .rpm with rpm, findings provoked through the host's real /dev/kmsg and
+// the container's real journal, and the watchdog made to fire.
+//
+// It needs root, systemd-nspawn, debootstrap and zstd
+// (scripts/install-test-deps.sh) and skips otherwise. The rootfs is built
+// once by scripts/rootfs.sh and cached outside the repository. Packages
+// come from NODEHEALTHD_E2E_DIST (make e2e) or are built with make.
+package systemd
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/journald"
+)
+
+// maxExposure bounds `systemd-analyze security nodehealthd.service`. The
+// issue's target is 2.0; the unit needs more for the probes that read
+// iptables (CAP_NET_ADMIN), NVMe log pages (CAP_SYS_ADMIN), other
+// processes' /proc (CAP_SYS_PTRACE) and the clock's sync state (adjtimex):
+// see docs/systemd.md for the breakdown. Loosening the unit further must
+// fail here.
+const maxExposure = 3.2
+
+const (
+	baseVersion    = "0.1.0"
+	upgradeVersion = "0.1.0.1"
+	release        = "1"
+)
+
+type packages struct {
+	deb, debUpgrade, rpm    string
+	version, upgradeVersion string
+}
+
+func repoRoot(t *testing.T) string {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// buildPackages returns the packages under test: those of make e2e, or
+// built here (binaries once; the second package only relinks).
+func buildPackages(t *testing.T) packages {
+	if dist := os.Getenv("NODEHEALTHD_E2E_DIST"); dist != "" {
+		v, uv := os.Getenv("NODEHEALTHD_E2E_VERSION"), os.Getenv("NODEHEALTHD_E2E_UPGRADE_VERSION")
+		p := packages{
+			deb:        filepath.Join(dist, "nodehealthd_"+v+"_amd64.deb"),
+			debUpgrade: filepath.Join(dist, "nodehealthd_"+uv+"_amd64.deb"),
+			rpm:        filepath.Join(dist, "nodehealthd-"+v+".x86_64.rpm"),
+			version:    v, upgradeVersion: uv,
+		}
+		for _, f := range []string{p.deb, p.debUpgrade, p.rpm} {
+			if _, err := os.Stat(f); err != nil {
+				t.Fatalf("NODEHEALTHD_E2E_DIST: %v", err)
+			}
+		}
+		return p
+	}
+	if a := archOf(t); a != "amd64" {
+		t.Skipf("package names assume amd64, this is %s", a)
+	}
+	out := t.TempDir()
+	start := time.Now()
+	for _, v := range []string{baseVersion, upgradeVersion} {
+		cmd := exec.Command("make", "-C", repoRoot(t), "packages", "VERSION="+v, "RELEASE="+release,
+			"BIN="+filepath.Join(out, "bin"), "DIST="+filepath.Join(out, "dist"))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make packages VERSION=%s: %v\n%s", v, err, b)
+		}
+	}
+	t.Logf("packages built in %v", time.Since(start).Round(time.Second))
+	dist := filepath.Join(out, "dist")
+	return packages{
+		deb:        filepath.Join(dist, "nodehealthd_"+baseVersion+"-"+release+"_amd64.deb"),
+		debUpgrade: filepath.Join(dist, "nodehealthd_"+upgradeVersion+"-"+release+"_amd64.deb"),
+		rpm:        filepath.Join(dist, "nodehealthd-"+baseVersion+"-"+release+".x86_64.rpm"),
+		version:    baseVersion + "-" + release, upgradeVersion: upgradeVersion + "-" + release,
+	}
+}
+
+func archOf(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOARCH").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func cachedRootfs(t *testing.T) string {
+	start := time.Now()
+	out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "rootfs.sh")).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("scripts/rootfs.sh: %v\n%s", err, stderr)
+	}
+	t.Logf("rootfs ready in %v", time.Since(start).Round(time.Millisecond))
+	return strings.TrimSpace(string(out))
+}
+
+// statusView is the part of `nodehealthctl status -o json` checked here.
+type statusView struct {
+	Conditions []struct {
+		Type, Status, Reason string
+	} `json:"conditions"`
+	Active         []findingView `json:"active"`
+	RecentWarnings []findingView `json:"recentWarnings"`
+}
+
+type findingView struct {
+	ID        uint64    `json:"id"`
+	Condition string    `json:"condition"`
+	Reason    string    `json:"reason"`
+	Severity  string    `json:"severity"`
+	Message   string    `json:"message"`
+	Detected  time.Time `json:"detected"`
+}
+
+func (c *container) status() statusView {
+	c.t.Helper()
+	out := c.sh("nodehealthctl status -o json")
+	var v statusView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		c.t.Fatalf("nodehealthctl status -o json: %v\n%s", err, out)
+	}
+	return v
+}
+
+func find(fs []findingView, reason, msgPart string) *findingView {
+	for i := range fs {
+		if fs[i].Reason == reason && strings.Contains(fs[i].Message, msgPart) {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+func (c *container) statusText() string {
+	return strings.TrimPrefix(strings.TrimSpace(c.sh("systemctl show -p StatusText nodehealthd")), "StatusText=")
+}
+
+func (c *container) mainPID() int {
+	pid, _ := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(c.sh("systemctl show -p MainPID nodehealthd")), "MainPID="))
+	return pid
+}
+
+// journalEntries returns the nodehealthd journal entries matching a field.
+func (c *container) journalEntries(match string) []map[string]any {
+	c.t.Helper()
+	out := c.sh("journalctl -u nodehealthd -o json --no-pager " + match)
+	var entries []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" || !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			c.t.Fatalf("journal entry %q: %v", line, err)
+		}
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+func token() uint32 {
+	var b [4]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// TestPackagedServiceUnderSystemd is one container's life: install,
+// detection, upgrade, watchdog, hardening, removal, purge, then the RPM's
+// scriptlets. The steps share the container because each builds on the
+// state the previous one left, as on a real node.
+func TestPackagedServiceUnderSystemd(t *testing.T) {
+	requireTools(t)
+	pkgs := buildPackages(t)
+	c := bootContainer(t, cachedRootfs(t))
+	deb, debUp, rpm := c.copyIn(pkgs.deb), c.copyIn(pkgs.debUpgrade), c.copyIn(pkgs.rpm)
+	// Durations of the soft lockups this run writes; the host's kmsg ring
+	// is shared with every earlier run and the host itself.
+	tok := token()
+	lockupSecs := 10000 + tok%80000
+
+	t.Run("packages lint clean", func(t *testing.T) {
+		for _, tool := range []string{"lintian", "rpmlint"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("%s missing: run scripts/install-test-deps.sh", tool)
+			}
+		}
+		for _, cmd := range [][]string{
+			{"lintian", "--fail-on", "error,warning", pkgs.deb},
+			{"rpmlint", "-r", filepath.Join(repoRoot(t), "packaging", "rpm", "rpmlintrc"), pkgs.rpm},
+		} {
+			out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+			t.Logf("%s: %s", cmd[0], strings.TrimSpace(string(out)))
+			if err != nil {
+				t.Errorf("%s: %v", cmd[0], err)
+			}
+		}
+	})
+
+	t.Run("install enables and starts", func(t *testing.T) {
+		c.t = t
+		c.sh("dpkg -i " + deb)
+		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) != "enabled" {
+			t.Errorf("is-enabled: %q", out)
+		}
+		c.eventually(30*time.Second, "service active with a status line", func() string {
+			out, _ := c.try("systemctl is-active nodehealthd")
+			if strings.TrimSpace(out) != "active" {
+				return "is-active: " + out
+			}
+			if st := c.statusText(); !strings.HasSuffix(st, "cluster: local") {
+				return "status line " + st
+			}
+			return ""
+		})
+		st := c.sh("systemctl status nodehealthd --no-pager --lines=0")
+		t.Logf("systemctl status:\n%s", st)
+		// The host's kmsg ring is shared and read from its start, so a
+		// record some other test left there may already count.
+		if !regexp.MustCompile(`Status: "(\d/\d conditions healthy|\w+=False \(.*\)) · .*cluster: local"`).MatchString(st) {
+			t.Errorf("systemctl status lacks the health line")
+		}
+		if v := strings.TrimSpace(c.sh("nodehealthd -version")); v != "nodehealthd "+strings.TrimSuffix(pkgs.version, "-"+release) {
+			t.Errorf("installed binary: %q", v)
+		}
+		// ExecReload sends SIGHUP: rules reload in place, no restart.
+		pid := c.mainPID()
+		c.sh("systemctl reload nodehealthd")
+		c.eventually(10*time.Second, "reload logged", func() string {
+			if out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'SIGHUP: reloading'"); strings.TrimSpace(out) == "0" {
+				return "no SIGHUP reload in the journal"
+			}
+			return ""
+		})
+		if p := c.mainPID(); p != pid {
+			t.Errorf("reload restarted the daemon: MainPID %d -> %d", pid, p)
+		}
+		// Under systemd, findings go to the journal as entries, not to
+		// stdout as text lines as well.
+		if out := c.sh("journalctl -u nodehealthd -o json --no-pager _TRANSPORT=stdout"); strings.Contains(out, "KernelReady=True") {
+			t.Errorf("console output under systemd:\n%s", out)
+		}
+		// The daemon's own logs are native journal entries.
+		if len(c.journalEntries("_TRANSPORT=journal SYSLOG_IDENTIFIER=nodehealthd")) == 0 {
+			t.Errorf("no native journal entries from the daemon")
+		}
+	})
+
+	t.Run("hardening exposure", func(t *testing.T) {
+		c.t = t
+		out := c.sh("systemd-analyze security nodehealthd.service --no-pager")
+		var relaxed []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "✗") {
+				relaxed = append(relaxed, l)
+			}
+		}
+		t.Logf("relaxations:\n%s", strings.Join(relaxed, "\n"))
+		m := regexp.MustCompile(`Overall exposure level for nodehealthd.service: (\d+\.\d)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no exposure in:\n%s", out)
+		}
+		exposure, _ := strconv.ParseFloat(m[1], 64)
+		t.Logf("systemd-analyze security nodehealthd.service: exposure %.1f (budget %.1f)", exposure, maxExposure)
+		if exposure > maxExposure {
+			t.Errorf("exposure %.1f above %.1f", exposure, maxExposure)
+		}
+	})
+
+	t.Run("probes work inside the sandbox", func(t *testing.T) {
+		c.t = t
+		// The installed unit's sandbox, running every probe once: a probe
+		// the hardening starves fails with EPERM/EACCES.
+		unit := c.sh("cat /lib/systemd/system/nodehealthd.service")
+		c.writeFile("/etc/systemd/system/nhd-e2e-once.service", unit+`
+[Service]
+Type=oneshot
+ExecStart=
+ExecStart=/usr/bin/nodehealthd -once -o json
+ExecReload=
+WatchdogSec=0
+Restart=no
+`)
+		c.sh("systemctl daemon-reload && systemctl start nhd-e2e-once.service")
+		out := c.sh("journalctl -u nhd-e2e-once.service -o cat --no-pager")
+		t.Logf("nodehealthd -once in the unit's sandbox:\n%s", out)
+		for _, l := range strings.Split(out, "\n") {
+			low := strings.ToLower(l)
+			if strings.Contains(low, "permission denied") || strings.Contains(low, "operation not permitted") {
+				t.Errorf("starved by the sandbox: %s", l)
+			}
+		}
+		c.sh("rm /etc/systemd/system/nhd-e2e-once.service && systemctl daemon-reload")
+	})
+
+	t.Run("runs without kubelet and containerd", func(t *testing.T) {
+		c.t = t
+		c.writeFile("/etc/systemd/system/kubelet.service", "[Unit]\nDescription=e2e stand-in for a broken kubelet\n[Service]\nExecStart=/bin/false\n")
+		c.sh("systemctl daemon-reload")
+		c.try("systemctl start kubelet")
+		c.eventually(10*time.Second, "kubelet failed", func() string {
+			if out, _ := c.try("systemctl is-failed kubelet"); strings.TrimSpace(out) != "failed" {
+				return "kubelet: " + out
+			}
+			return ""
+		})
+		if _, rc := c.try("systemctl cat containerd.service"); rc == 0 {
+			t.Fatal("containerd.service exists in the test rootfs")
+		}
+		c.sh("systemctl restart nodehealthd")
+		if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
+			t.Fatalf("nodehealthd with kubelet failed and containerd absent: %s\n%s", out, c.sh("journalctl -u nodehealthd --no-pager -n 30"))
+		}
+	})
+
+	var fork findingView
+	t.Run("kmsg and journal findings", func(t *testing.T) {
+		c.t = t
+		// An operator rule that would match the daemon's own finding
+		// entries, were the journal source to read them.
+		reloads := func() string {
+			out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'rules reloaded'")
+			return strings.TrimSpace(out)
+		}
+		reloadsBefore := reloads()
+		c.writeFile("/etc/nodehealthd/rules.d/e2e-self.yaml", `rules:
+  - name: E2ESelfIngested
+    condition: KernelReady
+    reason: E2ESelfIngested
+    severity: Warning
+    source: journal
+    units: [nodehealthd.service]
+    identifiers: [nodehealthd]
+    patterns: ['SoftLockup|ForkFailedOutOfPIDs|CPU stuck']
+`)
+		c.eventually(15*time.Second, "operator rule loaded", func() string {
+			if n := reloads(); n == reloadsBefore {
+				return "no reload logged after the rule was written: " + c.sh("journalctl -u nodehealthd --no-pager -n 5")
+			}
+			return ""
+		})
+		before := c.statusText()
+
+		// The host's /dev/kmsg is the container's: same ring.
+		rec := fmt.Sprintf("<4>watchdog: BUG: soft lockup - CPU#1 stuck for %ds! [e2e-%08x:1]\n", lockupSecs, tok)
+		if err := os.WriteFile("/dev/kmsg", []byte(rec), 0); err != nil {
+			t.Fatal(err)
+		}
+		c.sh(fmt.Sprintf("logger -t kubelet 'E1125 pod_workers.go:1301] Error syncing pod: fork/exec /usr/bin/e2e-%08x: resource temporarily unavailable'", tok))
+
+		wantLockup := fmt.Sprintf("CPU stuck for %ds", lockupSecs)
+		c.eventually(30*time.Second, "findings in the journal", func() string {
+			lock := c.journalEntries("NODEHEALTH_REASON=SoftLockup NODEHEALTH_EVENT=finding")
+			found := false
+			for _, e := range lock {
+				if strings.Contains(fmt.Sprint(e["MESSAGE"]), wantLockup) {
+					found = true
+					for k, v := range map[string]string{"NODEHEALTH_SEVERITY": "Warning", "NODEHEALTH_CONDITION": "KernelReady",
+						"NODEHEALTH_SOURCE": "kmsg", "PRIORITY": "4", "SYSLOG_IDENTIFIER": "nodehealthd",
+						"MESSAGE_ID": journald.MessageID("finding", "SoftLockup")} {
+						if e[k] != v {
+							t.Errorf("SoftLockup entry %s=%v, want %s", k, e[k], v)
+						}
+					}
+				}
+			}
+			if !found {
+				return fmt.Sprintf("no SoftLockup entry with %q among %d", wantLockup, len(lock))
+			}
+			forks := c.journalEntries("NODEHEALTH_REASON=ForkFailedOutOfPIDs NODEHEALTH_EVENT=finding")
+			if len(forks) != 1 {
+				return fmt.Sprintf("%d ForkFailedOutOfPIDs finding entries", len(forks))
+			}
+			for k, v := range map[string]string{"NODEHEALTH_SEVERITY": "Fatal", "NODEHEALTH_CONDITION": "KernelReady",
+				"NODEHEALTH_SOURCE": "journal", "PRIORITY": "3", "MESSAGE_ID": journald.MessageID("finding", "ForkFailedOutOfPIDs")} {
+				if forks[0][k] != v {
+					t.Errorf("ForkFailedOutOfPIDs entry %s=%v, want %s", k, forks[0][k], v)
+				}
+			}
+			return ""
+		})
+		t.Logf("journalctl -u nodehealthd NODEHEALTH_CONDITION=KernelReady:\n%s",
+			c.sh("journalctl -u nodehealthd --no-pager NODEHEALTH_CONDITION=KernelReady"))
+
+		v := c.status()
+		if w := find(v.RecentWarnings, "SoftLockup", wantLockup); w == nil {
+			t.Errorf("nodehealthctl status: no SoftLockup %q warning: %+v", wantLockup, v.RecentWarnings)
+		}
+		f := find(v.Active, "ForkFailedOutOfPIDs", "")
+		if f == nil {
+			t.Fatalf("nodehealthctl status: ForkFailedOutOfPIDs not active: %+v", v.Active)
+		}
+		fork = *f
+		t.Logf("nodehealthctl status:\n%s", c.sh("nodehealthctl status"))
+
+		c.eventually(10*time.Second, "status line follows health", func() string {
+			st := c.statusText()
+			// The reason shown is the oldest active finding's: another
+			// test's record in the shared kmsg ring may be older.
+			if st == before || !regexp.MustCompile(`KernelReady=False \(\w+ since \d\d:\d\d\).* · \d+ warnings? in 1h · cluster: local$`).MatchString(st) {
+				return fmt.Sprintf("status line %q (before: %q)", st, before)
+			}
+			return ""
+		})
+		t.Logf("status line: %q -> %q", before, c.statusText())
+
+		// Give a self-ingestion loop time to show, then check for it.
+		time.Sleep(2 * time.Second)
+		if e := c.journalEntries("NODEHEALTH_REASON=E2ESelfIngested"); len(e) > 0 {
+			t.Errorf("the daemon read its own journal entries back: %v", e[0]["MESSAGE"])
+		}
+	})
+	if fork.ID == 0 {
+		t.FailNow()
+	}
+
+	t.Run("upgrade keeps state", func(t *testing.T) {
+		c.t = t
+		c.sh("echo '# e2e: operator edit' >> /etc/nodehealthd/config.yaml")
+		pid := c.mainPID()
+		c.sh("dpkg -i " + debUp)
+		if v := strings.TrimSpace(c.sh("dpkg-query -W -f '${Version}' nodehealthd")); v != pkgs.upgradeVersion {
+			t.Errorf("installed version %q, want %q", v, pkgs.upgradeVersion)
+		}
+		c.eventually(20*time.Second, "restarted on the new binary", func() string {
+			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
+				return "is-active " + out
+			}
+			if p := c.mainPID(); p == pid || p == 0 {
+				return fmt.Sprintf("MainPID %d (before %d)", p, pid)
+			}
+			return ""
+		})
+		if !strings.Contains(c.sh("cat /etc/nodehealthd/config.yaml"), "# e2e: operator edit") {
+			t.Errorf("upgrade replaced the edited config.yaml")
+		}
+		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) != "enabled" {
+			t.Errorf("after upgrade is-enabled: %q", out)
+		}
+		f := find(c.status().Active, "ForkFailedOutOfPIDs", "")
+		if f == nil || f.ID != fork.ID || !f.Detected.Equal(fork.Detected) {
+			t.Errorf("active finding after upgrade %+v, want %+v", f, fork)
+		}
+		c.eventually(10*time.Second, "status line after upgrade", func() string {
+			if st := c.statusText(); !strings.Contains(st, "KernelReady=False (") {
+				return st
+			}
+			return ""
+		})
+	})
+
+	t.Run("watchdog restarts a frozen daemon", func(t *testing.T) {
+		c.t = t
+		c.writeFile("/etc/systemd/system/nodehealthd.service.d/e2e-watchdog.conf", "[Service]\nWatchdogSec=3s\nRestartSec=1s\n")
+		c.sh("systemctl daemon-reload && systemctl restart nodehealthd")
+		c.eventually(15*time.Second, "active", func() string {
+			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
+				return out
+			}
+			return ""
+		})
+		// A healthy daemon outlives several watchdog intervals.
+		pid := c.mainPID()
+		time.Sleep(7 * time.Second)
+		if p := c.mainPID(); p != pid {
+			t.Fatalf("restarted while healthy: MainPID %d -> %d\n%s", pid, p, c.sh("journalctl -u nodehealthd --no-pager -n 20"))
+		}
+		restarts := c.sh("systemctl show -p NRestarts nodehealthd")
+		frozen := time.Now()
+		c.sh(fmt.Sprintf("kill -STOP %d", pid))
+		c.eventually(30*time.Second, "restart by the watchdog", func() string {
+			p := c.mainPID()
+			if p == pid || p == 0 {
+				return fmt.Sprintf("MainPID %d", p)
+			}
+			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
+				return "is-active " + out
+			}
+			return ""
+		})
+		t.Logf("frozen daemon replaced after %v (%s -> %s)", time.Since(frozen).Round(100*time.Millisecond),
+			strings.TrimSpace(restarts), strings.TrimSpace(c.sh("systemctl show -p NRestarts nodehealthd")))
+		if out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'Watchdog timeout'"); strings.TrimSpace(out) == "0" {
+			t.Errorf("no watchdog timeout in the journal")
+		}
+		f := find(c.status().Active, "ForkFailedOutOfPIDs", "")
+		if f == nil || f.ID != fork.ID {
+			t.Errorf("active finding after the watchdog restart %+v, want ID %d", f, fork.ID)
+		}
+		c.eventually(10*time.Second, "status line after the restart", func() string {
+			if st := c.statusText(); !strings.Contains(st, "KernelReady=False (") {
+				return st
+			}
+			return ""
+		})
+		c.sh("rm /etc/systemd/system/nodehealthd.service.d/e2e-watchdog.conf && systemctl daemon-reload")
+	})
+
+	t.Run("remove stops and disables, purge removes state", func(t *testing.T) {
+		c.t = t
+		c.sh("test -s /var/lib/nodehealthd/state.json")
+		// The operator rule this test added is not the package's: dpkg
+		// would rightly keep it (and its directory) through a purge.
+		c.sh("rm /etc/nodehealthd/rules.d/e2e-self.yaml")
+		c.sh("dpkg -r nodehealthd")
+		if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) == "active" {
+			t.Errorf("still active after dpkg -r")
+		}
+		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) == "enabled" {
+			t.Errorf("still enabled after dpkg -r")
+		}
+		if out, rc := c.try("pgrep -x nodehealthd"); rc != 1 {
+			t.Errorf("pgrep -x nodehealthd: exit %d (1 = no such process): %s", rc, out)
+		}
+		c.sh("test -d /var/lib/nodehealthd") // removal keeps state
+		c.sh("dpkg -P nodehealthd")
+		if _, rc := c.try("test -e /var/lib/nodehealthd || test -e /etc/nodehealthd"); rc == 0 {
+			t.Errorf("purge left state or configuration:\n%s", c.sh("ls -la /var/lib/nodehealthd /etc/nodehealthd 2>&1 || true"))
+		}
+		if _, rc := c.try("test -e /etc/systemd/system/multi-user.target.wants/nodehealthd.service"); rc == 0 {
+			t.Errorf("purge left the unit enabled")
+		}
+	})
+
+	t.Run("rpm scriptlets", func(t *testing.T) {
+		c.t = t
+		c.sh("rpm -i --nodeps " + rpm)
+		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) != "enabled" {
+			t.Errorf("rpm %%post: is-enabled %q", out)
+		}
+		c.eventually(30*time.Second, "rpm %post starts the service", func() string {
+			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
+				return out
+			}
+			return ""
+		})
+		c.sh("rpm -e --nodeps nodehealthd")
+		if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) == "active" {
+			t.Errorf("rpm -e left it active")
+		}
+		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) == "enabled" {
+			t.Errorf("rpm -e left it enabled")
+		}
+	})
+}

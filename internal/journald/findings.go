@@ -1,0 +1,189 @@
+package journald
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
+)
+
+// Field names of finding entries. NODEHEALTH_REASON is on every entry this
+// publisher writes; the journal source relies on it to skip them.
+const (
+	FieldEvent     = "NODEHEALTH_EVENT" // finding, cleared or condition
+	FieldReason    = "NODEHEALTH_REASON"
+	FieldCondition = "NODEHEALTH_CONDITION"
+	FieldSeverity  = "NODEHEALTH_SEVERITY"
+	FieldSource    = "NODEHEALTH_SOURCE"
+	FieldKey       = "NODEHEALTH_KEY"
+	FieldID        = "NODEHEALTH_ID"
+	FieldRule      = "NODEHEALTH_RULE"
+	FieldCount     = "NODEHEALTH_COUNT"
+	FieldDetected  = "NODEHEALTH_DETECTED"
+	FieldClearedBy = "NODEHEALTH_CLEARED_BY"
+	FieldStatus    = "NODEHEALTH_STATUS"
+)
+
+// Event values.
+const (
+	EventFinding   = "finding"
+	EventCleared   = "cleared"
+	EventCondition = "condition"
+)
+
+// messageIDNamespace is the UUID namespace of MESSAGE_IDs. Never change it:
+// the IDs derived from it are an interface operators filter and alert on.
+var messageIDNamespace = [16]byte{0x99, 0x35, 0x1c, 0x80, 0x76, 0x58, 0x48, 0xb3, 0xbe, 0x9c, 0xcb, 0xcd, 0xaa, 0x7f, 0x59, 0xa7}
+
+// MessageID is the journal MESSAGE_ID of one kind of entry: a name-based
+// (version 5) UUID of event and name in the nodehealthd namespace, written
+// as 32 hex digits like systemd's own IDs. Deriving rather than listing
+// the IDs gives every reason one, operator rules included, that is stable
+// across versions and hosts without a registry to keep in sync:
+//
+//	finding raised:    MessageID("finding", reason)
+//	finding cleared:   MessageID("cleared", reason)
+//	condition change:  MessageID("condition", type+"="+status)
+func MessageID(event, name string) string {
+	h := sha1.New()
+	h.Write(messageIDNamespace[:])
+	h.Write([]byte(event + "/" + name))
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return hex.EncodeToString(u[:])
+}
+
+// Publisher writes one journal entry per new finding, cleared finding and
+// condition change.
+type Publisher struct {
+	send Sender
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	last map[string]condition.Condition
+}
+
+var _ publish.Publisher = (*Publisher)(nil)
+
+// NewPublisher returns a publisher writing through journal.Send; log
+// receives send failures.
+func NewPublisher(log *slog.Logger) *Publisher { return newPublisher(journal.Send, log) }
+
+func newPublisher(send Sender, log *slog.Logger) *Publisher {
+	return &Publisher{send: send, log: log, last: map[string]condition.Condition{}}
+}
+
+// Publish writes the entries of one commit. journald's socket is local and
+// datagram-based, so a send costs what a log line costs.
+func (p *Publisher) Publish(u publish.Update) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range u.New {
+		p.finding(&u.New[i])
+	}
+	for i := range u.Cleared {
+		p.cleared(&u.Cleared[i].Finding, u.Cleared[i].By, u.Cleared[i].At)
+	}
+	if u.ConditionsChanged {
+		for _, t := range finding.Conditions {
+			c, ok := u.Conditions[t]
+			if !ok {
+				continue
+			}
+			prev, seen := p.last[t]
+			p.last[t] = c
+			if seen && prev.Status == c.Status && prev.Reason == c.Reason {
+				continue
+			}
+			// At start only a False condition is news: a healthy
+			// condition would otherwise be logged on every restart.
+			if !seen && c.Status == condition.True {
+				continue
+			}
+			p.condition(c)
+		}
+	}
+}
+
+// severityPriority: a Fatal finding takes a condition False, an error for
+// the node; a Warning is a warning.
+func severityPriority(s finding.Severity) journal.Priority {
+	if s == finding.Fatal {
+		return journal.PriErr
+	}
+	return journal.PriWarning
+}
+
+func findingFields(f *finding.Finding, event string) map[string]string {
+	m := map[string]string{
+		"SYSLOG_IDENTIFIER": Identifier,
+		"MESSAGE_ID":        MessageID(event, f.Reason),
+		FieldEvent:          event,
+		FieldReason:         f.Reason,
+		FieldCondition:      f.Condition,
+		FieldSeverity:       string(f.Severity),
+		FieldSource:         f.Source,
+		FieldID:             strconv.FormatUint(f.ID, 10),
+		FieldRule:           f.Rule,
+		FieldCount:          strconv.Itoa(f.Count),
+		FieldDetected:       f.Detected.UTC().Format(time.RFC3339Nano),
+	}
+	if f.Key != "" {
+		m[FieldKey] = f.Key
+	}
+	return m
+}
+
+func describe(f *finding.Finding) string {
+	s := f.Reason + " on " + f.Condition
+	if f.Key != "" {
+		s += " [" + f.Key + "]"
+	}
+	return s
+}
+
+func (p *Publisher) finding(f *finding.Finding) {
+	msg := fmt.Sprintf("%s %s: %s (source %s, finding #%d)", f.Severity, describe(f), f.Message, f.Source, f.ID)
+	p.emit(msg, severityPriority(f.Severity), findingFields(f, EventFinding))
+}
+
+func (p *Publisher) cleared(f *finding.Finding, by string, at time.Time) {
+	fields := findingFields(f, EventCleared)
+	fields[FieldClearedBy] = by
+	msg := fmt.Sprintf("Cleared %s %s by %s after %s: %s (finding #%d)",
+		f.Severity, describe(f), by, at.Sub(f.Detected).Round(time.Second), f.Message, f.ID)
+	p.emit(msg, journal.PriNotice, fields)
+}
+
+func (p *Publisher) condition(c condition.Condition) {
+	pri := journal.PriNotice
+	if c.Status != condition.True {
+		pri = journal.PriErr
+	}
+	fields := map[string]string{
+		"SYSLOG_IDENTIFIER": Identifier,
+		"MESSAGE_ID":        MessageID(EventCondition, c.Type+"="+c.Status),
+		FieldEvent:          EventCondition,
+		FieldCondition:      c.Type,
+		FieldStatus:         c.Status,
+		FieldReason:         c.Reason,
+	}
+	p.emit(fmt.Sprintf("%s=%s (%s): %s", c.Type, c.Status, c.Reason, c.Message), pri, fields)
+}
+
+func (p *Publisher) emit(msg string, pri journal.Priority, fields map[string]string) {
+	if err := p.send(msg, pri, fields); err != nil {
+		p.log.Error("cannot write finding to the journal", "err", err, "entry", msg)
+	}
+}

@@ -1,0 +1,208 @@
+package systemd
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+func healthy(types ...string) map[string]condition.Condition {
+	m := map[string]condition.Condition{}
+	for _, t := range types {
+		m[t] = condition.Condition{Type: t, Status: condition.True}
+	}
+	return m
+}
+
+func TestLine(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 30, 0, 0, time.Local)
+	all := healthy(finding.Conditions...)
+	bad := healthy(finding.KernelReady, finding.NetworkingReady, finding.StorageReady)
+	bad[finding.NetworkingReady] = condition.Condition{Type: finding.NetworkingReady, Status: condition.False,
+		Reason: "InterfaceNotUp", LastTransitionTime: now.Add(-28 * time.Minute)}
+	twoBad := healthy(finding.KernelReady, finding.NetworkingReady)
+	twoBad[finding.KernelReady] = condition.Condition{Type: finding.KernelReady, Status: condition.False,
+		Reason: "ForkFailedOutOfPIDs", LastTransitionTime: now.Add(-26 * time.Hour)}
+	twoBad[finding.NetworkingReady] = bad[finding.NetworkingReady]
+	warn := func(ago time.Duration) finding.Finding {
+		return finding.Finding{Severity: finding.Warning, Reason: "SoftLockup", Detected: now.Add(-ago)}
+	}
+	fatal := finding.Finding{Severity: finding.Fatal, Reason: "X", Detected: now}
+	st := &state.State{Recent: []finding.Finding{warn(2 * time.Hour), warn(50 * time.Minute), fatal, warn(time.Minute), warn(0)}}
+	tests := []struct {
+		name  string
+		st    *state.State
+		conds map[string]condition.Condition
+		at    time.Time
+		want  string
+	}{
+		{"all healthy, local", &state.State{}, all, now, "5/5 conditions healthy · no warnings in 1h · cluster: local"},
+		{"warnings counted in the last hour only", st, all, now, "5/5 conditions healthy · 3 warnings in 1h · cluster: local"},
+		{"warnings age out without a commit", st, all, now.Add(20 * time.Minute), "5/5 conditions healthy · 2 warnings in 1h · cluster: local"},
+		{"one warning", &state.State{Recent: []finding.Finding{warn(0)}}, all, now, "5/5 conditions healthy · 1 warning in 1h · cluster: local"},
+		{"unhealthy, connected", &state.State{Cluster: &state.ClusterLink{Connected: true}}, bad, now,
+			"NetworkingReady=False (InterfaceNotUp since 10:02) · cluster: connected"},
+		{"unhealthy with warnings, older date shown", &state.State{Recent: []finding.Finding{warn(0)}}, twoBad, now,
+			"KernelReady=False (ForkFailedOutOfPIDs since Nov 24 08:30), NetworkingReady=False (InterfaceNotUp since 10:02) · 1 warning in 1h · cluster: local"},
+		{"cluster down with pending writes", &state.State{Cluster: &state.ClusterLink{LastSuccess: now.Add(-5 * time.Minute), PendingWrites: 3}}, all, now,
+			"5/5 conditions healthy · no warnings in 1h · cluster: disconnected since 10:25 (3 pending)"},
+		{"cluster never reached", &state.State{Cluster: &state.ClusterLink{}}, all, now, "5/5 conditions healthy · no warnings in 1h · cluster: connecting"},
+		{"nothing monitored", nil, nil, now, "no conditions monitored · no warnings in 1h · cluster: local"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Summarize(tc.st, tc.conds, now).Line(tc.at)
+			if got != tc.want {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// notifySocket stands in for systemd's notification socket: the notifier
+// under test uses the real sd_notify client (daemon.SdNotify) against it.
+type notifySocket struct {
+	t    *testing.T
+	conn *net.UnixConn
+	msgs chan string
+}
+
+func listenNotify(t *testing.T, watchdog time.Duration) *notifySocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", path)
+	if watchdog > 0 {
+		t.Setenv("WATCHDOG_USEC", strconv.FormatInt(watchdog.Microseconds(), 10))
+		t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	}
+	s := &notifySocket{t: t, conn: conn, msgs: make(chan string, 100)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(s.msgs)
+				return
+			}
+			s.msgs <- string(buf[:n])
+		}
+	}()
+	return s
+}
+
+// next returns the next message that contains want, failing after timeout.
+func (s *notifySocket) next(want string, timeout time.Duration) string {
+	s.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-s.msgs:
+			if strings.Contains(m, want) {
+				return m
+			}
+		case <-deadline:
+			s.t.Fatalf("no notification containing %q within %v", want, timeout)
+		}
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestReadyStatusStopping(t *testing.T) {
+	sock := listenNotify(t, 0)
+	n := New(quietLog())
+	if n.Watchdog() != 0 {
+		t.Fatalf("watchdog %v without WATCHDOG_USEC", n.Watchdog())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.Start(ctx, nil)
+	select {
+	case m := <-sock.msgs:
+		t.Fatalf("notified %q before the first commit", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+	now := time.Now()
+	n.Publish(publish.Update{Time: now, State: &state.State{}, Conditions: healthy(finding.KernelReady, finding.StorageReady)})
+	m := sock.next("READY=1", 2*time.Second)
+	if !strings.Contains(m, "STATUS=2/2 conditions healthy · no warnings in 1h · cluster: local") {
+		t.Errorf("first notification %q lacks the status line", m)
+	}
+	conds := healthy(finding.StorageReady)
+	conds[finding.KernelReady] = condition.Condition{Type: finding.KernelReady, Status: condition.False, Reason: "KernelBug", LastTransitionTime: now}
+	n.Publish(publish.Update{Time: now, State: &state.State{}, Conditions: conds})
+	m = sock.next("STATUS=", 2*time.Second)
+	if !strings.HasPrefix(m, "STATUS=KernelReady=False (KernelBug since ") || strings.Contains(m, "READY=1") {
+		t.Errorf("status change sent as %q", m)
+	}
+	cancel()
+	sock.next("STOPPING=1", 2*time.Second)
+}
+
+func TestWatchdogFollowsPipeline(t *testing.T) {
+	const wd = 400 * time.Millisecond
+	sock := listenNotify(t, wd)
+	n := New(quietLog())
+	if n.Watchdog() != wd {
+		t.Fatalf("watchdog %v, want %v", n.Watchdog(), wd)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n.Start(ctx, nil)
+	n.Publish(publish.Update{Time: time.Now(), State: &state.State{}, Conditions: healthy(finding.KernelReady)})
+	sock.next("READY=1", time.Second)
+
+	// A live pipeline ticks every second in the daemon; faster here.
+	tick := func() context.CancelFunc {
+		pipeline, stop := context.WithCancel(context.Background())
+		go func() {
+			for pipeline.Err() == nil {
+				n.Tick(time.Now())
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		return stop
+	}
+	stall := tick()
+	for range 3 {
+		sock.next("WATCHDOG=1", 2*wd)
+	}
+
+	stall()
+	stalledAt := time.Now()
+	// Pings may continue for up to half the interval after the last tick
+	// (plus one period of the notifier's ticker); after that, none.
+	quietFrom := stalledAt.Add(wd/2 + wd/2 + 50*time.Millisecond)
+	timeout := time.After(3 * wd)
+	for {
+		select {
+		case m := <-sock.msgs:
+			if strings.Contains(m, "WATCHDOG=1") && time.Now().After(quietFrom) {
+				t.Fatalf("watchdog ping %v after the pipeline stalled", time.Since(stalledAt))
+			}
+			continue
+		case <-timeout:
+		}
+		break
+	}
+
+	// The pipeline recovering resumes the pings.
+	defer tick()()
+	sock.next("WATCHDOG=1", 2*wd)
+}
