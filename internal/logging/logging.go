@@ -1,5 +1,7 @@
-// Package logging builds the daemon's slog logger: coloured, human output
-// on a terminal (tint), plain key=value output otherwise.
+// Package logging builds the daemon's slog logger: structured entries
+// through the native journal protocol when systemd started us
+// (JOURNAL_STREAM), coloured human output on a terminal (tint), plain
+// key=value output otherwise.
 package logging
 
 import (
@@ -12,6 +14,8 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/mattn/go-isatty"
+
+	"github.com/nodehealthd/nodehealthd/internal/journald"
 )
 
 // ParseLevel accepts debug, info, warn and error.
@@ -23,8 +27,11 @@ func ParseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// New returns a logger writing to w at level.
+// New returns a logger at level writing to the journal, or else to w.
 func New(w io.Writer, level slog.Level) *slog.Logger {
+	if journald.UnderJournal() {
+		return slog.New(journald.NewHandler(level))
+	}
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly}))
 	}
