@@ -209,7 +209,15 @@ type follower struct {
 	opened bool // a file has been open at this path during this run
 	sent   source.Position
 	errMsg string // last logged problem, so a persistent one is logged once
+	// retryOpen delays the next open of a missing file: most nodes lack
+	// most of the files the rules name, and an idle daemon should not try
+	// them at every poll.
+	retryOpen time.Time
 }
+
+// missingRetry bounds how often a missing file is looked for: every 8
+// polls, at most every 2 seconds.
+func (r *runner) missingRetry() time.Duration { return min(8*r.cfg.PollInterval, 2*time.Second) }
 
 // scan expands the patterns and adds or retires followers to match.
 func (r *runner) scan() {
@@ -282,7 +290,13 @@ func (r *runner) pollAll(ctx context.Context) (more bool, err error) {
 // poll delivers the complete lines fl's file holds now and follows rotation.
 func (r *runner) poll(ctx context.Context, fl *follower) (more bool, err error) {
 	if fl.f == nil {
-		if ok, err := r.open(ctx, fl); !ok || err != nil {
+		now := time.Now()
+		if now.Before(fl.retryOpen) {
+			return false, nil
+		}
+		ok, err := r.open(ctx, fl)
+		if !ok || err != nil {
+			fl.retryOpen = now.Add(r.missingRetry())
 			return false, err
 		}
 	}
