@@ -49,6 +49,10 @@ type Options struct {
 	// CommitInterval bounds how long processed records wait before their
 	// findings and positions are committed together (default 100ms).
 	CommitInterval time.Duration
+	// HousekeepingInterval is how often expiry is checked and publishers
+	// see the pipeline alive (default 5s; the systemd watchdog needs it
+	// shorter than half its interval).
+	HousekeepingInterval time.Duration
 	// NewSources builds the sources for a rule set; tests replace it.
 	NewSources func(SourceContext) []source.Source
 	// NewDetectors builds the non-log detectors (probes, NVML). They are
@@ -173,6 +177,9 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = 100 * time.Millisecond
 	}
+	if opts.HousekeepingInterval <= 0 {
+		opts.HousekeepingInterval = defaultHousekeeping
+	}
 	if opts.NewSources == nil {
 		opts.NewSources = DefaultSources
 	}
@@ -219,7 +226,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	reloadCh := make(chan os.Signal, 1)
 	signal.Notify(reloadCh, syscall.SIGHUP)
 	defer signal.Stop(reloadCh)
-	watchCh := d.watchConfig(ctx)
+	watchCh, requestCh := d.watchFiles(ctx)
 
 	gen := 0
 	var batches chan source.Batch
@@ -255,7 +262,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	start()
 	defer func() { cancelSources() }()
 
-	tick := time.NewTicker(time.Second)
+	// Housekeeping (expiry, liveness for the watchdog and /readyz) runs at a
+	// slow tick: every wake-up of an idle daemon costs CPU on every node.
+	tick := time.NewTicker(d.opts.HousekeepingInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -275,6 +284,8 @@ func (d *Daemon) run(ctx context.Context) error {
 				d.sourceStopped(r)
 			}
 		case <-tick.C:
+			d.housekeeping(time.Now())
+		case <-requestCh:
 			d.housekeeping(time.Now())
 		case <-reloadCh:
 			d.log.Info("SIGHUP: reloading rules and config")
@@ -365,6 +376,11 @@ func (d *Daemon) detectorEvent(ev detectorEvent) {
 		if d.disabled(f.Reason) {
 			return
 		}
+		// Rules get their severity override when compiled; a detector's
+		// findings get it here, the one place they all pass through.
+		if ov := d.cfg.Reasons[f.Reason]; ov.Severity != "" {
+			f.Severity = finding.Severity(ov.Severity)
+		}
 		d.st.Raise(f, d.opts.Outbox, &d.changes)
 	case ev.clear != nil:
 		d.st.Clear(*ev.clear, now, &d.changes)
@@ -392,6 +408,10 @@ func (d *Daemon) drainEvents() {
 func (d *Daemon) resetStats() {
 	d.stats = publish.Stats{Records: map[string]int{}, Lost: map[string]uint64{}, SourceTime: map[string]time.Time{}}
 }
+
+// defaultHousekeeping is how often expiry is checked and liveness shown to
+// publishers when nothing else asks for more.
+const defaultHousekeeping = 5 * time.Second
 
 // maxDrain bounds how many records one commit covers.
 const maxDrain = 50000
@@ -579,28 +599,36 @@ func LoadRuleSet(configPath, rulesDir string) (*config.Config, *rules.Set, error
 	if err != nil {
 		return nil, nil, err
 	}
-	set, err := rules.Compile(rules.Merge(builtin, operator), cfg.RuleOptions())
+	set, err := rules.Compile(rules.Merge(builtin, operator), ruleOptions(cfg))
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, set, nil
 }
 
-// watchConfig signals when the config file or a rules file changes. Events
-// are debounced: editors write files in several steps.
-func (d *Daemon) watchConfig(ctx context.Context) <-chan struct{} {
-	out := make(chan struct{}, 1)
+// watchFiles signals when the config file or a rules file changes (debounced:
+// editors write files in several steps) and when nodehealthctl drops a
+// request, so that neither waits for the next housekeeping tick.
+func (d *Daemon) watchFiles(ctx context.Context) (config, requests <-chan struct{}) {
+	cfgOut, reqOut := make(chan struct{}, 1), make(chan struct{}, 1)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		d.log.Warn("cannot watch rules for changes; reload with SIGHUP", "err", err)
-		return out
+		return cfgOut, reqOut
 	}
-	for _, dir := range []string{d.rulesDir(), filepath.Dir(d.opts.ConfigPath)} {
+	reqDir := filepath.Join(d.store.Dir(), "requests")
+	for _, dir := range []string{d.rulesDir(), filepath.Dir(d.opts.ConfigPath), reqDir} {
 		if dir == "" {
 			continue
 		}
 		if err := w.Add(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			d.log.Debug("not watching", "dir", dir, "err", err)
+		}
+	}
+	signal := func(ch chan struct{}) {
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	}
 	go func() {
@@ -614,17 +642,17 @@ func (d *Daemon) watchConfig(ctx context.Context) <-chan struct{} {
 				if !ok {
 					return
 				}
-				if ev.Name == d.opts.ConfigPath || filepath.Dir(ev.Name) == filepath.Clean(d.rulesDir()) {
+				switch {
+				case filepath.Dir(ev.Name) == reqDir:
+					signal(reqOut)
+				case ev.Name == d.opts.ConfigPath || filepath.Dir(ev.Name) == filepath.Clean(d.rulesDir()):
 					fire = time.After(300 * time.Millisecond)
 				}
 			case <-w.Errors:
 			case <-fire:
-				select {
-				case out <- struct{}{}:
-				default:
-				}
+				signal(cfgOut)
 			}
 		}
 	}()
-	return out
+	return cfgOut, reqOut
 }

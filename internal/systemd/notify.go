@@ -127,8 +127,8 @@ func (n *Notifier) run(ctx context.Context) {
 			msg = append(msg, daemon.SdNotifyReady)
 			ready = true
 		}
-		// The pipeline goroutine ticks every second. If it has not been
-		// seen for half the interval it is stuck (a hung state write, a
+		// The pipeline goroutine ticks at least four times per watchdog
+		// interval. If it has not been seen for half the interval it is stuck (a hung state write, a
 		// deadlock): stop pinging and let systemd restart the daemon from
 		// its last committed state.
 		if n.watchdog > 0 {
