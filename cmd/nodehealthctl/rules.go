@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
+	"github.com/nodehealthd/nodehealthd/internal/probe"
 )
 
 func cmdRulesList(args []string, stdout, stderr io.Writer) int {
@@ -54,8 +60,34 @@ func cmdRulesValidate(args []string, stdout, stderr io.Writer) int {
 	_, set, err := daemon.LoadRuleSet(c.configPath, c.rulesDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "invalid rules or config:\n%v\n", err)
+	}
+	// The probes sections are checked too, even when the rules failed, so
+	// that one run lists every problem: the daemon only logs a bad probes
+	// section and runs every probe with its defaults, which is easy to miss.
+	if cfg, cerr := config.Load(c.configPath); cerr == nil {
+		if _, perr := probe.Build(validationEnv(), cfg.Probes); perr != nil {
+			fmt.Fprintf(stderr, "invalid probes configuration:\n%v\n", perr)
+			err = errors.Join(err, perr)
+		}
+	}
+	if err != nil {
 		return 2
 	}
 	fmt.Fprintf(stdout, "OK: %d rules\n", len(set.Rules()))
 	return 0
+}
+
+// validationEnv is a probe environment that only lets factories decode and
+// check their sections: no host tags, so no probe skips its checks for
+// the host it thinks it is on, and no command runs.
+func validationEnv() *probe.Env {
+	return &probe.Env{
+		Root: "/",
+		Log:  slog.New(slog.DiscardHandler),
+		Now:  time.Now,
+		Tags: map[string]bool{},
+		Run: func(_ context.Context, name string, _ ...string) ([]byte, error) {
+			return nil, fmt.Errorf("rules validate runs no commands (%s)", name)
+		},
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 )
 
@@ -99,9 +100,13 @@ func probeOnce(ctx context.Context, root string, cfg *config.Config, tags map[st
 	for i, p := range probes {
 		for _, r := range results[i] {
 			// The daemon drops findings of a reason switched off in
-			// config.yaml; so does --once.
-			if ov, ok := cfg.Reasons[r.Reason]; ok && ov.Enabled != nil && !*ov.Enabled {
+			// config.yaml and applies a severity override; so does --once.
+			ov, ok := cfg.Reasons[r.Reason]
+			if ok && ov.Enabled != nil && !*ov.Enabled {
 				continue
+			}
+			if ov.Severity != "" {
+				r.Severity = finding.Severity(ov.Severity)
 			}
 			switch format {
 			case "json":

@@ -137,6 +137,12 @@ func TestOnceTextAndDisabledReason(t *testing.T) {
 	if !strings.Contains(out.String(), "Warning KernelReady/ZramHighUsage [zram0]: ZRAM device zram0 at 50.0% capacity (probe zram)") {
 		t.Fatalf("text output:\n%s", out.String())
 	}
+	cfg.Reasons = map[string]rules.Override{"ZramHighUsage": {Severity: "Fatal"}}
+	out.Reset()
+	probeOnce(context.Background(), root, cfg, nil, quietLog(), &out, "text")
+	if !strings.Contains(out.String(), "Fatal   KernelReady/ZramHighUsage [zram0]") {
+		t.Fatalf("severity override not applied:\n%s", out.String())
+	}
 }
 
 func TestOnceBadProbeConfig(t *testing.T) {

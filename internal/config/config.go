@@ -27,8 +27,8 @@ type Config struct {
 	// Conditions switches whole condition types off. A disabled type is
 	// removed from the Node rather than left stale.
 	Conditions map[string]Toggle `yaml:"conditions,omitempty"`
-	// Reasons overrides rules per reason: enabled, severity, threshold,
-	// recovery.
+	// Reasons overrides per reason: enabled and severity for any reason
+	// (log rules, probes, NVML), threshold and recovery for log rules.
 	Reasons map[string]rules.Override `yaml:"reasons,omitempty"`
 	// Sets replaces named sets of the rule files (e.g. nvidiaFatalXIDs).
 	Sets    map[string][]string `yaml:"sets,omitempty"`

@@ -2,7 +2,9 @@
 // host probes, NVML, anything that checks periodically or listens to an
 // API. They report findings and clears through an Emitter; the daemon
 // commits them with everything else, so probes plug in without any change
-// to the finding model, the state file or the publishers.
+// to the finding model, the state file or the publishers. Each detector also
+// describes the reasons it reports (Describe), so that config validation and
+// docs/reasons.md know them without running it.
 package detector
 
 import (

@@ -78,6 +78,9 @@ func TestDaemonMetrics(t *testing.T) {
 		done <- daemon.Run(ctx, daemon.Options{
 			Root: root, StateDir: stateDir, ConfigPath: filepath.Join(dir, "config.yaml"), RulesDir: rulesDir,
 			Logger: discardLog(), Publishers: []publish.Publisher{m},
+			// Tick faster than StaleAfter, as the daemon's default 5s tick
+			// is faster than the default 2-minute readiness window.
+			HousekeepingInterval: 300 * time.Millisecond,
 		})
 	}()
 	t.Cleanup(func() {

@@ -362,6 +362,7 @@ func wantRaise(t *testing.T, rec *collector, reason string, sev finding.Severity
 	if sev == finding.Fatal && !f.Recovery.Probe {
 		t.Fatalf("%s: a polled Fatal finding must be probe-recoverable: %+v", reason, f.Recovery)
 	}
+	wantDescribed(t, f)
 	return f
 }
 

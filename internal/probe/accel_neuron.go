@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -34,6 +35,14 @@ type accelNeuron struct {
 }
 
 func init() {
+	describe("neuron", time.Minute, detector.ReasonInfo{
+		Reason: ReasonNeuronDeviceCountMismatch, Condition: finding.AcceleratedHardwareReady, Severity: finding.Fatal,
+		Description: "On a Neuron instance, a Neuron PCI device has no driver bound, or there are fewer /dev/neuron<N> device " +
+			"files than Neuron devices, on two consecutive checks. The missing devices are invisible to the Neuron device " +
+			"plugin and to every job.",
+		Action: "Check the Neuron driver (lsmod | grep neuron, dmesg, the aws-neuronx-dkms package for the running kernel); " +
+			"reinstall it or reboot, and replace the node if a device stays missing.",
+	})
 	Register("neuron", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := struct {
 			probeSettings `yaml:",inline"`

@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -24,6 +25,13 @@ type clockSyncProbe struct {
 }
 
 func init() {
+	describe("clock-sync", 5*time.Minute, detector.ReasonInfo{
+		Reason: "ClockUnsynchronized", Condition: finding.KernelReady, Severity: finding.Warning,
+		Description: "The kernel reports its clock as not synchronized to any time source (adjtimex STA_UNSYNC): chronyd or ntpd " +
+			"is not running or cannot reach a server. Clock drift breaks TLS and token validity checks and log ordering.",
+		Action: "Check the time daemon (chronyc tracking, systemctl status chronyd) and that the node reaches its time source " +
+			"(169.254.169.123, the Amazon Time Sync Service, on EC2).",
+	})
 	Register("clock-sync", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := clockSyncConfig{probeSettings: probeSettings{Period: 5 * time.Minute}}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -24,6 +25,13 @@ type largeEnvironmentProbe struct {
 }
 
 func init() {
+	describe("large-environment", 5*time.Minute, detector.ReasonInfo{
+		Reason: "LargeEnvironment", Condition: finding.KernelReady, Severity: finding.Warning,
+		Description: "A process has more than 1000 environment variables (probes.large-environment.threshold), typically Kubernetes " +
+			"service links in a namespace with many services. A large environment slows every exec and can exceed the kernel's " +
+			"argument size limit (E2BIG). The key names the PID and command.",
+		Action: "Set enableServiceLinks: false in the pod spec, or reduce the variables the workload sets.",
+	})
 	Register("large-environment", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := largeEnvironmentConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 1000}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

@@ -140,6 +140,7 @@ func mustCheck(t *testing.T, p Probe, env *Env) []Result {
 		t.Fatalf("%s: %v", p.Name(), err)
 	}
 	for _, r := range res {
+		wantDescribed(t, p.Name(), r)
 		found := false
 		for _, reason := range p.Reasons() {
 			found = found || reason == r.Reason || strings.Contains(reason, "${")

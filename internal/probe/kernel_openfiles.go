@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -23,6 +24,13 @@ type openFilesProbe struct {
 }
 
 func init() {
+	describe("open-files", 5*time.Minute, detector.ReasonInfo{
+		Reason: "ApproachingMaxOpenFiles", Condition: finding.KernelReady, Severity: finding.Warning,
+		Description: "Allocated file handles (/proc/sys/fs/file-nr) reached 70% (probes.open-files.threshold) of fs.file-max. " +
+			"At the limit, opening files and sockets fails with ENFILE for every process on the node.",
+		Action: "Find the processes holding the most descriptors (ls /proc/<pid>/fd | wc -l, or lsof) and fix the leak; " +
+			"raise fs.file-max if the load is expected.",
+	})
 	Register("open-files", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := openFilesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -27,6 +28,13 @@ type pidMaxProbe struct {
 }
 
 func init() {
+	describe("pid-max", 5*time.Minute, detector.ReasonInfo{
+		Reason: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
+		Description: "The tasks on the node (every thread holds a PID) use at least 70% (probes.pid-max.threshold) of the lower of " +
+			"kernel.pid_max and kernel.threads-max. At the limit, fork and thread creation fail (ForkFailedOutOfPIDs) and pods cannot start or be probed.",
+		Action: "Find the processes or pods with the most threads (ps -eLf, pids.current of each pod cgroup) and fix the leak; " +
+			"limit pods with the kubelet's podPidsLimit. If the load is legitimate, raise kernel.pid_max and kernel.threads-max.",
+	})
 	Register("pid-max", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := pidMaxConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

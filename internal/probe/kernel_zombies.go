@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -32,6 +33,13 @@ type zombiesProbe struct {
 }
 
 func init() {
+	describe("zombies", 5*time.Minute, detector.ReasonInfo{
+		Reason: "ExcessiveZombieProcesses", Condition: finding.KernelReady, Severity: finding.Warning,
+		Description: "At least 20 zombie processes (probes.zombies.threshold) were seen on 5 consecutive checks (probes.zombies.consecutive): " +
+			"a parent does not reap its exited children. Zombies keep their PIDs, so a growing pile leads to PID exhaustion.",
+		Action: "Find the zombies' parents (ps -eo pid,ppid,stat,comm, state Z) and fix or restart them. A container whose " +
+			"entrypoint is not an init process is the usual cause: run it under an init (tini, docker-init) or with shareProcessNamespace.",
+	})
 	Register("zombies", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := zombiesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 20, Consecutive: 5}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

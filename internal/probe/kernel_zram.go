@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -29,6 +30,13 @@ type zramProbe struct {
 }
 
 func init() {
+	describe("zram", 5*time.Minute, detector.ReasonInfo{
+		Reason: "ZramHighUsage", Condition: finding.KernelReady, Severity: finding.Warning,
+		Description: "A zram device holds uncompressed data amounting to more than 10% (probes.zram.threshold) of its size: the node " +
+			"is swapping into compressed memory, which costs CPU and is a sign of memory pressure. The key is the device.",
+		Action: "Check the memory requests and limits of the pods on the node; right-size them or the instance type. " +
+			"If swap is not wanted on this node, switch zram off in the OS configuration.",
+	})
 	Register("zram", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := zramConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.10}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -45,6 +46,14 @@ type netEFA struct {
 }
 
 func init() {
+	describe("efa", time.Minute, detector.ReasonInfo{
+		Reason: "EFAErrorMetric", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "An EFA device's hardware error counter (receive drops, RDMA read or write errors, unresponsive remote or " +
+			"impaired connection events, retransmissions) grew faster than its allowed burst (probes.efa.bursts). The key " +
+			"names the device, port and counter.",
+		Action: "Check the counters under /sys/class/infiniband/<dev>/ports/<port>/hw_counters and the workload's peers. " +
+			"Errors that persist on one node while its peers are clean point to hardware: replace the node.",
+	})
 	Register("efa", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netEFAConfig
 		on, err := cfg.decode(section, &cfg)

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -60,6 +61,43 @@ type netENA struct {
 }
 
 func init() {
+	describe("ena-allowances", 5*time.Minute,
+		detector.ReasonInfo{
+			Reason: "BandwidthInExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "The ENA driver counted packets queued or dropped because the instance exceeded its inbound aggregate " +
+				"bandwidth allowance (bw_in_allowance_exceeded in ethtool -S), faster than the allowed burst " +
+				"(probes.ena-allowances.bursts). EC2 shapes the traffic, not the node. The key is the interface.",
+			Action: "Spread the inbound load over more nodes or move to an instance type with more network bandwidth.",
+		},
+		detector.ReasonInfo{
+			Reason: "BandwidthOutExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "The ENA driver counted packets queued or dropped because the instance exceeded its outbound aggregate " +
+				"bandwidth allowance (bw_out_allowance_exceeded), faster than the allowed burst (probes.ena-allowances.bursts). " +
+				"The key is the interface.",
+			Action: "Spread the outbound load over more nodes or move to an instance type with more network bandwidth.",
+		},
+		detector.ReasonInfo{
+			Reason: "ConntrackExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "The ENA driver counted packets dropped because the instance's connection tracking allowance was " +
+				"exhausted (conntrack_allowance_exceeded), faster than the allowed burst: new connections fail. This is EC2's " +
+				"security group tracking, not the kernel's conntrack table (ConntrackExceededKernel). The key is the interface.",
+			Action: "Reduce the number of tracked connections (reuse connections, shorten idle timeouts) or move to a larger " +
+				"instance type.",
+		},
+		detector.ReasonInfo{
+			Reason: "LinkLocalExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "The ENA driver counted packets dropped because traffic to link-local services (the Amazon DNS " +
+				"resolver, instance metadata, Time Sync) exceeded its packets-per-second allowance (linklocal_allowance_exceeded). " +
+				"DNS lookups from the node's pods fail intermittently. The key is the interface.",
+			Action: "Cache DNS on the node (NodeLocal DNSCache) and reduce instance metadata calls (SDK credential caching).",
+		},
+		detector.ReasonInfo{
+			Reason: "PPSExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "The ENA driver counted packets queued or dropped because the instance exceeded its packets-per-second " +
+				"allowance (pps_allowance_exceeded), faster than the allowed burst. The key is the interface.",
+			Action: "Send fewer, larger packets, spread the load over more nodes, or move to a larger instance type.",
+		},
+	)
 	Register("ena-allowances", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netENAConfig
 		on, err := cfg.decode(section, &cfg)

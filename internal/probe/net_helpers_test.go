@@ -151,6 +151,7 @@ func (r *netRig) check() []Result {
 		r.t.Fatalf("check: %v", err)
 	}
 	for _, x := range res {
+		wantDescribed(r.t, r.p.Name(), x)
 		if !slices.Contains(r.p.Reasons(), x.Reason) {
 			r.t.Fatalf("%s reported undeclared reason %s", r.p.Name(), x.Reason)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -60,6 +61,31 @@ type netIfObservation struct {
 }
 
 func init() {
+	describe("interfaces", 5*time.Minute,
+		detector.ReasonInfo{
+			Reason: "InterfaceNotUp", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+			Description: "A network interface (broadcast and multicast capable, not docker*, not excluded by " +
+				"probes.interfaces.excludedInterfaceNameRegexps) was administratively down on two consecutive checks less than " +
+				"10 minutes apart (probes.interfaces.consistencyWindow). Nothing passes through it. The key is the interface.",
+			Action: "Check the interface (ip link show <if>) and what took it down (journalctl -u systemd-networkd, the ENI " +
+				"attachment in EC2). Bring it up or replace the node. An interface that is meant to be down can be excluded with " +
+				"probes.interfaces.excludedInterfaceNameRegexps.",
+		},
+		detector.ReasonInfo{
+			Reason: "InterfaceNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+			Description: "A network interface is up but not running (no carrier; operstate neither up nor unknown) on two " +
+				"consecutive checks less than 10 minutes apart: it is configured but carries no traffic. The key is the interface.",
+			Action: "Check the link and its driver (ip link show <if>, ethtool <if>, the driver's messages in dmesg). Detach and " +
+				"reattach the ENI or replace the node if the link does not come back.",
+		},
+		detector.ReasonInfo{
+			Reason: "MissingLoopbackInterface", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+			Description: "The host network namespace has no loopback interface. Everything that talks to localhost (the kubelet, " +
+				"the container runtime, health checks) fails.",
+			Action: "Find what removed it (a network configuration change or a CNI plugin error in the journal), then reboot " +
+				"or replace the node.",
+		},
+	)
 	Register("interfaces", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netInterfacesConfig
 		on, err := cfg.decode(section, &cfg)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/procfs"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -55,6 +56,26 @@ type netSandboxAnswer struct {
 }
 
 func init() {
+	describe("ipamd", 5*time.Minute,
+		detector.ReasonInfo{
+			Reason: "IPAMDNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+			Description: "The AWS VPC CNI is installed (an aws-node pod ran on this node) but its IP address manager, ipamd " +
+				"(process aws-k8s-agent; ipamd.service on EKS Auto Mode), was not running on two checks less than 15 minutes " +
+				"apart (probes.ipamd.window). New pods get no IP address.",
+			Action: "Check the aws-node pod (kubectl -n kube-system describe pod / logs -c aws-node) and " +
+				"/var/log/aws-routed-eni/ipamd.log, or journalctl -u ipamd on Auto Mode; fix the cause (image pull, IAM " +
+				"permissions, API server access) or replace the node.",
+		},
+		detector.ReasonInfo{
+			Reason: "IPAMDInconsistentState", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "ipamd's checkpoint (/var/run/aws-node/ipam.json) gives a pod an IP address that the container runtime " +
+				"(CRI PodSandboxStatus) does not report for that pod's sandbox, so traffic for the pod can reach the wrong pod " +
+				"or nothing. The key is the sandbox ID.",
+			Action: "Compare the pod's IP (kubectl get pod -o wide) with the message; delete the affected pod so that it gets a " +
+				"fresh address, and restart the aws-node pod if several pods are affected. probes.ipamd.inconsistentState: false " +
+				"switches the comparison off.",
+		},
+	)
 	Register("ipamd", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netIPAMDConfig
 		on, err := cfg.decode(section, &cfg)

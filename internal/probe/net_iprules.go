@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -63,6 +64,30 @@ type netIPRules struct {
 }
 
 func init() {
+	describe("ip-rules", 5*time.Minute,
+		detector.ReasonInfo{
+			Reason: "MissingIPRules", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "A pod IP that ipamd handed out has no VPC CNI policy-routing rule (priority 512 to <ip> lookup main, " +
+				"or 1536 from <ip> for pods on a secondary ENI) on two consecutive checks (probes.ip-rules.confirmations), so " +
+				"the pod's traffic is misrouted. The key is the pod IP. Not checked on hybrid nodes.",
+			Action: "Check ip rule show (ip -6 rule show for IPv6) and the VPC CNI logs in /var/log/aws-routed-eni; recreate " +
+				"the pod, or restart the aws-node pod when many pods are affected.",
+		},
+		detector.ReasonInfo{
+			Reason: "MissingIPRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "A pod IP whose rule exists has no host route to the pod's interface (<ip> dev <veth> scope link) on " +
+				"two consecutive checks, so traffic from the node to the pod is dropped. The key is the pod IP.",
+			Action: "Check ip route show table all for the IP and the VPC CNI logs in /var/log/aws-routed-eni; recreate the pod.",
+		},
+		detector.ReasonInfo{
+			Reason: "MissingDefaultRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "A route table used by a secondary ENI's pods (named by a priority 1536 rule) has no default route on " +
+				"two consecutive checks, so those pods cannot reach anything outside their subnet. The key is the address " +
+				"family and table.",
+			Action: "Check ip route show table <table> and that the ENI is still attached; restart the aws-node pod or replace " +
+				"the node.",
+		},
+	)
 	Register("ip-rules", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netIPRulesConfig
 		on, err := cfg.decode(section, &cfg)

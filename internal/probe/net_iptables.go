@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -37,6 +38,24 @@ type netIPTables struct {
 }
 
 func init() {
+	describe("iptables", 5*time.Minute,
+		detector.ReasonInfo{
+			Reason: "UnexpectedRejectRule", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "An iptables or ip6tables rule rejects or drops traffic (REJECT, DROP, --reject-with) and is not one " +
+				"of the expected rejects (kube-proxy's, Calico's, Cilium's and Docker's, or a chain listed in " +
+				"probes.iptables.allowedIPTablesChains). Such rules, often left by host firewalls or hardening scripts, break " +
+				"pod or node traffic. Not checked on hybrid nodes.",
+			Action: "Find what installed the rule quoted in the message (iptables-save) and remove it; if it is intended, add " +
+				"its table/chain to probes.iptables.allowedIPTablesChains.",
+		},
+		detector.ReasonInfo{
+			Reason: "PortConflict", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "A DNAT rule captures traffic to the kubelet's port (10250, probes.iptables.kubeletPort), so the API " +
+				"server's calls to the kubelet (logs, exec, metrics) go elsewhere.",
+			Action: "Find the component that installed the rule (iptables-save -t nat), typically a hostPort or a proxy, and move " +
+				"it to another port.",
+		},
+	)
 	Register("iptables", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netIPTablesConfig
 		on, err := cfg.decode(section, &cfg)

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -26,6 +27,14 @@ type netMACPolicy struct {
 }
 
 func init() {
+	describe("mac-address-policy", 5*time.Minute, detector.ReasonInfo{
+		Reason: "MACAddressPolicyMisconfigured", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "On Ubuntu with the VPC CNI, a systemd .link file that applies to the node's interfaces sets " +
+			"MACAddressPolicy to something other than none (Ubuntu's default is persistent), so udev rewrites the MAC " +
+			"addresses of the veths the CNI creates and pod networking breaks. The key is the .link file.",
+		Action: "Add a drop-in for that .link file setting MACAddressPolicy=none (systemd-analyze cat-config <file> shows the " +
+			"merged result) and recreate the affected pods.",
+	})
 	Register("mac-address-policy", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netMACPolicyConfig
 		on, err := cfg.decode(section, &cfg)

@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
@@ -34,6 +35,21 @@ type netNPA struct {
 }
 
 func init() {
+	describe("network-policy-agent", 5*time.Minute,
+		detector.ReasonInfo{
+			Reason: "NPANotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+			Description: "On EKS Auto Mode, the network policy agent (aws-network-policy-agent.service) has not been active for " +
+				"15 minutes (probes.network-policy-agent.notRunningFor): network policies are no longer enforced or updated.",
+			Action: "Check systemctl status aws-network-policy-agent and its journal. Auto Mode nodes are managed: replace the " +
+				"node if the agent does not come back.",
+		},
+		detector.ReasonInfo{
+			Reason: "NPARepeatedlyRestart", Condition: finding.NetworkingReady, Severity: finding.Warning,
+			Description: "On EKS Auto Mode, the network policy agent restarted at least 5 times " +
+				"(probes.network-policy-agent.restartThreshold) between two checks.",
+			Action: "Read journalctl -u aws-network-policy-agent for why it exits; replace the node if it keeps restarting.",
+		},
+	)
 	Register("network-policy-agent", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netNPAConfig
 		on, err := cfg.decode(section, &cfg)

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -32,6 +33,13 @@ type netSysctl struct {
 }
 
 func init() {
+	describe("network-sysctl", 5*time.Minute, detector.ReasonInfo{
+		Reason: "NetworkSysctl", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "A network sysctl differs from its expected value: net.ipv4.ip_forward must be 1 for pods to reach " +
+			"anything beyond the node, and probes.network-sysctl.expected adds others. The key is the sysctl.",
+		Action: "Find what changed it (a sysctl.d drop-in, a hardening script) and restore the value (sysctl -w, persisted in " +
+			"/etc/sysctl.d).",
+	})
 	Register("network-sysctl", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netSysctlConfig
 		on, err := cfg.decode(section, &cfg)

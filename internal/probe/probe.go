@@ -9,6 +9,7 @@ package probe
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -111,14 +112,22 @@ func Decode(section *yaml.Node, v any) error {
 }
 
 // Build instantiates every registered probe with its section of sections;
-// a section naming no registered probe is an error.
+// a section naming no registered probe is an error. Every problem is
+// reported, in name order, so that one pass of `nodehealthctl rules
+// validate` or one reload log shows them all.
 func Build(env *Env, sections map[string]yaml.Node) ([]Probe, error) {
 	regMu.Lock()
 	defer regMu.Unlock()
+	var errs []error
+	unknown := make([]string, 0, len(sections))
 	for name := range sections {
 		if _, ok := factories[name]; !ok {
-			return nil, fmt.Errorf("config: probes.%s: no such probe (known: %v)", name, namesLocked())
+			unknown = append(unknown, name)
 		}
+	}
+	sort.Strings(unknown)
+	for _, name := range unknown {
+		errs = append(errs, fmt.Errorf("config: probes.%s: no such probe (known: %v)", name, namesLocked()))
 	}
 	var out []Probe
 	for _, name := range namesLocked() {
@@ -128,11 +137,15 @@ func Build(env *Env, sections map[string]yaml.Node) ([]Probe, error) {
 		}
 		p, err := factories[name](env, sec)
 		if err != nil {
-			return nil, fmt.Errorf("config: probes.%s: %w", name, err)
+			errs = append(errs, fmt.Errorf("config: probes.%s: %w", name, err))
+			continue
 		}
 		if p != nil {
 			out = append(out, p)
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }

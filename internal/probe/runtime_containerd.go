@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -41,6 +42,14 @@ type containerdDeprecationsProbe struct {
 }
 
 func init() {
+	describe("containerd-deprecations", time.Hour, detector.ReasonInfo{
+		Reason: "DeprecatedContainerdConfiguration", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
+		Description: "containerd reports that a deprecated feature was used within the last hour (probes.containerd-deprecations.window; " +
+			"ctr deprecations list): a configuration option, a CRI or plugin API, or a Docker schema 1 image. The key is the " +
+			"deprecation ID. A later containerd release removes the feature and breaks whatever still uses it.",
+		Action: "Read the message for the feature, then migrate the containerd configuration, or rebuild and push the image " +
+			"in a current format, before the node's containerd is upgraded.",
+	})
 	Register("containerd-deprecations", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := containerdDeprecationsConfig{
 			probeSettings: probeSettings{Period: time.Hour},

@@ -17,6 +17,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -55,6 +56,15 @@ type repeatedRestartProbe struct {
 }
 
 func init() {
+	describe("repeated-restart", 5*time.Minute, detector.ReasonInfo{
+		Reason: "${Unit}RepeatedRestart", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
+		Description: "A systemd service has restarted more than 3 times (probes.repeated-restart.threshold, systemd's NRestarts) " +
+			"and again since the previous check. The reason names the unit, title-cased without .service: kubelet.service gives " +
+			"KubeletRepeatedRestart. Restarts from before the daemon started are not reported. Not checked on Bottlerocket, " +
+			"whose host has no D-Bus system bus.",
+		Action: "Read the unit's log (journalctl -u <unit>) to find why it exits and fix its configuration or dependencies. " +
+			"An expected restart loop can be silenced per unit with reasons.<Unit>RepeatedRestart.enabled: false.",
+	})
 	Register("repeated-restart", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := repeatedRestartConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 3}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

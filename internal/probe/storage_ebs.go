@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -99,6 +100,32 @@ var ebsCounters = [4]struct {
 var nvmeNamespaceRE = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
 
 func init() {
+	describe("ebs-performance", 10*time.Minute,
+		detector.ReasonInfo{
+			Reason: "EBSVolumeIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+			Description: "The EBS volume reports (in its NVMe statistics) more than 5 s per minute (probes.ebs-performance.exceededPerMinute) " +
+				"spent above its provisioned IOPS since the previous check: EBS throttles its I/O. The key is the volume ID.",
+			Action: "Raise the volume's provisioned IOPS (gp3, io2) or spread the I/O over more volumes.",
+		},
+		detector.ReasonInfo{
+			Reason: "EBSVolumeThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+			Description: "The EBS volume reports more than 5 s per minute spent above its provisioned throughput since the previous " +
+				"check: EBS throttles its I/O. The key is the volume ID.",
+			Action: "Raise the volume's provisioned throughput (gp3) or spread the I/O over more volumes.",
+		},
+		detector.ReasonInfo{
+			Reason: "EBSInstanceIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+			Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS IOPS limit (all volumes " +
+				"together) since the previous check. The key is the volume ID.",
+			Action: "Move to an instance type with a higher EBS-optimized IOPS limit, or move I/O to instance storage.",
+		},
+		detector.ReasonInfo{
+			Reason: "EBSInstanceThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+			Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS throughput limit (all " +
+				"volumes together) since the previous check. The key is the volume ID.",
+			Action: "Move to an instance type with more EBS bandwidth, or move I/O to instance storage.",
+		},
+	)
 	Register("ebs-performance", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := ebsPerformanceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ExceededPerMinute: 5 * time.Second}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

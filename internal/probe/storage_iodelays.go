@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -43,6 +44,14 @@ type ioDelayKey struct {
 const clockTicksPerSecond = 100
 
 func init() {
+	describe("io-delays", 10*time.Minute, detector.ReasonInfo{
+		Reason: "IODelays", Condition: finding.StorageReady, Severity: finding.Warning,
+		Description: "A process spent at least 10 s (probes.io-delays.thresholdTicks, in 1/100 s) waiting for block I/O since the " +
+			"previous check (delayacct_blkio_ticks): its disk is too slow for the load. On kernel 5.14 and later the count " +
+			"needs delay accounting (kernel.task_delayacct=1). The key names the PID and command.",
+		Action: "Check the device's latency and queue (iostat -x, the volume's CloudWatch metrics, any EBS*Exceeded finding); " +
+			"raise the volume's IOPS or throughput, spread or move the I/O-heavy workload, or use instance storage.",
+	})
 	Register("io-delays", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := ioDelaysConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ThresholdTicks: 1000}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/procfs"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -43,6 +44,14 @@ type xfsFreeSpaceProbe struct {
 var xfsAverageRE = regexp.MustCompile(`average free extent size ([-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)`)
 
 func init() {
+	describe("xfs-free-space", 10*time.Minute, detector.ReasonInfo{
+		Reason: "XFSSmallAverageClusterSize", Condition: finding.StorageReady, Severity: finding.Warning,
+		Description: "An XFS filesystem's average free extent is below 16 blocks (probes.xfs-free-space.threshold; xfs_db " +
+			"freesp -s): free space is so fragmented that XFS may fail to allocate inodes and creating files fails with " +
+			"ENOSPC although space is left. The key is the device.",
+		Action: "Free space on the filesystem (unused images, logs, emptyDir data), defragment free space with xfs_fsr, or " +
+			"grow the volume; for the root filesystem, replacing the node is often simplest.",
+	})
 	Register("xfs-free-space", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := xfsFreeSpaceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, Threshold: 16, Command: "xfs_db"}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)

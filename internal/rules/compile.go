@@ -2,9 +2,11 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,8 +119,10 @@ func Compile(f *File, opts Options) (*Set, error) {
 		c.idx = len(s.rules)
 		s.rules = append(s.rules, c)
 	}
-	for reason, ov := range opts.Overrides {
-		if err := validateOverride(reason, ov, staticReasons, templates); err != nil {
+	ruleReasons := reasonSet{static: staticReasons, templates: templates}
+	detectorReasons := newReasonSet(opts.KnownReasons)
+	for _, reason := range slices.Sorted(maps.Keys(opts.Overrides)) {
+		if err := validateOverride(reason, opts.Overrides[reason], ruleReasons, detectorReasons); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -291,13 +295,49 @@ func applyOverride(c *compiled, ov Override) {
 	}
 }
 
-func validateOverride(reason string, ov Override, static map[string]bool, templates []*regexp.Regexp) error {
-	known := static[reason]
-	for _, t := range templates {
-		known = known || t.MatchString(reason)
+// reasonSet answers whether a reason, as it appears in a finding, is one a
+// set of reasons and reason templates can produce.
+type reasonSet struct {
+	static    map[string]bool
+	templates []*regexp.Regexp
+}
+
+func newReasonSet(reasons []string) reasonSet {
+	s := reasonSet{static: map[string]bool{}}
+	for _, r := range reasons {
+		if len(templateRefs(r)) > 0 {
+			s.templates = append(s.templates, templateMatcher(r))
+		} else {
+			s.static[r] = true
+		}
 	}
-	if !known {
-		return fmt.Errorf("config: reasons.%s: no rule produces this reason", reason)
+	return s
+}
+
+func (s reasonSet) has(reason string) bool {
+	if s.static[reason] {
+		return true
+	}
+	for _, t := range s.templates {
+		if t.MatchString(reason) {
+			return true
+		}
+	}
+	return false
+}
+
+func validateOverride(reason string, ov Override, fromRules, fromDetectors reasonSet) error {
+	switch {
+	case fromRules.has(reason):
+	case fromDetectors.has(reason):
+		// Only the daemon's per-finding switch and severity reach a
+		// detector's findings; accepting the rest would silently do
+		// nothing.
+		if ov.Threshold != nil || ov.Recovery != nil {
+			return fmt.Errorf("config: reasons.%s: threshold and recovery apply to log rules only; this reason comes from a probe or NVML, where only enabled and severity apply (tune the probe under probes.<name>)", reason)
+		}
+	default:
+		return fmt.Errorf("config: reasons.%s: no rule, probe or NVML check produces this reason", reason)
 	}
 	if ov.Severity != "" {
 		if _, err := finding.ParseSeverity(ov.Severity); err != nil {

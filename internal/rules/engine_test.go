@@ -187,6 +187,45 @@ func TestOverrideOfUnknownReasonIsAnError(t *testing.T) {
 	}
 }
 
+// TestOverrideOfDetectorReasons: reasons that probes and NVML report may be
+// switched off or given another severity in config.yaml, templates
+// included; threshold and recovery, which only rules honour, are refused
+// rather than silently ignored.
+func TestOverrideOfDetectorReasons(t *testing.T) {
+	f, _ := Parse([]byte("rules:\n  - {name: A, condition: KernelReady, reason: A, severity: Warning, source: kmsg, patterns: [a]}\n"), "x.yaml")
+	no := false
+	known := []string{"ApproachingKernelPidMax", "${Unit}RepeatedRestart"}
+	ok := map[string]Override{
+		"ApproachingKernelPidMax": {Enabled: &no},
+		"KubeletRepeatedRestart":  {Severity: "Fatal"},
+		"A":                       {Recovery: &Recovery{ExpireAfter: Duration(time.Hour)}},
+	}
+	if _, err := Compile(f, Options{Overrides: ok, KnownReasons: known}); err != nil {
+		t.Fatalf("detector overrides refused: %v", err)
+	}
+	if _, err := Compile(f, Options{Overrides: ok}); err == nil || !strings.Contains(err.Error(), "reasons.ApproachingKernelPidMax") {
+		t.Fatalf("without KnownReasons the override must be refused, got %v", err)
+	}
+	for reason, ov := range map[string]Override{
+		"ApproachingKernelPidMax": {Threshold: &Threshold{Count: 2, Window: Duration(time.Minute)}},
+		"KubeletRepeatedRestart":  {Recovery: &Recovery{KeepAcrossReboot: true}},
+	} {
+		_, err := Compile(f, Options{Overrides: map[string]Override{reason: ov}, KnownReasons: known})
+		if err == nil || !strings.Contains(err.Error(), "reasons."+reason+": threshold and recovery apply to log rules only") {
+			t.Errorf("%s %+v: want a refusal, got %v", reason, ov, err)
+		}
+	}
+	for reason, ov := range map[string]Override{
+		"RepeatedRestart":          {Enabled: &no},         // the template needs a unit
+		"ApproachingKernelPidMaxx": {Enabled: &no},         // a typo
+		"ApproachingKernelPidMax":  {Severity: "Critical"}, // not a severity
+	} {
+		if _, err := Compile(f, Options{Overrides: map[string]Override{reason: ov}, KnownReasons: known}); err == nil || !strings.Contains(err.Error(), "reasons."+reason) {
+			t.Errorf("%s %+v: want an error naming it, got %v", reason, ov, err)
+		}
+	}
+}
+
 func TestDisabledReasonIsNotEvaluated(t *testing.T) {
 	no := false
 	set := mustCompile(t, "rules:\n  - {name: A, condition: KernelReady, reason: A, severity: Warning, source: kmsg, patterns: [boom]}\n",

@@ -99,6 +99,12 @@ type Options struct {
 	Overrides map[string]Override
 	// Sets replace the named sets of the rule files.
 	Sets map[string][]string
+	// KnownReasons are reasons that detectors other than rules report
+	// (probes, NVML), templates allowed ("${Unit}RepeatedRestart"). An
+	// override may name them: the daemon applies enabled and severity to
+	// their findings, while threshold and recovery only exist for rules and
+	// are refused for a reason no rule produces.
+	KnownReasons []string
 }
 
 // String prints the duration in Go syntax.

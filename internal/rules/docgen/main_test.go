@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
@@ -38,7 +39,8 @@ func TestReasonsDocUpToDate(t *testing.T) {
 }
 
 // TestReasonsDocCoversCatalogue checks that every built-in reason, its
-// description and action, and the probe reasons are in the document.
+// description and action, and every reason a probe or NVML describes, with
+// its operator-facing text, are in the document.
 func TestReasonsDocCoversCatalogue(t *testing.T) {
 	doc, err := generate()
 	if err != nil {
@@ -48,21 +50,37 @@ func TestReasonsDocCoversCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ruleReasons := map[string]bool{}
 	for _, r := range cat.Rules {
+		ruleReasons[r.Reason] = true
 		for _, s := range []string{"### " + code(r.Reason), oneLine(r.Description), oneLine(r.Action)} {
 			if !bytes.Contains(doc, []byte(s)) {
 				t.Errorf("rule %s: document lacks %q", r.EffectiveName(), s)
 			}
 		}
 	}
-	probes, err := probeReasons()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range probes {
-		if !bytes.Contains(doc, []byte("| "+code(p.Reason)+" | `"+p.Probe+"` |")) {
-			t.Errorf("probe reason %s of %s missing", p.Reason, p.Probe)
+	infos := detector.Reasons()
+	detectors := map[string]bool{}
+	for _, in := range infos {
+		detectors[in.Detector] = true
+		want := []string{"| [" + code(in.Reason) + "](#", cell(in.Description)}
+		if ruleReasons[in.Reason] {
+			want = append(want, "| Also reported by | "+cell(detectorSource(in)))
+		} else {
+			want = append(want, "### "+code(in.Reason), "| Severity | "+string(in.Severity)+" |",
+				"| Source | "+cell(detectorSource(in))+" |", "| Recovery | "+cell(in.Recovery)+" |",
+				"**What it means.** "+oneLine(in.Description), "**What to do.** "+oneLine(in.Action))
 		}
+		for _, s := range want {
+			if !bytes.Contains(doc, []byte(s)) {
+				t.Errorf("%s of %s: document lacks %q", in.Reason, in.Detector, s)
+			}
+		}
+	}
+	// Both kinds of detector must be documented; an import lost from
+	// docgen would otherwise leave their reasons out without a failure.
+	if !detectors["nvml"] || !detectors["probe:pid-max"] {
+		t.Errorf("detector reasons missing from the registry docgen sees: %v", detectors)
 	}
 }
 
@@ -111,7 +129,9 @@ func TestOperatorGuideExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rules.Compile(cat, cfg.RuleOptions()); err != nil {
+	opts := cfg.RuleOptions()
+	opts.KnownReasons = detector.ReasonNames()
+	if _, err := rules.Compile(cat, opts); err != nil {
 		t.Errorf("example config does not compile with the catalogue:\n%v", err)
 	}
 	env := &probe.Env{Root: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now, Tags: map[string]bool{}}
