@@ -23,7 +23,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -371,9 +370,9 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 		return
 	}
 	creds, err := loadCredentials(w.cfg.Root, path, w.cfg.UserAgent)
-	var cs *corev1client.CoreV1Client
+	var client restAPI
 	if err == nil {
-		cs, err = corev1client.NewForConfig(creds.config)
+		client, err = newRESTAPI(creds.config)
 	}
 	if err != nil {
 		w.lastErr = "kubeconfig: " + err.Error()
@@ -387,7 +386,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 		w.log.Error("the client certificate is node "+creds.certNode+"'s: the API server will refuse writes to node "+node,
 			"node", node, "certificate_node", creds.certNode)
 	}
-	w.creds, w.api, w.node = creds, clientAPI{c: cs}, node
+	w.creds, w.api, w.node = creds, client, node
 	w.certStamp = certStamp(creds)
 	w.nextFiles = now.Add(fileCheckInterval)
 	w.written, w.lastNode, w.uid, w.absent = nil, nil, "", false

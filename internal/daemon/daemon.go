@@ -99,6 +99,9 @@ type Daemon struct {
 	fbMu sync.Mutex
 	acks []uint64
 	link *state.ClusterLink
+	// fbKick wakes the pipeline so that feedback reaches the state file
+	// (and nodehealthctl status) promptly rather than at the next tick.
+	fbKick chan struct{}
 	// reloadErr is the last failed reload, shown until a reload succeeds.
 	reloadErr error
 }
@@ -133,6 +136,14 @@ func (d *Daemon) Ack(ids ...uint64) {
 	d.fbMu.Lock()
 	d.acks = append(d.acks, ids...)
 	d.fbMu.Unlock()
+	d.kick()
+}
+
+func (d *Daemon) kick() {
+	select {
+	case d.fbKick <- struct{}{}:
+	default:
+	}
 }
 
 // SetClusterLink implements publish.Feedback.
@@ -140,6 +151,7 @@ func (d *Daemon) SetClusterLink(l state.ClusterLink) {
 	d.fbMu.Lock()
 	d.link = &l
 	d.fbMu.Unlock()
+	d.kick()
 }
 
 // applyFeedback moves publisher feedback into the state.
@@ -183,7 +195,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.NewSources == nil {
 		opts.NewSources = DefaultSources
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, events: make(chan detectorEvent, 1024)}
+	d := &Daemon{opts: opts, log: opts.Logger, events: make(chan detectorEvent, 1024), fbKick: make(chan struct{}, 1)}
 	d.resetStats()
 	return d.run(ctx)
 }
@@ -287,6 +299,8 @@ func (d *Daemon) run(ctx context.Context) error {
 			d.housekeeping(time.Now())
 		case <-requestCh:
 			d.housekeeping(time.Now())
+		case <-d.fbKick:
+			d.commit(time.Now())
 		case <-reloadCh:
 			d.log.Info("SIGHUP: reloading rules and config")
 			if d.reloadAndReport() {
