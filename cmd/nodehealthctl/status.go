@@ -91,6 +91,9 @@ func printStatus(w io.Writer, v statusView, now time.Time) {
 			link = "connected"
 		}
 		fmt.Fprintf(w, "Cluster: %s as node %s, last successful write %s, %d pending writes", link, cl.Node, stamp(cl.LastSuccess, now), cl.PendingWrites)
+		if cl.EventsDropped > 0 {
+			fmt.Fprintf(w, ", %d events dropped by rate limits", cl.EventsDropped)
+		}
 		if cl.LastError != "" {
 			fmt.Fprintf(w, ", last error: %s", cl.LastError)
 		}
