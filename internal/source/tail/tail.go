@@ -36,9 +36,28 @@
 // The offset a file starts at is sent at once as a batch without records, so
 // that a restart resumes there rather than judging the file new or old again.
 //
-// Files are polled rather than watched: a few stat calls per interval are
-// simpler to get right than inotify across rotation, vanishing directories
-// and a host root mounted into a container.
+// Changes are noticed through inotify rather than by polling, because an
+// idle node should cost no wake-ups: the directories that hold the files are
+// watched, not the files, since a directory watch survives rotation and also
+// reports a file being created. For a file whose directory does not exist
+// yet, and for the fixed leading directories of a pattern, the nearest
+// existing ancestor is watched; below that, every directory a pattern's
+// directory part matches (each pod's log directory) is watched too. A file is
+// read when an event names it; an entry created, removed or renamed anywhere
+// on a configured path expands the patterns and adjusts the watches again.
+// Reads that events cause are at least 100ms apart, so that a busy log is
+// read in a few large pieces rather than once per write, and while one waits
+// the watcher is not drained, so that the kernel folds repeated writes into
+// one event. Events in quick succession that ask for nothing (a busy
+// neighbour of a followed file) are left with the watcher for 100ms too.
+//
+// inotify misses some changes: writes on network and some overlay
+// filesystems, directories it could not watch (a full watch table), a
+// directory replaced between two looks. Every PollInterval each file is
+// polled as if an event had named it, and every RescanInterval the patterns
+// and watches are redone, whatever the events said. Where a directory cannot
+// be watched, or no inotify instance is left at all, files are polled every
+// FallbackPollInterval instead, as they were before events were used.
 package tail
 
 import (
@@ -52,8 +71,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/source"
@@ -61,17 +81,27 @@ import (
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultPollInterval   = 250 * time.Millisecond
+	DefaultPollInterval   = 10 * time.Second
 	DefaultRescanInterval = 10 * time.Second
 	DefaultMaxBatch       = 1024
 	DefaultMaxLineBytes   = 64 << 10
 )
+
+// FallbackPollInterval is how often files are polled while changes cannot be
+// watched (see the package comment), unless PollInterval is shorter. Without
+// events it is the delay before a line reaches the rules.
+const FallbackPollInterval = 250 * time.Millisecond
 
 const (
 	chunkSize = 64 << 10
 	// readBudget bounds what one poll reads from one file, so that replaying
 	// a large file does not delay the others.
 	readBudget = 4 << 20
+	// coalesce is the shortest time between two reads that events cause:
+	// ipamd writes many lines a second, and reading after each write would
+	// cost a wake-up per line. A lone write after a quiet spell is still read
+	// at once.
+	coalesce = 100 * time.Millisecond
 )
 
 // Config says which files to follow and how.
@@ -81,9 +111,13 @@ type Config struct {
 	// Paths are absolute paths or filepath.Glob patterns, as written in the
 	// rules and without Root. A plain path that does not exist is waited for.
 	Paths []string
-	// PollInterval is how often files are checked for new data.
+	// PollInterval is how often every file is checked for new data even
+	// though no event named it: the safety net for what inotify misses.
+	// Files are polled at least every FallbackPollInterval while changes
+	// cannot be watched.
 	PollInterval time.Duration
-	// RescanInterval is how often patterns are expanded again.
+	// RescanInterval is how often patterns are expanded, and the watched
+	// directories redone, without an event asking for it.
 	RescanInterval time.Duration
 	// NewFilesFromStart is the daemon's first start on this node: files
 	// without a saved position that were created after it are read from
@@ -98,6 +132,11 @@ type Config struct {
 	// Log receives problems that do not stop the source (unreadable files);
 	// nil discards them.
 	Log *slog.Logger
+
+	// Tests replace these to run without inotify and to make polling too
+	// slow to hide a missed event.
+	newWatcher   func() (*fsnotify.Watcher, error)
+	fallbackPoll time.Duration
 }
 
 // Source follows the files of a Config. It implements source.Source.
@@ -135,6 +174,12 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.newWatcher == nil {
+		cfg.newWatcher = fsnotify.NewWatcher
+	}
+	if cfg.fallbackPoll <= 0 {
+		cfg.fallbackPoll = FallbackPollInterval
+	}
 	return &Source{cfg: cfg}, nil
 }
 
@@ -159,28 +204,105 @@ func (s *Source) Run(ctx context.Context, start map[string]source.Position, out 
 	}
 	defer r.closeAll()
 
-	var lastScan time.Time
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if w, err := r.cfg.newWatcher(); err != nil {
+		r.cfg.Log.Warn("cannot watch files for changes; polling them instead", "interval", r.interval(), "err", err)
+	} else {
+		r.w, events, errs = w, w.Events, w.Errors
+	}
+
+	// lastScan and lastFull move only on schedule, so that with equal
+	// intervals the periodic rescan and poll share one wake-up; lastRead
+	// moves with every read, for coalescing.
+	var lastScan, lastFull, lastRead time.Time
+	// Events are left with the watcher while a read is pending, and until
+	// muteUntil once they come in quick succession: the kernel merges a
+	// file's repeated writes into the event it has queued, so that a busy
+	// file, or a busy neighbour in a watched directory (syslog next to
+	// messages), costs a wake-up per coalescing delay, not one per write.
+	var lastEvent, muteUntil time.Time
+	heard := func(now time.Time) {
+		if now.Sub(lastEvent) < coalesce {
+			muteUntil = now.Add(coalesce)
+		}
+		lastEvent = now
+	}
+	var more bool
 	wait := time.NewTimer(0)
 	defer wait.Stop()
 	for {
+		now := time.Now()
+		scanDue := now.Sub(lastScan) >= r.cfg.RescanInterval
+		fullDue := now.Sub(lastFull) >= r.interval()
+		unmuted := !muteUntil.IsZero() && !now.Before(muteUntil)
+		if unmuted {
+			muteUntil = time.Time{}
+		}
+		eventsDue := r.pending() && now.Sub(lastRead) >= coalesce
+		if scanDue || fullDue || eventsDue || more || unmuted {
+			if r.drain(events) > 0 {
+				heard(now)
+			}
+			eventsDue = r.pending() && now.Sub(lastRead) >= coalesce
+		}
+		if scanDue || (eventsDue && r.rescan) {
+			r.syncWatches()
+			r.scan()
+			r.rescan = false
+			if scanDue {
+				lastScan = now
+			}
+		}
+		if fullDue || eventsDue || more {
+			var err error
+			if more, err = r.pollFiles(ctx, fullDue); err != nil {
+				return nil // only ctx ends a poll early
+			}
+			lastRead = now
+			if fullDue {
+				lastFull = now
+			}
+		}
+
+		next := time.Duration(0)
+		if !more {
+			next = min(lastScan.Add(r.cfg.RescanInterval).Sub(now), lastFull.Add(r.interval()).Sub(now))
+			if r.pending() {
+				next = min(next, lastRead.Add(coalesce).Sub(now))
+			} else if !muteUntil.IsZero() {
+				next = min(next, muteUntil.Sub(now))
+			}
+		}
+		wait.Reset(max(next, 0))
+		ev := events
+		if r.pending() || more || !muteUntil.IsZero() {
+			ev = nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-wait.C:
+		case e, ok := <-ev:
+			if !ok {
+				r.lostWatcher(errors.New("event channel closed"))
+				events, errs = nil, nil
+				continue
+			}
+			heard(time.Now())
+			r.note(e)
+		case err, ok := <-errs:
+			if !ok {
+				r.lostWatcher(errors.New("error channel closed"))
+				events, errs = nil, nil
+				continue
+			}
+			// Typically a queue overflow: events were dropped, so any file
+			// may have changed.
+			r.cfg.Log.Debug("file watcher", "err", err)
+			r.touchAll()
+			r.rescan = true
 		}
-		if time.Since(lastScan) >= r.cfg.RescanInterval {
-			r.scan()
-			lastScan = time.Now()
-		}
-		more, err := r.pollAll(ctx)
-		if err != nil {
-			return nil // only ctx ends a poll early
-		}
-		next := r.cfg.PollInterval
-		if more {
-			next = 0
-		}
-		wait.Reset(next)
 	}
 }
 
@@ -191,11 +313,21 @@ type runner struct {
 	out   chan<- source.Batch
 	files map[string]*follower // by path without root
 	buf   []byte
+
+	w *fsnotify.Watcher // nil: polling only
+	// unwatched holds directories that should be watched but could not be,
+	// with the error last logged for each; while there are any, changes in
+	// them are found by polling at FallbackPollInterval.
+	unwatched map[string]string
+	dirty     bool // some follower is dirty
+	rescan    bool // an event may have changed which files or directories exist
 }
 
 // follower is one concrete path and, while it exists, its open file.
 type follower struct {
 	path string // without root
+	host string // path with root, cleaned as inotify names it
+	real string // where path leads when it is a symbolic link, else ""
 	name string // batch source name
 	glob bool   // found by a pattern; dropped once the pattern stops matching
 	gone bool   // pattern no longer matches; drain and drop
@@ -209,21 +341,36 @@ type follower struct {
 	opened bool // a file has been open at this path during this run
 	sent   source.Position
 	errMsg string // last logged problem, so a persistent one is logged once
-	// retryOpen delays the next open of a missing file: most nodes lack
-	// most of the files the rules name, and an idle daemon should not try
-	// them at every poll.
+	// retryOpen delays the next open of a missing file when polling
+	// without events: most nodes lack most of the files the rules name,
+	// and an idle daemon should not try them at every poll.
 	retryOpen time.Time
+	// dirty says an event named the file (or may have): poll it at the
+	// next read, even if it is missing and its retry is not due.
+	dirty bool
 }
 
 // missingRetry bounds how often a missing file is looked for: every 8
-// polls, at most every 2 seconds.
-func (r *runner) missingRetry() time.Duration { return min(8*r.cfg.PollInterval, 2*time.Second) }
+// polls, at most every 2 seconds. With events working, polls are slower than
+// that and every one looks.
+func (r *runner) missingRetry() time.Duration { return min(8*r.interval(), 2*time.Second) }
+
+// interval is the time between polls of every file.
+func (r *runner) interval() time.Duration {
+	if r.w == nil || len(r.unwatched) > 0 {
+		return min(r.cfg.PollInterval, r.cfg.fallbackPoll)
+	}
+	return r.cfg.PollInterval
+}
+
+// pending reports that events asked for work that has not been done.
+func (r *runner) pending() bool { return r.dirty || r.rescan }
 
 // scan expands the patterns and adds or retires followers to match.
 func (r *runner) scan() {
 	want := map[string]bool{}
 	for _, p := range r.cfg.Paths {
-		if !strings.ContainsAny(p, "*?[") {
+		if !isPattern(p) {
 			want[p] = false
 			continue
 		}
@@ -241,11 +388,12 @@ func (r *runner) scan() {
 			continue
 		}
 		name := "file:" + p
-		r.files[p] = &follower{path: p, name: name, glob: glob, sent: r.start[name]}
+		r.files[p] = &follower{path: p, host: filepath.Clean(host.Path(r.cfg.Root, p)), name: name, glob: glob, sent: r.start[name], dirty: true}
+		r.dirty = true
 	}
 	for p, fl := range r.files {
-		if _, ok := want[p]; !ok && fl.glob {
-			fl.gone = true
+		if _, ok := want[p]; !ok && fl.glob && !fl.gone {
+			fl.gone, fl.dirty, r.dirty = true, true, true
 		}
 	}
 }
@@ -262,15 +410,23 @@ func (r *runner) unroot(p string) string {
 	return "/" + rel
 }
 
-// pollAll polls every file once. more reports that some file has data left
-// beyond this poll's budget.
-func (r *runner) pollAll(ctx context.Context) (more bool, err error) {
+// pollFiles polls the dirty files, or with all every file, once. more
+// reports that some file has data left beyond this poll's budget (it stays
+// dirty).
+func (r *runner) pollFiles(ctx context.Context, all bool) (more bool, err error) {
 	for p, fl := range r.files {
-		m, err := r.poll(ctx, fl)
+		if !all && !fl.dirty {
+			continue
+		}
+		force := fl.dirty
+		fl.dirty = false
+		m, err := r.poll(ctx, fl, force)
 		if err != nil {
 			return false, err
 		}
-		more = more || m
+		if m {
+			fl.dirty, more = true, true
+		}
 		if fl.gone {
 			// The file was deleted or renamed out of the pattern; what it
 			// held up to now has just been read.
@@ -284,14 +440,16 @@ func (r *runner) pollAll(ctx context.Context) (more bool, err error) {
 			delete(r.start, fl.name)
 		}
 	}
+	r.dirty = more
 	return more, nil
 }
 
 // poll delivers the complete lines fl's file holds now and follows rotation.
-func (r *runner) poll(ctx context.Context, fl *follower) (more bool, err error) {
+// force looks for a missing file even before its retry is due.
+func (r *runner) poll(ctx context.Context, fl *follower, force bool) (more bool, err error) {
 	if fl.f == nil {
 		now := time.Now()
-		if now.Before(fl.retryOpen) {
+		if !force && now.Before(fl.retryOpen) {
 			return false, nil
 		}
 		ok, err := r.open(ctx, fl)
@@ -309,7 +467,7 @@ func (r *runner) poll(ctx context.Context, fl *follower) (more bool, err error) 
 		fl.off, fl.rpos, fl.line, fl.cut = 0, 0, fl.line[:0], false
 		return true, r.send(ctx, fl, nil)
 	}
-	fi, statErr := os.Stat(host.Path(r.cfg.Root, fl.path))
+	fi, statErr := os.Stat(fl.host)
 	if statErr == nil && inode(fi) == fl.ino {
 		return false, nil
 	}
@@ -333,7 +491,7 @@ func (r *runner) poll(ctx context.Context, fl *follower) (more bool, err error) 
 // open opens the file at fl.path, if there is one, and picks the offset to
 // start at (see the package comment).
 func (r *runner) open(ctx context.Context, fl *follower) (bool, error) {
-	f, err := os.Open(host.Path(r.cfg.Root, fl.path))
+	f, err := os.Open(fl.host)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -369,6 +527,7 @@ func (r *runner) open(ctx context.Context, fl *follower) (bool, error) {
 	}
 	fl.f, fl.ino, fl.off, fl.rpos = f, ino, off, off
 	fl.line, fl.cut, fl.opened = fl.line[:0], false, true
+	r.resolve(fl)
 	if (source.Position{Inode: ino, Offset: off}) != fl.sent {
 		// Store where this file starts, so a restart resumes here instead
 		// of applying the start rule again to a file that is no longer new.
@@ -490,5 +649,8 @@ func (fl *follower) close() {
 func (r *runner) closeAll() {
 	for _, fl := range r.files {
 		fl.close()
+	}
+	if r.w != nil {
+		r.w.Close()
 	}
 }

@@ -3,11 +3,16 @@ package tail
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
@@ -19,22 +24,61 @@ var (
 	future = time.Now().Add(time.Hour)  // NewFilesFromStart that makes every file old
 )
 
-// harness runs a Source and collects what it sends.
-type harness struct {
-	t    *testing.T
-	root string
-	out  chan source.Batch
-	recs []source.Record
-	pos  map[string]source.Position // last position per batch source
+// mode is how a test's Source learns that files changed.
+type mode struct {
+	name   string
+	poll   time.Duration // Config.PollInterval; 0 keeps the default
+	rescan time.Duration // Config.RescanInterval; 0 keeps the default
+	watch  bool          // inotify can be used
 }
 
-// run starts a Source over root with short intervals; the test's cleanup
-// stops it and checks that Run returns nil promptly.
-func run(t *testing.T, root string, cfg Config, start map[string]source.Position) *harness {
+// modes: every behaviour must hold whether changes are found by polling or
+// by events alone, and when both race.
+var modes = []mode{
+	// No inotify: fast polls find everything.
+	{name: "poll", poll: 2 * time.Millisecond, rescan: 10 * time.Millisecond},
+	// Polls too slow to matter within a test: only events find changes.
+	{name: "events", poll: time.Hour, rescan: time.Hour, watch: true},
+	// Events and fast polls together.
+	{name: "both", poll: 2 * time.Millisecond, rescan: 10 * time.Millisecond, watch: true},
+}
+
+// defaults is production's configuration, with inotify.
+var defaults = mode{name: "defaults", watch: true}
+
+func eachMode(t *testing.T, f func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { f(t, m) })
+	}
+}
+
+// harness runs a Source and collects what it sends.
+type harness struct {
+	t       *testing.T
+	root    string
+	out     chan source.Batch
+	recs    []source.Record
+	pos     map[string]source.Position // last position per batch source
+	batches int                        // batches with records
+}
+
+// run starts a Source over root with m's intervals; the test's cleanup stops
+// it and checks that Run returns nil promptly and warned only as m expects:
+// once about polling when inotify cannot be used, else never.
+func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.Position) *harness {
 	t.Helper()
 	cfg.Root = root
-	cfg.PollInterval = 2 * time.Millisecond
-	cfg.RescanInterval = 10 * time.Millisecond
+	cfg.PollInterval = m.poll
+	cfg.RescanInterval = m.rescan
+	if m.watch {
+		// A directory that could not be watched must fail the test, not
+		// be polled quietly.
+		cfg.fallbackPoll = time.Hour
+	} else {
+		cfg.newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("no inotify in this test") }
+	}
+	logs := &logRecorder{}
+	cfg.Log = slog.New(logs)
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +97,39 @@ func run(t *testing.T, root string, cfg Config, start map[string]source.Position
 		case <-time.After(waitFor):
 			t.Error("Run did not return after cancel")
 		}
+		want := []string(nil)
+		if !m.watch {
+			want = []string{"cannot watch files for changes; polling them instead"}
+		}
+		if got := logs.warnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("warnings %q, want %q", got, want)
+		}
 	})
 	return h
+}
+
+// logRecorder keeps the messages of warnings and errors.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		l.mu.Lock()
+		l.msgs = append(l.msgs, r.Message)
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+func (l *logRecorder) warnings() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
 }
 
 func (h *harness) receive(deadline <-chan time.Time) {
@@ -71,6 +146,9 @@ func (h *harness) receive(deadline <-chan time.Time) {
 		}
 		h.recs = append(h.recs, b.Records...)
 		h.pos[b.Source] = b.Position
+		if len(b.Records) > 0 {
+			h.batches++
+		}
 	case <-deadline:
 		h.t.Fatalf("timed out; records so far %q, positions %v", messages(h.recs), h.pos)
 	}
@@ -149,178 +227,194 @@ func pos(ino uint64, off int64) source.Position { return source.Position{Inode: 
 const cronLog = "/var/log/cron.log"
 
 func TestAppendAndPartialLine(t *testing.T) {
-	root := t.TempDir()
-	i := write(t, root, cronLog, "")
-	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
-	h.waitPos(cronLog, pos(i, 0))
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "")
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
+		h.waitPos(cronLog, pos(i, 0))
 
-	appendTo(t, root, cronLog, "first\npar")
-	h.expect("first")
-	if got := h.pos["file:"+cronLog]; got != pos(i, 6) {
-		t.Fatalf("position %v after first line, want offset 6", got)
-	}
-	// "par" was read together with "first"; it must wait for its newline.
-	appendTo(t, root, cronLog, "tial\r\nthird\n")
-	h.expect("partial", "third")
-	h.waitPos(cronLog, pos(i, 21))
+		appendTo(t, root, cronLog, "first\npar")
+		h.expect("first")
+		if got := h.pos["file:"+cronLog]; got != pos(i, 6) {
+			t.Fatalf("position %v after first line, want offset 6", got)
+		}
+		// "par" was read together with "first"; it must wait for its newline.
+		appendTo(t, root, cronLog, "tial\r\nthird\n")
+		h.expect("partial", "third")
+		h.waitPos(cronLog, pos(i, 21))
+	})
 }
 
 func TestStartOfFileWithoutPosition(t *testing.T) {
-	t.Run("old file starts at EOF", func(t *testing.T) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "history\n")
-		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
-		// The start offset is stored at once, so a restart resumes there.
-		h.waitPos(cronLog, pos(i, 8))
-		appendTo(t, root, cronLog, "new\n")
-		h.expect("new")
-	})
-	t.Run("new file from 0", func(t *testing.T) {
-		root := t.TempDir()
-		write(t, root, cronLog, "history\n")
-		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
-		h.expect("history")
-		appendTo(t, root, cronLog, "new\n")
-		h.expect("new")
+	eachMode(t, func(t *testing.T, m mode) {
+		t.Run("old file starts at EOF", func(t *testing.T) {
+			root := t.TempDir()
+			i := write(t, root, cronLog, "history\n")
+			h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+			// The start offset is stored at once, so a restart resumes there.
+			h.waitPos(cronLog, pos(i, 8))
+			appendTo(t, root, cronLog, "new\n")
+			h.expect("new")
+		})
+		t.Run("new file from 0", func(t *testing.T) {
+			root := t.TempDir()
+			write(t, root, cronLog, "history\n")
+			h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
+			h.expect("history")
+			appendTo(t, root, cronLog, "new\n")
+			h.expect("new")
+		})
 	})
 }
 
 func TestResume(t *testing.T) {
-	t.Run("same inode at saved offset", func(t *testing.T) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "l1\nl2\n")
-		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past},
-			map[string]source.Position{"file:" + cronLog: pos(i, 3)})
-		h.expect("l2")
-		appendTo(t, root, cronLog, "l3\n")
-		h.expect("l3")
-		h.waitPos(cronLog, pos(i, 9))
-	})
-	t.Run("rotated while stopped", func(t *testing.T) {
-		root := t.TempDir()
-		old := write(t, root, cronLog, "a\nb\n")
-		if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
-			t.Fatal(err)
-		}
-		i := write(t, root, cronLog, "c\n")
-		// An old-looking file is still read from 0: the inode changed.
-		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
-			map[string]source.Position{"file:" + cronLog: pos(old, 4)})
-		h.expect("c")
-		h.waitPos(cronLog, pos(i, 2))
-	})
-	t.Run("truncated while stopped", func(t *testing.T) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "x\n")
-		h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
-			map[string]source.Position{"file:" + cronLog: pos(i, 100)})
-		h.expect("x")
+	eachMode(t, func(t *testing.T, m mode) {
+		t.Run("same inode at saved offset", func(t *testing.T) {
+			root := t.TempDir()
+			i := write(t, root, cronLog, "l1\nl2\n")
+			h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past},
+				map[string]source.Position{"file:" + cronLog: pos(i, 3)})
+			h.expect("l2")
+			appendTo(t, root, cronLog, "l3\n")
+			h.expect("l3")
+			h.waitPos(cronLog, pos(i, 9))
+		})
+		t.Run("rotated while stopped", func(t *testing.T) {
+			root := t.TempDir()
+			old := write(t, root, cronLog, "a\nb\n")
+			if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
+				t.Fatal(err)
+			}
+			i := write(t, root, cronLog, "c\n")
+			// An old-looking file is still read from 0: the inode changed.
+			h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
+				map[string]source.Position{"file:" + cronLog: pos(old, 4)})
+			h.expect("c")
+			h.waitPos(cronLog, pos(i, 2))
+		})
+		t.Run("truncated while stopped", func(t *testing.T) {
+			root := t.TempDir()
+			i := write(t, root, cronLog, "x\n")
+			h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
+				map[string]source.Position{"file:" + cronLog: pos(i, 100)})
+			h.expect("x")
+		})
 	})
 }
 
 func TestRenameRotation(t *testing.T) {
-	root := t.TempDir()
-	i := write(t, root, cronLog, "")
-	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
-	h.waitPos(cronLog, pos(i, 0))
-	appendTo(t, root, cronLog, "a1\n")
-	h.expect("a1")
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "")
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		h.waitPos(cronLog, pos(i, 0))
+		appendTo(t, root, cronLog, "a1\n")
+		h.expect("a1")
 
-	// Lines written to the old file just before the rename are not lost,
-	// even when the rename lands after the reader last hit EOF: a2 makes it
-	// hit EOF and block handing a2 over, then a3 and the rename follow. The
-	// sleep only makes that interleaving likely; any other passes too.
-	appendTo(t, root, cronLog, "a2\n")
-	time.Sleep(20 * time.Millisecond)
-	// A last line without newline is delivered when the file is left.
-	appendTo(t, root, cronLog, "a3\nno newline")
-	if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
-		t.Fatal(err)
-	}
-	j := write(t, root, cronLog, "b1\n")
-	h.expect("a2", "a3", "no newline", "b1")
-	h.waitPos(cronLog, pos(j, 3))
-	if i == j {
-		t.Fatal("rotation kept the inode")
-	}
+		// Lines written to the old file just before the rename are not lost,
+		// even when the rename lands after the reader last hit EOF: a2 makes it
+		// hit EOF and block handing a2 over, then a3 and the rename follow. The
+		// sleep only makes that interleaving likely; any other passes too.
+		appendTo(t, root, cronLog, "a2\n")
+		time.Sleep(20 * time.Millisecond)
+		// A last line without newline is delivered when the file is left.
+		appendTo(t, root, cronLog, "a3\nno newline")
+		if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
+			t.Fatal(err)
+		}
+		j := write(t, root, cronLog, "b1\n")
+		h.expect("a2", "a3", "no newline", "b1")
+		h.waitPos(cronLog, pos(j, 3))
+		if i == j {
+			t.Fatal("rotation kept the inode")
+		}
+	})
 }
 
 func TestDeletedAndRecreated(t *testing.T) {
-	root := t.TempDir()
-	// Missing at start: waited for quietly, then read from 0 because new.
-	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
-	write(t, root, cronLog, "one\n")
-	h.expect("one")
-	if err := os.Remove(filepath.Join(root, cronLog)); err != nil {
-		t.Fatal(err)
-	}
-	write(t, root, cronLog, "two\n")
-	h.expect("two")
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		// Missing at start: waited for quietly, then read from 0 because new.
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
+		write(t, root, cronLog, "one\n")
+		h.expect("one")
+		if err := os.Remove(filepath.Join(root, cronLog)); err != nil {
+			t.Fatal(err)
+		}
+		write(t, root, cronLog, "two\n")
+		h.expect("two")
+	})
 }
 
 func TestCopyTruncate(t *testing.T) {
-	root := t.TempDir()
-	i := write(t, root, cronLog, "")
-	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
-	h.waitPos(cronLog, pos(i, 0))
-	appendTo(t, root, cronLog, "a fairly long first line\nand a second one\n")
-	h.expect("a fairly long first line", "and a second one")
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "")
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		h.waitPos(cronLog, pos(i, 0))
+		appendTo(t, root, cronLog, "a fairly long first line\nand a second one\n")
+		h.expect("a fairly long first line", "and a second one")
 
-	if err := os.Truncate(filepath.Join(root, cronLog), 0); err != nil {
-		t.Fatal(err)
-	}
-	appendTo(t, root, cronLog, "x\n")
-	h.expect("x")
-	h.waitPos(cronLog, pos(i, 2))
+		if err := os.Truncate(filepath.Join(root, cronLog), 0); err != nil {
+			t.Fatal(err)
+		}
+		appendTo(t, root, cronLog, "x\n")
+		h.expect("x")
+		h.waitPos(cronLog, pos(i, 2))
+	})
 }
 
 func TestGlobDiscovery(t *testing.T) {
-	root := t.TempDir()
-	const pattern = "/var/cronLog/pods/*kube-proxy*/*/*.cronLog"
-	const oldLog = "/var/cronLog/pods/kube-system_kube-proxy-a_1/kube-proxy/0.cronLog"
-	const newLog = "/var/cronLog/pods/kube-system_kube-proxy-b_2/kube-proxy/0.cronLog"
-	write(t, root, "/var/cronLog/pods/kube-system_coredns-c_3/coredns/0.cronLog", "not matched\n")
-	i := write(t, root, oldLog, "before install\n")
-	start := time.Now()
-	h := run(t, root, Config{Paths: []string{pattern}, NewFilesFromStart: start}, nil)
-	h.waitPos(oldLog, pos(i, 15))
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		const pattern = "/var/cronLog/pods/*kube-proxy*/*/*.cronLog"
+		const oldLog = "/var/cronLog/pods/kube-system_kube-proxy-a_1/kube-proxy/0.cronLog"
+		const newLog = "/var/cronLog/pods/kube-system_kube-proxy-b_2/kube-proxy/0.cronLog"
+		write(t, root, "/var/cronLog/pods/kube-system_coredns-c_3/coredns/0.cronLog", "not matched\n")
+		i := write(t, root, oldLog, "before install\n")
+		start := time.Now()
+		h := run(t, m, root, Config{Paths: []string{pattern}, NewFilesFromStart: start}, nil)
+		h.waitPos(oldLog, pos(i, 15))
 
-	// Filesystem timestamps come from a coarse clock that can lag
-	// time.Now() by a tick; make sure the next file is born after start.
-	for time.Since(start) < 50*time.Millisecond {
-		time.Sleep(5 * time.Millisecond)
-	}
-	write(t, root, newLog, "I0101 proxier.go:1 started\n")
-	h.expect("I0101 proxier.go:1 started")
-	if h.pos["file:"+newLog].Inode != ino(t, root, newLog) {
-		t.Fatalf("positions %v", h.pos)
-	}
+		// Filesystem timestamps come from a coarse clock that can lag
+		// time.Now() by a tick; make sure the next file is born after start.
+		for time.Since(start) < 50*time.Millisecond {
+			time.Sleep(5 * time.Millisecond)
+		}
+		write(t, root, newLog, "I0101 proxier.go:1 started\n")
+		h.expect("I0101 proxier.go:1 started")
+		if h.pos["file:"+newLog].Inode != ino(t, root, newLog) {
+			t.Fatalf("positions %v", h.pos)
+		}
 
-	// A vanished match is dropped; a file that reappears there is new.
-	if err := os.RemoveAll(filepath.Join(root, filepath.Dir(filepath.Dir(newLog)))); err != nil {
-		t.Fatal(err)
-	}
-	appendTo(t, root, oldLog, "still here\n")
-	h.expect("still here")
-	write(t, root, newLog, "again\n")
-	h.expect("again")
+		// A vanished match is dropped; a file that reappears there is new.
+		if err := os.RemoveAll(filepath.Join(root, filepath.Dir(filepath.Dir(newLog)))); err != nil {
+			t.Fatal(err)
+		}
+		appendTo(t, root, oldLog, "still here\n")
+		h.expect("still here")
+		write(t, root, newLog, "again\n")
+		h.expect("again")
+	})
 }
 
 func TestLongLinesAndGarbage(t *testing.T) {
-	root := t.TempDir()
-	i := write(t, root, cronLog, "")
-	h := run(t, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future, MaxLineBytes: 16}, nil)
-	h.waitPos(cronLog, pos(i, 0))
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "")
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future, MaxLineBytes: 16}, nil)
+		h.waitPos(cronLog, pos(i, 0))
 
-	long := strings.Repeat("x", 3*chunkSize+7) // spans several reads
-	garbage := make([]byte, 512)
-	for k := range garbage {
-		garbage[k] = byte(k*7) | 1 // no '\n' (10 is even)
-	}
-	in := long + "\n" + string(garbage) + "\nshort\n"
-	appendTo(t, root, cronLog, in)
-	h.expect(strings.Repeat("x", 16), string(garbage[:16]), "short")
-	h.waitPos(cronLog, pos(i, int64(len(in))))
+		long := strings.Repeat("x", 3*chunkSize+7) // spans several reads
+		garbage := make([]byte, 512)
+		for k := range garbage {
+			garbage[k] = byte(k*7) | 1 // no '\n' (10 is even)
+		}
+		in := long + "\n" + string(garbage) + "\nshort\n"
+		appendTo(t, root, cronLog, in)
+		h.expect(strings.Repeat("x", 16), string(garbage[:16]), "short")
+		h.waitPos(cronLog, pos(i, int64(len(in))))
+	})
 }
 
 func TestStopsWhileBlocked(t *testing.T) {
@@ -361,5 +455,150 @@ func TestConfig(t *testing.T) {
 	}
 	if err := s.Run(context.Background(), nil, nil); !errors.Is(err, source.ErrUnavailable) {
 		t.Errorf("Run without paths: %v", err)
+	}
+}
+
+// With the default intervals a poll is 10s away, so only events can deliver
+// within the bound: a line, a file that appears, a new pod's nested log
+// directory.
+func TestEventLatency(t *testing.T) {
+	const bound = 500 * time.Millisecond
+	if DefaultPollInterval < 10*bound || DefaultRescanInterval < 10*bound {
+		t.Fatalf("default intervals %v, %v would let polling pass this test", DefaultPollInterval, DefaultRescanInterval)
+	}
+	const podLog = "/var/log/pods/kube-system_kube-proxy-z_9/kube-proxy/0.log"
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	h := run(t, defaults, root, Config{Paths: []string{cronLog, "/var/log/messages", "/var/log/pods/*kube-proxy*/*/*.log"}, NewFilesFromStart: past}, nil)
+	h.waitPos(cronLog, pos(i, 0))
+
+	check := func(what string, change func(), want string) {
+		t.Helper()
+		begin := time.Now()
+		change()
+		h.expect(want)
+		d := time.Since(begin)
+		if d > bound {
+			t.Errorf("%s delivered after %v, want within %v", what, d, bound)
+		}
+		t.Logf("%s delivered after %v", what, d)
+	}
+	for k := range 5 {
+		// Spaced out so that some lines come after a quiet spell and some
+		// within the coalescing delay of the previous read.
+		time.Sleep(time.Duration(k) * 40 * time.Millisecond)
+		line := fmt.Sprintf("line %d", k)
+		check(line, func() { appendTo(t, root, cronLog, line+"\n") }, line)
+	}
+	check("created file", func() { write(t, root, "/var/log/messages", "hello\n") }, "hello")
+	check("new pod", func() { write(t, root, podLog, "proxier started\n") }, "proxier started")
+	check("line in pod log", func() { appendTo(t, root, podLog, "more\n") }, "more")
+}
+
+// A busy log is read a few times a second, not once per write.
+func TestCoalescing(t *testing.T) {
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	h := run(t, defaults, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+	h.waitPos(cronLog, pos(i, 0))
+
+	const lines = 300
+	const every = 3 * time.Millisecond
+	var want []string
+	for k := range lines {
+		want = append(want, fmt.Sprintf("line %d", k))
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		f, err := os.OpenFile(filepath.Join(root, cronLog), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		for _, l := range want {
+			if _, err := f.WriteString(l + "\n"); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(every)
+		}
+	}()
+	// Receive while the writer runs, so that a slow reader cannot make
+	// the batches few.
+	begin := time.Now()
+	h.expect(want...)
+	elapsed := time.Since(begin)
+	<-wrote
+	// One read per 100ms, plus the first read after the quiet spell and a
+	// little slack for timer lateness. Without coalescing nearly every
+	// write would be read by itself.
+	if limit := int(elapsed/(100*time.Millisecond)) + 3; h.batches > limit {
+		t.Errorf("%d lines written over %v came in %d batches, want at most %d", lines, elapsed, h.batches, limit)
+	}
+	t.Logf("%d lines over %v in %d batches", lines, elapsed, h.batches)
+}
+
+// Nothing of a pattern's path exists at first; the directories appear one
+// level at a time and at once, as kubelet creates them.
+func TestGlobBaseCreatedLater(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		const pattern = "/var/log/pods/*kube-proxy*/*/*.log"
+		h := run(t, m, root, Config{Paths: []string{pattern}, NewFilesFromStart: past}, nil)
+		// Each step waits out the coalescing delay, so that it is seen
+		// through the watches the previous one led to.
+		for _, dir := range []string{"/var", "/var/log", "/var/log/pods", "/var/log/pods/ns_kube-proxy-a_1", "/var/log/pods/ns_kube-proxy-a_1/kube-proxy"} {
+			if err := os.Mkdir(filepath.Join(root, dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+		write(t, root, "/var/log/pods/ns_kube-proxy-a_1/kube-proxy/0.log", "a\n")
+		h.expect("a")
+		write(t, root, "/var/log/pods/ns_kube-proxy-b_2/kube-proxy/0.log", "b\n")
+		h.expect("b")
+		// The whole base goes and comes back.
+		if err := os.RemoveAll(filepath.Join(root, "/var/log/pods")); err != nil {
+			t.Fatal(err)
+		}
+		write(t, root, "/var/log/pods/ns_kube-proxy-c_3/kube-proxy/0.log", "c\n")
+		h.expect("c")
+	})
+}
+
+// A followed path that is a symbolic link (/var/log/containers, or a
+// "current" link next to dated files) is written through its target, whose
+// name and directory the writes are reported under.
+func TestSymlink(t *testing.T) {
+	for _, c := range []struct{ name, link, target, rel string }{
+		{"other directory", "/var/log/containers/kube-proxy-a.log", "/var/log/pods/ns_kube-proxy-a_1/kube-proxy/0.log", "../pods/ns_kube-proxy-a_1/kube-proxy/0.log"},
+		{"same directory", "/var/log/app/current", "/var/log/app/app-1.log", "app-1.log"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			eachMode(t, func(t *testing.T, m mode) {
+				root := t.TempDir()
+				i := write(t, root, c.target, "")
+				if err := os.MkdirAll(filepath.Join(root, filepath.Dir(c.link)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(c.rel, filepath.Join(root, c.link)); err != nil {
+					t.Fatal(err)
+				}
+				h := run(t, m, root, Config{Paths: []string{c.link}, NewFilesFromStart: future}, nil)
+				h.waitPos(c.link, pos(i, 0))
+				appendTo(t, root, c.target, "one\n")
+				h.expect("one")
+				// Rotation renames the target and creates a new one.
+				if err := os.Rename(filepath.Join(root, c.target), filepath.Join(root, c.target+".20260101-000000")); err != nil {
+					t.Fatal(err)
+				}
+				write(t, root, c.target, "two\n")
+				h.expect("two")
+				appendTo(t, root, c.target, "three\n")
+				h.expect("three")
+			})
+		})
 	}
 }
