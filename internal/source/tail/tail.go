@@ -133,9 +133,10 @@ type Config struct {
 	// nil discards them.
 	Log *slog.Logger
 
-	// Tests replace these to run without inotify and to make polling too
-	// slow to hide a missed event.
+	// Tests replace these to run without inotify, to fail watches, and to
+	// make polling too slow to hide a missed event.
 	newWatcher   func() (*fsnotify.Watcher, error)
+	addWatch     func(w *fsnotify.Watcher, dir string) error
 	fallbackPoll time.Duration
 }
 
@@ -176,6 +177,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.newWatcher == nil {
 		cfg.newWatcher = fsnotify.NewWatcher
+	}
+	if cfg.addWatch == nil {
+		cfg.addWatch = (*fsnotify.Watcher).Add
 	}
 	if cfg.fallbackPoll <= 0 {
 		cfg.fallbackPoll = FallbackPollInterval

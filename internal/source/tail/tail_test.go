@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +61,8 @@ type harness struct {
 	recs    []source.Record
 	pos     map[string]source.Position // last position per batch source
 	batches int                        // batches with records
+	// warnings are those the test expects when inotify works.
+	warnings []string
 }
 
 // run starts a Source over root with m's intervals; the test's cleanup stops
@@ -71,9 +74,11 @@ func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.
 	cfg.PollInterval = m.poll
 	cfg.RescanInterval = m.rescan
 	if m.watch {
-		// A directory that could not be watched must fail the test, not
-		// be polled quietly.
-		cfg.fallbackPoll = time.Hour
+		if cfg.fallbackPoll == 0 {
+			// A directory that could not be watched must fail the
+			// test, not be polled quietly.
+			cfg.fallbackPoll = time.Hour
+		}
 	} else {
 		cfg.newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("no inotify in this test") }
 	}
@@ -97,7 +102,7 @@ func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.
 		case <-time.After(waitFor):
 			t.Error("Run did not return after cancel")
 		}
-		want := []string(nil)
+		want := h.warnings
 		if !m.watch {
 			want = []string{"cannot watch files for changes; polling them instead"}
 		}
@@ -601,4 +606,41 @@ func TestSymlink(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A directory that cannot be watched (the watch table is full) is polled at
+// the fallback interval, and said so once, until a watch succeeds.
+func TestWatchFails(t *testing.T) {
+	root := t.TempDir()
+	i := write(t, root, cronLog, "")
+	var mu sync.Mutex
+	full := true
+	dir := filepath.Join(root, filepath.Dir(cronLog))
+	add := func(w *fsnotify.Watcher, d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if full && d == dir {
+			return syscall.ENOSPC
+		}
+		return w.Add(d)
+	}
+	m := mode{name: "events", poll: time.Hour, rescan: 50 * time.Millisecond, watch: true}
+	h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future, addWatch: add, fallbackPoll: 5 * time.Millisecond}, nil)
+	h.warnings = []string{"cannot watch directory; polling its files"}
+	h.waitPos(cronLog, pos(i, 0))
+	for k := range 3 {
+		// Rescans keep failing and must not warn again.
+		time.Sleep(60 * time.Millisecond)
+		line := fmt.Sprintf("polled %d", k)
+		appendTo(t, root, cronLog, line+"\n")
+		h.expect(line)
+	}
+
+	// A later rescan gets the watch; following goes on.
+	mu.Lock()
+	full = false
+	mu.Unlock()
+	time.Sleep(200 * time.Millisecond) // a rescan adds the watch
+	appendTo(t, root, cronLog, "watched\n")
+	h.expect("watched")
 }

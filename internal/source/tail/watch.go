@@ -101,7 +101,7 @@ func (r *runner) syncWatches() {
 			if have[d] {
 				continue
 			}
-			err := r.w.Add(d)
+			err := r.cfg.addWatch(r.w, d)
 			switch {
 			case err == nil:
 				have[d], added = true, true
@@ -117,6 +117,7 @@ func (r *runner) syncWatches() {
 			r.w.Remove(d)
 		}
 	}
+	maps.DeleteFunc(failed, func(d, _ string) bool { return !want[d] })
 	for d, msg := range failed {
 		if r.unwatched[d] != msg {
 			r.cfg.Log.Warn("cannot watch directory; polling its files", "dir", d, "interval", min(r.cfg.PollInterval, r.cfg.fallbackPoll), "err", msg)
@@ -197,8 +198,11 @@ func (r *runner) onPath(name string) bool {
 // /var/log/containers/*.log): writes are reported under the target's name,
 // in the target's directory, which then needs a watch of its own.
 func (r *runner) resolve(fl *follower) {
+	if r.w == nil {
+		return
+	}
 	real := ""
-	if fi, err := os.Lstat(fl.host); r.w != nil && err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+	if fi, err := os.Lstat(fl.host); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		if p, err := filepath.EvalSymlinks(fl.host); err == nil && p != fl.host {
 			real = p
 		}
