@@ -12,9 +12,9 @@ import (
 
 func TestParseIsStrictAndNamesTheFile(t *testing.T) {
 	for doc, want := range map[string]string{
-		"reasons:\n  SoftLockup: {enabeld: false}\n": "enabeld",
+		"reasons:\n  SoftLockup: {enabeld: false}\n":   "enabeld",
 		"conditions:\n  DiskReady: {enabled: false}\n": "conditions.DiskReady",
-		"sourcess: {}\n":                               "sourcess",
+		"sourcess: {}\n": "sourcess",
 	} {
 		_, err := Parse([]byte(doc), "/etc/nodehealthd/config.yaml")
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "/etc/nodehealthd/config.yaml") {
