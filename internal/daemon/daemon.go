@@ -99,6 +99,8 @@ type Daemon struct {
 	fbMu sync.Mutex
 	acks []uint64
 	link *state.ClusterLink
+	// lastCommit is when the state was last saved.
+	lastCommit time.Time
 	// fbKick wakes the pipeline so that feedback reaches the state file
 	// (and nodehealthctl status) promptly rather than at the next tick.
 	fbKick chan struct{}
@@ -277,6 +279,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	// Housekeeping (expiry, liveness for the watchdog and /readyz) runs at a
 	// slow tick: every wake-up of an idle daemon costs CPU on every node.
 	tick := time.NewTicker(d.opts.HousekeepingInterval)
+	var deferred <-chan time.Time
 	defer tick.Stop()
 	for {
 		select {
@@ -286,6 +289,17 @@ func (d *Daemon) run(ctx context.Context) error {
 		case b := <-batches:
 			d.process(b)
 			d.drain(batches)
+			// New or cleared findings are committed at once. Batches that
+			// only move positions (a busy log matching nothing) are
+			// committed at most once per positionCommitInterval: a crash
+			// before then only re-reads records that produced nothing.
+			if len(d.changes.New) > 0 || len(d.changes.Cleared) > 0 || time.Since(d.lastCommit) >= positionCommitInterval {
+				d.commit(time.Now())
+			} else if deferred == nil {
+				deferred = time.After(positionCommitInterval - time.Since(d.lastCommit))
+			}
+		case <-deferred:
+			deferred = nil
 			d.commit(time.Now())
 		case ev := <-d.events:
 			d.detectorEvent(ev)
@@ -423,6 +437,10 @@ func (d *Daemon) resetStats() {
 	d.stats = publish.Stats{Records: map[string]int{}, Lost: map[string]uint64{}, SourceTime: map[string]time.Time{}}
 }
 
+// positionCommitInterval bounds how long positions that produced no
+// finding wait to be saved; each save costs a state write and an fsync.
+const positionCommitInterval = time.Second
+
 // defaultHousekeeping is how often expiry is checked and liveness shown to
 // publishers when nothing else asks for more.
 const defaultHousekeeping = 5 * time.Second
@@ -521,6 +539,7 @@ func (d *Daemon) commit(now time.Time) {
 	}
 	d.resetStats()
 	d.changes = state.Changes{}
+	d.lastCommit = time.Now()
 	d.dirty = false
 }
 
