@@ -110,3 +110,18 @@ func (c *Config) Monitored(accelerated bool) []string {
 	}
 	return out
 }
+
+// DefaultRulesDir is where operator rules live unless configured.
+const DefaultRulesDir = "/etc/nodehealthd/rules.d"
+
+// RulesDirFor resolves the operator rules directory: a flag value wins,
+// then the config's rulesDir, then the default. A nil config is defaults.
+func (c *Config) RulesDirFor(flag string) string {
+	switch {
+	case flag != "":
+		return flag
+	case c != nil && c.RulesDir != "":
+		return c.RulesDir
+	}
+	return DefaultRulesDir
+}

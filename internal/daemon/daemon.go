@@ -104,8 +104,6 @@ type Daemon struct {
 	// fbKick wakes the pipeline so that feedback reaches the state file
 	// (and nodehealthctl status) promptly rather than at the next tick.
 	fbKick chan struct{}
-	// reloadErr is the last failed reload, shown until a reload succeeds.
-	reloadErr error
 }
 
 type detectorEvent struct {
@@ -543,15 +541,7 @@ func (d *Daemon) commit(now time.Time) {
 	d.dirty = false
 }
 
-func (d *Daemon) rulesDir() string {
-	if d.opts.RulesDir != "" {
-		return d.opts.RulesDir
-	}
-	if d.cfg != nil && d.cfg.RulesDir != "" {
-		return d.cfg.RulesDir
-	}
-	return "/etc/nodehealthd/rules.d"
-}
+func (d *Daemon) rulesDir() string { return d.cfg.RulesDirFor(d.opts.RulesDir) }
 
 // reload loads config and rules. On failure the previous good set stays; at
 // startup (no previous set) the built-in catalogue with defaults is used.
@@ -598,11 +588,9 @@ func (d *Daemon) reloadAndReport() bool {
 	old := d.inputs
 	oldCfg := d.cfg
 	if err := d.reload(false); err != nil {
-		d.reloadErr = err
 		d.log.Error("invalid rules or config; keeping the last good set", "err", err)
 		return false
 	}
-	d.reloadErr = nil
 	d.log.Info("rules reloaded", "rules", len(d.set.Rules()))
 	d.commit(time.Now())
 	// Detectors read the config (probe sections, sets, overrides) when they
@@ -618,12 +606,7 @@ func LoadRuleSet(configPath, rulesDir string) (*config.Config, *rules.Set, error
 	if err != nil {
 		return nil, nil, err
 	}
-	if rulesDir == "" {
-		rulesDir = cfg.RulesDir
-	}
-	if rulesDir == "" {
-		rulesDir = "/etc/nodehealthd/rules.d"
-	}
+	rulesDir = cfg.RulesDirFor(rulesDir)
 	builtin, err := rules.Catalogue()
 	if err != nil {
 		return nil, nil, fmt.Errorf("built-in catalogue: %w", err)
