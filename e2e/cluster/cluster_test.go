@@ -473,11 +473,13 @@ func TestNodeRecreatedConditionsReasserted(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
+	// Taken before the create: the daemon's watch can re-assert the
+	// conditions before createNode returns.
+	recreated := time.Now()
 	fresh := createNode(t, c, node)
 	if fresh.UID == old.UID || len(fresh.Status.Conditions) != 0 {
 		t.Fatalf("re-created Node: uid %s (old %s), %d conditions", fresh.UID, old.UID, len(fresh.Status.Conditions))
 	}
-	recreated := time.Now()
 	d := waitNode(t, rec, recreated, 5*time.Second, "conditions on the re-created Node", func(n *corev1.Node) bool {
 		if n.UID != fresh.UID {
 			return false
