@@ -29,6 +29,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/source"
+	"github.com/nodehealthd/nodehealthd/internal/source/kmsg"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -53,6 +54,9 @@ type Options struct {
 	// see the pipeline alive (default 5s; the systemd watchdog needs it
 	// shorter than half its interval).
 	HousekeepingInterval time.Duration
+	// KmsgDevice, when set, is the kernel log device systemd opened for
+	// the daemon (kmsg.Inherited); otherwise Root's /dev/kmsg is opened.
+	KmsgDevice *kmsg.Device
 	// NewSources builds the sources for a rule set; tests replace it.
 	NewSources func(SourceContext) []source.Source
 	// NewDetectors builds the non-log detectors (probes, NVML). They are
@@ -63,6 +67,7 @@ type Options struct {
 // SourceContext is what a source factory may use.
 type SourceContext struct {
 	Root       string
+	KmsgDevice *kmsg.Device
 	Inputs     rules.Inputs
 	Config     *config.Config
 	BootID     string
@@ -253,7 +258,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		sctx, cancelSources = context.WithCancel(ctx)
 		batches = make(chan source.Batch, 64)
 		sc := SourceContext{
-			Root: d.opts.Root, Inputs: d.inputs, Config: d.cfg, BootID: d.bootID,
+			Root: d.opts.Root, KmsgDevice: d.opts.KmsgDevice, Inputs: d.inputs, Config: d.cfg, BootID: d.bootID,
 			BootTime: d.bootTime, FirstStart: d.st.FirstStart, Logger: d.log,
 			Active: slices.Clone(d.st.Active),
 		}

@@ -13,7 +13,7 @@ func DefaultSources(sc SourceContext) []source.Source {
 	var out []source.Source
 	srcCfg := sc.Config.Sources
 	if sc.Inputs.Kmsg && (srcCfg.Kmsg.Enabled == nil || *srcCfg.Kmsg.Enabled) {
-		out = append(out, kmsg.New(kmsg.Config{Root: sc.Root, Facilities: srcCfg.Kmsg.Facilities, BootID: sc.BootID, BootTime: sc.BootTime}))
+		out = append(out, kmsg.New(kmsg.Config{Root: sc.Root, Device: sc.KmsgDevice, Facilities: srcCfg.Kmsg.Facilities, BootID: sc.BootID, BootTime: sc.BootTime}))
 	}
 	if len(sc.Inputs.Identifiers)+len(sc.Inputs.Units) > 0 && srcCfg.Journal.On() {
 		out = append(out, journal.New(journal.Config{Root: sc.Root, Identifiers: sc.Inputs.Identifiers, Units: sc.Inputs.Units, BootTime: sc.BootTime, Logger: sc.Logger}))

@@ -44,6 +44,13 @@ type Config struct {
 	BootTime time.Time
 	// MaxBatch caps the records per batch. Default 512.
 	MaxBatch int
+	// Device, when set, is an already open /dev/kmsg to read instead of
+	// opening Root's. systemd opens it for the sandboxed service
+	// (StandardInput=file:/dev/kmsg) before dropping privileges: the
+	// kernel checks CAP_SYSLOG (under dmesg_restrict) at open only, so the
+	// daemon itself needs neither that capability nor access to /dev/kmsg.
+	// Each Run reads its own duplicate from the start of the ring.
+	Device *Device
 }
 
 // Source reads /dev/kmsg. It implements source.Source.
@@ -71,6 +78,15 @@ func (s *Source) Name() string { return name }
 // was already processed in this boot, and then follows new records until
 // ctx ends. From a regular file it returns nil at end of file.
 func (s *Source) Run(ctx context.Context, start map[string]source.Position, out chan<- source.Batch) error {
+	if d := s.cfg.Device; d != nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		f, err := d.reopen()
+		if err != nil {
+			return fmt.Errorf("kmsg: inherited %s: %w", s.cfg.Device.Name(), err)
+		}
+		return newCollector(&s.cfg, start[name]).runOpen(ctx, f, s.cfg.Device.Name(), out)
+	}
 	path := host.Path(s.cfg.Root, "/dev/kmsg")
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -206,6 +222,11 @@ func (c *collector) runDevice(ctx context.Context, path string, out chan<- sourc
 	if err != nil {
 		return openError(path, err)
 	}
+	return c.runOpen(ctx, f, path, out)
+}
+
+// runOpen follows the open device f until ctx ends, and closes it.
+func (c *collector) runOpen(ctx context.Context, f *os.File, path string, out chan<- source.Batch) error {
 	defer f.Close()
 	// Closing the file wakes the poller, which is the only way to interrupt
 	// a RawConn.Read that is waiting for the next record.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
@@ -298,7 +300,44 @@ func TestDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{BootID: bootID, BootTime: bootTime, MaxBatch: 64})
+	t.Run("path", func(t *testing.T) {
+		testDevice(t, New(Config{BootID: bootID, BootTime: bootTime, MaxBatch: 64}), bootID, bootTime)
+	})
+	t.Run("inherited", func(t *testing.T) {
+		// As systemd hands it over: opened read-only once, by someone else.
+		f, err := os.Open("/dev/kmsg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		dev := &Device{f: f}
+		testDevice(t, New(Config{BootID: bootID, BootTime: bootTime, MaxBatch: 64, Device: dev}), bootID, bootTime)
+		// Both Runs above read duplicates of the inherited file, which is
+		// still open; a third Run with nothing saved starts again at the
+		// oldest record, as a fresh open would, and so sees the ring's first
+		// record even though the shared read position had passed it.
+		s := New(Config{BootID: bootID, BootTime: bootTime, MaxBatch: 64, Device: dev})
+		var firstSeq uint64
+		runDevice(t, s, source.Position{BootID: bootID}, func(b source.Batch) bool {
+			if firstSeq == 0 && len(b.Records) > 0 {
+				firstSeq = b.Records[0].Seq
+			}
+			return true
+		}, nil)
+		var oldest uint64
+		runDevice(t, New(Config{BootID: bootID, BootTime: bootTime, MaxBatch: 64}), source.Position{BootID: bootID}, func(b source.Batch) bool {
+			oldest = b.Records[0].Seq
+			return true
+		}, nil)
+		if firstSeq != oldest {
+			t.Errorf("inherited device's third Run started at seq %d, a fresh open at %d", firstSeq, oldest)
+		}
+	})
+}
+
+// testDevice checks that s reads a record injected into /dev/kmsg, and that
+// a second Run from the saved position delivers only what is newer.
+func testDevice(t *testing.T, s *Source, bootID string, bootTime time.Time) {
 
 	token := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
 	first := "nodehealthd-kmsg-test " + token + "-1"
@@ -345,6 +384,34 @@ func TestDevice(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		writeKmsg(t, "<3>"+second)
 	})
+}
+
+func TestInherited(t *testing.T) {
+	saved, err := unix.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = unix.Dup2(saved, 0)
+		unix.Close(saved)
+	}()
+	for _, c := range []struct {
+		path string
+		want bool
+	}{{"/dev/null", false}, {"/dev/kmsg", true}} {
+		f, err := os.Open(c.path)
+		if err != nil {
+			t.Skipf("cannot open %s: %v", c.path, err)
+		}
+		err = unix.Dup2(int(f.Fd()), 0)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Inherited() != nil; got != c.want {
+			t.Errorf("standard input %s: Inherited() found a kmsg device: %v, want %v", c.path, got, c.want)
+		}
+	}
 }
 
 // runDevice runs s on /dev/kmsg from saved, calls started once Run is
