@@ -18,6 +18,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/logging"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
+	"github.com/nodehealthd/nodehealthd/internal/source/kmsg"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -56,6 +57,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "privileged-helper" {
+		return runHelper(os.Args[2:])
+	}
 	fs := flag.NewFlagSet("nodehealthd", flag.ContinueOnError)
 	root := fs.String("root", "/", "host root: every host path is read under it (e.g. /.bottlerocket/rootfs)")
 	stateDir := fs.String("state-dir", "/var/lib/nodehealthd", "directory of the state file")
@@ -70,7 +74,7 @@ func run() int {
 		}
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: nodehealthd [flags]\n\nMonitors this node's kernel, container runtime, storage, networking and accelerators.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: nodehealthd [flags]\n       nodehealthd privileged-helper [--listen PATH]\n\nMonitors this node's kernel, container runtime, storage, networking and accelerators.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -96,6 +100,12 @@ func run() int {
 		ConfigPath: *configPath,
 		RulesDir:   *rulesDir,
 		Logger:     log,
+	}
+	if *root == "/" {
+		if dev := kmsg.Inherited(); dev != nil {
+			opts.KmsgDevice = dev
+			log.Info("reading the kernel log from the device systemd opened", "device", dev.Name())
+		}
 	}
 	switch *output {
 	case "text", "json":

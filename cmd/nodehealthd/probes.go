@@ -59,7 +59,7 @@ func setupProbes(e *env) error {
 
 // newProbeEnv is the real environment probes run in.
 func newProbeEnv(root string, log *slog.Logger, tags map[string]bool) *probe.Env {
-	return &probe.Env{Root: root, Log: log, Now: time.Now, Tags: tags, Run: probe.ExecRunner}
+	return &probe.Env{Root: root, Log: log, Now: time.Now, Tags: tags, Run: probe.ExecRunner, Privileged: privileged()}
 }
 
 // buildProbes builds every registered probe from the config's probes

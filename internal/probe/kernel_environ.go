@@ -49,43 +49,23 @@ func init() {
 // environment (typically Kubernetes service links in a namespace with
 // thousands of services) slows every exec and can hit ARG_MAX.
 func (p *largeEnvironmentProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
-	fs, err := hostProcFS(env)
-	if err != nil {
-		return nil, err
-	}
-	procs, err := fs.AllProcs()
+	procs, err := env.processes(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	var out []Result
 	for _, pr := range procs {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		vars, err := pr.Environ()
-		if err != nil {
-			// Exited since the listing, or a kernel thread: skip it.
-			continue
-		}
-		n := 0
-		for _, v := range vars {
-			if v != "" {
-				n++
-			}
-		}
-		if n <= p.threshold {
-			continue
-		}
-		comm, err := pr.Comm()
-		if err != nil {
+		// Environ is -1 for a process that exited since the listing or
+		// could not be read: skip it.
+		if pr.Environ <= p.threshold {
 			continue
 		}
 		out = append(out, Result{
 			Condition: finding.KernelReady, Reason: "LargeEnvironment", Severity: finding.Warning,
-			Message: fmt.Sprintf("PID %d has a higher than normal environment variable count at %d", pr.PID, n),
+			Message: fmt.Sprintf("PID %d has a higher than normal environment variable count at %d", pr.PID, pr.Environ),
 			// The command name keeps the key readable and makes a reused
 			// PID a different finding.
-			Key: strconv.Itoa(pr.PID) + "/" + comm,
+			Key: strconv.Itoa(pr.PID) + "/" + pr.Comm,
 		})
 	}
 	return out, nil

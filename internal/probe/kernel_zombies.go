@@ -10,7 +10,6 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/host"
 )
 
 // zombiesConfig is probes.zombies.
@@ -61,27 +60,13 @@ func init() {
 // must stay high on consecutive checks, and one check below the threshold
 // starts over.
 func (p *zombiesProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
-	fs, err := hostProcFS(env)
+	procs, err := env.processes(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	procs, err := fs.AllProcs()
-	if err != nil {
-		return nil, err
-	}
-	procRoot := host.Path(env.Root, "/proc")
 	zombies := 0
 	for _, pr := range procs {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		st, err := readProcStat(procRoot, pr.PID)
-		if err != nil {
-			// Exited since the listing (or unreadable): one process
-			// must not fail the whole count.
-			continue
-		}
-		if st.State == 'Z' {
+		if pr.State == "Z" {
 			zombies++
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/procfs"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/detector"
@@ -136,7 +135,7 @@ func (p *netIPAMD) Check(ctx context.Context, env *Env) ([]Result, error) {
 			p.pods, p.lastDown = pods, time.Time{}
 			return nil, nil
 		}
-		running, err = p.processRunning(env.Root)
+		running, err = p.processRunning(ctx, env)
 		if err != nil {
 			return nil, err
 		}
@@ -162,23 +161,15 @@ func (p *netIPAMD) Check(ctx context.Context, env *Env) ([]Result, error) {
 	return p.inconsistent(ctx, env)
 }
 
-// processRunning scans /proc for ipamd (comm is the executable's name cut
-// to 15 bytes; aws-k8s-agent fits).
-func (p *netIPAMD) processRunning(root string) (bool, error) {
-	fs, err := procfs.NewFS(host.Path(root, "/proc"))
-	if err != nil {
-		return false, err
-	}
-	procs, err := fs.AllProcs()
+// processRunning looks for ipamd among the host's processes (comm is the
+// executable's name cut to 15 bytes; aws-k8s-agent fits).
+func (p *netIPAMD) processRunning(ctx context.Context, env *Env) (bool, error) {
+	procs, err := env.processes(ctx, false)
 	if err != nil {
 		return false, err
 	}
 	for _, pr := range procs {
-		comm, err := pr.Comm()
-		if err != nil {
-			continue // exited while we looked
-		}
-		if strings.Contains(comm, p.process) {
+		if strings.Contains(pr.Comm, p.process) {
 			return true, nil
 		}
 	}

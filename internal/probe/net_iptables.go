@@ -106,7 +106,9 @@ func (p *netIPTables) Check(ctx context.Context, env *Env) ([]Result, error) {
 	ran := 0
 	var notFound error
 	for _, fam := range []struct{ cmd, label string }{{"iptables-save", "iptables"}, {"ip6tables-save", "ip6tables"}} {
-		b, err := netRun(ctx, env, p.timeout, fam.cmd)
+		cctx, cancel := context.WithTimeout(ctx, p.timeout)
+		b, err := env.command(cctx, fam.cmd)
+		cancel()
 		if err != nil {
 			if errors.Is(err, exec.ErrNotFound) {
 				notFound = err

@@ -63,6 +63,9 @@ type Env struct {
 	// Run executes a host command with a timeout and returns its stdout.
 	// Tests replace it; probes must not call exec directly.
 	Run func(ctx context.Context, name string, args ...string) ([]byte, error)
+	// Privileged, when set, does the reads the daemon's own sandbox does
+	// not allow; nil does them in-process.
+	Privileged Privileged
 }
 
 // Factory builds a probe from its config section (nil when absent). It

@@ -29,9 +29,11 @@ type ebsPerformanceConfig struct {
 	ExceededPerMinute time.Duration `yaml:"exceededPerMinute"`
 }
 
-// nvmeAdmin issues the two NVMe admin commands the probe needs. The ioctl
-// is behind it so that tests feed recorded identify data and log pages.
-type nvmeAdmin interface {
+// NVMeAdmin issues the two NVMe admin commands the EBS probe needs. The
+// ioctl is behind it so that tests feed recorded identify data and log
+// pages, and so that the systemd service, which lacks CAP_SYS_ADMIN, can
+// have the privileged helper issue them.
+type NVMeAdmin interface {
 	// IdentifyController returns the 4096-byte Identify Controller data.
 	IdentifyController(ctx context.Context, dev string) ([]byte, error)
 	// LogPage returns size bytes of log page lid.
@@ -41,7 +43,7 @@ type nvmeAdmin interface {
 type ebsPerformanceProbe struct {
 	probeInfo
 	perMinute time.Duration
-	admin     nvmeAdmin
+	admin     NVMeAdmin
 
 	mu sync.Mutex
 	// last is each volume's previous sample; the first sample of a volume
@@ -139,9 +141,13 @@ func init() {
 		for _, c := range ebsCounters {
 			reasons = append(reasons, c.reason)
 		}
+		var admin NVMeAdmin = ioctlNVMeAdmin{}
+		if env.Privileged != nil {
+			admin = env.Privileged
+		}
 		return &ebsPerformanceProbe{
 			probeInfo: probeInfo{"ebs-performance", reasons, cfg.Period},
-			perMinute: cfg.ExceededPerMinute, admin: ioctlNVMeAdmin{},
+			perMinute: cfg.ExceededPerMinute, admin: admin,
 		}, nil
 	})
 }

@@ -41,7 +41,7 @@ const (
 	nvmeIdentifyController = 0x01
 )
 
-// ioctlNVMeAdmin is the real nvmeAdmin. It needs CAP_SYS_ADMIN, as every
+// ioctlNVMeAdmin is the real NVMeAdmin. It needs CAP_SYS_ADMIN, as every
 // NVMe admin passthrough does. No NVMe EBS device exists where the tests
 // run, so this path is exercised on EC2 only.
 type ioctlNVMeAdmin struct{}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/host"
 )
 
 // ioDelaysConfig is probes.io-delays.
@@ -72,41 +71,32 @@ func init() {
 // delay accounting on: kernel.task_delayacct=1 or the delayacct boot
 // option; otherwise they stay 0 and nothing fires.)
 func (p *ioDelaysProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
-	fs, err := hostProcFS(env)
+	procs, err := env.processes(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	procs, err := fs.AllProcs()
-	if err != nil {
-		return nil, err
-	}
-	procRoot := host.Path(env.Root, "/proc")
 	cur := make(map[ioDelayKey]uint64, len(procs))
 	var out []Result
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pr := range procs {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		st, err := readProcStat(procRoot, pr.PID)
-		if err != nil {
-			// Exited since the listing, or unreadable: skip it.
+		if pr.State == "" {
+			// Its stat was unreadable: nothing to compare.
 			continue
 		}
-		k := ioDelayKey{pr.PID, st.Starttime}
-		cur[k] = st.BlkioTicks
+		k := ioDelayKey{pr.PID, pr.Starttime}
+		cur[k] = pr.BlkioTicks
 		prev, ok := p.last[k]
-		if !ok || st.BlkioTicks < prev || st.BlkioTicks-prev < p.threshold {
+		if !ok || pr.BlkioTicks < prev || pr.BlkioTicks-prev < p.threshold {
 			continue
 		}
-		delta := st.BlkioTicks - prev
+		delta := pr.BlkioTicks - prev
 		out = append(out, Result{
 			Condition: finding.StorageReady, Reason: "IODelays", Severity: finding.Warning,
 			// NMA's message shows the command in its stat parentheses
 			// ("Process (kworker/u8:2) …"); filters match on that.
-			Message: fmt.Sprintf("Process (%s) (PID %d) incurred %0.1f seconds of I/O delay", st.Comm, pr.PID, float64(delta)/clockTicksPerSecond),
-			Key:     strconv.Itoa(pr.PID) + "/" + st.Comm,
+			Message: fmt.Sprintf("Process (%s) (PID %d) incurred %0.1f seconds of I/O delay", pr.Comm, pr.PID, float64(delta)/clockTicksPerSecond),
+			Key:     strconv.Itoa(pr.PID) + "/" + pr.Comm,
 		})
 	}
 	// Only processes alive now are kept, so the map never outgrows the
