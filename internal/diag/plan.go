@@ -14,7 +14,7 @@ import (
 
 // journalUnits are the services whose journals go into the bundle: the
 // daemon itself and what its conditions are usually about.
-var journalUnits = []string{"nodehealthd", "kubelet", "containerd", "nodeadm-config", "nodeadm-run"}
+var journalUnits = []string{"nodehealthd", "nodehealthd-helper", "kubelet", "containerd", "nodeadm-config", "nodeadm-run"}
 
 // plan lists what a bundle holds, in the order it is collected: the
 // daemon's own view first, so that a short time limit still captures it.
