@@ -61,10 +61,11 @@ func bootContainer(t *testing.T, tarball string) *container {
 	// --register=no needs --keep-unit: there is no host systemd to ask
 	// for a scope. The host's kmsg ring is bound in. What the unit grants
 	// must exist in the container for the unit to pass it on: CAP_SYSLOG
-	// (kmsg under dmesg_restrict) and CAP_NET_ADMIN (iptables-save) are
-	// not in nspawn's default capability set, and nspawn blocks adjtimex
-	// (even the read-only call the clock-sync probe makes) without
-	// CAP_SYS_TIME, which the container does not get.
+	// (systemd opening kmsg for the daemon under dmesg_restrict) and
+	// CAP_NET_ADMIN (the helper's iptables-save) are not in nspawn's
+	// default capability set, and nspawn blocks adjtimex (even the
+	// read-only call timedated makes to answer the clock-sync probe)
+	// without CAP_SYS_TIME, which the container does not get.
 	c.cmd = exec.Command("systemd-nspawn", "-D", root, "--boot", "--register=no", "--keep-unit",
 		"--console=pipe", "-M", fmt.Sprintf("nhd-e2e-%d", os.Getpid()), "--bind=/dev/kmsg",
 		"--capability=CAP_SYSLOG,CAP_NET_ADMIN", "--system-call-filter=adjtimex")

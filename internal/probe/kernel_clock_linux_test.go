@@ -1,9 +1,18 @@
 package probe
 
 import (
+	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
+	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/prop"
 	"golang.org/x/sys/unix"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
@@ -70,5 +79,170 @@ func TestClockRealSyscall(t *testing.T) {
 	env := newFxTree(t).env()
 	if _, err := buildProbe(t, env, "clock-sync", "").Check(t.Context(), env); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// --- timedated over D-Bus first, adjtimex as the fallback ------------------
+
+const clockTimedatedMessage = "The kernel clock is not synchronized to any time source (timedated NTPSynchronized=false); " +
+	"time drift may break time-sensitive workloads"
+
+var errTimedateUnknown = godbus.Error{
+	Name: "org.freedesktop.DBus.Error.ServiceUnknown",
+	Body: []any{"The name org.freedesktop.timedate1 was not provided by any .service files"},
+}
+
+// timedatedProbe is a clock-sync probe whose timedate1 read answers
+// synced/err and whose adjtimex answers status/adjErr; adjCalls counts
+// the fallback's calls.
+func timedatedProbe(t *testing.T, env *Env, synced *bool, err *error, status *int32, adjErr *error, adjCalls *int) *clockSyncProbe {
+	p := buildProbe(t, env, "clock-sync", "").(*clockSyncProbe)
+	wantSocket := filepath.Join(env.Root, "run/dbus/system_bus_socket")
+	p.ntpSynchronized = func(ctx context.Context, socket string) (bool, error) {
+		if socket != wantSocket {
+			t.Errorf("timedate1 asked at %s, want %s", socket, wantSocket)
+		}
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("timedate1 read without a deadline")
+		}
+		return *synced, *err
+	}
+	adj := fakeAdjtimex(t, status, adjErr)
+	p.adjtimex = func(tx *unix.Timex) (int, error) { *adjCalls++; return adj(tx) }
+	return p
+}
+
+func TestClockTimedatedSynchronized(t *testing.T) {
+	env := newFxTree(t).env()
+	synced, err, status, adjErr, calls := true, error(nil), int32(unix.STA_UNSYNC), error(nil), 0
+	wantNone(t, mustCheck(t, timedatedProbe(t, env, &synced, &err, &status, &adjErr, &calls), env))
+	if calls != 0 {
+		t.Fatalf("adjtimex called %d times although timedate1 answered", calls)
+	}
+}
+
+func TestClockTimedatedUnsynchronized(t *testing.T) {
+	env := newFxTree(t).env()
+	synced, err, status, adjErr, calls := false, error(nil), int32(0), error(unix.EPERM), 0
+	p := timedatedProbe(t, env, &synced, &err, &status, &adjErr, &calls)
+	wantOne(t, mustCheck(t, p, env), finding.KernelReady, "ClockUnsynchronized", "", clockTimedatedMessage)
+	if calls != 0 {
+		t.Fatalf("adjtimex called %d times although timedate1 answered", calls)
+	}
+	recoverySteps(t, p, env, "ClockUnsynchronized", "", func() { synced = true })
+}
+
+func TestClockTimedatedUnavailableFallsBackToAdjtimex(t *testing.T) {
+	env := newFxTree(t).env()
+	synced, err, status, adjErr, calls := true, error(errTimedateUnknown), int32(unix.STA_UNSYNC|unix.STA_PLL), error(nil), 0
+	p := timedatedProbe(t, env, &synced, &err, &status, &adjErr, &calls)
+	wantOne(t, mustCheck(t, p, env), finding.KernelReady, "ClockUnsynchronized", "", clockMessage)
+	status = unix.STA_PLL
+	wantNone(t, mustCheck(t, p, env))
+	if calls != 2 {
+		t.Fatalf("adjtimex called %d times, want 2", calls)
+	}
+}
+
+func TestClockBothSourcesFailIsAnError(t *testing.T) {
+	env := newFxTree(t).env()
+	synced, err, status, adjErr, calls := false, error(errTimedateUnknown), int32(unix.STA_UNSYNC), error(unix.EPERM), 0
+	res, cerr := timedatedProbe(t, env, &synced, &err, &status, &adjErr, &calls).Check(t.Context(), env)
+	if cerr == nil || len(res) != 0 {
+		t.Fatalf("want an error and no result, got %v, %+v", cerr, res)
+	}
+	var dbusErr godbus.Error
+	if !errors.Is(cerr, unix.EPERM) || !errors.As(cerr, &dbusErr) || dbusErr.Name != errTimedateUnknown.Name {
+		t.Fatalf("want both causes wrapped, got %v", cerr)
+	}
+	if msg := cerr.Error(); !strings.HasPrefix(msg, "timedate1: ") || !strings.Contains(msg, "; adjtimex: ") {
+		t.Fatalf("want the error to name both sources, got %q", msg)
+	}
+}
+
+func TestClockCancelledCheckDoesNotFallBack(t *testing.T) {
+	env := newFxTree(t).env()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	synced, err, status, adjErr, calls := false, error(context.Canceled), int32(0), error(nil), 0
+	res, cerr := timedatedProbe(t, env, &synced, &err, &status, &adjErr, &calls).Check(ctx, env)
+	if !errors.Is(cerr, context.Canceled) || len(res) != 0 || calls != 0 {
+		t.Fatalf("want the cancellation, no result and no adjtimex; got %v, %+v, %d calls", cerr, res, calls)
+	}
+}
+
+// TestClockNoBusFallsBack runs the real timedate1 reader against a fixture
+// tree without a system bus socket.
+func TestClockNoBusFallsBack(t *testing.T) {
+	env := newFxTree(t).env()
+	status, adjErr := int32(unix.STA_UNSYNC), error(unix.EPERM)
+	_, cerr := clockProbe(t, env, &status, &adjErr).Check(t.Context(), env)
+	if cerr == nil || !errors.Is(cerr, fs.ErrNotExist) || !errors.Is(cerr, unix.EPERM) ||
+		!strings.Contains(cerr.Error(), "no system bus") {
+		t.Fatalf("want no-bus and adjtimex errors, got %v", cerr)
+	}
+}
+
+// TestClockOverRealDBus reads NTPSynchronized through the real D-Bus
+// client from a private dbus-daemon at <root>/run/dbus/system_bus_socket,
+// with a stand-in for systemd-timedated exported from this process.
+func TestClockOverRealDBus(t *testing.T) {
+	ft := newFxTree(t)
+	sock := startTestBus(t, ft.root)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	env := ft.env()
+	p := buildProbe(t, env, "clock-sync", "").(*clockSyncProbe) // the real timedate1 reader
+	status, adjErr, calls := int32(unix.STA_UNSYNC), error(nil), 0
+	adj := fakeAdjtimex(t, &status, &adjErr)
+	p.adjtimex = func(tx *unix.Timex) (int, error) { calls++; return adj(tx) }
+	check := func() []Result {
+		t.Helper()
+		res, err := p.Check(ctx, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+
+	// Nobody owns org.freedesktop.timedate1 yet: the bus answers
+	// ServiceUnknown and the probe falls back to adjtimex.
+	wantOne(t, check(), finding.KernelReady, "ClockUnsynchronized", "", clockMessage)
+	if calls != 1 {
+		t.Fatalf("adjtimex called %d times, want 1", calls)
+	}
+
+	conn, err := godbus.Dial("unix:path="+sock, godbus.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Hello(); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := conn.RequestName("org.freedesktop.timedate1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own org.freedesktop.timedate1: %v %v", reply, err)
+	}
+	props, err := prop.Export(conn, "/org/freedesktop/timedate1", prop.Map{
+		"org.freedesktop.timedate1": {
+			"NTPSynchronized": {Value: false, Writable: true, Emit: prop.EmitFalse},
+			"Timezone":        {Value: "UTC", Emit: prop.EmitFalse},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	status = 0 // adjtimex would now say synced: the answer must come from timedated
+	wantOne(t, check(), finding.KernelReady, "ClockUnsynchronized", "", clockTimedatedMessage)
+	props.SetMust("org.freedesktop.timedate1", "NTPSynchronized", true)
+	status = unix.STA_UNSYNC
+	wantNone(t, check())
+	if calls != 1 {
+		t.Fatalf("adjtimex called %d times, want only the one before timedated was on the bus", calls)
 	}
 }
