@@ -567,8 +567,16 @@ Restart=no
 		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) == "enabled" {
 			t.Errorf("still enabled after dpkg -r")
 		}
+		// No daemon and no privileged helper (same binary name), and the
+		// helper's socket is gone with the daemon (PartOf=).
 		if out, rc := c.try("pgrep -x nodehealthd"); rc != 1 {
 			t.Errorf("pgrep -x nodehealthd: exit %d (1 = no such process): %s", rc, out)
+		}
+		if out, _ := c.try("systemctl is-active nodehealthd-helper.socket"); strings.TrimSpace(out) == "active" {
+			t.Errorf("helper socket still active after dpkg -r")
+		}
+		if _, rc := c.try("test -e /run/nodehealthd-helper.sock"); rc == 0 {
+			t.Errorf("helper socket file left after dpkg -r")
 		}
 		c.sh("test -d /var/lib/nodehealthd") // removal keeps state
 		c.sh("dpkg -P nodehealthd")
