@@ -47,6 +47,9 @@ check "nodehealthd -version runs" /usr/bin/nodehealthd -version
 check "unit is enabled" systemctl is-enabled --quiet nodehealthd.service
 check "unit is not running during the bake" unit_not_running
 check "systemd-analyze verify nodehealthd.service" systemd-analyze verify --man=no nodehealthd.service
+# The privileged helper starts with the daemon through its socket (Wants=).
+check "systemd-analyze verify the privileged helper" \
+  systemd-analyze verify --man=no nodehealthd-helper.socket nodehealthd-helper.service
 check "nodehealthctl rules validate (image config)" \
   /usr/bin/nodehealthctl rules validate --config /etc/nodehealthd/config.yaml
 

@@ -236,6 +236,10 @@ func TestPackagedServiceUnderSystemd(t *testing.T) {
 			}
 			return ""
 		})
+		// The units as installed, as the AMI bake's validation checks them.
+		if out, rc := c.try("systemd-analyze verify --man=no nodehealthd.service nodehealthd-helper.socket nodehealthd-helper.service 2>&1"); rc != 0 {
+			t.Errorf("systemd-analyze verify: exit %d\n%s", rc, out)
+		}
 		st := c.sh("systemctl status nodehealthd --no-pager --lines=0")
 		t.Logf("systemctl status:\n%s", st)
 		// The host's kmsg ring is shared and read from its start, so a
