@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,20 +211,7 @@ func TestClockOverRealDBus(t *testing.T) {
 		t.Fatalf("adjtimex called %d times, want 1", calls)
 	}
 
-	conn, err := godbus.Dial("unix:path="+sock, godbus.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Hello(); err != nil {
-		t.Fatal(err)
-	}
-	if reply, err := conn.RequestName("org.freedesktop.timedate1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own org.freedesktop.timedate1: %v %v", reply, err)
-	}
+	conn := ownBusName(t, ctx, sock, "org.freedesktop.timedate1")
 	props, err := prop.Export(conn, "/org/freedesktop/timedate1", prop.Map{
 		"org.freedesktop.timedate1": {
 			"NTPSynchronized": {Value: false, Writable: true, Emit: prop.EmitFalse},

@@ -259,20 +259,7 @@ func TestRepeatedRestartOverRealDBus(t *testing.T) {
 	// Bounded: a misbehaving bus must fail the test, not hang the package.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := godbus.Dial("unix:path="+sock, godbus.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Hello(); err != nil {
-		t.Fatal(err)
-	}
-	if reply, err := conn.RequestName("org.freedesktop.systemd1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own org.freedesktop.systemd1: %v %v", reply, err)
-	}
+	conn := ownBusName(t, ctx, sock, "org.freedesktop.systemd1")
 	sd := &fakeSystemd{conn: conn, props: map[string]*prop.Properties{}}
 	sd.addService(t, "kubelet.service", 4)
 	sd.addService(t, "nvidia-persistenced.service", 0)
@@ -299,4 +286,25 @@ func TestRepeatedRestartOverRealDBus(t *testing.T) {
 		res[0].Message != `Systemd unit "kubelet.service" has restarted (NRestarts 4 -> 6)` {
 		t.Fatalf("got %+v", res)
 	}
+}
+
+// ownBusName connects to the test bus at sock and takes name on it, as the
+// service the probe talks to would; the connection closes with the test.
+func ownBusName(t *testing.T, ctx context.Context, sock, name string) *godbus.Conn {
+	t.Helper()
+	conn, err := godbus.Dial("unix:path="+sock, godbus.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Hello(); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := conn.RequestName(name, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own %s: %v %v", name, reply, err)
+	}
+	return conn
 }
