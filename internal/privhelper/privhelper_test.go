@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,5 +286,46 @@ func TestClientTimesOutOnAHungHelper(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("gave up after %v", d)
+	}
+}
+
+func TestConcurrencyIsBounded(t *testing.T) {
+	s, _ := testServer(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	running, peak := 0, 0
+	s.LookPath = func(name string) (string, error) {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return "", exec.ErrNotFound
+	}
+	c := serve(t, s)
+	const clients = 3 * maxConcurrent
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			_, err := c.Command(context.Background(), "iptables-save")
+			errs <- err
+		}()
+	}
+	// Let every client connect; only maxConcurrent may be in a request.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	got := running
+	mu.Unlock()
+	close(release)
+	for i := 0; i < clients; i++ {
+		if err := <-errs; !errors.Is(err, exec.ErrNotFound) {
+			t.Errorf("client %d: %v", i, err)
+		}
+	}
+	if got != maxConcurrent || peak != maxConcurrent {
+		t.Errorf("%d requests in progress at once (peak %d), want %d", got, peak, maxConcurrent)
 	}
 }

@@ -74,12 +74,23 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// A few requests at a time: the daemon makes one at a time per probe,
+	// and a misbehaving client must not make the helper scan /proc or run
+	// iptables-save hundreds of times in parallel. Connections beyond the
+	// limit wait in the listen backlog.
+	slots := make(chan struct{}, maxConcurrent)
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		c, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			<-slots
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
@@ -89,10 +100,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			s.handle(ctx, c)
 		}()
 	}
 }
+
+// maxConcurrent bounds the requests served at once.
+const maxConcurrent = 4
 
 // maxRequest bounds a request; real ones are under 200 bytes.
 const maxRequest = 4096
