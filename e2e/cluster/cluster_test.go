@@ -150,6 +150,24 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 		st := a.state()
 		return st != nil && len(st.Outbox) == 0, "outbox not empty"
 	})
+	// A repeat after a restart counts the same event up: the events a
+	// run sent are kept in the state file.
+	a.stop(syscall.SIGTERM)
+	a.start("--kubeconfig", kubeconfig)
+	a.connected(30 * time.Second)
+	kmsg("nhd-e2e-" + tok + " warn 001")
+	eventually(t, 5*time.Second, "repeat after restart counted up", func() (bool, string) {
+		evs := nodeEvents(t, c, node)
+		n, count := 0, int32(0)
+		for i := range evs {
+			if evs[i].Reason == "E2EKmsgWarning" && evs[i].Message == "warning 001" {
+				n++
+				count = evs[i].Count
+			}
+		}
+		return n == 1 && count == 2, fmt.Sprintf("%d events for warning 001, count %d; want one with count 2", n, count)
+	})
+
 	all := append(append([]time.Duration(nil), condLat...), eventLat...)
 	t.Logf("kmsg write → Node condition: p50 %v p99 %v max %v (n=%d)", percentile(condLat, .5), percentile(condLat, .99), percentile(condLat, 1), len(condLat))
 	t.Logf("kmsg write → Event:          p50 %v p99 %v max %v (n=%d)", percentile(eventLat, .5), percentile(eventLat, .99), percentile(eventLat, 1), len(eventLat))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,11 @@ const maxNamePrefix = 253 - 17
 
 // maxSent bounds the events remembered for counting up.
 const maxSent = 512
+
+// maxPersisted bounds the events kept in the state file for counting up
+// after a restart: the most recently written ones, which are those a
+// repeat is likely to hit. Every state commit writes them.
+const maxPersisted = 32
 
 // eventKey is what makes two Warning findings "the same event": client-go's
 // correlator uses the same fields (the object and source are always this
@@ -248,4 +254,43 @@ func newEvent(node string, uid types.UID, g *group, now time.Time) *corev1.Event
 func countPatch(count int32, last time.Time) []byte {
 	b, _ := json.Marshal(map[string]any{"count": count, "lastTimestamp": metav1.NewTime(last)})
 	return b
+}
+
+// snapshot returns the events to keep in the state file: the most
+// recently written ones still reusable, in a stable order.
+func (q *eventQueue) snapshot(now time.Time) []state.SentEvent {
+	var out []state.SentEvent
+	for k, s := range q.sent {
+		if now.Sub(s.written) > eventReuse {
+			continue
+		}
+		out = append(out, state.SentEvent{
+			Condition: k.condition, Reason: k.reason, Message: k.message,
+			Name: s.name, Count: s.count, First: s.first, Written: s.written, NodeUID: string(s.uid),
+		})
+	}
+	slices.SortFunc(out, func(a, b state.SentEvent) int {
+		if c := b.Written.Compare(a.Written); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	if len(out) > maxPersisted {
+		out = out[:maxPersisted]
+	}
+	return out
+}
+
+// restore takes back the events a previous run kept in the state file.
+func (q *eventQueue) restore(evs []state.SentEvent, now time.Time) {
+	for _, e := range evs {
+		if now.Sub(e.Written) > eventReuse || e.Name == "" {
+			continue
+		}
+		k := eventKey{condition: e.Condition, reason: e.Reason, message: e.Message}
+		if _, ok := q.sent[k]; ok {
+			continue // this run already wrote it again
+		}
+		q.remember(k, sentEvent{name: e.Name, count: e.Count, first: e.First, written: e.Written, uid: types.UID(e.NodeUID)}, now)
+	}
 }

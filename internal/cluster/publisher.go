@@ -326,6 +326,7 @@ func (w *worker) take() {
 	w.p.mu.Unlock()
 	if prior != nil {
 		w.events.droppedTotal += prior.EventsDropped
+		w.events.restore(prior.Events, time.Now())
 		w.hadLink = true
 	}
 	var drop []uint64
@@ -740,11 +741,12 @@ func (w *worker) report() {
 	l := state.ClusterLink{
 		Node: w.node, Connected: w.connected && w.api != nil, LastSuccess: w.lastSuccess, LastError: w.lastErr,
 		PendingWrites: pending, EventsDropped: w.events.droppedTotal,
+		Events: w.events.snapshot(time.Now()),
 	}
 	if w.creds != nil {
 		l.CredentialPath = w.creds.path
 	}
-	if w.linkSent && l == w.link {
+	if w.linkSent && l.Equal(w.link) {
 		return
 	}
 	w.link, w.linkSent = l, true

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -399,5 +400,48 @@ func TestEventQueueBoundsIdenticalFlood(t *testing.T) {
 	g := q.pending[0]
 	if len(q.pending) != 1 || g.count != 2500 || len(g.ids) != state.MaxOutbox || g.ids[0] != 501 {
 		t.Errorf("groups %d, count %d, ids %d from %d", len(q.pending), g.count, len(g.ids), g.ids[0])
+	}
+}
+
+// The events a run sent are kept in the state file (the cluster link), so
+// that after a restart a repeat of the same Warning counts the existing
+// event up rather than creating a second one; events older than the API
+// server keeps them are not.
+func TestPublisherCountsUpAfterRestart(t *testing.T) {
+	f := &fakeAPI{}
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	first, fb := start(t, Config{}, f)
+	first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0)}}})
+	var link state.ClusterLink
+	waitUntil(t, 2*time.Second, "event remembered in the link", func() bool {
+		link, _ = fb.last()
+		return len(link.Events) == 1
+	})
+	_, created, _ := f.snapshot()
+	if len(created) != 1 {
+		t.Fatalf("%d events created, want 1", len(created))
+	}
+	name := created[0].Name
+	if e := link.Events[0]; e.Name != name || e.Count != 1 || e.Reason != "SoftLockup" || e.Message != "stuck 22s" || e.NodeUID != "uid-1" {
+		t.Fatalf("remembered event %+v, want %s count 1", e, name)
+	}
+
+	// A new run (the first's memory is gone) starts from the saved link.
+	stale := state.SentEvent{Condition: finding.KernelReady, Reason: "SoftLockup", Message: "stuck 99s", Name: "node-1.old",
+		Count: 5, First: t0.Add(-2 * time.Hour), Written: time.Now().Add(-2 * time.Hour), NodeUID: "uid-1"}
+	link.Events = append(link.Events, stale)
+	second, fb2 := start(t, Config{}, f)
+	st := &state.State{Cluster: &link, Outbox: []state.Outbound{warning(2, "stuck 22s", t0.Add(time.Minute)), warning(3, "stuck 99s", t0.Add(time.Minute))}}
+	second.Publish(publish.Update{Conditions: conds("", t0), State: st})
+	waitUntil(t, 2*time.Second, "both repeats delivered", func() bool { _, a := fb2.last(); return len(a) == 2 })
+	_, created, ep := f.snapshot()
+	if len(ep[name]) != 1 || !strings.Contains(ep[name][0], `"count":2`) {
+		t.Errorf("repeat after restart: patches of %s %v, want one count-up to 2", name, ep[name])
+	}
+	if len(ep["node-1.old"]) != 0 {
+		t.Errorf("an event older than the API server keeps events was counted up: %v", ep["node-1.old"])
+	}
+	if len(created) != 2 || created[1].Message != "stuck 99s" {
+		t.Errorf("created %d events, want the first plus a new one for the stale repeat", len(created))
 	}
 }

@@ -169,7 +169,7 @@ func (d *Daemon) applyFeedback() {
 		d.st.Ack(acks...)
 		d.dirty = true
 	}
-	if link != nil && (d.st.Cluster == nil || *d.st.Cluster != *link) {
+	if link != nil && (d.st.Cluster == nil || !d.st.Cluster.Equal(*link)) {
 		d.st.Cluster = link
 		d.dirty = true
 	}

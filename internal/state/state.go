@@ -88,6 +88,33 @@ type ClusterLink struct {
 	// EventsDropped counts Warning findings never sent as events (per-reason
 	// rate limit, or too old to send), over the node's lifetime.
 	EventsDropped uint64 `json:"eventsDropped,omitempty"`
+	// Events are the Kubernetes events sent recently enough to be counted
+	// up when the same Warning repeats, so that a repeat after a restart
+	// patches the existing event instead of creating a second one.
+	Events []SentEvent `json:"events,omitempty"`
+}
+
+// Equal reports whether l and o say the same.
+func (l ClusterLink) Equal(o ClusterLink) bool {
+	return l.Node == o.Node && l.Connected == o.Connected && l.LastSuccess.Equal(o.LastSuccess) &&
+		l.LastError == o.LastError && l.PendingWrites == o.PendingWrites &&
+		l.CredentialPath == o.CredentialPath && l.EventsDropped == o.EventsDropped &&
+		slices.Equal(l.Events, o.Events)
+}
+
+// SentEvent is a Kubernetes event the cluster publisher created: the
+// finding fields that make a repeat "the same event", and the event.
+type SentEvent struct {
+	Condition string    `json:"condition"`
+	Reason    string    `json:"reason"`
+	Message   string    `json:"message"`
+	Name      string    `json:"name"`
+	Count     int32     `json:"count"`
+	First     time.Time `json:"first"`
+	Written   time.Time `json:"written"`
+	// NodeUID is the Node's UID when it was written: events of an earlier
+	// registration of the node are not counted up.
+	NodeUID string `json:"nodeUID"`
 }
 
 // New returns an empty state for a first start.
