@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,16 +19,31 @@ import (
 )
 
 // fakeAdmin records the NVMe commands it is asked for.
-type fakeAdmin struct{ calls []string }
+type fakeAdmin struct {
+	mu    sync.Mutex
+	calls []string
+}
 
 func (f *fakeAdmin) IdentifyController(_ context.Context, dev string) ([]byte, error) {
-	f.calls = append(f.calls, "identify "+dev)
+	f.record("identify " + dev)
 	return []byte("identify:" + dev), nil
 }
 
 func (f *fakeAdmin) LogPage(_ context.Context, dev string, lid uint8, size int) ([]byte, error) {
-	f.calls = append(f.calls, "log "+dev)
+	f.record("log " + dev)
 	return bytes.Repeat([]byte{lid}, size), nil
+}
+
+func (f *fakeAdmin) record(call string) {
+	f.mu.Lock()
+	f.calls = append(f.calls, call)
+	f.mu.Unlock()
+}
+
+func (f *fakeAdmin) seen() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
 }
 
 // serve starts a server on a real Unix socket and returns a client of it.
@@ -146,9 +162,18 @@ func TestCommands(t *testing.T) {
 	if err := os.WriteFile(failing, []byte("#!/bin/sh\necho 'ip6tables-save: no tables' >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The server calls LookPath on its own goroutines; the test swaps
+	// what it does and reads what it saw under mu.
+	var mu sync.Mutex
 	var looked []string
+	missing := false
 	s.LookPath = func(name string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		looked = append(looked, name)
+		if missing {
+			return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
+		}
 		switch name {
 		case "iptables-save":
 			return script, nil
@@ -172,19 +197,22 @@ func TestCommands(t *testing.T) {
 	}
 
 	// A command not in the allow list is refused before any lookup.
+	mu.Lock()
 	looked = nil
+	mu.Unlock()
 	for _, name := range []string{"sh", "../../bin/sh", "iptables-restore"} {
 		_, err := c.Command(ctx, name)
 		if err == nil || !strings.Contains(err.Error(), "is not one of") {
 			t.Errorf("command %q: %v, want refused", name, err)
 		}
 	}
+	mu.Lock()
 	if len(looked) > 0 {
 		t.Errorf("refused commands were looked up: %v", looked)
 	}
-
 	// A command the host lacks is exec.ErrNotFound for the probe.
-	s.LookPath = func(name string) (string, error) { return "", &exec.Error{Name: name, Err: exec.ErrNotFound} }
+	missing = true
+	mu.Unlock()
 	if _, err := c.Command(ctx, "iptables-save"); !errors.Is(err, exec.ErrNotFound) {
 		t.Errorf("missing command: %v, want exec.ErrNotFound", err)
 	}
@@ -215,26 +243,27 @@ func TestNVMe(t *testing.T) {
 			t.Errorf("log page %#x size %d: %v, want refused", page.lid, page.size, err)
 		}
 	}
-	if want := []string{"identify /dev/nvme1n1", "log /dev/nvme1n1"}; strings.Join(admin.calls, ",") != strings.Join(want, ",") {
-		t.Errorf("admin commands issued %v, want only %v", admin.calls, want)
+	if want := []string{"identify /dev/nvme1n1", "log /dev/nvme1n1"}; strings.Join(admin.seen(), ",") != strings.Join(want, ",") {
+		t.Errorf("admin commands issued %v, want only %v", admin.seen(), want)
 	}
 	// Not a block device (a character device, a regular file, a link).
 	for _, mode := range []fs.FileMode{fs.ModeDevice | fs.ModeCharDevice, 0, fs.ModeSymlink} {
-		s.lstat = func(string) (fs.FileInfo, error) { return fakeInfo{mode}, nil }
-		if _, err := c.IdentifyController(ctx, "/dev/nvme1n1"); err == nil || !strings.Contains(err.Error(), "not a block device") {
+		s2, _ := testServer(t)
+		s2.lstat = func(string) (fs.FileInfo, error) { return fakeInfo{mode}, nil }
+		if _, err := serve(t, s2).IdentifyController(ctx, "/dev/nvme1n1"); err == nil || !strings.Contains(err.Error(), "not a block device") {
 			t.Errorf("mode %v: %v, want refused", mode, err)
 		}
 	}
 }
 
 func TestRefusesOtherUsersAndBadRequests(t *testing.T) {
-	s, _ := testServer(t)
-	s.AllowUID = uint32(os.Getuid()) + 1
-	c := serve(t, s)
-	if _, err := c.Processes(context.Background(), false); err == nil || !strings.Contains(err.Error(), "is not allowed") {
+	other, _ := testServer(t)
+	other.AllowUID = uint32(os.Getuid()) + 1
+	if _, err := serve(t, other).Processes(context.Background(), false); err == nil || !strings.Contains(err.Error(), "is not allowed") {
 		t.Errorf("other peer: %v, want refused", err)
 	}
-	s.AllowUID = uint32(os.Getuid())
+	s, _ := testServer(t)
+	c := serve(t, s)
 	for _, raw := range []string{`{"op":"shell","command":"id"}`, `{"op":"processes","extra":1}`, `not json`} {
 		conn, err := net.Dial("unix", c.Socket)
 		if err != nil {
