@@ -123,14 +123,12 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 
 	rulesDir := filepath.Join(root, "rules.d")
 	write(t, filepath.Join(rulesDir, "crash.yaml"), rules)
-	stateDir := filepath.Join(t.TempDir(), "state")
 	argsFor := func(stateDir string) []string {
 		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", filepath.Join(root, "none.yaml"), "-o", "none",
 			// Host probes look at the real host too (the kernel clock is not
 			// under --root) and would add findings this test does not expect.
 			"--probes=false"}
 	}
-	args := argsFor(stateDir)
 
 	// Calibrate: how long does an uninterrupted run take on this machine?
 	// Kill delays are then drawn from a fraction of it, so that kills land
@@ -139,28 +137,31 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	full := timeFullRun(t, bin, argsFor(calDir), calDir)
 	t.Logf("an uninterrupted run takes %v", full.Round(time.Millisecond))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	kills, midStream := 0, 0
-	prevPos := ""
-	for kills < 30 {
-		cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
-		var logs bytes.Buffer
-		cmd.Stderr = &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(full/10 + time.Duration(rng.Int64N(int64(full/3))))
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
-		kills++
-		done, pos := progress(t, stateDir)
-		if pos != prevPos && done < total() && pos != "" {
-			midStream++
-		}
-		prevPos = pos
-		if done == total() && kills >= 10 {
+	// Each run gets at most about an eighth of the streams' work after its
+	// start-up, so that several kills land mid-stream before the streams
+	// are done. The machine's load may change after the calibration (other
+	// test packages run alongside); if too few kills landed mid-stream,
+	// start again from an empty state with shorter runs.
+	minDelay, window := full/10, full/8
+	var stateDir string
+	var kills, midStream int
+	for attempt := 1; ; attempt++ {
+		stateDir = filepath.Join(t.TempDir(), "state")
+		var finished bool
+		kills, midStream, finished = killRepeatedly(t, bin, argsFor(stateDir), stateDir, minDelay, window, rng)
+		if midStream >= 3 || attempt == 3 {
 			break
 		}
+		if finished {
+			// Runs did too much each: shorter ones.
+			window /= 2
+		} else {
+			// Runs were killed before they could commit: longer ones.
+			minDelay *= 2
+		}
+		t.Logf("attempt %d: %d kills, only %d mid-stream (streams finished: %v); again with delays %v + [0, %v)", attempt, kills, midStream, finished, minDelay, window)
 	}
+	args := argsFor(stateDir)
 	// A last run without interruption finishes the streams.
 	cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
 	var logs bytes.Buffer
@@ -238,6 +239,35 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	if active != fatalTokens {
 		t.Fatalf("%d active CrashFatal findings seen once each, want %d", active, fatalTokens)
 	}
+}
+
+// killRepeatedly starts the daemon on stateDir and SIGKILLs it after
+// minDelay plus a random part of window, at least 10 times and until the
+// streams are done (at most 30 times). It returns the kills, how many of
+// them came after progress and before the end of the streams, and whether
+// the streams were done.
+func killRepeatedly(t *testing.T, bin string, args []string, stateDir string, minDelay, window time.Duration, rng *rand.Rand) (kills, midStream int, finished bool) {
+	prevPos := ""
+	for kills < 30 {
+		cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(minDelay + time.Duration(rng.Int64N(int64(window))))
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		kills++
+		done, pos := progress(t, stateDir)
+		if pos != prevPos && done < total() && pos != "" {
+			midStream++
+		}
+		prevPos = pos
+		finished = done == total()
+		if finished && kills >= 10 {
+			break
+		}
+	}
+	return kills, midStream, finished
 }
 
 // timeFullRun runs the daemon until it has committed every test finding
