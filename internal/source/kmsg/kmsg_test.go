@@ -390,11 +390,14 @@ func testDevice(t *testing.T, s *Source, bootID string, bootTime time.Time) {
 }
 
 func TestInherited(t *testing.T) {
+	// Standard input is put back afterwards (or closed again, if the test
+	// binary was started without one).
 	saved, err := unix.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer func() {
+		if err != nil {
+			unix.Close(0)
+			return
+		}
 		_ = unix.Dup2(saved, 0)
 		unix.Close(saved)
 	}()
