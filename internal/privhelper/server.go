@@ -148,14 +148,18 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 
 // read checks the peer and decodes its request.
 func (s *Server) read(c net.Conn) (Request, error) {
+	// The request is read before a refused peer is told so: closing the
+	// connection with its request unread would make the peer's write fail
+	// (EPIPE) before it could read why.
 	var req Request
-	if err := s.checkPeer(c); err != nil {
-		return req, err
-	}
 	dec := json.NewDecoder(io.LimitReader(c, maxRequest))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, refusedError{fmt.Errorf("bad request: %w", err)}
+	derr := dec.Decode(&req)
+	if err := s.checkPeer(c); err != nil {
+		return Request{}, err
+	}
+	if derr != nil {
+		return req, refusedError{fmt.Errorf("bad request: %w", derr)}
 	}
 	return req, nil
 }
