@@ -430,6 +430,12 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 		t.Fatalf("cluster link during the outage: %+v", st.Cluster)
 	}
 	time.Sleep(time.Until(down.Add(60 * time.Second)))
+	// The state as it is before anything is delivered, to stage a lost
+	// acknowledgement below.
+	undelivered, err := os.ReadFile(filepath.Join(a.stateDir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.StartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
@@ -464,6 +470,32 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 		st := a.state()
 		return st != nil && len(st.Outbox) == 0 && st.Cluster != nil && st.Cluster.Connected && st.Cluster.PendingWrites == 0, fmt.Sprintf("%+v", st.Cluster)
 	})
+
+	// A crash that loses every acknowledgement after the API server took
+	// the events: the next run finds the same records in its outbox. They
+	// are the events already there, and must not become duplicates.
+	a.stop(syscall.SIGTERM)
+	write(t, filepath.Join(a.stateDir, "state.json"), string(undelivered))
+	a.start()
+	a.connected(30 * time.Second)
+	eventually(t, 10*time.Second, "records sent again after the lost acknowledgement", func() (bool, string) {
+		st := a.state()
+		return st != nil && len(st.Outbox) == 0, "outbox not drained"
+	})
+	var evs []corev1.Event
+	for _, e := range nodeEvents(t, c, node) {
+		if e.Reason == "E2ERuntimeHiccup" {
+			evs = append(evs, e)
+		}
+	}
+	blip, other := findEvent(evs, "E2ERuntimeHiccup", "runtime hiccup: blip"), findEvent(evs, "E2ERuntimeHiccup", "runtime hiccup: other")
+	if len(evs) != 2 || blip == nil || blip.Count != 3 || other == nil || other.Count != 1 {
+		var got []string
+		for _, e := range evs {
+			got = append(got, fmt.Sprintf("%s %q ×%d", e.Name, e.Message, e.Count))
+		}
+		t.Errorf("after a lost acknowledgement: events %v, want the same two with counts 3 and 1", got)
+	}
 	t.Logf("daemon peak RSS %.1f MiB", a.peak())
 }
 

@@ -26,8 +26,9 @@ const eventNamespace = metav1.NamespaceDefault
 // their last write (--event-ttl), so a later patch would only miss.
 const eventReuse = 50 * time.Minute
 
-// maxNamePrefix leaves room for ".<16 hex digits>" in a 253-character name.
-const maxNamePrefix = 253 - 17
+// maxNamePrefix leaves room for ".<16 hex digits>.<20 digits>" in a
+// 253-character name.
+const maxNamePrefix = 253 - 38
 
 // maxSent bounds the events remembered for counting up.
 const maxSent = 512
@@ -218,18 +219,36 @@ func (q *eventQueue) reusable(k eventKey, now time.Time) *sentEvent {
 	return s
 }
 
+// eventName names the event of group g after its oldest finding: its
+// detection time (as client-go's names carry a time, so events sort) and
+// the lowest finding ID. The outbox keeps both across a crash, so a group
+// sent again after a crash that lost the acknowledgement gets the same
+// name, and the API server's AlreadyExists tells that it was delivered.
+func eventName(node string, g *group) string {
+	return fmt.Sprintf("%s.%x.%d", namePrefix(node), g.first.UnixNano(), slices.Min(g.ids))
+}
+
+// uniqueEventName is client-go's naming, for when eventName is taken by an
+// event that is not this group's.
+func uniqueEventName(node string, now time.Time) string {
+	return fmt.Sprintf("%s.%x", namePrefix(node), now.UnixNano())
+}
+
+// namePrefix cuts a node name (up to 253 characters, as long as an event
+// name may be) to leave room for the suffix.
+func namePrefix(node string) string {
+	if len(node) > maxNamePrefix {
+		return node[:maxNamePrefix]
+	}
+	return node
+}
+
 // newEvent builds a core/v1 Event about the Node, the form `kubectl
 // describe node` and `kubectl get events` show.
-func newEvent(node string, uid types.UID, g *group, now time.Time) *corev1.Event {
-	// client-go's naming, so events sort by creation; a node name may be
-	// 253 characters, as long as an event name may be.
-	prefix := node
-	if len(prefix) > maxNamePrefix {
-		prefix = prefix[:maxNamePrefix]
-	}
+func newEvent(node string, uid types.UID, g *group, name string) *corev1.Event {
 	return &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", prefix, now.UnixNano()),
+			Name:      name,
 			Namespace: eventNamespace,
 		},
 		InvolvedObject: corev1.ObjectReference{

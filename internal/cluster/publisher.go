@@ -638,19 +638,44 @@ func (w *worker) sendEvent(ctx context.Context, g *group, now time.Time) error {
 		}
 		// Expired in the server: a new event carries the count from here.
 	}
-	var err error
-	for range 2 {
-		var ev *corev1.Event
-		ev, err = w.api.createEvent(ctx, newEvent(w.node, w.uid, g, time.Now()))
-		if apierrors.IsAlreadyExists(err) {
-			continue
+	name := eventName(w.node, g)
+	ev, err := w.api.createEvent(ctx, newEvent(w.node, w.uid, g, name))
+	if apierrors.IsAlreadyExists(err) {
+		var ours bool
+		if ours, err = w.adoptEvent(ctx, name, g, now); ours || err != nil {
+			return err
 		}
-		if err == nil {
-			w.events.remember(g.key, sentEvent{name: ev.Name, count: int32(g.count), first: g.first, written: now, uid: w.uid}, now)
-		}
-		break
+		ev, err = w.api.createEvent(ctx, newEvent(w.node, w.uid, g, uniqueEventName(w.node, time.Now())))
+	}
+	if err == nil {
+		w.events.remember(g.key, sentEvent{name: ev.Name, count: int32(g.count), first: g.first, written: now, uid: w.uid}, now)
 	}
 	return err
+}
+
+// adoptEvent handles an event name that already exists. It is normally
+// this group's own event, created before a crash lost the acknowledgement:
+// then its count is brought up to the group's (which holds every record
+// not acknowledged) and it is remembered, and the group is delivered. A
+// node identity may not get events, but it may patch them, and an empty
+// patch returns the event as it is.
+func (w *worker) adoptEvent(ctx context.Context, name string, g *group, now time.Time) (bool, error) {
+	ev, err := w.api.patchEvent(ctx, name, []byte("{}"))
+	if err != nil {
+		return false, err
+	}
+	if ev.Reason != g.key.reason || ev.Message != g.key.message || ev.InvolvedObject.UID != w.uid {
+		return false, nil
+	}
+	count := max(ev.Count, int32(g.count))
+	if count != ev.Count || !ev.LastTimestamp.Time.Equal(g.last.Truncate(time.Second)) {
+		if _, err := w.api.patchEvent(ctx, name, countPatch(count, g.last)); err != nil {
+			return false, err
+		}
+	}
+	w.events.remember(g.key, sentEvent{name: name, count: count, first: g.first, written: now, uid: w.uid}, now)
+	w.log.Info("event already in the API server (sent before a restart); counted, not sent again", "node", w.node, "event", name, "count", count)
+	return true, nil
 }
 
 // expireLocal keeps the outbox of a host without credentials bounded.

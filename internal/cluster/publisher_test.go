@@ -67,6 +67,12 @@ func (f *fakeAPI) createEvent(_ context.Context, ev *corev1.Event) (*corev1.Even
 		f.eventFails--
 		return nil, errors.New("connection refused")
 	}
+	for _, e := range f.created {
+		if e.Name == ev.Name {
+			return nil, apierrors.NewAlreadyExists(schema.GroupResource{Resource: "events"}, ev.Name)
+		}
+	}
+	ev = ev.DeepCopy()
 	f.created = append(f.created, ev)
 	return ev, nil
 }
@@ -78,6 +84,22 @@ func (f *fakeAPI) patchEvent(_ context.Context, name string, patch []byte) (*cor
 		f.eventPatches = map[string][]string{}
 	}
 	f.eventPatches[name] = append(f.eventPatches[name], string(patch))
+	// Enough of a strategic merge patch for the publisher's patches: an
+	// empty one returns the event, a count-up sets count.
+	for _, e := range f.created {
+		if e.Name == name {
+			var p struct {
+				Count *int32 `json:"count"`
+			}
+			if err := json.Unmarshal(patch, &p); err != nil {
+				return nil, err
+			}
+			if p.Count != nil {
+				e.Count = *p.Count
+			}
+			return e.DeepCopy(), nil
+		}
+	}
 	return &corev1.Event{}, nil
 }
 
@@ -443,5 +465,48 @@ func TestPublisherCountsUpAfterRestart(t *testing.T) {
 	}
 	if len(created) != 2 || created[1].Message != "stuck 99s" {
 		t.Errorf("created %d events, want the first plus a new one for the stale repeat", len(created))
+	}
+}
+
+// A crash after the API server created an event but before its
+// acknowledgement was saved: the next run sends the same records again.
+// The event's name comes from its oldest finding, so the API server says
+// it exists; the run counts that event up to the records waiting instead
+// of creating a duplicate.
+func TestPublisherAdoptsEventSentBeforeCrash(t *testing.T) {
+	f := &fakeAPI{}
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	first, _ := start(t, Config{}, f)
+	outbox := []state.Outbound{warning(7, "stuck 22s", t0), warning(8, "stuck 22s", t0.Add(time.Second))}
+	first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: outbox}})
+	waitUntil(t, 2*time.Second, "event created", func() bool { _, c, _ := f.snapshot(); return len(c) == 1 })
+	_, created, _ := f.snapshot()
+	name := created[0].Name
+	if !strings.HasSuffix(name, ".7") || created[0].Count != 2 {
+		t.Fatalf("event %s count %d: want a name ending in the oldest finding's ID 7, count 2", name, created[0].Count)
+	}
+
+	// The acknowledgements and the link never reached the state file; a
+	// new repeat came in meanwhile.
+	second, fb2 := start(t, Config{}, f)
+	outbox = append(outbox, warning(9, "stuck 22s", t0.Add(2*time.Second)))
+	second.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: outbox}})
+	waitUntil(t, 2*time.Second, "records acknowledged", func() bool { _, a := fb2.last(); return len(a) == 3 })
+	_, created, _ = f.snapshot()
+	if len(created) != 1 {
+		t.Fatalf("%d events created, want the one from before the crash only", len(created))
+	}
+	if created[0].Count != 3 {
+		t.Errorf("event count %d, want 3 (the three records, each counted once)", created[0].Count)
+	}
+
+	// An event of that name that is not this group's (another message)
+	// is left alone: the group gets an event of its own.
+	third, fb3 := start(t, Config{}, f)
+	third.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(7, "other text", t0)}}})
+	waitUntil(t, 2*time.Second, "record acknowledged", func() bool { _, a := fb3.last(); return len(a) == 1 })
+	_, created, _ = f.snapshot()
+	if len(created) != 2 || created[1].Message != "other text" || created[1].Name == name || created[0].Count != 3 {
+		t.Errorf("foreign event under the same name: %d events, the first's count %d", len(created), created[0].Count)
 	}
 }
