@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -122,17 +121,11 @@ func readNTPSynchronized(ctx context.Context, socket string) (bool, error) {
 	if _, err := os.Stat(socket); errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("no system bus: %w", err)
 	}
-	conn, err := godbus.Dial("unix:path="+socket, godbus.WithContext(ctx))
+	conn, err := dialSystemBus(ctx, socket)
 	if err != nil {
 		return false, fmt.Errorf("system bus %s: %w", socket, err)
 	}
 	defer conn.Close()
-	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		return false, fmt.Errorf("system bus %s: %w", socket, err)
-	}
-	if err := conn.Hello(); err != nil {
-		return false, fmt.Errorf("system bus %s: %w", socket, err)
-	}
 	var v godbus.Variant
 	err = conn.Object("org.freedesktop.timedate1", "/org/freedesktop/timedate1").
 		CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, "org.freedesktop.timedate1", "NTPSynchronized").

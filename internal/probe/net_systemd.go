@@ -3,8 +3,6 @@ package probe
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"sync"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -51,19 +49,7 @@ func (d *netDBusUnits) connect(ctx context.Context) (*sddbus.Conn, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
 	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
-		c, err := godbus.Dial("unix:path="+d.socket, godbus.WithContext(cctx))
-		if err != nil {
-			return nil, err
-		}
-		if err := c.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if err := c.Hello(); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return dialSystemBus(cctx, d.socket)
 	})
 	if !stop() {
 		// The check ended while connecting: the connection is gone.

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -189,19 +188,7 @@ type systemdRestarts struct{ conn *sddbus.Conn }
 // this process's uid.
 func dialSystemdRestarts(ctx context.Context, socket string) (serviceRestarts, error) {
 	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
-		c, err := godbus.Dial("unix:path="+socket, godbus.WithContext(ctx))
-		if err != nil {
-			return nil, err
-		}
-		if err := c.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if err := c.Hello(); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return dialSystemBus(ctx, socket)
 	})
 	if err != nil {
 		return nil, err
