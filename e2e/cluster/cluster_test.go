@@ -354,16 +354,7 @@ func TestOtherNodesStatusIsForbidden(t *testing.T) {
 			t.Errorf("daemon log lacks %q", want)
 		}
 	}
-	out, err := exec.Command(filepath.Join(testbin.Build(t), "nodehealthctl"), "status", "--state-dir", a.stateDir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nodehealthctl status: %v\n%s", err, out)
-	}
-	var line string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "Cluster:") {
-			line = l
-		}
-	}
+	line := statusClusterLine(t, a.stateDir)
 	if !strings.Contains(line, "disconnected as node "+other) || !strings.Contains(line, "forbidden") {
 		t.Errorf("nodehealthctl status cluster line: %q", line)
 	}
@@ -448,13 +439,7 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 		if cr == nil || cr.Status != corev1.ConditionFalse || !strings.Contains(cr.Message, "disk1") || !strings.Contains(cr.Message, "disk2") {
 			return false, fmt.Sprintf("condition %+v", cr)
 		}
-		// Host probes may add events of their own (e.g. ClockUnsynchronized).
-		var evs []corev1.Event
-		for _, e := range nodeEvents(t, c, node) {
-			if e.Reason == "E2ERuntimeHiccup" {
-				evs = append(evs, e)
-			}
-		}
+		evs := reasonEvents(t, c, node, "E2ERuntimeHiccup")
 		blip, other := findEvent(evs, "E2ERuntimeHiccup", "runtime hiccup: blip"), findEvent(evs, "E2ERuntimeHiccup", "runtime hiccup: other")
 		return blip != nil && blip.Count == 3 && other != nil && other.Count == 1 && len(evs) == 2, fmt.Sprintf("%d events", len(evs))
 	})
@@ -482,12 +467,7 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 		st := a.state()
 		return st != nil && len(st.Outbox) == 0, "outbox not drained"
 	})
-	var evs []corev1.Event
-	for _, e := range nodeEvents(t, c, node) {
-		if e.Reason == "E2ERuntimeHiccup" {
-			evs = append(evs, e)
-		}
-	}
+	evs := reasonEvents(t, c, node, "E2ERuntimeHiccup")
 	blip, other := findEvent(evs, "E2ERuntimeHiccup", "runtime hiccup: blip"), findEvent(evs, "E2ERuntimeHiccup", "runtime hiccup: other")
 	if len(evs) != 2 || blip == nil || blip.Count != 3 || other == nil || other.Count != 1 {
 		var got []string
@@ -977,13 +957,7 @@ func TestKubeconfigAppearsLater(t *testing.T) {
 		return e.Message == "runtime hiccup: early" && e.InvolvedObject.UID == n.UID
 	})
 	a.connected(5 * time.Second)
-	out, _ = exec.Command(filepath.Join(testbin.Build(t), "nodehealthctl"), "status", "--state-dir", a.stateDir).CombinedOutput()
-	var line string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "Cluster:") {
-			line = l
-		}
-	}
+	line := statusClusterLine(t, a.stateDir)
 	if !strings.Contains(line, "connected as node "+node) || !strings.Contains(line, "0 pending writes") {
 		t.Errorf("nodehealthctl status: %q", line)
 	}

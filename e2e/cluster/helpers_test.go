@@ -434,6 +434,34 @@ func nodeEvents(t *testing.T, c *kubetest.Cluster, node string) []corev1.Event {
 	return l.Items
 }
 
+// reasonEvents lists the events about a node with this reason (host
+// probes may add events of their own, e.g. ClockUnsynchronized).
+func reasonEvents(t *testing.T, c *kubetest.Cluster, node, reason string) []corev1.Event {
+	t.Helper()
+	var out []corev1.Event
+	for _, e := range nodeEvents(t, c, node) {
+		if e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// statusClusterLine is the "Cluster:" line of nodehealthctl status.
+func statusClusterLine(t *testing.T, stateDir string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(testbin.Build(t), "nodehealthctl"), "status", "--state-dir", stateDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nodehealthctl status: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Cluster:") {
+			return l
+		}
+	}
+	return ""
+}
+
 func findEvent(evs []corev1.Event, reason, message string) *corev1.Event {
 	for i := range evs {
 		if evs[i].Reason == reason && evs[i].Message == message {
