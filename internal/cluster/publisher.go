@@ -9,6 +9,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,36 +125,17 @@ var (
 
 // New checks cfg and returns a Publisher; nothing happens until Start.
 func New(cfg Config) (*Publisher, error) {
-	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.Debounce == 0 {
-		cfg.Debounce = DefaultDebounce
-	}
-	if cfg.DiscoverInterval == 0 {
-		cfg.DiscoverInterval = DefaultDiscoverInterval
-	}
-	if cfg.WriteBurst == 0 {
-		cfg.WriteBurst = DefaultWriteBurst
-	}
-	if cfg.WritesPerMinute == 0 {
-		cfg.WritesPerMinute = DefaultWritesPerMinute
-	}
-	if cfg.EventBurst == 0 {
-		cfg.EventBurst = DefaultEventBurst
-	}
-	if cfg.EventsPerMinute == 0 {
-		cfg.EventsPerMinute = DefaultEventsPerMinute
-	}
-	if cfg.MaxEventsPerReason == 0 {
-		cfg.MaxEventsPerReason = DefaultMaxEventsPerReason
-	}
-	if cfg.Root == "" {
-		cfg.Root = "/"
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = Component
-	}
+	// Zero means the default.
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.Debounce = cmp.Or(cfg.Debounce, DefaultDebounce)
+	cfg.DiscoverInterval = cmp.Or(cfg.DiscoverInterval, DefaultDiscoverInterval)
+	cfg.WriteBurst = cmp.Or(cfg.WriteBurst, DefaultWriteBurst)
+	cfg.WritesPerMinute = cmp.Or(cfg.WritesPerMinute, DefaultWritesPerMinute)
+	cfg.EventBurst = cmp.Or(cfg.EventBurst, DefaultEventBurst)
+	cfg.EventsPerMinute = cmp.Or(cfg.EventsPerMinute, DefaultEventsPerMinute)
+	cfg.MaxEventsPerReason = cmp.Or(cfg.MaxEventsPerReason, DefaultMaxEventsPerReason)
+	cfg.Root = cmp.Or(cfg.Root, "/")
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, Component)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
