@@ -6,7 +6,7 @@
 //
 // Collection never stops at a failure: a missing command, a non-zero exit or
 // a timeout is recorded in errors.txt and manifest.json and the next item is
-// collected. Every byte written passes through Redact, so private keys and
+// collected. Every byte written passes through redact.Bytes, so private keys and
 // credentials do not leave the node even when they turn up in a log.
 package diag
 
@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/redact"
 )
 
 // Runner runs a host command and returns its output (stdout, then stderr).
@@ -278,7 +279,7 @@ func (c *collector) collect(it item) error {
 		data = b
 	}
 	if it.kubeconfig && len(data) > 0 {
-		if red, n, err := RedactKubeconfig(data); err == nil {
+		if red, n, err := redact.Kubeconfig(data); err == nil {
 			data, e.Redactions = red, n
 		} else {
 			// Not YAML (truncated, corrupt): the final scan still applies.
@@ -295,7 +296,7 @@ func (c *collector) collect(it item) error {
 // write adds one file to the bundle after the final secret scan, and
 // records it.
 func (c *collector) write(name string, data []byte, e *Entry) error {
-	data, n := Redact(data)
+	data, n := redact.Bytes(data)
 	e.Path, e.Bytes, e.Redactions = name, len(data), e.Redactions+n
 	if name != "manifest.json" && name != "errors.txt" {
 		c.record(*e)

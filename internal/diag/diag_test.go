@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/redact"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -344,7 +344,7 @@ func TestCollectBundle(t *testing.T) {
 	}
 
 	kc := string(files["kubernetes/kubeconfig"])
-	for _, keep := range []string{"server: https://0123456789ABCDEF.gr7.us-west-2.eks.amazonaws.com", "command: aws", "AWS_PROFILE", "node-profile", f.cert, Redacted} {
+	for _, keep := range []string{"server: https://0123456789ABCDEF.gr7.us-west-2.eks.amazonaws.com", "command: aws", "AWS_PROFILE", "node-profile", f.cert, redact.Redacted} {
 		if !strings.Contains(kc, keep) {
 			t.Errorf("redacted kubeconfig lost %q:\n%s", keep, kc)
 		}
@@ -399,40 +399,5 @@ func TestCollectTimeLimit(t *testing.T) {
 	errs := string(files["errors.txt"])
 	if !strings.Contains(errs, "collection time limit") || !strings.Contains(errs, "dmesg -T: not collected") {
 		t.Errorf("errors.txt does not list what the time limit left out:\n%s", errs)
-	}
-}
-
-func TestRedact(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"token: abc.def", "token: [REDACTED]"},
-		{`{"token":"abc","id":1}`, `{"token":"[REDACTED]","id":1}`},
-		{`aws_secret_access_key = wJalrXUt`, `aws_secret_access_key = [REDACTED]`},
-		{"PASSWORD=x y", "PASSWORD=[REDACTED] y"},
-		{"- name: GITHUB_TOKEN\n  value: ghp_abc\n", "- name: GITHUB_TOKEN\n  value: [REDACTED]\n"},
-		{`{"name": "DB_PASSWORD", "value": "pw"}`, `{"name": "DB_PASSWORD", "value": "[REDACTED]"}`},
-		{"Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [REDACTED]"},
-		{"aws key AKIAIOSFODNN7EXAMPLE used", "aws key [REDACTED] used"},
-		// Not secrets: left alone.
-		{"tokens: 5", "tokens: 5"},
-		{"kernel.pid_max = 4194304", "kernel.pid_max = 4194304"},
-		{"Basic authentication failed", "Basic authentication failed"},
-		{"key: nvme1n1", "key: nvme1n1"},
-		{"certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"},
-	} {
-		got, _ := Redact([]byte(c.in))
-		if string(got) != c.want {
-			t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-	key := ecKeyPEM(t)
-	in := fmt.Sprintf("before\n%safter\nb64 %s end", key, base64.StdEncoding.EncodeToString(key))
-	got, n := Redact([]byte(in))
-	if want := "before\n[REDACTED PRIVATE KEY]\nafter\nb64 [REDACTED] end"; string(got) != want || n != 2 {
-		t.Errorf("Redact(keys) = %q (%d), want %q (2)", got, n, want)
-	}
-	// A key cut off by a size limit is redacted to the end.
-	got, _ = Redact(key[:len(key)/2])
-	if string(got) != "[REDACTED PRIVATE KEY]" {
-		t.Errorf("truncated key: %q", got)
 	}
 }

@@ -1,4 +1,8 @@
-package diag
+// Package redact removes credentials and private keys from text that leaves
+// the daemon's trust boundary: diagnostics bundles, credential plugin
+// output, finding messages. It errs on the side of redacting: a harmless
+// value lost costs less than a leaked credential.
+package redact
 
 import (
 	"bytes"
@@ -44,9 +48,9 @@ var secretPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b`),
 }
 
-// Redact removes private keys and credentials from b. It returns the
+// Bytes removes private keys and credentials from b. It returns the
 // redacted bytes and how many secrets it replaced.
-func Redact(b []byte) ([]byte, int) {
+func Bytes(b []byte) ([]byte, int) {
 	n := 0
 	b = pemPrivateKey.ReplaceAllFunc(b, func([]byte) []byte {
 		n++
@@ -108,12 +112,12 @@ var kubeconfigSecretKey = regexp.MustCompile(`(?i)(token|secret|password|key-dat
 
 var envSecretName = regexp.MustCompile(`(?i)(token|secret|key|password)`)
 
-// RedactKubeconfig replaces credentials in a kubeconfig (YAML or JSON)
+// Kubeconfig replaces credentials in a kubeconfig (YAML or JSON)
 // while keeping its structure, so that server, CA, user names and the exec
 // plugin's command remain readable. File references (tokenFile,
 // client-key) are paths, not secrets, and are kept. It fails on input that
-// is not YAML; the caller then falls back to Redact alone.
-func RedactKubeconfig(b []byte) ([]byte, int, error) {
+// is not YAML; the caller then falls back to Bytes alone.
+func Kubeconfig(b []byte) ([]byte, int, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, 0, err
@@ -155,4 +159,10 @@ func RedactKubeconfig(b []byte) ([]byte, int, error) {
 		return nil, 0, err
 	}
 	return out, n, nil
+}
+
+// String is Bytes for a string.
+func String(s string) string {
+	b, _ := Bytes([]byte(s))
+	return string(b)
 }
