@@ -42,7 +42,8 @@ func cmdClear(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodehealthctl clear: no state in %s\n", c.stateDir)
 		return 1
 	case errors.Is(err, state.ErrLocked):
-		// The daemon runs: hand it the request and wait for it.
+		// The daemon runs: hand it the request and wait for it. It removes
+		// the file once a state that includes the clear is on disk.
 		path, err := state.SubmitRequest(c.stateDir, state.Request{Clear: &clr}, time.Now())
 		if err != nil {
 			fmt.Fprintf(stderr, "nodehealthctl clear: %v\n", err)
@@ -55,6 +56,11 @@ func cmdClear(args []string, stdout, stderr io.Writer) int {
 				return 0
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		if live, err := state.QueryLive(c.stateDir, liveTimeout); err == nil && live.Unsaved != nil {
+			fmt.Fprintf(stderr, "nodehealthctl clear: the daemon cannot write its state (%s) since %s, so it has not confirmed the clear within %s; "+
+				"it stays queued in %s until a write that includes it succeeds\n", live.Unsaved.Err, stamp(live.Unsaved.Since, time.Now()), *wait, path)
+			return 1
 		}
 		fmt.Fprintf(stderr, "nodehealthctl clear: the daemon has not applied the request within %s; it stays queued in %s\n", *wait, path)
 		return 1

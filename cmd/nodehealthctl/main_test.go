@@ -155,10 +155,9 @@ func TestClearIsHandedToARunningDaemon(t *testing.T) {
 	done := make(chan *state.Request, 1)
 	go func() {
 		for i := 0; i < 100; i++ {
-			names, reqs := s.PendingRequests()
-			if len(names) > 0 {
-				s.DoneRequest(names[0])
-				done <- reqs[0]
+			if reqs := s.PendingRequests(time.Now()); len(reqs) > 0 {
+				s.DoneRequest(reqs[0].Name)
+				done <- reqs[0].Request
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -176,3 +175,38 @@ func TestClearIsHandedToARunningDaemon(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// status asks the running daemon what its state file cannot say: that it
+// is not being written.
+func TestStatusShowsAStateNotPersisted(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	st := state.New("boot-1", now)
+	writeState(t, dir, st)
+	if rc, out, _ := ctl(t, "", "status", "--state-dir", dir); rc != 0 || !strings.Contains(out, "Daemon: not running") {
+		t.Fatalf("status without a daemon: rc %d\n%s", rc, out)
+	}
+	s, _, err := state.Open(dir, "boot-1", now, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetLive(state.Live{PID: 4242, Unsaved: &state.SaveFailure{Since: now.Add(-time.Minute), Err: "write state: no space left on device", Failures: 3}})
+	rc, out, errs := ctl(t, "", "status", "--state-dir", dir)
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errs)
+	}
+	first := strings.SplitN(out, "\n", 2)[0]
+	for _, want := range []string{"pid 4242", "STATE NOT PERSISTED", "no space left on device", "3 failed writes"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first line of status lacks %q:\n%s", want, out)
+		}
+	}
+	rc, out, _ = ctl(t, "", "status", "-o", "json", "--state-dir", dir)
+	var v struct {
+		Daemon *state.Live `json:"daemon"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); rc != 0 || err != nil || v.Daemon == nil || v.Daemon.Unsaved == nil || v.Daemon.Unsaved.Failures != 3 {
+		t.Fatalf("status -o json: rc %d err %v\n%s", rc, err, out)
+	}
+}

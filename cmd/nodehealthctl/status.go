@@ -25,7 +25,15 @@ type statusView struct {
 	RecentWarnings   []finding.Finding     `json:"recentWarnings"`
 	Lost             map[string]uint64     `json:"lost,omitempty"`
 	Cluster          *state.ClusterLink    `json:"cluster,omitempty"`
+	// Daemon is what the running daemon says about itself; nil when none
+	// answers (not running, or in another network namespace).
+	Daemon          *state.Live        `json:"daemon,omitempty"`
+	LastSaveFailure *state.SaveFailure `json:"lastSaveFailure,omitempty"`
 }
+
+// liveTimeout bounds the question to the daemon: status must answer even
+// when the daemon is wedged.
+const liveTimeout = time.Second
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	var c common
@@ -33,18 +41,22 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if rc := parse(fl, args, &c); rc >= 0 {
 		return rc
 	}
+	live, _ := state.QueryLive(c.stateDir, liveTimeout)
 	st, err := state.Read(c.stateDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(stderr, "nodehealthctl status: no state in %s: nodehealthd has not run on this node yet (or uses another --state-dir)\n", c.stateDir)
-		return 1
-	}
 	if err != nil {
-		fmt.Fprintf(stderr, "nodehealthctl status: %s: %v\n", filepath.Join(c.stateDir, state.FileName), err)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(stderr, "nodehealthctl status: no state in %s: nodehealthd has not run on this node yet (or uses another --state-dir)\n", c.stateDir)
+		} else {
+			fmt.Fprintf(stderr, "nodehealthctl status: %s: %v\n", filepath.Join(c.stateDir, state.FileName), err)
+		}
+		if live != nil {
+			fmt.Fprintf(stderr, "nodehealthctl status: %s\n", daemonLine(live, time.Now()))
+		}
 		return 1
 	}
 	now := time.Now()
 	v := statusView{UpdatedAt: st.UpdatedAt, BootID: st.BootID, Active: st.Active, Lost: st.Lost, Cluster: st.Cluster,
-		WarningsLastHour: st.WarningsSince(now.Add(-time.Hour))}
+		WarningsLastHour: st.WarningsSince(now.Add(-time.Hour)), Daemon: live, LastSaveFailure: st.LastSaveFailure}
 	for _, t := range finding.Conditions {
 		if cond, ok := st.Conditions[t]; ok {
 			v.Conditions = append(v.Conditions, cond)
@@ -68,7 +80,25 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// daemonLine says whether a daemon runs and whether it writes its state.
+func daemonLine(l *state.Live, now time.Time) string {
+	if l == nil {
+		return "Daemon: not running (or not reachable from this network namespace)"
+	}
+	if u := l.Unsaved; u != nil {
+		return fmt.Sprintf("Daemon: running (pid %d), STATE NOT PERSISTED since %s (%d failed writes, last: %s). "+
+			"It keeps detecting and publishing from memory; this file is older than what it publishes (see journalctl -u nodehealthd and the Node's conditions)",
+			l.PID, stamp(u.Since, now), u.Failures, u.Err)
+	}
+	return fmt.Sprintf("Daemon: running (pid %d)", l.PID)
+}
+
 func printStatus(w io.Writer, v statusView, now time.Time) {
+	// A state that is not being written changes what everything below
+	// means: say so first.
+	if v.Daemon != nil && v.Daemon.Unsaved != nil {
+		fmt.Fprintf(w, "%s\n\n", daemonLine(v.Daemon, now))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONDITION\tSTATUS\tREASON\tSINCE\tMESSAGE")
 	for _, c := range v.Conditions {
@@ -105,6 +135,10 @@ func printStatus(w io.Writer, v statusView, now time.Time) {
 		fmt.Fprintf(w, "Records lost from %s: %d\n", src, n)
 	}
 	fmt.Fprintf(w, "State updated %s (boot %s)\n", stamp(v.UpdatedAt, now), v.BootID)
+	if f := v.LastSaveFailure; f != nil {
+		fmt.Fprintf(w, "State was not persisted from %s to %s (%d failed writes, last: %s)\n", stamp(f.Since, now), stamp(f.Until, now), f.Failures, f.Err)
+	}
+	fmt.Fprintln(w, daemonLine(v.Daemon, now))
 }
 
 func stamp(t, now time.Time) string {

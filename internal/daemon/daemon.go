@@ -95,10 +95,14 @@ type Daemon struct {
 	bootTime time.Time
 
 	changes state.Changes
-	dirty   bool
-	buf     []finding.Finding
-	stats   publish.Stats
-	events  chan detectorEvent
+	// dirty means the state in memory differs from the state file;
+	// condChanged that the conditions changed since publishers last saw
+	// them (kept across failed saves, so no change goes unpublished).
+	dirty       bool
+	condChanged bool
+	buf         []finding.Finding
+	stats       publish.Stats
+	events      chan detectorEvent
 
 	// feedback from publishers, applied by the pipeline goroutine.
 	fbMu sync.Mutex
@@ -109,6 +113,20 @@ type Daemon struct {
 	// fbKick wakes the pipeline so that feedback reaches the state file
 	// (and nodehealthctl status) promptly rather than at the next tick.
 	fbKick chan struct{}
+
+	// unsaved is the running episode of failed state saves (nil while the
+	// file is written); no save is tried before saveRetry. persistReason
+	// is the reason of the finding raised for the episode.
+	unsaved       *state.SaveFailure
+	saveRetry     time.Time
+	saveBackoff   time.Duration
+	persistReason string
+	// applied are request files applied in memory; each is deleted once a
+	// save that includes it succeeds, so that nodehealthctl clear never
+	// reports a clear that a restart would forget.
+	applied map[string]bool
+	// fatal stops the daemon: another process took its state directory.
+	fatal error
 }
 
 type detectorEvent struct {
@@ -200,7 +218,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.NewSources == nil {
 		opts.NewSources = DefaultSources
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, events: make(chan detectorEvent, 1024), fbKick: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, log: opts.Logger, events: make(chan detectorEvent, 1024), fbKick: make(chan struct{}, 1), applied: map[string]bool{}}
 	d.resetStats()
 	return d.run(ctx)
 }
@@ -238,12 +256,14 @@ func (d *Daemon) run(ctx context.Context) error {
 			s.Start(ctx, d)
 		}
 	}
-	d.commit(now)
-
+	// Watch before the first commit: whoever waits for the state file to
+	// appear may change rules right away and expects that to be seen.
 	reloadCh := make(chan os.Signal, 1)
 	signal.Notify(reloadCh, syscall.SIGHUP)
 	defer signal.Stop(reloadCh)
 	watchCh, requestCh := d.watchFiles(ctx)
+	d.replay()
+	d.commit(now)
 
 	gen := 0
 	var batches chan source.Batch
@@ -285,6 +305,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	var deferred <-chan time.Time
 	defer tick.Stop()
 	for {
+		if d.fatal != nil {
+			return d.fatal
+		}
 		select {
 		case <-ctx.Done():
 			d.commit(time.Now())
@@ -496,20 +519,18 @@ func (d *Daemon) housekeeping(now time.Time) {
 		d.dirty = true
 	}
 	d.engine.Expire(now)
-	names, reqs := d.store.PendingRequests()
-	for i, r := range reqs {
-		switch {
-		case r == nil:
-			d.log.Warn("ignoring unreadable request file", "file", names[i])
-		case r.Clear != nil:
-			n := d.st.Clear(*r.Clear, now, &d.changes)
-			d.log.Info("operator clear", "reason", r.Clear.Reason, "key", r.Clear.Key, "cleared", n)
-			d.dirty = true
-		}
+	d.requests(now)
+	if recreated, err := d.store.Check(); err != nil {
+		d.stop(err)
+	} else if recreated {
+		d.dirty = true
 	}
 	d.commit(now)
-	for _, n := range names {
-		d.store.DoneRequest(n)
+	if d.unsaved == nil && !d.dirty {
+		for name := range d.applied {
+			d.store.DoneRequest(name)
+			delete(d.applied, name)
+		}
 	}
 	for _, p := range d.opts.Publishers {
 		if t, ok := p.(publish.Ticker); ok {
@@ -518,8 +539,33 @@ func (d *Daemon) housekeeping(now time.Time) {
 	}
 }
 
+// requests applies the operator's queued requests in memory, each once;
+// housekeeping deletes them after the state that includes them is saved.
+func (d *Daemon) requests(now time.Time) {
+	for _, r := range d.store.PendingRequests(now) {
+		switch {
+		case r.Err != nil:
+			d.log.Warn("refusing a request file", "file", r.Name, "err", r.Err)
+			d.store.DoneRequest(r.Name)
+		case d.applied[r.Name]:
+		case r.Request.Clear != nil:
+			n := d.st.Clear(*r.Request.Clear, now, &d.changes)
+			d.log.Info("operator clear", "reason", r.Request.Clear.Reason, "key", r.Request.Clear.Key, "cleared", n)
+			d.applied[r.Name] = true
+			d.dirty = true
+		}
+	}
+}
+
+func (d *Daemon) stop(err error) {
+	if d.fatal == nil {
+		d.fatal = fmt.Errorf("stopping: %w", err)
+	}
+}
+
 // commit saves the state and then tells the publishers; it is the only
-// place state reaches disk.
+// place state reaches disk. When the state file cannot be written the
+// publishers are told anyway (see persist).
 func (d *Daemon) commit(now time.Time) {
 	d.applyFeedback()
 	if !d.dirty && d.changes.Empty() {
@@ -527,23 +573,55 @@ func (d *Daemon) commit(now time.Time) {
 	}
 	w, _ := d.engine.Windows()
 	d.st.Windows = w
-	condChanged := d.st.UpdateConditions(d.cfg.Monitored(d.acc != condition.NoAccelerator), d.acc, now)
-	saveStart := time.Now()
-	if err := d.store.Save(d.st, now); err != nil {
-		// Keep running: the findings are in memory and the next commit
-		// retries; positions not yet saved are simply re-read after a crash.
-		d.log.Error("cannot save state", "err", err)
-		return
+	d.updateConditions(now)
+	saved := d.persist(now)
+	if !saved && d.changes.Empty() && !d.condChanged && d.stats.SaveFailures == 0 {
+		return // backing off: nothing new to publish
 	}
-	d.stats.SaveTime = time.Since(saveStart)
-	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Conditions: d.st.Conditions, ConditionsChanged: condChanged, State: d.st, Stats: d.stats}
+	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Conditions: d.st.Conditions, ConditionsChanged: d.condChanged, State: d.st, Stats: d.stats}
+	if d.unsaved != nil {
+		ep := *d.unsaved
+		u.Unsaved = &ep
+	}
 	for _, p := range d.opts.Publishers {
 		p.Publish(u)
 	}
 	d.resetStats()
+	d.condChanged = false
+	if saved {
+		d.dirty = false
+		d.lastCommit = time.Now()
+	}
+	// The log publishers have written these; the mark reaches the file
+	// with the next save, and until then a restart writes them again.
+	if d.st.MarkLogged(d.changes.New, d.changes.Cleared) {
+		d.dirty = true
+	}
 	d.changes = state.Changes{}
-	d.lastCommit = time.Now()
-	d.dirty = false
+}
+
+func (d *Daemon) updateConditions(now time.Time) {
+	if d.st.UpdateConditions(d.cfg.Monitored(d.acc != condition.NoAccelerator), d.acc, now) {
+		d.condChanged = true
+	}
+}
+
+// replay gives the log publishers what was committed after their last
+// mark: a crash between a commit and its journal entries must not keep
+// those entries from the journal (at-least-once; replays are marked).
+func (d *Daemon) replay() {
+	fs, cs := d.st.Unlogged()
+	if len(fs) == 0 && len(cs) == 0 {
+		return
+	}
+	for _, p := range d.opts.Publishers {
+		if r, ok := p.(publish.Replayer); ok {
+			r.Replay(fs, cs)
+		}
+	}
+	d.st.MarkLogged(fs, cs)
+	d.dirty = true
+	d.log.Info("wrote findings that a stop kept from the log", "findings", len(fs), "cleared", len(cs))
 }
 
 func (d *Daemon) rulesDir() string { return d.cfg.RulesDirFor(d.opts.RulesDir) }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -46,6 +47,9 @@ type harness struct {
 	logs     *syncBuffer
 	cancel   context.CancelFunc
 	done     chan error
+	// pubs and housekeeping are passed to the daemon when set.
+	pubs         []publish.Publisher
+	housekeeping time.Duration
 }
 
 type syncBuffer struct {
@@ -105,13 +109,19 @@ func (h *harness) write(rel, content string) {
 
 func (h *harness) start() {
 	h.t.Helper()
+	h.run()
+	h.waitState(func(st *state.State) bool { return true })
+}
+
+// run starts the daemon without waiting for its state file.
+func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
 	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, nil)),
-		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} }}
+		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} },
+		Publishers: h.pubs, HousekeepingInterval: h.housekeeping}
 	go func() { h.done <- Run(ctx, opts) }()
-	h.waitState(func(st *state.State) bool { return true })
 }
 
 func (h *harness) stop() {

@@ -14,6 +14,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
 // Field names of finding entries. NODEHEALTH_REASON is on every entry this
@@ -31,6 +32,9 @@ const (
 	FieldDetected  = "NODEHEALTH_DETECTED"
 	FieldClearedBy = "NODEHEALTH_CLEARED_BY"
 	FieldStatus    = "NODEHEALTH_STATUS"
+	// FieldReplay=1 marks an entry written again at start because a stop
+	// came between its commit and its first write (at-least-once).
+	FieldReplay = "NODEHEALTH_REPLAY"
 )
 
 // Event values.
@@ -74,7 +78,10 @@ type Publisher struct {
 	last map[string]condition.Condition
 }
 
-var _ publish.Publisher = (*Publisher)(nil)
+var (
+	_ publish.Publisher = (*Publisher)(nil)
+	_ publish.Replayer  = (*Publisher)(nil)
+)
 
 // NewPublisher returns a publisher writing through journal.Send; log
 // receives send failures.
@@ -90,10 +97,10 @@ func (p *Publisher) Publish(u publish.Update) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range u.New {
-		p.finding(&u.New[i])
+		p.finding(&u.New[i], false)
 	}
 	for i := range u.Cleared {
-		p.cleared(&u.Cleared[i].Finding, u.Cleared[i].By, u.Cleared[i].At)
+		p.cleared(&u.Cleared[i], false)
 	}
 	if u.ConditionsChanged {
 		for _, t := range finding.Conditions {
@@ -113,6 +120,19 @@ func (p *Publisher) Publish(u publish.Update) {
 			}
 			p.condition(c)
 		}
+	}
+}
+
+// Replay implements publish.Replayer: the entries are written as they
+// would have been, marked with NODEHEALTH_REPLAY=1 and "(replayed)".
+func (p *Publisher) Replay(fs []finding.Finding, cs []state.Cleared) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range fs {
+		p.finding(&fs[i], true)
+	}
+	for i := range cs {
+		p.cleared(&cs[i], true)
 	}
 }
 
@@ -153,17 +173,18 @@ func describe(f *finding.Finding) string {
 	return s
 }
 
-func (p *Publisher) finding(f *finding.Finding) {
+func (p *Publisher) finding(f *finding.Finding, replay bool) {
 	msg := fmt.Sprintf("%s %s: %s (source %s, finding #%d)", f.Severity, describe(f), f.Message, f.Source, f.ID)
-	p.emit(msg, severityPriority(f.Severity), findingFields(f, EventFinding))
+	p.emit(msg, severityPriority(f.Severity), findingFields(f, EventFinding), replay)
 }
 
-func (p *Publisher) cleared(f *finding.Finding, by string, at time.Time) {
+func (p *Publisher) cleared(c *state.Cleared, replay bool) {
+	f := &c.Finding
 	fields := findingFields(f, EventCleared)
-	fields[FieldClearedBy] = by
+	fields[FieldClearedBy] = c.By
 	msg := fmt.Sprintf("Cleared %s %s by %s after %s: %s (finding #%d)",
-		f.Severity, describe(f), by, at.Sub(f.Detected).Round(time.Second), f.Message, f.ID)
-	p.emit(msg, journal.PriNotice, fields)
+		f.Severity, describe(f), c.By, c.At.Sub(f.Detected).Round(time.Second), f.Message, f.ID)
+	p.emit(msg, journal.PriNotice, fields, replay)
 }
 
 func (p *Publisher) condition(c condition.Condition) {
@@ -179,10 +200,14 @@ func (p *Publisher) condition(c condition.Condition) {
 		FieldStatus:         c.Status,
 		FieldReason:         c.Reason,
 	}
-	p.emit(fmt.Sprintf("%s=%s (%s): %s", c.Type, c.Status, c.Reason, c.Message), pri, fields)
+	p.emit(fmt.Sprintf("%s=%s (%s): %s", c.Type, c.Status, c.Reason, c.Message), pri, fields, false)
 }
 
-func (p *Publisher) emit(msg string, pri journal.Priority, fields map[string]string) {
+func (p *Publisher) emit(msg string, pri journal.Priority, fields map[string]string, replay bool) {
+	if replay {
+		fields[FieldReplay] = "1"
+		msg += " (replayed)"
+	}
 	if err := p.send(msg, pri, fields); err != nil {
 		p.log.Error("cannot write finding to the journal", "err", err, "entry", msg)
 	}

@@ -199,3 +199,23 @@ func TestPublisherEntries(t *testing.T) {
 		}
 	}
 }
+
+func TestPublisherReplayIsMarked(t *testing.T) {
+	var c capture
+	p := newPublisher(c.send, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	f := finding.Finding{ID: 9, Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Warning, Message: "m", Source: "kmsg", Detected: t0}
+	p.Replay([]finding.Finding{f}, []state.Cleared{{Finding: f, At: t0.Add(time.Minute), By: "expiry"}})
+	p.Publish(publish.Update{Time: t0, New: []finding.Finding{f}})
+	if len(c.entries) != 3 {
+		t.Fatalf("got %d entries, want 3", len(c.entries))
+	}
+	for i, e := range c.entries[:2] {
+		if e.fields[FieldReplay] != "1" || !strings.HasSuffix(e.msg, " (replayed)") {
+			t.Errorf("replayed entry %d not marked: %q %v", i, e.msg, e.fields)
+		}
+	}
+	if e := c.entries[2]; e.fields[FieldReplay] != "" || strings.Contains(e.msg, "replayed") {
+		t.Errorf("a live entry is marked as a replay: %q %v", e.msg, e.fields)
+	}
+}

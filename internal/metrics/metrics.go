@@ -80,6 +80,7 @@ type Metrics struct {
 	lost          *prometheus.CounterVec
 	ruleSeconds   prometheus.Counter
 	stateWrite    prometheus.Histogram
+	saveFailures  prometheus.Counter
 	commits       prometheus.Counter
 	probeDuration *prometheus.HistogramVec
 	probeFailures *prometheus.CounterVec
@@ -108,6 +109,7 @@ type snapshot struct {
 	offset     map[string]int64
 	outbox     int
 	cluster    *state.ClusterLink
+	unsaved    *state.SaveFailure
 }
 
 var (
@@ -158,6 +160,10 @@ func New(opts Options) *Metrics {
 			// the upper buckets are for EBS under I/O pressure.
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		saveFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "state_save_failures_total",
+			Help: "Failed attempts to write the state file (read-only or full filesystem, I/O error). Detection and publishing go on from memory meanwhile; /readyz fails until a write succeeds.",
+		}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "state_commits_total",
 			Help: "State commits (state file written, publishers told).",
@@ -189,7 +195,7 @@ func New(opts Options) *Metrics {
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(
-		m.findings, m.cleared, m.records, m.lost, m.ruleSeconds, m.stateWrite, m.commits,
+		m.findings, m.cleared, m.records, m.lost, m.ruleSeconds, m.stateWrite, m.saveFailures, m.commits,
 		m.probeDuration, m.probeFailures, m.apiWrites, m.apiErrors, m.eventsEmitted, m.eventsDropped,
 		stateCollector{m},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -229,8 +235,11 @@ func (m *Metrics) Publish(u publish.Update) {
 		m.lost.WithLabelValues(src).Add(float64(n))
 	}
 	m.ruleSeconds.Add(u.Stats.RuleTime.Seconds())
-	m.stateWrite.Observe(u.Stats.SaveTime.Seconds())
-	m.commits.Inc()
+	m.saveFailures.Add(float64(u.Stats.SaveFailures))
+	if u.Unsaved == nil {
+		m.stateWrite.Observe(u.Stats.SaveTime.Seconds())
+		m.commits.Inc()
+	}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -240,6 +249,7 @@ func (m *Metrics) Publish(u publish.Update) {
 	}
 	s.committed = true
 	s.lastCommit = u.Time
+	s.unsaved = u.Unsaved
 	// Sources without records in this commit keep their last lag: a quiet
 	// source is not a late one.
 	for src, t := range u.Stats.SourceTime {
@@ -315,9 +325,11 @@ func (m *Metrics) EventDropped(reason string) {
 	m.eventsDropped.WithLabelValues(reason).Inc()
 }
 
-// Ready reports whether the daemon has committed its state at least once
-// and its pipeline has committed or ticked within StaleAfter; the error
-// says why not.
+// Ready reports whether the daemon has committed its state at least once,
+// its pipeline has committed or ticked within StaleAfter, and its state
+// file is being written; the error says why not. A daemon that cannot write
+// its state still detects and publishes, but a restart would forget what
+// it found meanwhile: that is degraded, and /readyz says so with a 503.
 func (m *Metrics) Ready() error {
 	m.mu.Lock()
 	s := m.snap
@@ -331,6 +343,10 @@ func (m *Metrics) Ready() error {
 	}
 	if age := m.opts.Now().Sub(last); age > m.opts.StaleAfter {
 		return &staleError{age: age}
+	}
+	if s.unsaved != nil {
+		return fmt.Errorf("degraded: state not persisted since %s (%d failed writes, last: %s); detection and publishing continue from memory",
+			s.unsaved.Since.UTC().Format(time.RFC3339), s.unsaved.Failures, s.unsaved.Err)
 	}
 	return nil
 }

@@ -195,6 +195,33 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
+// A daemon that cannot write its state file is degraded: /readyz says so
+// and the failed writes are counted, until a commit is saved again.
+func TestReadinessWhileStateNotPersisted(t *testing.T) {
+	clk := &clock{t: t0}
+	m := metrics.New(metrics.Options{Now: clk.now, StaleAfter: time.Minute})
+	srv := httptest.NewServer(m.Handler(false, discardLog()))
+	defer srv.Close()
+	ep := &state.SaveFailure{Since: t0, Err: "write state: read-only file system", Failures: 2}
+	m.Publish(publish.Update{Time: t0, Unsaved: ep, Stats: publish.Stats{SaveFailures: 2}})
+	m.Publish(publish.Update{Time: t0, Unsaved: ep, Stats: publish.Stats{SaveFailures: 1}})
+	code, body := get(t, srv.URL+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "degraded: state not persisted since 2026-03-01T12:00:00Z") || !strings.Contains(body, "read-only file system") {
+		t.Errorf("/readyz while unsaved = %d %q, want 503 degraded", code, body)
+	}
+	s := scrape(t, srv.URL+"/metrics")
+	if got := s["nodehealthd_state_save_failures_total"]; got != 3 {
+		t.Errorf("nodehealthd_state_save_failures_total = %v, want 3", got)
+	}
+	if got := s["nodehealthd_state_commits_total"]; got != 0 {
+		t.Errorf("commits counted while nothing was saved: %v", got)
+	}
+	m.Publish(publish.Update{Time: t0})
+	if code, body := get(t, srv.URL+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz once saved again = %d %q, want 200", code, body)
+	}
+}
+
 // TestMetricsDocumented keeps docs/metrics.md complete: every nodehealthd_
 // family the daemon can expose must be described there.
 func TestMetricsDocumented(t *testing.T) {

@@ -1,7 +1,10 @@
 // Package publish defines how results leave the pipeline. Publishers (the
 // console, the journal, metrics, systemd status, the cluster) see every
 // committed change; they are called after the state file is saved, so what
-// they show is never ahead of what a restart would remember.
+// they show is never ahead of what a restart would remember — except while
+// the state file cannot be written (Update.Unsaved): then they are called
+// anyway, because a node that cannot write /var is exactly one whose
+// findings must get out.
 package publish
 
 import (
@@ -26,6 +29,9 @@ type Update struct {
 	State *state.State
 	// Stats describes the work this commit covers.
 	Stats Stats
+	// Unsaved is set while the state file cannot be written: the update
+	// was not committed to disk, and a crash now would forget it.
+	Unsaved *state.SaveFailure
 }
 
 // Stats are pipeline measurements for metrics.
@@ -41,6 +47,8 @@ type Stats struct {
 	RuleTime time.Duration
 	// SaveTime is how long writing the state file took.
 	SaveTime time.Duration
+	// SaveFailures counts failed attempts to write the state file.
+	SaveFailures int
 }
 
 // Feedback lets a publisher report back to the pipeline, which applies it
@@ -63,6 +71,15 @@ type Starter interface {
 // because detection never waits for a publisher.
 type Publisher interface {
 	Publish(Update)
+}
+
+// Replayer is implemented by the log publishers (journal, console): at
+// start they get the findings and clears that were committed but that a
+// crash kept them from writing, so that their output is at-least-once.
+// The others need no replay: metrics are rebuilt from the state and the
+// cluster publisher delivers from the state's outbox.
+type Replayer interface {
+	Replay(findings []finding.Finding, cleared []state.Cleared)
 }
 
 // Ticker is implemented by publishers that must know the pipeline is alive

@@ -62,6 +62,23 @@ type State struct {
 	OutboxDropped uint64     `json:"outboxDropped,omitempty"`
 	// Cluster describes the link to the API server, for status output.
 	Cluster *ClusterLink `json:"cluster,omitempty"`
+
+	// Logged is how far the log publishers (journal, console) have written
+	// the findings and clears above, so that a restart writes again what a
+	// crash kept them from writing. Nil in files written before it existed:
+	// everything in them counts as written.
+	Logged *LogMark `json:"logged,omitempty"`
+	// LastSaveFailure is the latest episode in which this file could not be
+	// written (detection and publishing went on from memory).
+	LastSaveFailure *SaveFailure `json:"lastSaveFailure,omitempty"`
+}
+
+// LogMark is a position in the findings and clears of a state.
+type LogMark struct {
+	// Finding is the highest finding ID written.
+	Finding uint64 `json:"finding"`
+	// Cleared is the time of the newest clear written.
+	Cleared time.Time `json:"cleared,omitzero"`
 }
 
 // Cleared records how and when a finding ended.
@@ -125,7 +142,49 @@ func New(bootID string, now time.Time) *State {
 		FirstStart: now,
 		Positions:  map[string]source.Position{},
 		Conditions: map[string]condition.Condition{},
+		Logged:     &LogMark{},
 	}
+}
+
+// Unlogged returns the findings and clears committed after the log mark:
+// what the log publishers had not written when the daemon last stopped.
+func (s *State) Unlogged() ([]finding.Finding, []Cleared) {
+	if s.Logged == nil {
+		return nil, nil
+	}
+	var fs []finding.Finding
+	for _, f := range s.Recent {
+		if f.ID > s.Logged.Finding {
+			fs = append(fs, f)
+		}
+	}
+	var cs []Cleared
+	for _, c := range s.Cleared {
+		if c.At.After(s.Logged.Cleared) {
+			cs = append(cs, c)
+		}
+	}
+	return fs, cs
+}
+
+// MarkLogged moves the log mark past fs and cs and reports whether it
+// moved.
+func (s *State) MarkLogged(fs []finding.Finding, cs []Cleared) bool {
+	if s.Logged == nil {
+		s.Logged = &LogMark{}
+	}
+	moved := false
+	for _, f := range fs {
+		if f.ID > s.Logged.Finding {
+			s.Logged.Finding, moved = f.ID, true
+		}
+	}
+	for _, c := range cs {
+		if c.At.After(s.Logged.Cleared) {
+			s.Logged.Cleared, moved = c.At, true
+		}
+	}
+	return moved
 }
 
 // Changes is what one batch of operations did, for the publishers.

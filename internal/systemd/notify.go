@@ -68,6 +68,7 @@ func (n *Notifier) Watchdog() time.Duration { return n.watchdog }
 // detection.
 func (n *Notifier) Publish(u publish.Update) {
 	s := Summarize(u.State, u.Conditions, u.Time)
+	s.Unsaved = u.Unsaved
 	n.mu.Lock()
 	n.sum, n.have, n.alive = s, true, time.Now()
 	n.mu.Unlock()

@@ -206,3 +206,16 @@ func TestWatchdogFollowsPipeline(t *testing.T) {
 	defer tick()()
 	sock.next("WATCHDOG=1", 2*wd)
 }
+
+func TestLineStateNotPersisted(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 30, 0, 0, time.Local)
+	conds := healthy(finding.Conditions...)
+	conds[finding.StorageReady] = condition.Condition{Type: finding.StorageReady, Status: condition.False,
+		Reason: "FilesystemReadOnly", LastTransitionTime: now.Add(-25 * time.Minute)}
+	s := Summarize(&state.State{}, conds, now)
+	s.Unsaved = &state.SaveFailure{Since: now.Add(-25 * time.Minute), Err: "read-only file system", Failures: 7}
+	want := "STATE NOT PERSISTED since 10:05 · StorageReady=False (FilesystemReadOnly since 10:05) · cluster: local"
+	if got := s.Line(now); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

@@ -27,6 +27,8 @@ type Summary struct {
 	Warnings []time.Time
 	// Cluster is nil in local mode.
 	Cluster *state.ClusterLink
+	// Unsaved is set while the state file cannot be written.
+	Unsaved *state.SaveFailure
 }
 
 // Summarize copies what the status line needs from a commit.
@@ -65,10 +67,16 @@ func Summarize(st *state.State, conds map[string]condition.Condition, now time.T
 //
 //	5/5 conditions healthy · 3 warnings in 1h · cluster: connected
 //	NetworkingReady=False (InterfaceNotUp since 10:02) · cluster: local
+//	STATE NOT PERSISTED since 10:05 · StorageReady=False (FilesystemReadOnly since 10:05) · cluster: connected
 //
 // Times are in the host's local zone, like the rest of `systemctl status`.
 func (s Summary) Line(now time.Time) string {
 	var parts []string
+	// First: it changes what every other part means (a restart now would
+	// forget it).
+	if s.Unsaved != nil {
+		parts = append(parts, "STATE NOT PERSISTED since "+clock(s.Unsaved.Since, now))
+	}
 	warnings := 0
 	for _, t := range s.Warnings {
 		if !t.Before(now.Add(-warningWindow)) {

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
 // Printer writes one line per finding, clear and condition change.
@@ -39,18 +41,16 @@ type Line struct {
 	Source    string    `json:"source,omitempty"`
 	ID        uint64    `json:"id,omitempty"`
 	By        string    `json:"by,omitempty"`
+	// Replay marks a line printed again at start: a stop came between its
+	// commit and its first printing (at-least-once).
+	Replay bool `json:"replay,omitempty"`
 }
 
 // Publish prints the update.
 func (p *Printer) Publish(u publish.Update) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, f := range u.New {
-		p.emit(Line{Time: f.Detected, Event: "finding", Condition: f.Condition, Reason: f.Reason, Severity: string(f.Severity), Message: f.Message, Source: f.Source, ID: f.ID})
-	}
-	for _, c := range u.Cleared {
-		p.emit(Line{Time: c.At, Event: "cleared", Condition: c.Finding.Condition, Reason: c.Finding.Reason, Message: c.Finding.Message, ID: c.Finding.ID, By: c.By})
-	}
+	p.findings(u.New, u.Cleared, false)
 	if u.ConditionsChanged {
 		types := make([]string, 0, len(u.Conditions))
 		for t := range u.Conditions {
@@ -68,6 +68,22 @@ func (p *Printer) Publish(u publish.Update) {
 	}
 }
 
+// Replay implements publish.Replayer.
+func (p *Printer) Replay(fs []finding.Finding, cs []state.Cleared) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.findings(fs, cs, true)
+}
+
+func (p *Printer) findings(fs []finding.Finding, cs []state.Cleared, replay bool) {
+	for _, f := range fs {
+		p.emit(Line{Time: f.Detected, Event: "finding", Condition: f.Condition, Reason: f.Reason, Severity: string(f.Severity), Message: f.Message, Source: f.Source, ID: f.ID, Replay: replay})
+	}
+	for _, c := range cs {
+		p.emit(Line{Time: c.At, Event: "cleared", Condition: c.Finding.Condition, Reason: c.Finding.Reason, Message: c.Finding.Message, ID: c.Finding.ID, By: c.By, Replay: replay})
+	}
+}
+
 func (p *Printer) emit(l Line) {
 	if p.json {
 		b, _ := json.Marshal(l)
@@ -75,11 +91,15 @@ func (p *Printer) emit(l Line) {
 		return
 	}
 	ts := l.Time.Local().Format("2006-01-02 15:04:05")
+	replayed := ""
+	if l.Replay {
+		replayed = " (replayed)"
+	}
 	switch l.Event {
 	case "finding":
-		fmt.Fprintf(p.w, "%s %-7s %s/%s: %s [%s #%d]\n", ts, l.Severity, l.Condition, l.Reason, l.Message, l.Source, l.ID)
+		fmt.Fprintf(p.w, "%s %-7s %s/%s: %s [%s #%d]%s\n", ts, l.Severity, l.Condition, l.Reason, l.Message, l.Source, l.ID, replayed)
 	case "cleared":
-		fmt.Fprintf(p.w, "%s cleared %s/%s (by %s): %s [#%d]\n", ts, l.Condition, l.Reason, l.By, l.Message, l.ID)
+		fmt.Fprintf(p.w, "%s cleared %s/%s (by %s): %s [#%d]%s\n", ts, l.Condition, l.Reason, l.By, l.Message, l.ID, replayed)
 	case "condition":
 		fmt.Fprintf(p.w, "%s %s=%s %s: %s\n", ts, l.Condition, l.Status, l.Reason, l.Message)
 	}

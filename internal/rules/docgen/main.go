@@ -23,7 +23,8 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 
-	// Imported for the reasons it describes from init.
+	// Imported for the reasons they describe from init.
+	_ "github.com/nodehealthd/nodehealthd/internal/daemon"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
 )
 
@@ -192,8 +193,11 @@ func detectorName(det string) string {
 	if name, ok := strings.CutPrefix(det, "probe:"); ok {
 		return "probe `" + name + "`"
 	}
-	if det == "nvml" {
+	switch det {
+	case "nvml":
 		return "NVML"
+	case "state":
+		return "the daemon's state file"
 	}
 	return "`" + det + "`"
 }

@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/detector"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+// Saving the state file while it cannot be written is retried with a
+// backoff between these bounds; publishing does not wait for it.
+const (
+	minSaveBackoff = time.Second
+	maxSaveBackoff = time.Minute
+)
+
+// Reasons for a state directory the daemon cannot write. A read-only
+// filesystem is the catalogue's FilesystemReadOnly, raised by the daemon
+// itself because a bind mount or an administrator's remount logs nothing
+// in the kernel log; any other failure (a full /var above all) is a
+// Warning of its own.
+const (
+	reasonReadOnly     = "FilesystemReadOnly"
+	reasonNotPersisted = "StateNotPersisted"
+	persistSource      = "state"
+)
+
+func init() {
+	detector.Describe(detector.ReasonInfo{
+		Reason:    reasonNotPersisted,
+		Condition: finding.StorageReady,
+		Severity:  finding.Warning,
+		Detector:  persistSource,
+		Description: "nodehealthd could not write its state file (for example: no space left on /var). " +
+			"It keeps detecting and publishing from memory and retries with backoff; a restart meanwhile " +
+			"forgets what was detected since the last successful write. A read-only filesystem is reported " +
+			"as FilesystemReadOnly instead.",
+		Action:   "Free space on the filesystem of the state directory (df -h /var/lib/nodehealthd) or fix the error the message names.",
+		Recovery: "An event, once per episode; the journal and nodehealthctl status say when the file is written again.",
+	})
+}
+
+// persist writes the state file and reports whether the file now holds
+// the state. While it cannot be written the daemon goes on from memory:
+// the failure is logged once per episode, raised as a finding (so that a
+// read-only or full /var reaches the cluster although the daemon cannot
+// write its own file), shown to the publishers, and retried with backoff.
+// When a save succeeds again, the first file written holds everything
+// detected meanwhile.
+func (d *Daemon) persist(now time.Time) bool {
+	if d.unsaved != nil && now.Before(d.saveRetry) {
+		return false
+	}
+	start := time.Now()
+	if err := d.store.Save(d.st, now); err != nil {
+		d.saveFailed(now, err)
+		return false
+	}
+	d.stats.SaveTime = time.Since(start)
+	if d.unsaved == nil {
+		return true
+	}
+	ep := *d.unsaved
+	ep.Until = now
+	d.log.Info("state file written again; it holds everything detected meanwhile",
+		"dir", d.store.Dir(), "since", ep.Since, "failures", ep.Failures)
+	d.unsaved, d.persistReason = nil, ""
+	d.st.LastSaveFailure = &ep
+	d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: persistSource}, now, &d.changes)
+	d.updateConditions(now)
+	d.store.SetLive(state.Live{PID: os.Getpid()})
+	// Again, so that the file records the episode and not the finding
+	// that just cleared.
+	if err := d.store.Save(d.st, now); err != nil {
+		d.saveFailed(now, err)
+		return false
+	}
+	return true
+}
+
+func (d *Daemon) saveFailed(now time.Time, err error) {
+	if errors.Is(err, state.ErrLocked) {
+		d.stop(err)
+		return
+	}
+	d.stats.SaveFailures++
+	if d.unsaved == nil {
+		d.unsaved = &state.SaveFailure{Since: now}
+		d.saveBackoff = minSaveBackoff
+		d.log.Error("cannot write the state file; detection and publishing go on from memory, retrying with backoff",
+			"dir", d.store.Dir(), "err", err)
+	} else {
+		d.saveBackoff = min(2*d.saveBackoff, maxSaveBackoff)
+		d.log.Debug("state file still cannot be written", "err", err, "retry_in", d.saveBackoff)
+	}
+	d.unsaved.Err = err.Error()
+	d.unsaved.Failures++
+	d.saveRetry = now.Add(d.saveBackoff)
+	ep := *d.unsaved
+	d.store.SetLive(state.Live{PID: os.Getpid(), Unsaved: &ep})
+
+	reason, sev := reasonNotPersisted, finding.Warning
+	if errors.Is(err, syscall.EROFS) {
+		reason, sev = reasonReadOnly, finding.Fatal
+	}
+	if reason == d.persistReason {
+		return
+	}
+	if d.persistReason == reasonReadOnly {
+		d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: persistSource}, now, &d.changes)
+	}
+	d.persistReason = reason
+	d.detectorEvent(detectorEvent{raise: &finding.Finding{
+		Condition: finding.StorageReady,
+		Reason:    reason,
+		Severity:  sev,
+		Key:       d.store.Dir(),
+		Rule:      persistSource,
+		Source:    persistSource,
+		Detected:  now,
+		Message:   fmt.Sprintf("nodehealthd cannot write its state directory %s (%v); detection and publishing continue from memory", d.store.Dir(), err),
+		Recovery:  finding.Recovery{Probe: true},
+	}})
+	d.updateConditions(now)
+}
