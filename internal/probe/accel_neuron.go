@@ -54,7 +54,9 @@ func init() {
 		if hardware.Detect(env.Root) != condition.Neuron {
 			return nil, nil
 		}
-		return &accelNeuron{probeInfo: probeInfo{name: "neuron", reasons: []string{ReasonNeuronDeviceCountMismatch}, period: cfg.Period}}, nil
+		return &accelNeuron{probeInfo: probeInfo{name: "neuron", reasons: []string{ReasonNeuronDeviceCountMismatch}, period: cfg.Period,
+			// A mismatch counts only when the next check sees it again.
+			needs: Needs{Checks: 2}}}, nil
 	})
 }
 

@@ -55,7 +55,8 @@ func init() {
 			return nil, err
 		}
 		return &clockSyncProbe{
-			probeInfo:       probeInfo{"clock-sync", []string{"ClockUnsynchronized"}, cfg.Period},
+			probeInfo: probeInfo{"clock-sync", []string{"ClockUnsynchronized"}, cfg.Period,
+				Needs{LiveHost: "the kernel clock, through systemd-timedated or adjtimex"}},
 			ntpSynchronized: readNTPSynchronized,
 			adjtimex:        unix.Adjtimex,
 		}, nil

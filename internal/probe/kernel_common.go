@@ -46,11 +46,13 @@ type probeInfo struct {
 	name    string
 	reasons []string
 	period  time.Duration
+	needs   Needs
 }
 
 func (p probeInfo) Name() string          { return p.name }
 func (p probeInfo) Reasons() []string     { return p.reasons }
 func (p probeInfo) Period() time.Duration { return p.period }
+func (p probeInfo) Needs() Needs          { return p.needs }
 
 // hostProcFS opens the host's procfs under env.Root.
 func hostProcFS(env *Env) (procfs.FS, error) {

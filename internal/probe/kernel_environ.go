@@ -41,7 +41,7 @@ func init() {
 		if cfg.Threshold < 1 {
 			return nil, fmt.Errorf("threshold %d: want ≥ 1", cfg.Threshold)
 		}
-		return &largeEnvironmentProbe{probeInfo: probeInfo{"large-environment", []string{"LargeEnvironment"}, cfg.Period}, threshold: cfg.Threshold}, nil
+		return &largeEnvironmentProbe{probeInfo: probeInfo{"large-environment", []string{"LargeEnvironment"}, cfg.Period, Needs{LiveHost: env.processesLiveHost()}}, threshold: cfg.Threshold}, nil
 	})
 }
 

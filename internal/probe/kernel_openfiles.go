@@ -40,7 +40,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
 			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
 		}
-		return &openFilesProbe{probeInfo: probeInfo{"open-files", []string{"ApproachingMaxOpenFiles"}, cfg.Period}, threshold: cfg.Threshold}, nil
+		return &openFilesProbe{probeInfo: probeInfo{"open-files", []string{"ApproachingMaxOpenFiles"}, cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
 	})
 }
 

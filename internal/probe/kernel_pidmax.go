@@ -44,7 +44,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
 			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
 		}
-		return &pidMaxProbe{probeInfo: probeInfo{"pid-max", []string{"ApproachingKernelPidMax"}, cfg.Period}, threshold: cfg.Threshold}, nil
+		return &pidMaxProbe{probeInfo: probeInfo{"pid-max", []string{"ApproachingKernelPidMax"}, cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
 	})
 }
 

@@ -49,7 +49,8 @@ func init() {
 			return nil, fmt.Errorf("threshold %d, consecutive %d: want both ≥ 1", cfg.Threshold, cfg.Consecutive)
 		}
 		return &zombiesProbe{
-			probeInfo: probeInfo{"zombies", []string{"ExcessiveZombieProcesses"}, cfg.Period},
+			probeInfo: probeInfo{"zombies", []string{"ExcessiveZombieProcesses"}, cfg.Period,
+				Needs{Checks: cfg.Consecutive, LiveHost: env.processesLiveHost()}},
 			threshold: cfg.Threshold, consecutive: cfg.Consecutive,
 		}, nil
 	})

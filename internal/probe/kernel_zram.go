@@ -46,7 +46,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
 			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
 		}
-		return &zramProbe{probeInfo: probeInfo{"zram", []string{"ZramHighUsage"}, cfg.Period}, threshold: cfg.Threshold}, nil
+		return &zramProbe{probeInfo: probeInfo{"zram", []string{"ZramHighUsage"}, cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
 	})
 }
 

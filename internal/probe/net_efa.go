@@ -76,6 +76,9 @@ func (p *netEFA) Name() string          { return "efa" }
 func (p *netEFA) Period() time.Duration { return p.period }
 func (p *netEFA) Reasons() []string     { return []string{"EFAErrorMetric"} }
 
+// Needs: a counter's first reading is only a baseline.
+func (p *netEFA) Needs() Needs { return Needs{Checks: 2} }
+
 // Check reads the EFA devices' hardware counters from sysfs. The first
 // reading of each counter is its baseline: NMA started from 0 and so
 // reported every counter's lifetime total on its first poll (B10 quirk 9).

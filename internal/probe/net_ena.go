@@ -126,6 +126,12 @@ func (p *netENA) Reasons() []string {
 	return []string{"BandwidthInExceeded", "BandwidthOutExceeded", "ConntrackExceeded", "LinkLocalExceeded", "PPSExceeded"}
 }
 
+// Needs: a counter's first reading is only a baseline, and ethtool asks
+// the interfaces of the daemon's network namespace, not --root's.
+func (p *netENA) Needs() Needs {
+	return Needs{Checks: 2, LiveHost: "ethtool statistics of the interfaces in nodehealthd's network namespace"}
+}
+
 // Check reads "ethtool -S" for each ENA interface. ethtool's text output is
 // used rather than the ETHTOOL_GSTATS ioctl because it is what NMA reads and
 // it can be replayed in tests; only interfaces bound to the ena driver are

@@ -123,6 +123,10 @@ func (p *netInterfaces) Reasons() []string {
 	return []string{"InterfaceNotUp", "InterfaceNotRunning", "MissingLoopbackInterface"}
 }
 
+// Needs: a down or not-running interface counts only when the previous
+// check saw it so too.
+func (p *netInterfaces) Needs() Needs { return Needs{Checks: 2} }
+
 // Check reads interfaces from sysfs rather than net.Interfaces so that it
 // honours --root. sysfs "flags" holds dev->flags, which never carries
 // IFF_RUNNING (the kernel computes it for SIOCGIFFLAGS and netlink), so

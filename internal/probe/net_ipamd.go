@@ -41,8 +41,11 @@ type netIPAMD struct {
 	period, window, cacheFor time.Duration
 	process, unit            string
 	auto                     bool
-	units                    netUnits
-	sandboxes                netSandboxes // nil: IPAMDInconsistentState off
+	// processesLiveHost is Env.processesLiveHost where the probe was
+	// built.
+	processesLiveHost string
+	units             netUnits
+	sandboxes         netSandboxes // nil: IPAMDInconsistentState off
 
 	pods       []string // aws-node pods last seen; nil before the first check
 	lastDown   time.Time
@@ -82,7 +85,7 @@ func init() {
 			return nil, err
 		}
 		p := &netIPAMD{period: cfg.period(5 * time.Minute), window: 15 * time.Minute, cacheFor: 2 * time.Hour,
-			process: "aws-k8s-agent", unit: "ipamd.service", auto: env.Tags["eks-auto"],
+			process: "aws-k8s-agent", unit: "ipamd.service", auto: env.Tags["eks-auto"], processesLiveHost: env.processesLiveHost(),
 			sandboxIPs: map[string]netSandboxAnswer{}}
 		if cfg.Window > 0 {
 			p.window = cfg.Window
@@ -109,6 +112,15 @@ func init() {
 func (p *netIPAMD) Name() string          { return "ipamd" }
 func (p *netIPAMD) Period() time.Duration { return p.period }
 func (p *netIPAMD) Reasons() []string     { return []string{"IPAMDNotRunning", "IPAMDInconsistentState"} }
+
+// Needs: ipamd must be seen not running on two checks; off Auto Mode the
+// first check of an aws-node pod only notes it, so that is three.
+func (p *netIPAMD) Needs() Needs {
+	if p.auto {
+		return Needs{Checks: 2}
+	}
+	return Needs{Checks: 3, LiveHost: p.processesLiveHost}
+}
 
 func (p *netIPAMD) Check(ctx context.Context, env *Env) ([]Result, error) {
 	var running bool

@@ -115,6 +115,12 @@ func (p *netIPRules) Reasons() []string {
 	return []string{"MissingIPRules", "MissingIPRoutes", "MissingDefaultRoutes"}
 }
 
+// Needs: an entry counts as missing after p.confirm checks, and the rules
+// and routes are the daemon's own network namespace's, not --root's.
+func (p *netIPRules) Needs() Needs {
+	return Needs{Checks: p.confirm, LiveHost: "policy-routing rules and routes over netlink, in nodehealthd's network namespace"}
+}
+
 type netPodIP struct {
 	addr netip.Addr
 	pod  string

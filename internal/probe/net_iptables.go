@@ -93,6 +93,12 @@ func (p *netIPTables) Name() string          { return "iptables" }
 func (p *netIPTables) Period() time.Duration { return p.period }
 func (p *netIPTables) Reasons() []string     { return []string{"UnexpectedRejectRule", "PortConflict"} }
 
+// Needs: the *-save commands print the daemon's own network namespace's
+// rules, not --root's.
+func (p *netIPTables) Needs() Needs {
+	return Needs{LiveHost: "iptables-save and ip6tables-save in nodehealthd's network namespace"}
+}
+
 // Check reads the rulesets with iptables-save and ip6tables-save. On hosts
 // whose iptables is the nftables-backed variant (AL2023, Bottlerocket,
 // recent Ubuntu) these print the same format from the nft-backed xtables

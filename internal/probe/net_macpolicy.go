@@ -59,6 +59,11 @@ func (p *netMACPolicy) Name() string          { return "mac-address-policy" }
 func (p *netMACPolicy) Period() time.Duration { return p.period }
 func (p *netMACPolicy) Reasons() []string     { return []string{"MACAddressPolicyMisconfigured"} }
 
+// Needs: networkctl and systemd-analyze answer for the running host.
+func (p *netMACPolicy) Needs() Needs {
+	return Needs{LiveHost: "networkctl and systemd-analyze of the running host"}
+}
+
 // Check asks systemd-networkd which .link file applies to each interface,
 // then has systemd-analyze merge each file with its drop-ins, so the value
 // checked is the one udev uses. Every offending file is reported (NMA

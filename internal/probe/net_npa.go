@@ -80,6 +80,10 @@ func (p *netNPA) Name() string          { return "network-policy-agent" }
 func (p *netNPA) Period() time.Duration { return p.period }
 func (p *netNPA) Reasons() []string     { return []string{"NPANotRunning", "NPARepeatedlyRestart"} }
 
+// Needs: the restart count's first reading is only a baseline, and the
+// agent must stay inactive for p.tolerance.
+func (p *netNPA) Needs() Needs { return Needs{Checks: 2, Lasting: p.tolerance} }
+
 func (p *netNPA) Check(ctx context.Context, env *Env) ([]Result, error) {
 	st, err := p.units.UnitState(ctx, p.unit)
 	if err != nil {

@@ -60,6 +60,7 @@ func init() {
 func (p *netSysctl) Name() string          { return "network-sysctl" }
 func (p *netSysctl) Period() time.Duration { return p.period }
 func (p *netSysctl) Reasons() []string     { return []string{"NetworkSysctl"} }
+func (p *netSysctl) Needs() Needs          { return Needs{} }
 
 // Check reports every sysctl whose value differs from the expected one
 // (pods cannot leave the node without ip_forward). A sysctl that cannot be

@@ -54,6 +54,15 @@ func (e *Env) processes(ctx context.Context, environ bool) ([]Process, error) {
 	return ScanProcesses(ctx, host.Path(e.Root, "/proc"), environ)
 }
 
+// processesLiveHost is Needs.LiveHost of a probe that lists processes: the
+// helper reads its own /proc, the running host's, whatever Root is.
+func (e *Env) processesLiveHost() string {
+	if e.Privileged != nil {
+		return "the process table, through the privileged helper"
+	}
+	return ""
+}
+
 // command runs a command of PrivilegedCommands through the helper when
 // there is one, else directly.
 func (e *Env) command(ctx context.Context, name string) ([]byte, error) {

@@ -48,6 +48,35 @@ type Probe interface {
 	// An error means the check could not run: nothing is raised or
 	// cleared for it. Check must honour ctx, which carries a timeout.
 	Check(ctx context.Context, env *Env) ([]Result, error)
+	// Needs says what the probe needs beyond one read of files under
+	// Env.Root. Every probe states it, next to the settings it follows
+	// from, so that a probe added later cannot leave it out.
+	Needs() Needs
+}
+
+// Needs is what a probe needs beyond one read of files under Env.Root. The
+// daemon's periodic checks give a probe whatever observations it needs;
+// nodehealthd --once has no earlier checks and may be pointed at a tree
+// that is not the running host, so it reads these to know how often to
+// check a probe and what it cannot tell. The zero value: one check
+// concludes and everything is read under Env.Root.
+type Needs struct {
+	// Checks is how many successive checks it takes before every reason
+	// of the probe can be reported: a counter's first reading is only a
+	// baseline, and some states count only when seen on consecutive
+	// checks. 0 means 1.
+	Checks int
+	// Lasting is how long, on the clock, a state must persist before it
+	// is reported, for a probe that times it rather than counting checks
+	// (the network policy agent being down); 0 when none.
+	Lasting time.Duration
+	// LiveHost says what the probe reads from the running machine rather
+	// than under Env.Root (the kernel clock, routes over netlink, a
+	// command run in this process's network namespace), as a noun phrase;
+	// empty when it reads only under Env.Root. Under
+	// a root other than "/" such a probe would mix the running host's
+	// state into the tree's.
+	LiveHost string
 }
 
 // Env is what probes may use.

@@ -49,6 +49,7 @@ type hung struct{}
 func (hung) Name() string          { return "hung" }
 func (hung) Reasons() []string     { return []string{"X"} }
 func (hung) Period() time.Duration { return time.Minute }
+func (hung) Needs() Needs          { return Needs{} }
 func (hung) Check(ctx context.Context, _ *Env) ([]Result, error) {
 	select {} // a probe ignoring its context must still not stall the loop
 }

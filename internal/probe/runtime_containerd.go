@@ -63,7 +63,7 @@ func init() {
 			return nil, fmt.Errorf("window, command and address must be set")
 		}
 		return &containerdDeprecationsProbe{
-			probeInfo: probeInfo{"containerd-deprecations", []string{"DeprecatedContainerdConfiguration"}, cfg.Period},
+			probeInfo: probeInfo{"containerd-deprecations", []string{"DeprecatedContainerdConfiguration"}, cfg.Period, Needs{}},
 			window:    cfg.Window, command: cfg.Command, address: cfg.Address,
 		}, nil
 	})

@@ -75,7 +75,9 @@ func init() {
 			return nil, nil
 		}
 		return &repeatedRestartProbe{
-			probeInfo: probeInfo{"repeated-restart", []string{"${Unit}RepeatedRestart"}, cfg.Period},
+			probeInfo: probeInfo{"repeated-restart", []string{"${Unit}RepeatedRestart"}, cfg.Period,
+				// The first check's counts are only a baseline.
+				Needs{Checks: 2}},
 			threshold: cfg.Threshold,
 			socket:    host.Path(env.Root, "/run/dbus/system_bus_socket"),
 			connect:   dialSystemdRestarts,

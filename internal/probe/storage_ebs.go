@@ -146,7 +146,9 @@ func init() {
 			admin = env.Privileged
 		}
 		return &ebsPerformanceProbe{
-			probeInfo: probeInfo{"ebs-performance", reasons, cfg.Period},
+			probeInfo: probeInfo{"ebs-performance", reasons, cfg.Period,
+				// A volume's first reading is only a baseline.
+				Needs{Checks: 2}},
 			perMinute: cfg.ExceededPerMinute, admin: admin,
 		}, nil
 	})

@@ -60,7 +60,9 @@ func init() {
 		if cfg.ThresholdTicks < 1 {
 			return nil, fmt.Errorf("thresholdTicks %d: want ≥ 1", cfg.ThresholdTicks)
 		}
-		return &ioDelaysProbe{probeInfo: probeInfo{"io-delays", []string{"IODelays"}, cfg.Period}, threshold: cfg.ThresholdTicks}, nil
+		return &ioDelaysProbe{probeInfo: probeInfo{"io-delays", []string{"IODelays"}, cfg.Period,
+			// A process's first reading is only a baseline.
+			Needs{Checks: 2, LiveHost: env.processesLiveHost()}}, threshold: cfg.ThresholdTicks}, nil
 	})
 }
 

@@ -61,7 +61,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Command == "" {
 			return nil, fmt.Errorf("threshold %v, command %q: want a positive threshold and a command", cfg.Threshold, cfg.Command)
 		}
-		return &xfsFreeSpaceProbe{probeInfo: probeInfo{"xfs-free-space", []string{"XFSSmallAverageClusterSize"}, cfg.Period}, threshold: cfg.Threshold, command: cfg.Command}, nil
+		return &xfsFreeSpaceProbe{probeInfo: probeInfo{"xfs-free-space", []string{"XFSSmallAverageClusterSize"}, cfg.Period, Needs{}}, threshold: cfg.Threshold, command: cfg.Command}, nil
 	})
 }
 
