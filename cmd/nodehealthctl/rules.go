@@ -14,6 +14,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
+	"github.com/nodehealthd/nodehealthd/internal/problems"
 )
 
 func cmdRulesList(args []string, stdout, stderr io.Writer) int {
@@ -57,24 +58,37 @@ func cmdRulesValidate(args []string, stdout, stderr io.Writer) int {
 	if rc := parse(fl, args, &c); rc >= 0 {
 		return rc
 	}
+	// Every problem of every file is listed, one a line, each with its
+	// file and line: the config's, the rules', and, even when those
+	// failed, the probes sections' (the daemon only logs a bad probes
+	// section and runs every probe with its defaults, which is easy to
+	// miss).
 	_, set, err := daemon.LoadRuleSet(c.configPath, c.rulesDir)
 	if err != nil {
-		fmt.Fprintf(stderr, "invalid rules or config:\n%v\n", err)
-	}
-	// The probes sections are checked too, even when the rules failed, so
-	// that one run lists every problem: the daemon only logs a bad probes
-	// section and runs every probe with its defaults, which is easy to miss.
-	if cfg, cerr := config.Load(c.configPath); cerr == nil {
-		if _, perr := probe.Build(validationEnv(), cfg.Probes); perr != nil {
-			fmt.Fprintf(stderr, "invalid probes configuration:\n%v\n", perr)
-			err = errors.Join(err, perr)
+		list := problems.List(err)
+		fmt.Fprintf(stderr, "invalid rules or config: %d %s:\n", len(list), plural(len(list), "problem"))
+		for _, p := range list {
+			fmt.Fprintln(stderr, p)
 		}
+	}
+	// config.Load returns what it could decode even on error.
+	cfg, _ := config.Load(c.configPath)
+	if _, perr := probe.Build(validationEnv(), cfg.Probes); perr != nil {
+		fmt.Fprintf(stderr, "invalid probes configuration:\n%v\n", perr)
+		err = errors.Join(err, perr)
 	}
 	if err != nil {
 		return 2
 	}
 	fmt.Fprintf(stdout, "OK: %d rules\n", len(set.Rules()))
 	return 0
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // validationEnv is a probe environment that only lets factories decode and

@@ -58,3 +58,57 @@ probes:
 		t.Fatalf("rc %d, want 2 and both problems named:\n%s", rc, errs)
 	}
 }
+
+// TestRulesValidateReportsEveryProblem: one run lists every problem of
+// every file, each with its file and line, one a line: a YAML syntax error,
+// a bad regexp in another file, an unknown field and a bad severity in one
+// file, a name used in two files, and a config error.
+func TestRulesValidateReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.d")
+	rule := func(name, extra string) string {
+		return "  - name: " + name + "\n    condition: KernelReady\n    reason: " + name + "\n    severity: Warning\n    source: kmsg\n    patterns: ['" + name + "']\n" + extra
+	}
+	files := map[string]string{
+		"config.yaml":    "conditions:\n  KernelReady: {enabled: true}\n  NoSuchCondition: {enabled: false}\n",
+		"rules.d/a.yaml": "rules:\n  - name: A\n   reason: A\n",
+		"rules.d/b.yaml": "rules:\n" + rule("B", "    exclude: ['(']\n"),
+		"rules.d/c.yaml": "rules:\n" + rule("C1", "    typo: 1\n") + strings.Replace(rule("C2", ""), "Warning", "Loud", 1),
+		"rules.d/d.yaml": "rules:\n" + rule("Dup", ""),
+		"rules.d/e.yaml": "# e\nrules:\n" + rule("Dup", ""),
+	}
+	if err := os.Mkdir(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, out, errs := ctl(t, "", "rules", "validate", "--rules", rules, "--config", filepath.Join(dir, "config.yaml"))
+	if rc == 0 || out != "" {
+		t.Fatalf("rc %d, stdout %q: want a failure", rc, out)
+	}
+	at := func(name string) string { return filepath.Join(dir, name) }
+	want := []string{
+		at("config.yaml") + ":3: conditions.NoSuchCondition: not a condition type",
+		at("rules.d/a.yaml") + ":1: yaml: ",
+		at("rules.d/b.yaml") + `:2: rule "B": exclude 1: error parsing regexp`,
+		at("rules.d/c.yaml") + `:8: rule "C1": unknown field typo`,
+		at("rules.d/c.yaml") + `:9: rule "C2": unknown severity "Loud"`,
+		at("rules.d/e.yaml") + `:3: rule "Dup": name already used at ` + at("rules.d/d.yaml") + ":2",
+	}
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if len(lines) != 1+len(want) || lines[0] != "invalid rules or config: 6 problems:" {
+		t.Errorf("stderr:\n%s\nwant a count and %d problems", errs, len(want))
+	}
+	for _, w := range want {
+		found := false
+		for _, l := range lines {
+			found = found || strings.HasPrefix(l, w)
+		}
+		if !found {
+			t.Errorf("no line starting %q in:\n%s", w, errs)
+		}
+	}
+}

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
 
@@ -36,6 +39,10 @@ type Config struct {
 	// Probes configures host probes by probe name; each probe decodes
 	// (strictly) its own section.
 	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
+
+	// file and lines locate keys ("reasons.X") for messages.
+	file  string
+	lines map[string]int
 }
 
 // Toggle is an on/off switch that defaults to on.
@@ -62,38 +69,80 @@ type KmsgSource struct {
 }
 
 // Load reads path. A missing file is the default configuration; anything
-// else that cannot be read or parsed is an error naming the file and line.
+// else that cannot be read or parsed is an error listing every problem,
+// each with the file and line (problems.Problem). On error the Config
+// still holds what could be decoded, defaults for the rest, so that
+// validation can go on to the rules.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Config{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return &Config{}, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(b, path)
 }
 
 // Parse decodes a config document strictly (unknown keys are errors, since
-// a misspelt override silently doing nothing is worse than a refusal).
+// a misspelt override silently doing nothing is worse than a refusal). It
+// returns what it could decode along with the error, as Load.
 func Parse(b []byte, name string) (*Config, error) {
-	var c Config
+	c := &Config{file: name}
+	// The untyped tree gives the keys' lines; it is also where a syntax
+	// error is found.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return c, errors.Join(problems.FromYAML(name, err)...)
+	}
+	c.lines = keyLines(&doc)
+	var errs []error
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	for t := range c.Conditions {
-		if !finding.IsCondition(t) {
-			return nil, fmt.Errorf("%s: conditions.%s: not a condition type", name, t)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		errs = problems.FromYAML(name, err)
+		if _, partial := errors.AsType[*yaml.TypeError](err); !partial {
+			return &Config{file: name}, errors.Join(errs...)
 		}
 	}
-	return &c, nil
+	for _, t := range slices.Sorted(maps.Keys(c.Conditions)) {
+		if !finding.IsCondition(t) {
+			errs = append(errs, &problems.Problem{File: name, Line: c.lines["conditions."+t], Err: fmt.Errorf("conditions.%s: not a condition type", t)})
+		}
+	}
+	return c, errors.Join(errs...)
 }
+
+// keyLines maps "key" and "key.subkey" of a document to their lines.
+func keyLines(doc *yaml.Node) map[string]int {
+	lines := map[string]int{}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return lines
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		lines[k.Value] = k.Line
+		if v.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			lines[k.Value+"."+v.Content[j].Value] = v.Content[j].Line
+		}
+	}
+	return lines
+}
+
+// where locates a key of keyLines for rule compile errors.
+func (c *Config) where(key string) (string, int) { return c.file, c.lines[key] }
 
 // RuleOptions is the part of the config the rule compiler needs.
 func (c *Config) RuleOptions() rules.Options {
-	return rules.Options{Overrides: c.Reasons, Sets: c.Sets}
+	opts := rules.Options{Overrides: c.Reasons, Sets: c.Sets}
+	if c.file != "" {
+		opts.Where = c.where
+	}
+	return opts
 }
 
 // Monitored returns the enabled condition types; AcceleratedHardwareReady

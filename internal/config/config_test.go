@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/problems"
 )
 
 func TestParseIsStrictAndNamesTheFile(t *testing.T) {
@@ -40,5 +41,37 @@ func TestMissingFileIsDefaultsAndMonitored(t *testing.T) {
 	}
 	if got := c.Monitored(true); !slices.Equal(got, []string{finding.KernelReady, finding.ContainerRuntimeReady, finding.NetworkingReady, finding.AcceleratedHardwareReady}) {
 		t.Fatalf("StorageReady disabled, accelerated node: %v", got)
+	}
+}
+
+// TestParseReportsEveryProblem: an unknown key does not hide the other
+// problems, each has its line, and what could be decoded is kept for the
+// rules' validation.
+func TestParseReportsEveryProblem(t *testing.T) {
+	c, err := Parse([]byte(`conditions:
+  Nope: {enabled: false}
+  KernelReady: {enabled: false}
+  AlsoNope: {}
+reasons:
+  SoftLockup: {severity: Fatal}
+sourcess: {}
+sources:
+  kmsg: {facilities: [kern]}
+`), "config.yaml")
+	var got []string
+	for _, p := range problems.List(err) {
+		got = append(got, p.Error())
+	}
+	want := []string{
+		"config.yaml:7: unknown field sourcess",
+		"config.yaml:9: cannot unmarshal !!str `kern` into int",
+		"config.yaml:4: conditions.AlsoNope: not a condition type",
+		"config.yaml:2: conditions.Nope: not a condition type",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems\n%q\nwant\n%q", got, want)
+	}
+	if c.Reasons["SoftLockup"].Severity != "Fatal" || c.Conditions[finding.KernelReady].On() {
+		t.Errorf("what could be decoded was not kept: %+v", c)
 	}
 }

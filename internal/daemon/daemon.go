@@ -26,6 +26,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/source"
@@ -683,23 +684,19 @@ func (d *Daemon) reloadAndReport() bool {
 
 // LoadRuleSet reads the config and the operator rules and compiles them
 // over the built-in catalogue. nodehealthctl uses it too, so that what it
-// validates is what the daemon runs.
+// validates is what the daemon runs. Each step goes on with what the one
+// before could read, so that the error lists every problem of every file,
+// ordered by file and line.
 func LoadRuleSet(configPath, rulesDir string) (*config.Config, *rules.Set, error) {
-	cfg, err := config.Load(configPath)
-	if err != nil {
-		return nil, nil, err
-	}
+	cfg, cerr := config.Load(configPath)
 	rulesDir = cfg.RulesDirFor(rulesDir)
 	builtin, err := rules.Catalogue()
 	if err != nil {
 		return nil, nil, fmt.Errorf("built-in catalogue: %w", err)
 	}
-	operator, err := rules.LoadDir(rulesDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	set, err := rules.Compile(rules.Merge(builtin, operator), ruleOptions(cfg))
-	if err != nil {
+	operator, lerr := rules.LoadDir(rulesDir)
+	set, serr := rules.Compile(rules.Merge(builtin, operator), ruleOptions(cfg))
+	if err := problems.Join(cerr, lerr, serr); err != nil {
 		return nil, nil, err
 	}
 	return cfg, set, nil

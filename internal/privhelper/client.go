@@ -43,18 +43,30 @@ func (c *Client) do(ctx context.Context, req Request) (Response, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(&req); err != nil {
-		return Response{}, fmt.Errorf("privileged helper: send %s: %w", req.Op, err)
-	}
+	return exchange(ctx, conn, req)
+}
+
+// exchange sends req on conn and reads the response.
+func exchange(ctx context.Context, conn net.Conn, req Request) (Response, error) {
+	// The helper refuses a peer as soon as it connects, before reading its
+	// request: the send may then fail (EPIPE) while the refusal is
+	// already here to read, and it says more than the send's error.
+	serr := json.NewEncoder(conn).Encode(&req)
 	var resp Response
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return Response{}, fmt.Errorf("privileged helper: %s: %w", req.Op, ctx.Err())
+		case serr != nil:
+			return Response{}, fmt.Errorf("privileged helper: send %s: %w", req.Op, serr)
 		}
 		return Response{}, fmt.Errorf("privileged helper: %s: reading the response: %w", req.Op, err)
 	}
 	if resp.Error != "" {
 		return Response{}, fmt.Errorf("privileged helper: %w", &remoteError{msg: resp.Error, kind: resp.ErrorKind})
+	}
+	if serr != nil {
+		return Response{}, fmt.Errorf("privileged helper: send %s: %w", req.Op, serr)
 	}
 	return resp, nil
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 )
 
@@ -278,6 +280,102 @@ func TestRefusesOtherUsersAndBadRequests(t *testing.T) {
 		if !strings.Contains(buf.String(), `"error_kind":"refused"`) {
 			t.Errorf("request %s: response %s, want refused", raw, buf.String())
 		}
+	}
+}
+
+// TestRefusesOtherPeerWithoutReadingItsRequest: a peer that is not
+// AllowUID is told so as soon as it connects, not after the helper has
+// waited for a request it may never send.
+func TestRefusesOtherPeerWithoutReadingItsRequest(t *testing.T) {
+	s, _ := testServer(t)
+	s.AllowUID = uint32(os.Getuid()) + 1
+	// Longer than the test's bound below: a refusal that waits for the
+	// request (or for ReadTimeout) fails the test.
+	s.ReadTimeout = time.Hour
+	c := serve(t, s)
+	conn, err := net.Dial("unix", c.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(conn)
+	if !strings.Contains(buf.String(), "is not allowed") || !strings.Contains(buf.String(), `"error_kind":"refused"`) {
+		t.Errorf("peer that sent nothing read %q (%v), want the refusal at once", buf.String(), err)
+	}
+}
+
+// TestClientReadsRefusalAfterFailedSend: when the helper has refused and
+// closed before the client wrote its request, the write fails with EPIPE,
+// but the client reports the helper's refusal that is waiting to be read.
+func TestClientReadsRefusalAfterFailedSend(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		conns[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer conns[0].Close()
+	helper := conns[1]
+	if _, err := helper.Write([]byte(`{"error":"peer uid 1 (pid 2) is not allowed","error_kind":"refused"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	helper.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = exchange(ctx, conns[0], Request{Op: OpProcesses})
+	if err == nil || !strings.Contains(err.Error(), "is not allowed") {
+		t.Errorf("client: %v, want the helper's refusal", err)
+	}
+}
+
+// TestIdleConnectionsDoNotDelayRequests: connections that never send a
+// request hold no request slot, so a request behind more of them than the
+// helper answers at once is still answered.
+func TestIdleConnectionsDoNotDelayRequests(t *testing.T) {
+	s, _ := testServer(t)
+	// Longer than the client's bound below: the request must not wait for
+	// idle connections to time out.
+	s.ReadTimeout = time.Hour
+	s.LookPath = func(string) (string, error) { return "", exec.ErrNotFound }
+	c := serve(t, s)
+	for range 2 * maxConcurrent {
+		idle, err := net.Dial("unix", c.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
+	}
+	c.Timeout = 10 * time.Second
+	if _, err := c.Command(context.Background(), "iptables-save"); !errors.Is(err, exec.ErrNotFound) {
+		t.Errorf("request behind %d idle connections: %v, want it answered", 2*maxConcurrent, err)
+	}
+}
+
+// TestIdleConnectionIsToldAndClosed: a connection that sends no request
+// within ReadTimeout is told why and closed.
+func TestIdleConnectionIsToldAndClosed(t *testing.T) {
+	s, _ := testServer(t)
+	s.ReadTimeout = 50 * time.Millisecond
+	c := serve(t, s)
+	conn, err := net.Dial("unix", c.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(conn)
+	if err != nil || !strings.Contains(buf.String(), "no request within 50ms") {
+		t.Errorf("idle connection read %q (%v), want told and closed", buf.String(), err)
 	}
 }
 

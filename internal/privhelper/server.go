@@ -33,6 +33,10 @@ type Server struct {
 	// RequestTimeout bounds one request, a hung NVMe device or command
 	// included.
 	RequestTimeout time.Duration
+	// ReadTimeout bounds the wait for a request once a peer is accepted:
+	// the daemon sends its request as soon as it connects, so a connection
+	// that sends nothing for this long is told so and closed.
+	ReadTimeout time.Duration
 	// AllowUID is the only peer user ID served (0, root).
 	AllowUID uint32
 	Log      *slog.Logger
@@ -49,6 +53,7 @@ func NewServer(log *slog.Logger) *Server {
 		// Below the client's own limits, so that the daemon sees the
 		// helper's error rather than a bare timeout.
 		RequestTimeout: 50 * time.Second,
+		ReadTimeout:    DefaultReadTimeout,
 		Log:            log,
 		lstat:          os.Lstat,
 	}
@@ -68,20 +73,30 @@ func lookPathFixed(name string) (string, error) {
 	return "", fmt.Errorf("%s: %w", name, exec.ErrNotFound)
 }
 
+// DefaultReadTimeout is the default Server.ReadTimeout.
+const DefaultReadTimeout = 5 * time.Second
+
 // Serve answers connections on l until ctx ends.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// A few requests at a time: the daemon makes one at a time per probe,
-	// and a misbehaving client must not make the helper scan /proc or run
-	// iptables-save hundreds of times in parallel. Connections beyond the
-	// limit wait in the listen backlog.
-	slots := make(chan struct{}, maxConcurrent)
+	// Open connections are bounded so that a flood of them cannot exhaust
+	// the helper's descriptors; the ones beyond wait in the listen backlog.
+	// Each is held at most ReadTimeout before its request is read, and a
+	// refused peer not at all, so idle connections delay a request by at
+	// most ReadTimeout, never the 50 s of a request.
+	open := make(chan struct{}, maxOpen)
+	// A few requests are answered at a time: the daemon makes one at a
+	// time per probe, and a misbehaving client must not make the helper
+	// scan /proc or run iptables-save hundreds of times in parallel. A
+	// connection takes one of these only once its request is read, so
+	// connections that send nothing cannot hold them.
+	work := make(chan struct{}, maxConcurrent)
 	for {
 		select {
-		case slots <- struct{}{}:
+		case open <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
@@ -90,7 +105,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			<-slots
+			<-open
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
@@ -100,27 +115,31 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			s.handle(ctx, c)
+			defer func() { <-open }()
+			s.handle(ctx, c, work)
 		}()
 	}
 }
 
-// maxConcurrent bounds the requests served at once.
+// maxConcurrent bounds the requests answered at once.
 const maxConcurrent = 4
+
+// maxOpen bounds the connections open at once.
+const maxOpen = 64
 
 // maxRequest bounds a request; real ones are under 200 bytes.
 const maxRequest = 4096
 
-func (s *Server) handle(ctx context.Context, c net.Conn) {
+func (s *Server) handle(ctx context.Context, c net.Conn, work chan struct{}) {
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
-	defer cancel()
-	_ = c.SetDeadline(time.Now().Add(s.RequestTimeout + 5*time.Second))
+	_ = c.SetDeadline(time.Now().Add(s.ReadTimeout))
 	var resp Response
 	req, err := s.read(c)
 	if err == nil {
-		resp, err = s.answer(ctx, req)
+		resp, err = s.serveRequest(ctx, c, req, work)
+	} else {
+		// The read may have used up the deadline; the refusal is small.
+		_ = c.SetWriteDeadline(time.Now().Add(s.ReadTimeout))
 	}
 	if err != nil {
 		resp = Response{Error: err.Error()}
@@ -141,25 +160,43 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			s.Log.Log(ctx, level, "request failed", "op", req.Op, "err", err)
 		}
 	}
+	// A refused peer's request may still be unsent or unread: closing then
+	// makes its write fail (EPIPE) or its later reads fail (ECONNRESET), but
+	// the response written here stays readable before either, and the
+	// client reads it even after a failed write.
 	if err := json.NewEncoder(c).Encode(&resp); err != nil && s.Log != nil {
 		s.Log.Warn("cannot send the response", "op", req.Op, "err", err)
 	}
 }
 
-// read checks the peer and decodes its request.
+// serveRequest waits for a slot and answers req, within RequestTimeout.
+func (s *Server) serveRequest(ctx context.Context, c net.Conn, req Request, work chan struct{}) (Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	_ = c.SetDeadline(time.Now().Add(s.RequestTimeout + 5*time.Second))
+	select {
+	case work <- struct{}{}:
+		defer func() { <-work }()
+	case <-ctx.Done():
+		return Response{}, fmt.Errorf("waiting for one of %d requests in progress: %w", maxConcurrent, ctx.Err())
+	}
+	return s.answer(ctx, req)
+}
+
+// read checks the peer, then decodes its request. A refused peer is
+// answered at once, without waiting for a request it may never send.
 func (s *Server) read(c net.Conn) (Request, error) {
-	// The request is read before a refused peer is told so: closing the
-	// connection with its request unread would make the peer's write fail
-	// (EPIPE) before it could read why.
-	var req Request
-	dec := json.NewDecoder(io.LimitReader(c, maxRequest))
-	dec.DisallowUnknownFields()
-	derr := dec.Decode(&req)
 	if err := s.checkPeer(c); err != nil {
 		return Request{}, err
 	}
-	if derr != nil {
-		return req, refusedError{fmt.Errorf("bad request: %w", derr)}
+	var req Request
+	dec := json.NewDecoder(io.LimitReader(c, maxRequest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return Request{}, refusedError{fmt.Errorf("no request within %v", s.ReadTimeout)}
+		}
+		return req, refusedError{fmt.Errorf("bad request: %w", err)}
 	}
 	return req, nil
 }

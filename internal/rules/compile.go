@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coregx/ahocorasick"
-	"github.com/hashicorp/go-multierror"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/source"
@@ -74,19 +74,19 @@ var (
 )
 
 // Compile validates f with opts applied and builds the matching structures.
-// Every problem is reported, each prefixed with the rule's file, line and
-// name.
+// Every problem is reported, each a *problems.Problem with the rule's file,
+// line and name, or the config key's.
 func Compile(f *File, opts Options) (*Set, error) {
-	var errs *multierror.Error
+	var errs []error
 	sets := map[string]map[string]bool{}
 	for name, vals := range f.Sets {
 		sets[name] = toSet(vals)
 	}
-	for name, vals := range opts.Sets {
+	for _, name := range slices.Sorted(maps.Keys(opts.Sets)) {
 		if _, ok := sets[name]; !ok {
-			errs = multierror.Append(errs, fmt.Errorf("config: sets.%s: no rule file defines this set", name))
+			errs = append(errs, opts.problem("sets."+name, errors.New("no rule file defines this set")))
 		}
-		sets[name] = toSet(vals)
+		sets[name] = toSet(opts.Sets[name])
 	}
 	s := &Set{overrides: opts.Overrides}
 	seen := map[string]string{}
@@ -95,14 +95,14 @@ func Compile(f *File, opts Options) (*Set, error) {
 	for i := range f.Rules {
 		r := f.Rules[i]
 		name := r.EffectiveName()
-		if prev, dup := seen[name]; dup {
-			errs = multierror.Append(errs, fmt.Errorf("%s: rule %q: name already used at %s (give each rule a distinct name)", r.Origin, name, prev))
+		if prev, dup := seen[name]; dup && name != "" {
+			errs = append(errs, r.problem(fmt.Errorf("name already used at %s (give each rule a distinct name)", prev)))
 			continue
 		}
 		seen[name] = r.Origin
 		c, err := compileRule(r, sets)
 		if err != nil {
-			errs = multierror.Append(errs, err)
+			errs = append(errs, err)
 			continue
 		}
 		if c.templated {
@@ -123,11 +123,11 @@ func Compile(f *File, opts Options) (*Set, error) {
 	detectorReasons := newReasonSet(opts.KnownReasons)
 	for _, reason := range slices.Sorted(maps.Keys(opts.Overrides)) {
 		if err := validateOverride(reason, opts.Overrides[reason], ruleReasons, detectorReasons); err != nil {
-			errs = multierror.Append(errs, err)
+			errs = append(errs, opts.problem("reasons."+reason, err))
 		}
 	}
-	if err := errs.ErrorOrNil(); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	var kmsg []int
 	for _, c := range s.rules {
@@ -153,9 +153,9 @@ func toSet(vals []string) map[string]bool {
 }
 
 func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
-	var errs *multierror.Error
+	var errs []error
 	fail := func(format string, args ...any) {
-		errs = multierror.Append(errs, fmt.Errorf("%s: rule %q: %s", r.Origin, r.EffectiveName(), fmt.Sprintf(format, args...)))
+		errs = append(errs, r.problem(fmt.Errorf(format, args...)))
 	}
 	c := &compiled{rule: r, name: r.EffectiveName(), reason: r.Reason, message: r.Message, key: r.Key}
 	if !nameRE.MatchString(c.name) {
@@ -276,8 +276,8 @@ func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
 		}
 		c.recovery = finding.Recovery{ExpireAfter: time.Duration(r.Recovery.ExpireAfter), KeepAcrossReboot: r.Recovery.KeepAcrossReboot}
 	}
-	if err := errs.ErrorOrNil(); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	c.literals = ruleLiterals(c.patterns)
 	return c, nil
@@ -334,18 +334,18 @@ func validateOverride(reason string, ov Override, fromRules, fromDetectors reaso
 		// detector's findings; accepting the rest would silently do
 		// nothing.
 		if ov.Threshold != nil || ov.Recovery != nil {
-			return fmt.Errorf("config: reasons.%s: threshold and recovery apply to log rules only; this reason comes from a probe or NVML, where only enabled and severity apply (tune the probe under probes.<name>)", reason)
+			return errors.New("threshold and recovery apply to log rules only; this reason comes from a probe or NVML, where only enabled and severity apply (tune the probe under probes.<name>)")
 		}
 	default:
-		return fmt.Errorf("config: reasons.%s: no rule, probe or NVML check produces this reason", reason)
+		return errors.New("no rule, probe or NVML check produces this reason")
 	}
 	if ov.Severity != "" {
 		if _, err := finding.ParseSeverity(ov.Severity); err != nil {
-			return fmt.Errorf("config: reasons.%s: %w", reason, err)
+			return err
 		}
 	}
 	if t := ov.Threshold; t != nil && (t.Count < 1 || (t.Count > 1 && t.Window <= 0)) {
-		return fmt.Errorf("config: reasons.%s: threshold needs count ≥ 1 and a positive window", reason)
+		return errors.New("threshold needs count ≥ 1 and a positive window")
 	}
 	return nil
 }

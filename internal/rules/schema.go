@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nodehealthd/nodehealthd/internal/problems"
 )
 
 // File is one rules YAML document.
@@ -41,6 +43,9 @@ type Rule struct {
 
 	// Origin is "file:line" of the rule, for error messages.
 	Origin string `yaml:"-"`
+	// file and line make up Origin, for problems.Problem.
+	file string
+	line int
 	// Builtin marks rules from the embedded catalogue.
 	Builtin bool `yaml:"-"`
 }
@@ -75,7 +80,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q: %w", n.Line, s, err)
+		// A TypeError, unlike other errors, lets yaml go on to report the
+		// document's other problems.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration %q: %v", n.Line, s, err)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -105,6 +112,18 @@ type Options struct {
 	// their findings, while threshold and recovery only exist for rules and
 	// are refused for a reason no rule produces.
 	KnownReasons []string
+	// Where locates a config key ("reasons.X", "sets.X") for messages;
+	// nil names the config without a line.
+	Where func(key string) (file string, line int)
+}
+
+// problem reports err as a problem of the config key.
+func (o Options) problem(key string, err error) error {
+	file, line := "config", 0
+	if o.Where != nil {
+		file, line = o.Where(key)
+	}
+	return &problems.Problem{File: file, Line: line, Err: fmt.Errorf("%s: %w", key, err)}
 }
 
 // String prints the duration in Go syntax.
