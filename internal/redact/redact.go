@@ -99,12 +99,25 @@ func (c *Counts) inc(class string) {
 // NUL separates words as whitespace does, so that /proc/*/environ and
 // /proc/*/cmdline can be scanned as they are.
 func Scan(b []byte) ([]byte, Counts) {
-	var c Counts
-	for _, p := range passes {
-		b = p(b, &c)
+	var total Counts
+	// A redaction can change the context of what is left (a quote it
+	// covered no longer pairs with another), so the passes run again
+	// until nothing changes: the result is stable under Scan.
+	for range maxRounds {
+		var c Counts
+		for _, p := range passes {
+			b = p(b, &c)
+		}
+		if len(c) == 0 {
+			break
+		}
+		addCounts(&total, c)
 	}
-	return b, c
+	return b, total
 }
+
+// maxRounds bounds Scan's rounds; real text settles after two.
+const maxRounds = 4
 
 // Bytes is Scan returning only the number of values redacted.
 func Bytes(b []byte) ([]byte, int) {

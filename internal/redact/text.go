@@ -446,7 +446,7 @@ func valueExtent(b []byte, s, q int, sep, inString byte) (int, int) {
 	for eol < len(b) && b[eol] != '\n' && b[eol] != '\r' {
 		eol++
 	}
-	if q >= len(b) {
+	if q >= len(b) || isRedacted(b[q:]) {
 		return q, q
 	}
 	switch {
@@ -454,7 +454,7 @@ func valueExtent(b []byte, s, q int, sep, inString byte) (int, int) {
 		return q + 1, closingQuote(b, q+1, eol, b[q])
 	case b[q] == '[' && sep == ':':
 		// Go's header dump: Authorization:[Bearer X].
-		if k := bytes.IndexByte(b[q:eol], ']'); k > 0 {
+		if k := bytes.IndexByte(b[q:eol], ']'); k > 0 && bytes.IndexByte(b[q+1:q+k], '[') < 0 {
 			return q + 1, q + k
 		}
 	}
