@@ -121,7 +121,7 @@ type Entry struct {
 	Source string `json:"source"`
 	Bytes  int    `json:"bytes"`
 	// Seconds is how long a command ran.
-	Seconds    float64 `json:"seconds,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
 	Truncated bool    `json:"truncated,omitempty"`
 	// Redactions is how many values were redacted, Redacted how many of
 	// each class (redact.PrivateKey, redact.URLPassword, ...). Never the
