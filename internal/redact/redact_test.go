@@ -302,6 +302,10 @@ users:
 	args, _ := Args([]string{"/usr/bin/mysql", "-u", "app", "-pSECRET1", "--password", "SECRET2 with space", "--token=SECRET3", "--region", "us-west-2"})
 	checkRedacted(t, "args", []byte(strings.Join(args, " ")), []string{"SECRET1", "SECRET2", "SECRET3", "with space"}, []string{"us-west-2", "-u app"})
 
+	// An exec plugin's args have no command in front.
+	args, _ = Args([]string{"--registry-token", "SECRET1", "--region", "us-west-2"})
+	checkRedacted(t, "plugin args", []byte(strings.Join(args, " ")), []string{"SECRET1"}, []string{"--registry-token", "us-west-2"})
+
 	// Content that does not parse is an error, never passed through.
 	for name, fn := range map[string]func([]byte) ([]byte, Counts, error){"YAML": YAML, "JSON": JSON, "TOML": TOML} {
 		if out, _, err := fn([]byte("token: [SECRET\n\t- {")); err == nil {

@@ -374,8 +374,8 @@ func Env(b []byte, sep byte) ([]byte, Counts, error) {
 	return out.Bytes(), c, nil
 }
 
-// Args redacts a command line given as its arguments: the values of
-// secret flags (--token X, --password=X), mysql -pX, curl -u user:X, and
+// Args redacts a command line, or the arguments alone (an exec plugin's
+// args), given as a list: the values of secret flags (--token X, --password=X), mysql -pX, curl -u user:X, and
 // whatever Scan finds in each argument.
 func Args(args []string) ([]string, Counts) {
 	var c Counts
@@ -386,7 +386,7 @@ func Args(args []string) ([]string, Counts) {
 	}
 	pwFlag := slices.ContainsFunc(passwordFlagCommands, func(p string) bool { return strings.HasPrefix(cmd, p) })
 	userFlag := slices.Contains(userFlagCommands, cmd)
-	for i := 1; i < len(out); i++ {
+	for i := 0; i < len(out); i++ {
 		a := out[i]
 		if !strings.HasPrefix(a, "-") || a == Redacted {
 			continue
