@@ -152,6 +152,7 @@ func TestNotSecrets(t *testing.T) {
 		"AWS_ACCESS_KEY_ID is not set", "AWS_PROFILE=node",
 		"Jan 01 kernel: XFS (nvme1n1): Metadata corruption detected at xfs_buf_ioend+0x2c/0x90",
 		"/usr/bin/containerd --config /etc/containerd/config.toml",
+		`TOKEN=$(curl -s -X PUT http://169.254.169.254/latest/api/token)`, `password: ${DB_PASSWORD}`,
 	} {
 		if got, c := Scan([]byte(s)); string(got) != s {
 			t.Errorf("Scan(%q) = %q (%v); not a secret", s, got, c)

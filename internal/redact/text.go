@@ -674,11 +674,13 @@ func isStrongName(name string) bool {
 	return bytes.IndexByte([]byte(name), '_') > 0
 }
 
-// isNotSecretValue reports values that are settings rather than secrets.
+// isNotSecretValue reports values that are settings rather than secrets,
+// and shell expansions ($(cmd), ${VAR}), which name where a secret comes
+// from.
 func isNotSecretValue(v []byte) bool {
 	switch string(asciiLower(v)) {
 	case "true", "false", "yes", "no", "on", "off", "null", "nil", "none", "~", "{}", "[]", "|", ">":
 		return true
 	}
-	return v[0] == '{' || (v[0] == '[' && !isRedacted(v))
+	return v[0] == '{' || (v[0] == '[' && !isRedacted(v)) || bytes.HasPrefix(v, []byte("$(")) || bytes.HasPrefix(v, []byte("${"))
 }
