@@ -27,6 +27,7 @@ go test -count=1 -timeout 40m ./...
 echo "== fuzz (short)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./internal/source/kmsg/
 go test -run '^$' -fuzz '^FuzzParseAndCompile$' -fuzztime 15s ./internal/rules/
+go test -run '^$' -fuzz '^FuzzRedact$' -fuzztime 10s ./internal/redact/
 
 echo "== image templates"
 ctl_dir=$(mktemp -d)

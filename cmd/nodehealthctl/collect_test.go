@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/diag/canary"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -61,28 +62,9 @@ func TestCollectCommand(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("bundle mode %v, want 0600", fi.Mode().Perm())
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]string{}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(tr)
-		_, rest, _ := strings.Cut(h.Name, "/")
-		files[rest] = string(data)
+	for name, data := range readBundle(t, out) {
+		files[name] = string(data)
 	}
 	if s := files["nodehealthd/status.txt"]; !strings.Contains(s, "StorageReady") || !strings.Contains(s, "XFSCorruption") {
 		t.Errorf("status.txt is not the status view of the fixture state:\n%s", s)
@@ -99,5 +81,63 @@ func TestCollectCommand(t *testing.T) {
 		if strings.Contains(data, token) {
 			t.Errorf("%s contains the kubeconfig token", name)
 		}
+	}
+}
+
+// readBundle returns the files of a bundle by path below its top
+// directory.
+func readBundle(t *testing.T, bundle string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(h.Name, "/")
+		files[rest] = data
+	}
+	return files
+}
+
+// TestCollectCorpus is the acceptance check of the redaction corpus:
+// `nodehealthctl collect --root CORPUS`, with the real commands, writes a
+// bundle with none of the corpus's canaries in it, raw or decoded.
+func TestCollectCorpus(t *testing.T) {
+	canaries, err := canary.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"collect", "-o", out, "--root", filepath.Join(canary.Dir(), "corpus"), "--timeout", "60s", "--command-timeout", "5s"}, nil, &stdout, &stderr)
+	if rc != 0 {
+		t.Fatalf("collect exited %d: %s", rc, stderr.String())
+	}
+	files := readBundle(t, out)
+	for _, p := range []string{"kubernetes/kubeconfig", "containerd/config.toml", "system/cloud-init-output.log", "system/cmdlines.txt", "nodehealthd/state.json", "nodehealthd/status.txt"} {
+		if len(files[p]) == 0 {
+			t.Errorf("bundle lacks %s", p)
+		}
+	}
+	for _, l := range canary.Find(files, canaries) {
+		t.Errorf("leaked: %s", l)
 	}
 }

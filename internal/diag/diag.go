@@ -6,8 +6,15 @@
 //
 // Collection never stops at a failure: a missing command, a non-zero exit or
 // a timeout is recorded in errors.txt and manifest.json and the next item is
-// collected. Every byte written passes through redact.Bytes, so private keys and
-// credentials do not leave the node even when they turn up in a log.
+// collected.
+//
+// Redaction is a security boundary with two layers. Files known to hold
+// credentials (kubeconfigs, registry auth, containerd and EKS bootstrap
+// configuration, process environments) are redacted structurally or left
+// out (see treat); one that does not parse is left out rather than passed
+// to patterns. Then every byte written passes through redact.Scan, so
+// private keys and credentials do not leave the node even when they turn
+// up in a log. The manifest counts what was redacted, per file and class.
 package diag
 
 import (
@@ -114,14 +121,19 @@ type Entry struct {
 	Source string `json:"source"`
 	Bytes  int    `json:"bytes"`
 	// Seconds is how long a command ran.
-	Seconds    float64 `json:"seconds,omitempty"`
-	Truncated  bool    `json:"truncated,omitempty"`
-	Redactions int     `json:"redactions,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
+	Truncated bool    `json:"truncated,omitempty"`
+	// Redactions is how many values were redacted, Redacted how many of
+	// each class (redact.PrivateKey, redact.URLPassword, ...). Never the
+	// values.
+	Redactions int            `json:"redactions,omitempty"`
+	Redacted   map[string]int `json:"redacted,omitempty"`
 	// Error is why the item is missing or incomplete; it is also listed in
 	// errors.txt.
 	Error string `json:"error,omitempty"`
 	// Skipped says why an item was deliberately left out (not present on
-	// this host, holds private keys); not an error.
+	// this host, holds private keys or user data); not an error. A
+	// credential file that could not be redacted is an error instead.
 	Skipped string `json:"skipped,omitempty"`
 }
 
@@ -194,8 +206,11 @@ type item struct {
 	dir  string   // host directory, copied recursively
 	cmd  []string // command line
 	gen  func(ctx context.Context) ([]byte, error)
-	// kubeconfig redacts credentials structurally before the final scan.
-	kubeconfig bool
+	// cmdlines renders the command lines of the processes under root.
+	cmdlines bool
+	// format redacts a command's output structurally before the final
+	// pattern pass; files get theirs from treat.
+	format format
 	// optional files that do not exist are skipped without an error.
 	optional bool
 	// tail keeps the end of a file longer than MaxBytes (logs), not its
@@ -212,6 +227,8 @@ func (it item) source() string {
 		return it.dir + "/"
 	case len(it.cmd) > 0:
 		return strings.Join(it.cmd, " ")
+	case it.cmdlines:
+		return "/proc/*/cmdline"
 	}
 	return it.what
 }
@@ -228,6 +245,9 @@ type collector struct {
 func (c *collector) record(e Entry) {
 	if e.Error != "" {
 		c.man.Errors++
+		// A command's complaint or a generator's error may quote what it
+		// was given.
+		e.Error = redact.String(e.Error)
 	}
 	c.man.Entries = append(c.man.Entries, e)
 }
@@ -235,10 +255,20 @@ func (c *collector) record(e Entry) {
 func (c *collector) collect(it item) error {
 	e := Entry{Source: it.source()}
 	var data []byte
+	f := it.format
 	switch {
 	case it.dir != "":
 		return c.collectDir(it)
+	case it.cmdlines:
+		var counts redact.Counts
+		var err error
+		data, counts, err = cmdlines(c.opts.Root, c.opts.MaxBytes)
+		if err != nil {
+			e.Error = err.Error()
+		}
+		addCounts(&e, counts)
 	case it.file != "":
+		f = treat(it.file).format
 		b, trunc, skip, err := c.readFile(it.file, it.tail)
 		switch {
 		case skip != "":
@@ -278,26 +308,48 @@ func (c *collector) collect(it item) error {
 		}
 		data = b
 	}
-	if it.kubeconfig && len(data) > 0 {
-		if red, n, err := redact.Kubeconfig(data); err == nil {
-			data, e.Redactions = red, n
-		} else {
-			// Not YAML (truncated, corrupt): the final scan still applies.
-			e.Error = "kubeconfig not parseable, only scanned for secrets: " + err.Error()
-		}
-	}
-	if len(data) == 0 && e.Error != "" {
+	if !c.redactStructured(f, &data, &e) || len(data) == 0 && e.Error != "" {
 		c.record(e)
 		return nil
 	}
 	return c.write(it.out, data, &e)
 }
 
-// write adds one file to the bundle after the final secret scan, and
+// redactStructured applies the structural redaction of f to a file known
+// to hold credentials. When it does not parse (corrupt, cut off at
+// MaxBytes, a command's error instead of its output) the file is left out
+// and the entry says so: patterns alone are not trusted with it.
+func (c *collector) redactStructured(f format, data *[]byte, e *Entry) bool {
+	if f == plain || len(*data) == 0 {
+		return true
+	}
+	out, counts, err := f.redact(*data)
+	if err != nil {
+		e.Error = leftOut(f, err)
+		*data = nil
+		return false
+	}
+	*data = out
+	addCounts(e, counts)
+	return true
+}
+
+func addCounts(e *Entry, c redact.Counts) {
+	for class, n := range c {
+		if e.Redacted == nil {
+			e.Redacted = map[string]int{}
+		}
+		e.Redacted[class] += n
+		e.Redactions += n
+	}
+}
+
+// write adds one file to the bundle after the final pattern pass, and
 // records it.
 func (c *collector) write(name string, data []byte, e *Entry) error {
-	data, n := redact.Bytes(data)
-	e.Path, e.Bytes, e.Redactions = name, len(data), e.Redactions+n
+	data, counts := redact.Scan(data)
+	addCounts(e, counts)
+	e.Path, e.Bytes = name, len(data)
 	if name != "manifest.json" && name != "errors.txt" {
 		c.record(*e)
 	}
@@ -311,20 +363,10 @@ func (c *collector) write(name string, data []byte, e *Entry) error {
 	return nil
 }
 
-// excluded reports why a file must not be collected at all, or "".
-func excluded(name string) string {
-	base := path.Base(name)
-	switch {
-	case strings.HasSuffix(base, ".key"), strings.HasSuffix(base, "-key.pem"), strings.HasPrefix(base, "kubelet-client") && strings.HasSuffix(base, ".pem"):
-		return "excluded: holds a private key"
-	}
-	return ""
-}
-
 // readFile reads a host file under the root, up to MaxBytes: the first
 // ones, or with tail the last ones.
 func (c *collector) readFile(p string, tail bool) (data []byte, truncated bool, skip string, err error) {
-	if why := excluded(p); why != "" {
+	if why := treat(p).exclude; why != "" {
 		return nil, false, why, nil
 	}
 	full, err := resolve(c.opts.Root, p)
@@ -396,7 +438,7 @@ func (c *collector) collectDir(it item) error {
 			return filepath.SkipAll
 		}
 		e := Entry{Source: hostPath}
-		if why := excluded(hostPath); why != "" {
+		if why := treat(hostPath).exclude; why != "" {
 			e.Skipped = why
 			c.record(e)
 			return nil
@@ -418,6 +460,10 @@ func (c *collector) collectDir(it item) error {
 			return nil
 		}
 		e.Truncated = trunc
+		if !c.redactStructured(treat(hostPath).format, &b, &e) {
+			c.record(e)
+			return nil
+		}
 		return c.write(path.Join(it.out, filepath.ToSlash(rel)), b, &e)
 	})
 }

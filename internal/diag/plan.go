@@ -65,6 +65,9 @@ func plan(o *Options) []item {
 		cmd("system/units-failed.txt", "systemctl", "list-units", "--failed", "--no-pager"),
 		cmd("system/units.txt", "systemctl", "list-units", "--all", "--no-pager"),
 		cmd("system/ps.txt", "ps", "auxfww"),
+		item{out: "system/cmdlines.txt", cmdlines: true},
+		// The global environment: proxies.
+		file("system/environment", "/etc/environment"),
 
 		cmd("network/ip-addr.txt", "ip", "addr", "show"),
 		cmd("network/ip-link-stats.txt", "ip", "-s", "link", "show"),
@@ -90,18 +93,28 @@ func plan(o *Options) []item {
 		item{out: "kubernetes/kubelet-config.json.d", dir: "/etc/kubernetes/kubelet/config.json.d"},
 		file("kubernetes/kubelet-environment", "/etc/eks/kubelet/environment"),
 		cmd("kubernetes/kubelet-unit.txt", "systemctl", "cat", "kubelet"),
-		// Kubeconfigs only in redacted form: AL2023, its Outposts
-		// bootstrap file, Bottlerocket.
-		item{out: "kubernetes/kubeconfig", file: "/var/lib/kubelet/kubeconfig", optional: true, kubeconfig: true},
-		item{out: "kubernetes/bootstrap-kubeconfig", file: "/var/lib/kubelet/bootstrap-kubeconfig", optional: true, kubeconfig: true},
-		item{out: "kubernetes/kubelet-kubeconfig", file: "/etc/kubernetes/kubelet/kubeconfig", optional: true, kubeconfig: true},
+		// Credential files, redacted structurally (see treat): the
+		// kubeconfigs of AL2023, its Outposts bootstrap file and
+		// Bottlerocket; the image credential provider; registry auth in
+		// Docker's format.
+		file("kubernetes/kubeconfig", "/var/lib/kubelet/kubeconfig"),
+		file("kubernetes/bootstrap-kubeconfig", "/var/lib/kubelet/bootstrap-kubeconfig"),
+		file("kubernetes/kubelet-kubeconfig", "/etc/kubernetes/kubelet/kubeconfig"),
+		file("kubernetes/image-credential-provider.json", "/etc/eks/image-credential-provider/config.json"),
+		file("kubernetes/kubelet-docker-config.json", "/var/lib/kubelet/config.json"),
+		file("containerd/docker-config.json", "/root/.docker/config.json"),
 		file("containerd/config.toml", "/etc/containerd/config.toml"),
-		cmd("containerd/config-dump.toml", "containerd", "config", "dump"),
+		item{out: "containerd/certs.d", dir: "/etc/containerd/certs.d"},
+		item{out: "containerd/config-dump.toml", cmd: []string{"containerd", "config", "dump"}, format: tomlDoc},
+		// Listed so that the manifest says it was left out on purpose.
+		file("system/cloud-init-user-data", "/var/lib/cloud/instance/user-data.txt"),
 
 		logTail("system/cloud-init.log", "/var/log/cloud-init.log"),
 		logTail("system/cloud-init-output.log", "/var/log/cloud-init-output.log"),
 		logTail("system/messages", "/var/log/messages"),
 	)
+
+	add(daemonEnvirons(o.Root)...)
 
 	// Accelerator tools only where the hardware is, so that their absence
 	// on other nodes is not reported as an error.
