@@ -46,8 +46,10 @@ type tracked struct {
 	passes int
 }
 
-// sweepable are the reasons that can be active (Fatal) and belong only to
-// this detector.
+// sweepable are the reasons that can be active (Fatal) and that clean polls
+// disprove whoever raised them: an earlier run, or (for the device count and
+// Fabric Manager) a kernel log or journal rule about a GPU or fabric NVML now
+// sees healthy.
 var sweepable = []string{ReasonDoubleBitError, ReasonNVLinkError, ReasonDeviceCountMismatch, ReasonFabricManager, ReasonFabricError}
 
 func newTracker(passes int) *tracker {

@@ -66,6 +66,9 @@ func TestXIDFindingMatchesKmsgRule(t *testing.T) {
 		{"fatal XID", &config.Config{}, 79, "NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.", finding.Fatal},
 		{"application XID", &config.Config{}, 13, "NVRM: Xid (PCI:0000:3b:00): 13, pid='<unknown>', name=<unknown>, Graphics Exception: ESR 0x50e730=0x107000e", finding.Warning},
 		{"old format without PCI:", &config.Config{}, 31, "NVRM: Xid (0000:3b:00): 31, pid=2201, name=python3, Ch 00000008", finding.Warning},
+		// NVML reports a MIG instance's XID on the parent GPU; the kmsg key must be that GPU's too.
+		{"MIG-attributed fatal XID", &config.Config{}, 48, "NVRM: Xid (PCI:0000:3b:00 GPU-I:01 GPU-CI:00): 48, pid=2201, name=python3, An uncorrectable double bit error (DBE) has been detected", finding.Fatal},
+		{"MIG-attributed application XID", &config.Config{}, 94, "NVRM: Xid (PCI:0000:3b:00 GPU-I:05): 94, pid=7194, Contained: CE User Channel (0x9). RST: No, D-RST: No", finding.Warning},
 		{"fatal set from config", &config.Config{Sets: map[string][]string{"nvidiaFatalXIDs": {"13"}}}, 13, "NVRM: Xid (PCI:0000:3b:00): 13, pid=1, Graphics Exception", finding.Fatal},
 		{"not fatal once removed from the set", &config.Config{Sets: map[string][]string{"nvidiaFatalXIDs": {"13"}}}, 79, "NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.", finding.Warning},
 		{"severity override of a template reason", &config.Config{Reasons: map[string]rules.Override{"NvidiaXID48Error": {Severity: "Warning", Recovery: &rules.Recovery{ExpireAfter: rules.Duration(time.Hour)}}}}, 48, "NVRM: Xid (PCI:0000:3b:00): 48, pid=2201, name=python3, An uncorrectable double bit error (DBE) has been detected", finding.Warning},
