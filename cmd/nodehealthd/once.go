@@ -187,14 +187,14 @@ func probeOnce(ctx context.Context, root string, cfg *config.Config, tags map[st
 			}
 			switch format {
 			case "json":
-				_ = enc.Encode(onceLine{Event: "finding", Probe: p.Name(), Condition: r.Condition, Reason: r.Reason, Severity: string(r.Severity), Message: r.Message, Key: r.Key})
+				_ = enc.Encode(onceLine{Event: "finding", Probe: p.Name(), Condition: r.Condition, Reason: r.Reason, Severity: string(r.Severity), Message: finding.CleanMessage(r.Message), Key: r.Key})
 			case "none":
 			default:
 				key := ""
 				if r.Key != "" {
 					key = " [" + r.Key + "]"
 				}
-				fmt.Fprintf(w, "%-7s %s/%s%s: %s (probe %s)\n", r.Severity, r.Condition, r.Reason, key, r.Message, p.Name())
+				fmt.Fprintf(w, "%-7s %s/%s%s: %s (probe %s)\n", r.Severity, r.Condition, r.Reason, key, finding.CleanMessage(r.Message), p.Name())
 			}
 		}
 		o := outcomes[i]

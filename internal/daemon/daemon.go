@@ -426,7 +426,7 @@ func (d *Daemon) detectorEvent(ev detectorEvent) {
 		if f.Count == 0 {
 			f.Count = 1
 		}
-		f.Message = finding.Truncate(f.Message, finding.MaxMessageBytes)
+		f.Message = finding.CleanMessage(f.Message)
 		f.BootID = d.bootID
 		if d.disabled(f.Reason) {
 			return

@@ -7,6 +7,8 @@ package finding
 import (
 	"fmt"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/redact"
 )
 
 // Severity follows EKS's Node Monitoring Agent: Fatal sets the condition
@@ -95,6 +97,15 @@ func (f *Finding) Identity() string {
 
 // MaxMessageBytes bounds a single finding's message; log lines can be long.
 const MaxMessageBytes = 512
+
+// CleanMessage is what every finding message passes through where it is
+// made: credentials a log line carried (a URL password, a token) are
+// redacted before the message reaches the state file, the journal or the
+// cluster, and the message is bounded. Redaction comes first, so that a
+// cut cannot leave half a secret that no pattern recognizes.
+func CleanMessage(s string) string {
+	return Truncate(redact.String(s), MaxMessageBytes)
+}
 
 // Truncate cuts s to at most n bytes on a UTF-8 boundary, marking the cut.
 func Truncate(s string, n int) string {

@@ -211,7 +211,7 @@ func (e *Engine) eval(c *compiled, rec *source.Record) (finding.Finding, bool) {
 		Condition: c.rule.Condition,
 		Reason:    reason,
 		Severity:  severity,
-		Message:   finding.Truncate(strings.TrimSpace(text), finding.MaxMessageBytes),
+		Message:   finding.CleanMessage(strings.TrimSpace(text)),
 		Key:       finding.Truncate(key, 256),
 		Rule:      c.name,
 		Source:    SourceName(rec),

@@ -324,3 +324,31 @@ func FuzzParseAndCompile(f *testing.F) {
 		}
 	})
 }
+
+// A log line can carry a credential into the finding's message; the
+// message must not carry it on to the state file, journal or cluster.
+func TestMessagesAreRedacted(t *testing.T) {
+	set := mustCompile(t, `
+rules:
+  - name: PullFailed
+    condition: ContainerRuntimeReady
+    reason: PullFailed
+    severity: Warning
+    source: kmsg
+    patterns: ['pull failed: (?P<detail>.*)']
+    message: 'image pull failed: ${detail}'
+`, Options{})
+	e := NewEngine(set)
+	fs := e.Process(kmsg(`pull failed: GET https://robot:Pa55w0rdCanary@registry.example.com/v2/app failed; token=ghp_0123456789abcdefghijABCDEFGHIJ012345`, t0), nil)
+	if len(fs) != 1 {
+		t.Fatalf("findings: %+v", fs)
+	}
+	for _, secret := range []string{"Pa55w0rdCanary", "ghp_0123456789abcdefghij"} {
+		if strings.Contains(fs[0].Message, secret) {
+			t.Errorf("message carries %q: %s", secret, fs[0].Message)
+		}
+	}
+	if !strings.Contains(fs[0].Message, "registry.example.com/v2/app") {
+		t.Errorf("redaction took more than the credential: %s", fs[0].Message)
+	}
+}
