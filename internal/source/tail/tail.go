@@ -22,7 +22,9 @@
 //
 // Only lines ending in '\n' are delivered while a file is followed; when it is
 // left (renamed away, deleted, no longer matched) a last line without newline
-// is delivered too, since nothing will complete it.
+// is delivered too, since nothing will complete it. A line longer than
+// source.MaxMessageBytes is delivered cut to that many bytes, counted in
+// Batch.Truncated, and said so in the log once per file and run.
 //
 // While running, rename rotation (the path now names another inode) is handled
 // by reading the old file to its end before opening the new one at offset 0;
@@ -84,7 +86,6 @@ const (
 	DefaultPollInterval   = 10 * time.Second
 	DefaultRescanInterval = 10 * time.Second
 	DefaultMaxBatch       = 1024
-	DefaultMaxLineBytes   = 64 << 10
 )
 
 // FallbackPollInterval is how often files are polled while changes cannot be
@@ -126,9 +127,6 @@ type Config struct {
 	NewFilesFromStart time.Time
 	// MaxBatch is the most records in one batch.
 	MaxBatch int
-	// MaxLineBytes is the longest message; the rest of a longer line is
-	// dropped.
-	MaxLineBytes int
 	// Log receives problems that do not stop the source (unreadable files);
 	// nil discards them.
 	Log *slog.Logger
@@ -168,9 +166,6 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
-	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = DefaultMaxLineBytes
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -338,13 +333,16 @@ type follower struct {
 
 	f      *os.File
 	ino    uint64
-	off    int64 // after the last delivered line: what Position stores
-	rpos   int64 // how far the file has been read; the partial line lies between off and rpos
-	line   []byte
-	cut    bool // line reached MaxLineBytes; the rest up to '\n' is dropped
-	opened bool // a file has been open at this path during this run
-	sent   source.Position
-	errMsg string // last logged problem, so a persistent one is logged once
+	off    int64       // after the last delivered line: what Position stores
+	rpos   int64       // how far the file has been read; the partial line lies between off and rpos
+	line   source.Line // collects the partial line
+	opened bool        // a file has been open at this path during this run
+	// truncated counts lines cut to source.MaxMessageBytes since the last
+	// batch; longWarned says the log has been told for this file.
+	truncated  uint64
+	longWarned bool
+	sent       source.Position
+	errMsg     string // last logged problem, so a persistent one is logged once
 	// retryOpen delays the next open of a missing file when polling
 	// without events: most nodes lack most of the files the rules name,
 	// and an idle daemon should not try them at every poll.
@@ -468,7 +466,7 @@ func (r *runner) poll(ctx context.Context, fl *follower, force bool) (more bool,
 
 	// At EOF: look for copy-truncate, then for a replaced or deleted path.
 	if fi, err := fl.f.Stat(); err == nil && fi.Size() < fl.rpos {
-		fl.off, fl.rpos, fl.line, fl.cut = 0, 0, fl.line[:0], false
+		fl.off, fl.rpos, fl.line = 0, 0, source.Line{}
 		return true, r.send(ctx, fl, nil)
 	}
 	fi, statErr := os.Stat(fl.host)
@@ -530,7 +528,7 @@ func (r *runner) open(ctx context.Context, fl *follower) (bool, error) {
 		off = size
 	}
 	fl.f, fl.ino, fl.off, fl.rpos = f, ino, off, off
-	fl.line, fl.cut, fl.opened = fl.line[:0], false, true
+	fl.line, fl.opened = source.Line{}, true
 	r.resolve(fl)
 	if (source.Position{Inode: ino, Offset: off}) != fl.sent {
 		// Store where this file starts, so a restart resumes here instead
@@ -559,14 +557,13 @@ func (r *runner) read(ctx context.Context, fl *follower, budget int) (more bool,
 		for len(data) > 0 {
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
-				fl.appendLine(data, r.cfg.MaxLineBytes)
+				fl.line.Add(data)
 				fl.rpos += int64(len(data))
 				break
 			}
-			fl.appendLine(data[:i], r.cfg.MaxLineBytes)
 			fl.rpos += int64(i + 1)
 			fl.off = fl.rpos
-			recs = append(recs, fl.record(now))
+			recs = append(recs, r.record(fl, data[:i], now))
 			data = data[i+1:]
 			if len(recs) == r.cfg.MaxBatch {
 				if err := r.send(ctx, fl, recs); err != nil {
@@ -591,32 +588,27 @@ func (r *runner) flushPartial(ctx context.Context, fl *follower) error {
 		return nil
 	}
 	fl.off = fl.rpos
-	return r.send(ctx, fl, []source.Record{fl.record(time.Now())})
+	return r.send(ctx, fl, []source.Record{r.record(fl, nil, time.Now())})
 }
 
-func (fl *follower) appendLine(b []byte, max int) {
-	if room := max - len(fl.line); len(b) > room {
-		b, fl.cut = b[:room], true
+// record ends the line collected so far with its last piece.
+func (r *runner) record(fl *follower, last []byte, now time.Time) source.Record {
+	msg, cut := fl.line.End(last)
+	if cut {
+		fl.truncated++
+		if !fl.longWarned {
+			fl.longWarned = true
+			r.cfg.Log.Warn("line too long; the rules see its beginning only", "path", fl.path, "limit_bytes", source.MaxMessageBytes)
+		}
 	}
-	fl.line = append(fl.line, b...)
-}
-
-// record takes the line collected so far.
-func (fl *follower) record(now time.Time) source.Record {
-	msg := fl.line
-	if !fl.cut {
-		msg = bytes.TrimSuffix(msg, []byte("\r"))
-	}
-	rec := source.Record{
+	return source.Record{
 		Kind:     source.KindFile,
-		Message:  string(msg),
+		Message:  msg,
 		Time:     now,
 		Path:     fl.path,
 		Priority: -1,
 		Facility: -1,
 	}
-	fl.line, fl.cut = fl.line[:0], false
-	return rec
 }
 
 // send hands recs (possibly none, to move the position only) to the engine.
@@ -627,8 +619,8 @@ func (r *runner) send(ctx context.Context, fl *follower, recs []source.Record) e
 		return nil
 	}
 	select {
-	case r.out <- source.Batch{Source: fl.name, Records: recs, Position: pos}:
-		fl.sent = pos
+	case r.out <- source.Batch{Source: fl.name, Records: recs, Position: pos, Truncated: fl.truncated}:
+		fl.sent, fl.truncated = pos, 0
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -61,13 +61,15 @@ type harness struct {
 	recs    []source.Record
 	pos     map[string]source.Position // last position per batch source
 	batches int                        // batches with records
+	// truncated and lost add up the batches' counts.
+	truncated, lost uint64
 	// warnings are those the test expects when inotify works.
 	warnings []string
 }
 
 // run starts a Source over root with m's intervals; the test's cleanup stops
-// it and checks that Run returns nil promptly and warned only as m expects:
-// once about polling when inotify cannot be used, else never.
+// it and checks that Run returns nil promptly and warned only as expected:
+// once about polling when inotify cannot be used, and h.warnings.
 func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.Position) *harness {
 	t.Helper()
 	cfg.Root = root
@@ -104,7 +106,7 @@ func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.
 		}
 		want := h.warnings
 		if !m.watch {
-			want = []string{"cannot watch files for changes; polling them instead"}
+			want = append([]string{"cannot watch files for changes; polling them instead"}, want...)
 		}
 		if got := logs.warnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("warnings %q, want %q", got, want)
@@ -151,6 +153,8 @@ func (h *harness) receive(deadline <-chan time.Time) {
 		}
 		h.recs = append(h.recs, b.Records...)
 		h.pos[b.Source] = b.Position
+		h.truncated += b.Truncated
+		h.lost += b.Lost
 		if len(b.Records) > 0 {
 			h.batches++
 		}
@@ -403,22 +407,47 @@ func TestGlobDiscovery(t *testing.T) {
 	})
 }
 
+// Lines are cut to source.MaxMessageBytes, whatever reads they span; the
+// cut is counted and logged once. A line that fits, however long, arrives
+// whole.
 func TestLongLinesAndGarbage(t *testing.T) {
+	const limit = source.MaxMessageBytes
 	eachMode(t, func(t *testing.T, m mode) {
 		root := t.TempDir()
 		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future, MaxLineBytes: 16}, nil)
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		h.warnings = []string{"line too long; the rules see its beginning only"}
 		h.waitPos(cronLog, pos(i, 0))
 
-		long := strings.Repeat("x", 3*chunkSize+7) // spans several reads
 		garbage := make([]byte, 512)
 		for k := range garbage {
 			garbage[k] = byte(k*7) | 1 // no '\n' (10 is even)
 		}
-		in := long + "\n" + string(garbage) + "\nshort\n"
+		fits := strings.Repeat("a", 100<<10-len("END-A")) + "END-A"
+		crlf := strings.Repeat("c", limit)       // its '\r' lies beyond the limit
+		over := strings.Repeat("o", limit) + "x" // one byte too many
+		long := strings.Repeat("l", limit-len("IN-B")) + "IN-B" + strings.Repeat("l", limit/2) + "OUT-C"
+		in := fits + "\n" + long + "\n" + string(garbage) + "\n" + crlf + "\r\n" + over + "\nshort\n"
 		appendTo(t, root, cronLog, in)
-		h.expect(strings.Repeat("x", 16), string(garbage[:16]), "short")
+
+		deadline := time.After(waitFor)
+		for len(h.recs) < 6 {
+			h.receive(deadline)
+		}
+		want := []string{fits, long[:limit], string(garbage), crlf, over[:limit], "short"}
+		for k, w := range want {
+			if got := h.recs[k].Message; got != w {
+				t.Errorf("line %d: got %d bytes ending %q, want %d bytes ending %q", k, len(got), got[max(0, len(got)-8):], len(w), w[max(0, len(w)-8):])
+			}
+		}
+		if !strings.HasSuffix(h.recs[0].Message, "END-A") || !strings.HasSuffix(h.recs[1].Message, "IN-B") || strings.Contains(h.recs[1].Message, "OUT-C") {
+			t.Error("tokens within the limit missing, or a token beyond it kept")
+		}
+		h.recs = h.recs[6:]
 		h.waitPos(cronLog, pos(i, int64(len(in))))
+		if h.truncated != 2 {
+			t.Errorf("%d lines counted as truncated, want 2", h.truncated)
+		}
 	})
 }
 
