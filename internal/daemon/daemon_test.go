@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -46,6 +47,8 @@ type harness struct {
 	logs     *syncBuffer
 	cancel   context.CancelFunc
 	done     chan error
+	// publishers are given to the daemon besides its own.
+	publishers []publish.Publisher
 }
 
 type syncBuffer struct {
@@ -109,7 +112,8 @@ func (h *harness) start() {
 	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
 	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, nil)),
-		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} }}
+		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} },
+		Publishers: h.publishers}
 	go func() { h.done <- Run(ctx, opts) }()
 	h.waitState(func(st *state.State) bool { return true })
 }
@@ -253,5 +257,45 @@ func TestCorruptStateIsMovedAside(t *testing.T) {
 	aside, _ := filepath.Glob(filepath.Join(h.stateDir, state.FileName+".corrupt-*"))
 	if len(aside) != 1 || !strings.Contains(h.logs.String(), "moved aside") {
 		t.Fatalf("corrupt file not moved aside: %v\n%s", aside, h.logs.String())
+	}
+}
+
+// statsRecorder adds up the Stats of every update it is given.
+type statsRecorder struct {
+	mu        sync.Mutex
+	truncated map[string]uint64
+}
+
+func (s *statsRecorder) Publish(u publish.Update) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for src, n := range u.Stats.Truncated {
+		s.truncated[src] += n
+	}
+}
+
+func (s *statsRecorder) get(src string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.truncated[src]
+}
+
+// A source's count of cut records reaches the publishers (the metrics).
+func TestTruncatedCountReachesPublishers(t *testing.T) {
+	h := newHarness(t)
+	rec := &statsRecorder{truncated: map[string]uint64{}}
+	h.publishers = []publish.Publisher{rec}
+	h.start()
+	defer h.stop()
+	h.seq++
+	h.feed.ch <- source.Batch{Source: "kmsg", Records: []source.Record{{Kind: source.KindKmsg, Message: "boom sda", Seq: h.seq, Time: time.Now()}},
+		Position: source.Position{BootID: "boot-1", Seq: h.seq}, Truncated: 1}
+	// Publishers are told after the state is saved: wait for them.
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.get("kmsg") == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rec.get("kmsg"); got != 1 {
+		t.Fatalf("publishers were told of %d truncated records, want 1", got)
 	}
 }
