@@ -355,22 +355,137 @@ func TestDeletedAndRecreated(t *testing.T) {
 	})
 }
 
+// copyFile copies src to dst under root, as copy-truncate rotation does.
+func copyFile(t *testing.T, root, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, dst), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncate(t *testing.T, root, p string) {
+	t.Helper()
+	if err := os.Truncate(filepath.Join(root, p), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func numbered(prefix string, from, to int) []string {
+	var l []string
+	for k := from; k < to; k++ {
+		l = append(l, fmt.Sprintf("%s %03d", prefix, k))
+	}
+	return l
+}
+
+func lines(l []string) string { return strings.Join(l, "\n") + "\n" }
+
+// Copy-truncate rotation while the writer goes on: lines appended after the
+// last read are read from the rotated copy, and the truncated file from its
+// beginning, even when it has grown past the old offset before the reader
+// looks (that used to be taken for appends, losing lines silently).
 func TestCopyTruncate(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
 		root := t.TempDir()
 		i := write(t, root, cronLog, "")
 		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
 		h.waitPos(cronLog, pos(i, 0))
+		first := numbered("first", 0, 3)
+		appendTo(t, root, cronLog, lines(first))
+		h.expect(first...)
+
+		// Appended, then rotated before (or while) the reader looks.
+		before := numbered("before rotation", 0, 5)
+		appendTo(t, root, cronLog, lines(before))
+		copyFile(t, root, cronLog, cronLog+".1")
+		// A newer rotated file of another origin must not be taken for
+		// the copy.
+		write(t, root, cronLog+".2", strings.Repeat("z", 300))
+		truncate(t, root, cronLog)
+		after := numbered("after rotation, and longer than everything before it", 0, 8)
+		appendTo(t, root, cronLog, lines(after))
+		h.expect(append(before, after...)...)
+		h.waitPos(cronLog, pos(i, int64(len(lines(after)))))
+		if h.lost != 0 {
+			t.Errorf("%d lines counted lost, want 0", h.lost)
+		}
+	})
+}
+
+// Without a rotated copy, the truncated file is read from its beginning
+// even when it has grown past the old offset, and the log says that lines
+// may have been lost: whether the writer appended between the last read and
+// the truncation cannot be known.
+func TestTruncateWithoutCopy(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "")
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		h.warnings = []string{"file truncated, and no rotated copy holds its last lines; lines written after the last read, if any, are lost uncounted"}
+		h.waitPos(cronLog, pos(i, 0))
 		appendTo(t, root, cronLog, "a fairly long first line\nand a second one\n")
 		h.expect("a fairly long first line", "and a second one")
 
-		if err := os.Truncate(filepath.Join(root, cronLog), 0); err != nil {
-			t.Fatal(err)
+		truncate(t, root, cronLog)
+		after := numbered("after truncation", 0, 4)
+		appendTo(t, root, cronLog, lines(after))
+		h.expect(after...)
+		h.waitPos(cronLog, pos(i, int64(len(lines(after)))))
+		if h.lost != 0 {
+			t.Errorf("%d lines counted lost, want 0", h.lost)
 		}
-		appendTo(t, root, cronLog, "x\n")
-		h.expect("x")
-		h.waitPos(cronLog, pos(i, 2))
 	})
+}
+
+// A file truncated while the reader is behind: every line is either read
+// or counted as lost. With a rotated copy (here with a date suffix) none is
+// lost; without one, the lines the file was known to hold beyond the last
+// complete line read are counted (exactly, as all lines here are as long).
+func TestTruncateWhileBehind(t *testing.T) {
+	const n = 20000 // 100 bytes each, well within one poll's read budget
+	var all []string
+	for k := range n {
+		all = append(all, fmt.Sprintf("%099d", k))
+	}
+	for _, withCopy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("copy=%v", withCopy), func(t *testing.T) {
+			eachMode(t, func(t *testing.T, m mode) {
+				root := t.TempDir()
+				write(t, root, cronLog, lines(all))
+				h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past, MaxBatch: 100}, nil)
+				// Once lines came, the source waits to hand over the
+				// next batch, somewhere in the file.
+				for deadline := time.After(waitFor); len(h.recs) == 0; {
+					h.receive(deadline)
+				}
+				if withCopy {
+					copyFile(t, root, cronLog, "/var/log/cron-20260301.log")
+				}
+				truncate(t, root, cronLog)
+				appendTo(t, root, cronLog, "after\n")
+
+				deadline := time.After(waitFor)
+				for len(h.recs) == 0 || h.recs[len(h.recs)-1].Message != "after" {
+					h.receive(deadline)
+				}
+				got := messages(h.recs[:len(h.recs)-1])
+				if strings.Join(got, "\n") != strings.Join(all[:len(got)], "\n") {
+					t.Fatalf("the %d lines read are not the file's first ones", len(got))
+				}
+				if withCopy && len(got) != n {
+					t.Errorf("read %d lines of %d from the file and its copy", len(got), n)
+				}
+				if uint64(len(got))+h.lost != n {
+					t.Errorf("read %d lines and counted %d lost, want %d in all", len(got), h.lost, n)
+				}
+				t.Logf("read %d, counted %d lost", len(got), h.lost)
+			})
+		})
+	}
 }
 
 func TestGlobDiscovery(t *testing.T) {
