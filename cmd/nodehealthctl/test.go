@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -65,21 +67,17 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	engine := rules.NewEngine(set)
 	base := time.Now()
-	sc := bufio.NewScanner(stdin)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	enc := json.NewEncoder(stdout)
 	var buf []finding.Finding
 	lineNo, prevKmsg := 0, false
-	for sc.Scan() {
-		lineNo++
-		line := strings.TrimRight(sc.Text(), "\r")
+	test := func(line string) {
 		rec := source.Record{Kind: kind, Message: line, Identifier: *ident, Unit: *unit, Path: *path,
 			Time: base.Add(time.Duration(lineNo-1) * *interval), Priority: -1, Facility: -1}
 		if kind == source.KindKmsg {
 			// Dictionary lines (" KEY=value") belong to the record above;
 			// rules match message text only, so they are skipped.
 			if prevKmsg && strings.HasPrefix(line, " ") && strings.Contains(line, "=") {
-				continue
+				return
 			}
 			prevKmsg = false
 			if e, err := kmsg.ParseEntry([]byte(line)); err == nil {
@@ -88,7 +86,7 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 		}
 		if strings.TrimSpace(rec.Message) == "" {
-			continue
+			return
 		}
 		buf = engine.Process(&rec, buf[:0])
 		for _, f := range buf {
@@ -100,9 +98,31 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		fmt.Fprintf(stderr, "nodehealthctl test: reading stdin: %v\n", err)
-		return 1
+
+	// Lines are cut as the daemon's tail source cuts them, so that a long
+	// line gives the same findings here as in a tailed file.
+	in := bufio.NewReaderSize(stdin, 64<<10)
+	var line source.Line
+	for {
+		piece, err := in.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			line.Add(piece)
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			fmt.Fprintf(stderr, "nodehealthctl test: reading stdin: %v\n", err)
+			return 1
+		}
+		if len(piece) > 0 || !line.Empty() {
+			lineNo++
+			msg, cut := line.End(bytes.TrimSuffix(piece, []byte("\n")))
+			if cut {
+				fmt.Fprintf(stderr, "nodehealthctl test: line %d is longer than %d bytes; the rules see its first %d bytes, as in the daemon\n", lineNo, source.MaxMessageBytes, source.MaxMessageBytes)
+			}
+			test(msg)
+		}
+		if err != nil {
+			return 0
+		}
 	}
-	return 0
 }

@@ -461,7 +461,7 @@ func (d *Daemon) drainEvents() {
 }
 
 func (d *Daemon) resetStats() {
-	d.stats = publish.Stats{Records: map[string]int{}, Lost: map[string]uint64{}, SourceTime: map[string]time.Time{}}
+	d.stats = publish.Stats{Records: map[string]int{}, Lost: map[string]uint64{}, Truncated: map[string]uint64{}, SourceTime: map[string]time.Time{}}
 }
 
 // positionCommitInterval bounds how long positions that produced no
@@ -507,6 +507,9 @@ func (d *Daemon) process(b source.Batch) {
 		}
 	}
 	d.st.Positions[b.Source] = b.Position
+	if b.Truncated > 0 {
+		d.stats.Truncated[b.Source] += b.Truncated
+	}
 	if b.Lost > 0 {
 		d.st.Lost[b.Source] += b.Lost
 		d.stats.Lost[b.Source] += b.Lost

@@ -268,3 +268,43 @@ func TestCorruptStateIsMovedAside(t *testing.T) {
 		t.Fatalf("corrupt file not moved aside: %v\n%s", aside, h.logs.String())
 	}
 }
+
+// statsRecorder adds up the Stats of every update it is given.
+type statsRecorder struct {
+	mu        sync.Mutex
+	truncated map[string]uint64
+}
+
+func (s *statsRecorder) Publish(u publish.Update) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for src, n := range u.Stats.Truncated {
+		s.truncated[src] += n
+	}
+}
+
+func (s *statsRecorder) get(src string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.truncated[src]
+}
+
+// A source's count of cut records reaches the publishers (the metrics).
+func TestTruncatedCountReachesPublishers(t *testing.T) {
+	h := newHarness(t)
+	rec := &statsRecorder{truncated: map[string]uint64{}}
+	h.pubs = []publish.Publisher{rec}
+	h.start()
+	defer h.stop()
+	h.seq++
+	h.feed.ch <- source.Batch{Source: "kmsg", Records: []source.Record{{Kind: source.KindKmsg, Message: "boom sda", Seq: h.seq, Time: time.Now()}},
+		Position: source.Position{BootID: "boot-1", Seq: h.seq}, Truncated: 1}
+	// Publishers are told after the state is saved: wait for them.
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.get("kmsg") == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rec.get("kmsg"); got != 1 {
+		t.Fatalf("publishers were told of %d truncated records, want 1", got)
+	}
+}

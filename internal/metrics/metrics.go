@@ -21,6 +21,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -78,6 +79,7 @@ type Metrics struct {
 	cleared       *prometheus.CounterVec
 	records       *prometheus.CounterVec
 	lost          *prometheus.CounterVec
+	truncated     *prometheus.CounterVec
 	ruleSeconds   prometheus.Counter
 	stateWrite    prometheus.Histogram
 	saveFailures  prometheus.Counter
@@ -149,6 +151,10 @@ func New(opts Options) *Metrics {
 			Namespace: namespace, Name: "source_records_lost_total",
 			Help: "Log records a source could not deliver (kmsg ring overwrite, journal vacuum, truncated file), by source.",
 		}, []string{"source"}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "source_records_truncated_total",
+			Help: fmt.Sprintf("Log records longer than %d bytes, cut to that many before the rules saw them, by source.", source.MaxMessageBytes),
+		}, []string{"source"}),
 		ruleSeconds: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "rule_evaluation_seconds_total",
 			Help: "Time spent running records through the rule engine.",
@@ -195,7 +201,7 @@ func New(opts Options) *Metrics {
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(
-		m.findings, m.cleared, m.records, m.lost, m.ruleSeconds, m.stateWrite, m.saveFailures, m.commits,
+		m.findings, m.cleared, m.records, m.lost, m.truncated, m.ruleSeconds, m.stateWrite, m.saveFailures, m.commits,
 		m.probeDuration, m.probeFailures, m.apiWrites, m.apiErrors, m.eventsEmitted, m.eventsDropped,
 		stateCollector{m},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -233,6 +239,9 @@ func (m *Metrics) Publish(u publish.Update) {
 	}
 	for src, n := range u.Stats.Lost {
 		m.lost.WithLabelValues(src).Add(float64(n))
+	}
+	for src, n := range u.Stats.Truncated {
+		m.truncated.WithLabelValues(src).Add(float64(n))
 	}
 	m.ruleSeconds.Add(u.Stats.RuleTime.Seconds())
 	m.saveFailures.Add(float64(u.Stats.SaveFailures))

@@ -57,6 +57,7 @@ func fullUpdate(now time.Time) publish.Update {
 		Stats: publish.Stats{
 			Records:    map[string]int{"kmsg": 10, "journal": 5},
 			Lost:       map[string]uint64{"kmsg": 7},
+			Truncated:  map[string]uint64{"file:/var/log/x.log": 2},
 			SourceTime: map[string]time.Time{"kmsg": now.Add(-1500 * time.Millisecond)},
 			RuleTime:   250 * time.Millisecond,
 			SaveTime:   3 * time.Millisecond,
@@ -99,6 +100,7 @@ func TestPublishSeries(t *testing.T) {
 		`nodehealthd_source_records_total{source="kmsg"}`:                                                    10,
 		`nodehealthd_source_records_total{source="journal"}`:                                                 5,
 		`nodehealthd_source_records_lost_total{source="kmsg"}`:                                               7,
+		`nodehealthd_source_records_truncated_total{source="file:/var/log/x.log"}`:                           2,
 		`nodehealthd_source_lag_seconds{source="kmsg"}`:                                                      1.5,
 		`nodehealthd_source_sequence_number{source="kmsg"}`:                                                  4711,
 		`nodehealthd_source_offset_bytes{source="file:/var/log/x.log"}`:                                      3456,

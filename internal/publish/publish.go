@@ -40,6 +40,9 @@ type Stats struct {
 	Records map[string]int
 	// Lost counts records lost per batch source name since the last commit.
 	Lost map[string]uint64
+	// Truncated counts records cut to source.MaxMessageBytes per batch
+	// source name since the last commit.
+	Truncated map[string]uint64
 	// SourceTime is the time of the newest record per batch source name,
 	// for lag.
 	SourceTime map[string]time.Time

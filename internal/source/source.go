@@ -22,7 +22,7 @@ type Record struct {
 	Kind Kind
 	// Message is the text rules match against: the kmsg message without its
 	// "prio,seq,usec,flags;" prefix, the journal MESSAGE field, or a file line
-	// without its trailing newline.
+	// without its trailing newline; at most MaxMessageBytes of it.
 	Message string
 	// Time is the wall-clock time of the record (kmsg: boot time + usec;
 	// journal: __REALTIME_TIMESTAMP; file: when the line was read). Rule
@@ -72,6 +72,9 @@ type Batch struct {
 	// Lost counts records the source knows it could not deliver since the
 	// previous batch (kmsg ring overwrite, journal vacuum, truncated file).
 	Lost uint64
+	// Truncated counts the Records whose message was cut to
+	// MaxMessageBytes.
+	Truncated uint64
 }
 
 // Source produces batches until its context ends. Run returns nil on a clean

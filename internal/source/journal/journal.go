@@ -107,6 +107,13 @@ func (s *Source) Run(ctx context.Context, start map[string]source.Position, out 
 		return err
 	}
 	defer j.Close()
+	// libsystemd may return compressed fields cut at its 64 KiB default;
+	// a message cut there would be matched without being counted. One
+	// byte more than source.MaxMessageBytes tells a cut message from one
+	// that fits.
+	if err := j.SetDataThreshold(uint64(len("MESSAGE=") + source.MaxMessageBytes + 1)); err != nil {
+		s.cfg.Logger.Debug("cannot set the journal data threshold; messages may be cut at 64 KiB", "err", err)
+	}
 
 	cursor := start[name].Cursor
 	st, err := s.seek(j, cursor)

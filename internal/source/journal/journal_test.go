@@ -532,6 +532,37 @@ func TestLongMessage(t *testing.T) {
 	}
 }
 
+// A message longer than source.MaxMessageBytes is cut to it and counted,
+// the same through both readers: a token in its first MaxMessageBytes is
+// matched, one beyond is not.
+func TestOverlongMessageIsCut(t *testing.T) {
+	const limit = source.MaxMessageBytes
+	long := strings.Repeat("m", limit-len("IN-B")) + "IN-B" + strings.Repeat("x", limit/2) + "OUT-C"
+	dir := t.TempDir()
+	journaltest.WriteJournal(t, dir, []journaltest.Entry{
+		{Time: base, Message: long, Identifier: "kubelet"},
+		{Time: base.Add(time.Second), Message: "short", Identifier: "kubelet"},
+	})
+	for _, fast := range []bool{true, false} {
+		defer func(f bool) { useFastFields = f }(useFastFields)
+		useFastFields = fast
+		r := startRun(t, testConfig(dir), source.Position{})
+		bs := r.collect(2)
+		r.stop()
+		var truncated uint64
+		for _, b := range bs {
+			truncated += b.Truncated
+		}
+		msgs := messages(bs)
+		if len(msgs[0]) != limit || !strings.HasSuffix(msgs[0], "IN-B") || msgs[1] != "short" {
+			t.Errorf("fast=%v: messages of %d and %d bytes, want %d ending in IN-B and \"short\"", fast, len(msgs[0]), len(msgs[1]), limit)
+		}
+		if truncated != 1 {
+			t.Errorf("fast=%v: %d messages counted as truncated, want 1", fast, truncated)
+		}
+	}
+}
+
 // Everything was vacuumed: the gap is reported at once, in a batch without
 // records that keeps the old position, and new entries follow.
 func TestVacuumedCursorEmptyJournal(t *testing.T) {

@@ -19,6 +19,10 @@ type reader struct {
 	cursor string // position after the last batch sent
 	skip   string // cursor of an already processed entry that Next may land on first
 	lost   uint64 // to report with the next batch
+	// truncated counts messages cut to source.MaxMessageBytes, to report
+	// with the next batch; longWarned says the log has been told.
+	truncated  uint64
+	longWarned bool
 
 	fast *fastFields // nil: read fields one by one through sdjournal
 
@@ -67,12 +71,22 @@ func (r *reader) run(ctx context.Context) error {
 
 // record reads the current entry; own reports the daemon's own entries.
 func (r *reader) record() (rec source.Record, own bool) {
+	ok := false
 	if r.fast != nil {
-		if rec, own, ok := r.fast.record(); ok {
-			return rec, own
+		rec, own, ok = r.fast.record()
+	}
+	if !ok {
+		rec, own = r.slowRecord()
+	}
+	var cut bool
+	if rec.Message, cut = source.CutMessage(rec.Message); cut && !own {
+		r.truncated++
+		if !r.longWarned {
+			r.longWarned = true
+			r.cfg.Logger.Warn("journal message too long; the rules see its beginning only", "identifier", rec.Identifier, "unit", rec.Unit, "limit_bytes", source.MaxMessageBytes)
 		}
 	}
-	return r.slowRecord()
+	return rec, own
 }
 
 // slowRecord reads the current entry through sdjournal, one field at a
@@ -115,7 +129,7 @@ func (r *reader) flush(ctx context.Context) error {
 		}
 		r.cursor = c
 	}
-	b := source.Batch{Source: name, Records: r.recs, Position: source.Position{Cursor: r.cursor}, Lost: r.lost}
+	b := source.Batch{Source: name, Records: r.recs, Position: source.Position{Cursor: r.cursor}, Lost: r.lost, Truncated: r.truncated}
 	select {
 	case r.out <- b:
 	case <-ctx.Done():
@@ -123,7 +137,7 @@ func (r *reader) flush(ctx context.Context) error {
 	}
 	// The consumer owns the sent slice. Sizing the next like it avoids
 	// regrowing while catching up and large idle buffers while following.
-	r.recs, r.read, r.lost = make([]source.Record, 0, len(r.recs)), 0, 0
+	r.recs, r.read, r.lost, r.truncated = make([]source.Record, 0, len(r.recs)), 0, 0, 0
 	return nil
 }
 

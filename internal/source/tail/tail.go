@@ -22,16 +22,30 @@
 //
 // Only lines ending in '\n' are delivered while a file is followed; when it is
 // left (renamed away, deleted, no longer matched) a last line without newline
-// is delivered too, since nothing will complete it.
+// is delivered too, since nothing will complete it. A line longer than
+// source.MaxMessageBytes is delivered cut to that many bytes, counted in
+// Batch.Truncated, and said so in the log once per file and run.
 //
 // While running, rename rotation (the path now names another inode) is handled
-// by reading the old file to its end before opening the new one at offset 0;
-// copy-truncate rotation (the file shrank below the read offset) restarts at
-// 0. Whatever was appended between the last read and the truncation cannot be
-// measured, so Batch.Lost stays 0. A truncation followed by writes that regrow
-// the file past the old offset before the next poll cannot be told from
-// appends and is missed, as is a file replaced while the daemon was down by
-// one that reuses the inode and is at least as long.
+// by reading the old file to its end before opening the new one at offset 0.
+// Copy-truncate rotation is told from appends by the bytes just before the
+// read offset: every read starts that many bytes early (fingerprintBytes),
+// and a file now shorter, or holding other bytes there, was truncated or
+// rewritten, even when its writer has grown it past the old offset again.
+// The lines appended between the last read and the truncation are then read
+// from the rotated copy: a file next to it whose name starts like its own
+// (name.1, name-20260301, name-20260301.log), uncompressed, and holding the
+// same bytes before the offset. Without one they are lost: what the file was
+// known to hold beyond the last complete line read (its size when a read
+// began, which exceeds the offset when the reader is behind) is counted in
+// Batch.Lost, as lines of the average length read from the path, at least
+// one; when nothing was known beyond it, nothing can be counted and the log
+// says that lines written after the last read, if any, are lost. Either way
+// the file is then read from its beginning. Lines written between the copy
+// and the truncation are in neither file and cannot be counted. Not noticed:
+// a file rewritten with the same bytes before the offset (a log of identical
+// lines), and a file replaced while the daemon was down by one that reuses
+// the inode and is at least as long.
 //
 // The offset a file starts at is sent at once as a batch without records, so
 // that a restart resumes there rather than judging the file new or old again.
@@ -84,7 +98,6 @@ const (
 	DefaultPollInterval   = 10 * time.Second
 	DefaultRescanInterval = 10 * time.Second
 	DefaultMaxBatch       = 1024
-	DefaultMaxLineBytes   = 64 << 10
 )
 
 // FallbackPollInterval is how often files are polled while changes cannot be
@@ -126,9 +139,6 @@ type Config struct {
 	NewFilesFromStart time.Time
 	// MaxBatch is the most records in one batch.
 	MaxBatch int
-	// MaxLineBytes is the longest message; the rest of a longer line is
-	// dropped.
-	MaxLineBytes int
 	// Log receives problems that do not stop the source (unreadable files);
 	// nil discards them.
 	Log *slog.Logger
@@ -168,9 +178,6 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
-	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = DefaultMaxLineBytes
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -338,11 +345,27 @@ type follower struct {
 
 	f      *os.File
 	ino    uint64
-	off    int64 // after the last delivered line: what Position stores
-	rpos   int64 // how far the file has been read; the partial line lies between off and rpos
-	line   []byte
-	cut    bool // line reached MaxLineBytes; the rest up to '\n' is dropped
-	opened bool // a file has been open at this path during this run
+	off    int64       // after the last delivered line: what Position stores
+	rpos   int64       // how far the file has been read; the partial line lies between off and rpos
+	line   source.Line // collects the partial line
+	opened bool        // a file has been open at this path during this run
+	// truncated counts lines cut to source.MaxMessageBytes since the last
+	// batch; longWarned says the log has been told for this file.
+	truncated  uint64
+	longWarned bool
+	// fp holds the bytes just before rpos, at most fingerprintBytes of
+	// them, to tell appends from a file truncated or rewritten under us.
+	fp []byte
+	// seen is how far the file is known to reach: what lies between rpos
+	// and seen is lost if the file is truncated before it is read.
+	seen int64
+	// lost counts lines lost since the last batch.
+	lost uint64
+	// readLines and readBytes add up the lines delivered from this path in
+	// this run, for the average line length that estimates lost lines.
+	readLines, readBytes int64
+	// inCopy says f is the rotated copy of the file, being read to its end.
+	inCopy bool
 	sent   source.Position
 	errMsg string // last logged problem, so a persistent one is logged once
 	// retryOpen delays the next open of a missing file when polling
@@ -466,11 +489,8 @@ func (r *runner) poll(ctx context.Context, fl *follower, force bool) (more bool,
 		return more, err
 	}
 
-	// At EOF: look for copy-truncate, then for a replaced or deleted path.
-	if fi, err := fl.f.Stat(); err == nil && fi.Size() < fl.rpos {
-		fl.off, fl.rpos, fl.line, fl.cut = 0, 0, fl.line[:0], false
-		return true, r.send(ctx, fl, nil)
-	}
+	// At EOF: look for a replaced or deleted path. (read itself notices
+	// a truncated file.)
 	fi, statErr := os.Stat(fl.host)
 	if statErr == nil && inode(fi) == fl.ino {
 		return false, nil
@@ -530,7 +550,12 @@ func (r *runner) open(ctx context.Context, fl *follower) (bool, error) {
 		off = size
 	}
 	fl.f, fl.ino, fl.off, fl.rpos = f, ino, off, off
-	fl.line, fl.cut, fl.opened = fl.line[:0], false, true
+	fl.line, fl.opened = source.Line{}, true
+	fl.seen, fl.fp = 0, fl.fp[:0]
+	k := min(off, fingerprintBytes)
+	if n, _ := f.ReadAt(r.buf[:k], off-k); int64(n) == k {
+		fl.fp = append(fl.fp, r.buf[:k]...)
+	}
 	r.resolve(fl)
 	if (source.Position{Inode: ino, Offset: off}) != fl.sent {
 		// Store where this file starts, so a restart resumes here instead
@@ -542,9 +567,19 @@ func (r *runner) open(ctx context.Context, fl *follower) (bool, error) {
 
 // read reads and delivers complete lines until EOF or, when budget is not
 // negative, about budget bytes. more reports that the budget ran out first.
+//
+// Every read starts fl.fp's length before rpos, so that bytes that are no
+// longer those read before tell that the file was truncated (copy-truncate
+// rotation) or rewritten, even when it has already grown past rpos again.
 func (r *runner) read(ctx context.Context, fl *follower, budget int) (more bool, err error) {
 	var recs []source.Record
 	limited := budget >= 0
+	// The size is what the file is known to hold only if the bytes before
+	// rpos are still those read before it: checked by the first read.
+	size := int64(-1)
+	if fi, err := fl.f.Stat(); err == nil {
+		size = fi.Size()
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -552,21 +587,44 @@ func (r *runner) read(ctx context.Context, fl *follower, budget int) (more bool,
 		if limited && budget <= 0 {
 			return true, r.send(ctx, fl, recs)
 		}
-		n, rerr := fl.f.ReadAt(r.buf, fl.rpos)
-		budget -= n
+		k := len(fl.fp)
+		n, rerr := fl.f.ReadAt(r.buf, fl.rpos-int64(k))
+		if n < k && rerr != nil && rerr != io.EOF {
+			r.warn(fl, "cannot read file", rerr)
+			return false, r.send(ctx, fl, recs)
+		}
+		if n < k || !bytes.Equal(r.buf[:k], fl.fp) {
+			if fl.inCopy {
+				// The rotated copy changed under us: stop reading it.
+				return false, r.send(ctx, fl, recs)
+			}
+			if err := r.send(ctx, fl, recs); err != nil {
+				return false, err
+			}
+			recs = nil
+			if err := r.rewritten(ctx, fl); err != nil {
+				return false, err
+			}
+			size = -1
+			continue
+		}
+		fl.seen = max(fl.seen, size, fl.rpos+int64(n-k))
+		size = -1
+		budget -= n - k
 		now := time.Now()
-		data := r.buf[:n]
+		data := r.buf[k:n]
 		for len(data) > 0 {
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
-				fl.appendLine(data, r.cfg.MaxLineBytes)
+				fl.line.Add(data)
 				fl.rpos += int64(len(data))
 				break
 			}
-			fl.appendLine(data[:i], r.cfg.MaxLineBytes)
 			fl.rpos += int64(i + 1)
+			fl.readLines++
+			fl.readBytes += fl.rpos - fl.off
 			fl.off = fl.rpos
-			recs = append(recs, fl.record(now))
+			recs = append(recs, r.record(fl, data[:i], now))
 			data = data[i+1:]
 			if len(recs) == r.cfg.MaxBatch {
 				if err := r.send(ctx, fl, recs); err != nil {
@@ -575,6 +633,7 @@ func (r *runner) read(ctx context.Context, fl *follower, budget int) (more bool,
 				recs = nil
 			}
 		}
+		fl.fp = append(fl.fp[:0], r.buf[max(0, n-fingerprintBytes):n]...)
 		if rerr != nil {
 			if rerr != io.EOF {
 				r.warn(fl, "cannot read file", rerr)
@@ -591,44 +650,39 @@ func (r *runner) flushPartial(ctx context.Context, fl *follower) error {
 		return nil
 	}
 	fl.off = fl.rpos
-	return r.send(ctx, fl, []source.Record{fl.record(time.Now())})
+	return r.send(ctx, fl, []source.Record{r.record(fl, nil, time.Now())})
 }
 
-func (fl *follower) appendLine(b []byte, max int) {
-	if room := max - len(fl.line); len(b) > room {
-		b, fl.cut = b[:room], true
+// record ends the line collected so far with its last piece.
+func (r *runner) record(fl *follower, last []byte, now time.Time) source.Record {
+	msg, cut := fl.line.End(last)
+	if cut {
+		fl.truncated++
+		if !fl.longWarned {
+			fl.longWarned = true
+			r.cfg.Log.Warn("line too long; the rules see its beginning only", "path", fl.path, "limit_bytes", source.MaxMessageBytes)
+		}
 	}
-	fl.line = append(fl.line, b...)
-}
-
-// record takes the line collected so far.
-func (fl *follower) record(now time.Time) source.Record {
-	msg := fl.line
-	if !fl.cut {
-		msg = bytes.TrimSuffix(msg, []byte("\r"))
-	}
-	rec := source.Record{
+	return source.Record{
 		Kind:     source.KindFile,
-		Message:  string(msg),
+		Message:  msg,
 		Time:     now,
 		Path:     fl.path,
 		Priority: -1,
 		Facility: -1,
 	}
-	fl.line, fl.cut = fl.line[:0], false
-	return rec
 }
 
 // send hands recs (possibly none, to move the position only) to the engine.
 // Empty sends that would not move the position are skipped.
 func (r *runner) send(ctx context.Context, fl *follower, recs []source.Record) error {
 	pos := source.Position{Inode: fl.ino, Offset: fl.off}
-	if len(recs) == 0 && pos == fl.sent {
+	if len(recs) == 0 && pos == fl.sent && fl.lost == 0 {
 		return nil
 	}
 	select {
-	case r.out <- source.Batch{Source: fl.name, Records: recs, Position: pos}:
-		fl.sent = pos
+	case r.out <- source.Batch{Source: fl.name, Records: recs, Position: pos, Truncated: fl.truncated, Lost: fl.lost}:
+		fl.sent, fl.truncated, fl.lost = pos, 0, 0
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -61,13 +61,15 @@ type harness struct {
 	recs    []source.Record
 	pos     map[string]source.Position // last position per batch source
 	batches int                        // batches with records
+	// truncated and lost add up the batches' counts.
+	truncated, lost uint64
 	// warnings are those the test expects when inotify works.
 	warnings []string
 }
 
 // run starts a Source over root with m's intervals; the test's cleanup stops
-// it and checks that Run returns nil promptly and warned only as m expects:
-// once about polling when inotify cannot be used, else never.
+// it and checks that Run returns nil promptly and warned only as expected:
+// once about polling when inotify cannot be used, and h.warnings.
 func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.Position) *harness {
 	t.Helper()
 	cfg.Root = root
@@ -104,7 +106,7 @@ func run(t *testing.T, m mode, root string, cfg Config, start map[string]source.
 		}
 		want := h.warnings
 		if !m.watch {
-			want = []string{"cannot watch files for changes; polling them instead"}
+			want = append([]string{"cannot watch files for changes; polling them instead"}, want...)
 		}
 		if got := logs.warnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("warnings %q, want %q", got, want)
@@ -151,6 +153,8 @@ func (h *harness) receive(deadline <-chan time.Time) {
 		}
 		h.recs = append(h.recs, b.Records...)
 		h.pos[b.Source] = b.Position
+		h.truncated += b.Truncated
+		h.lost += b.Lost
 		if len(b.Records) > 0 {
 			h.batches++
 		}
@@ -351,22 +355,137 @@ func TestDeletedAndRecreated(t *testing.T) {
 	})
 }
 
+// copyFile copies src to dst under root, as copy-truncate rotation does.
+func copyFile(t *testing.T, root, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, dst), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncate(t *testing.T, root, p string) {
+	t.Helper()
+	if err := os.Truncate(filepath.Join(root, p), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func numbered(prefix string, from, to int) []string {
+	var l []string
+	for k := from; k < to; k++ {
+		l = append(l, fmt.Sprintf("%s %03d", prefix, k))
+	}
+	return l
+}
+
+func lines(l []string) string { return strings.Join(l, "\n") + "\n" }
+
+// Copy-truncate rotation while the writer goes on: lines appended after the
+// last read are read from the rotated copy, and the truncated file from its
+// beginning, even when it has grown past the old offset before the reader
+// looks (that used to be taken for appends, losing lines silently).
 func TestCopyTruncate(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
 		root := t.TempDir()
 		i := write(t, root, cronLog, "")
 		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
 		h.waitPos(cronLog, pos(i, 0))
+		first := numbered("first", 0, 3)
+		appendTo(t, root, cronLog, lines(first))
+		h.expect(first...)
+
+		// Appended, then rotated before (or while) the reader looks.
+		before := numbered("before rotation", 0, 5)
+		appendTo(t, root, cronLog, lines(before))
+		copyFile(t, root, cronLog, cronLog+".1")
+		// A newer rotated file of another origin must not be taken for
+		// the copy.
+		write(t, root, cronLog+".2", strings.Repeat("z", 300))
+		truncate(t, root, cronLog)
+		after := numbered("after rotation, and longer than everything before it", 0, 8)
+		appendTo(t, root, cronLog, lines(after))
+		h.expect(append(before, after...)...)
+		h.waitPos(cronLog, pos(i, int64(len(lines(after)))))
+		if h.lost != 0 {
+			t.Errorf("%d lines counted lost, want 0", h.lost)
+		}
+	})
+}
+
+// Without a rotated copy, the truncated file is read from its beginning
+// even when it has grown past the old offset, and the log says that lines
+// may have been lost: whether the writer appended between the last read and
+// the truncation cannot be known.
+func TestTruncateWithoutCopy(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		root := t.TempDir()
+		i := write(t, root, cronLog, "")
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		h.warnings = []string{"file truncated, and no rotated copy holds its last lines; lines written after the last read, if any, are lost uncounted"}
+		h.waitPos(cronLog, pos(i, 0))
 		appendTo(t, root, cronLog, "a fairly long first line\nand a second one\n")
 		h.expect("a fairly long first line", "and a second one")
 
-		if err := os.Truncate(filepath.Join(root, cronLog), 0); err != nil {
-			t.Fatal(err)
+		truncate(t, root, cronLog)
+		after := numbered("after truncation", 0, 4)
+		appendTo(t, root, cronLog, lines(after))
+		h.expect(after...)
+		h.waitPos(cronLog, pos(i, int64(len(lines(after)))))
+		if h.lost != 0 {
+			t.Errorf("%d lines counted lost, want 0", h.lost)
 		}
-		appendTo(t, root, cronLog, "x\n")
-		h.expect("x")
-		h.waitPos(cronLog, pos(i, 2))
 	})
+}
+
+// A file truncated while the reader is behind: every line is either read
+// or counted as lost. With a rotated copy (here with a date suffix) none is
+// lost; without one, the lines the file was known to hold beyond the last
+// complete line read are counted (exactly, as all lines here are as long).
+func TestTruncateWhileBehind(t *testing.T) {
+	const n = 20000 // 100 bytes each, well within one poll's read budget
+	var all []string
+	for k := range n {
+		all = append(all, fmt.Sprintf("%099d", k))
+	}
+	for _, withCopy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("copy=%v", withCopy), func(t *testing.T) {
+			eachMode(t, func(t *testing.T, m mode) {
+				root := t.TempDir()
+				write(t, root, cronLog, lines(all))
+				h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past, MaxBatch: 100}, nil)
+				// Once lines came, the source waits to hand over the
+				// next batch, somewhere in the file.
+				for deadline := time.After(waitFor); len(h.recs) == 0; {
+					h.receive(deadline)
+				}
+				if withCopy {
+					copyFile(t, root, cronLog, "/var/log/cron-20260301.log")
+				}
+				truncate(t, root, cronLog)
+				appendTo(t, root, cronLog, "after\n")
+
+				deadline := time.After(waitFor)
+				for len(h.recs) == 0 || h.recs[len(h.recs)-1].Message != "after" {
+					h.receive(deadline)
+				}
+				got := messages(h.recs[:len(h.recs)-1])
+				if strings.Join(got, "\n") != strings.Join(all[:len(got)], "\n") {
+					t.Fatalf("the %d lines read are not the file's first ones", len(got))
+				}
+				if withCopy && len(got) != n {
+					t.Errorf("read %d lines of %d from the file and its copy", len(got), n)
+				}
+				if uint64(len(got))+h.lost != n {
+					t.Errorf("read %d lines and counted %d lost, want %d in all", len(got), h.lost, n)
+				}
+				t.Logf("read %d, counted %d lost", len(got), h.lost)
+			})
+		})
+	}
 }
 
 func TestGlobDiscovery(t *testing.T) {
@@ -403,22 +522,47 @@ func TestGlobDiscovery(t *testing.T) {
 	})
 }
 
+// Lines are cut to source.MaxMessageBytes, whatever reads they span; the
+// cut is counted and logged once. A line that fits, however long, arrives
+// whole.
 func TestLongLinesAndGarbage(t *testing.T) {
+	const limit = source.MaxMessageBytes
 	eachMode(t, func(t *testing.T, m mode) {
 		root := t.TempDir()
 		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future, MaxLineBytes: 16}, nil)
+		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		h.warnings = []string{"line too long; the rules see its beginning only"}
 		h.waitPos(cronLog, pos(i, 0))
 
-		long := strings.Repeat("x", 3*chunkSize+7) // spans several reads
 		garbage := make([]byte, 512)
 		for k := range garbage {
 			garbage[k] = byte(k*7) | 1 // no '\n' (10 is even)
 		}
-		in := long + "\n" + string(garbage) + "\nshort\n"
+		fits := strings.Repeat("a", 100<<10-len("END-A")) + "END-A"
+		crlf := strings.Repeat("c", limit)       // its '\r' lies beyond the limit
+		over := strings.Repeat("o", limit) + "x" // one byte too many
+		long := strings.Repeat("l", limit-len("IN-B")) + "IN-B" + strings.Repeat("l", limit/2) + "OUT-C"
+		in := fits + "\n" + long + "\n" + string(garbage) + "\n" + crlf + "\r\n" + over + "\nshort\n"
 		appendTo(t, root, cronLog, in)
-		h.expect(strings.Repeat("x", 16), string(garbage[:16]), "short")
+
+		deadline := time.After(waitFor)
+		for len(h.recs) < 6 {
+			h.receive(deadline)
+		}
+		want := []string{fits, long[:limit], string(garbage), crlf, over[:limit], "short"}
+		for k, w := range want {
+			if got := h.recs[k].Message; got != w {
+				t.Errorf("line %d: got %d bytes ending %q, want %d bytes ending %q", k, len(got), got[max(0, len(got)-8):], len(w), w[max(0, len(w)-8):])
+			}
+		}
+		if !strings.HasSuffix(h.recs[0].Message, "END-A") || !strings.HasSuffix(h.recs[1].Message, "IN-B") || strings.Contains(h.recs[1].Message, "OUT-C") {
+			t.Error("tokens within the limit missing, or a token beyond it kept")
+		}
+		h.recs = h.recs[6:]
 		h.waitPos(cronLog, pos(i, int64(len(in))))
+		if h.truncated != 2 {
+			t.Errorf("%d lines counted as truncated, want 2", h.truncated)
+		}
 	})
 }
 
