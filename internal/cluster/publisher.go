@@ -707,10 +707,10 @@ func (w *worker) failed(what string, err error, failures int) time.Duration {
 	case apierrors.IsForbidden(err):
 		w.lastErr += fmt.Sprintf(" (are the credentials node %s's?)", w.node)
 		w.logOnce("forbidden:"+w.lastErr, 10*time.Minute, slog.LevelError, "API server refused the write", "node", w.node, "what", what, "err", err)
-		return backoff(failures, 5*time.Minute)
+		return backoff(failures, refusedBackoff)
 	case apierrors.IsUnauthorized(err):
 		w.logOnce("unauthorized", 10*time.Minute, slog.LevelError, "API server does not accept the kubelet credentials", "node", w.node, "what", what, "err", err)
-		return backoff(failures, 5*time.Minute)
+		return backoff(failures, refusedBackoff)
 	}
 	w.logOnce("error:"+what, time.Minute, slog.LevelWarn, "API call failed; retrying with backoff", "node", w.node, "what", what, "err", err, "failures", failures)
 	return backoff(failures, 30*time.Second)
