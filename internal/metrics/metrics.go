@@ -315,8 +315,10 @@ func (m *Metrics) EventDropped(reason string) {
 	m.eventsDropped.WithLabelValues(reason).Inc()
 }
 
-// Ready reports whether the daemon has committed its state at least once
-// and its pipeline has committed or ticked within StaleAfter; the error
+// Ready reports whether the daemon has committed its state at least once,
+// its pipeline has committed or ticked within StaleAfter, and the cluster
+// publisher is not failing to authenticate (which leaves the node's health
+// unseen by the cluster until someone fixes the credentials); the error
 // says why not.
 func (m *Metrics) Ready() error {
 	m.mu.Lock()
@@ -331,6 +333,9 @@ func (m *Metrics) Ready() error {
 	}
 	if age := m.opts.Now().Sub(last); age > m.opts.StaleAfter {
 		return &staleError{age: age}
+	}
+	if c := s.cluster; c != nil && c.Unauthenticated {
+		return fmt.Errorf("cluster publisher cannot authenticate: %s", c.LastError)
 	}
 	return nil
 }
