@@ -142,6 +142,23 @@ func TestStatusAndClearWithoutDaemon(t *testing.T) {
 	}
 }
 
+// A publisher that cannot authenticate says so, not merely
+// "disconnected".
+func TestStatusShowsUnauthenticatedCluster(t *testing.T) {
+	dir := t.TempDir()
+	st := state.New("boot-1", time.Now())
+	st.Cluster = &state.ClusterLink{Node: "node-a", Unauthenticated: true, PendingWrites: 1,
+		LastError: "write conditions: exec credential plugin aws: timed out after 30s; killed"}
+	writeState(t, dir, st)
+	rc, out, errs := ctl(t, "", "status", "--state-dir", dir)
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errs)
+	}
+	if want := "Cluster: cannot authenticate as node node-a, last successful write never, 1 pending writes, last error: " + st.Cluster.LastError; !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+}
+
 func TestClearIsHandedToARunningDaemon(t *testing.T) {
 	dir := t.TempDir()
 	st := state.New("boot-1", time.Now())

@@ -117,8 +117,11 @@ func printStatus(w io.Writer, v statusView, now time.Time) {
 	fmt.Fprintln(w)
 	if cl := v.Cluster; cl != nil {
 		link := "disconnected"
-		if cl.Connected {
+		switch {
+		case cl.Connected:
 			link = "connected"
+		case cl.Unauthenticated:
+			link = "cannot authenticate"
 		}
 		fmt.Fprintf(w, "Cluster: %s as node %s, last successful write %s, %d pending writes", link, cl.Node, stamp(cl.LastSuccess, now), cl.PendingWrites)
 		if cl.EventsDropped > 0 {

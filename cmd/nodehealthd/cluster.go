@@ -27,6 +27,7 @@ func init() {
 			fs.IntVar(&cfg.EventBurst, "event-burst", cluster.DefaultEventBurst, "events one reason may send at once")
 			fs.Float64Var(&cfg.EventsPerMinute, "events-per-minute", cluster.DefaultEventsPerMinute, "sustained events per minute for one reason")
 			fs.IntVar(&cfg.MaxEventsPerReason, "max-pending-events-per-reason", cluster.DefaultMaxEventsPerReason, "distinct events of one reason that may wait for budget or the API server; more are dropped and counted")
+			fs.DurationVar(&cfg.ExecTimeout, "cluster-exec-timeout", cluster.DefaultExecTimeout, "how long the kubeconfig's exec credential plugin (aws eks get-token) may run before it is killed")
 			fs.BoolVar(&cfg.NoWatch, "cluster-no-watch", false, "do not watch the Node: a re-registered or overwritten Node is repaired at the next heartbeat instead of at once")
 		},
 		setup: func(e *env) error {

@@ -12,9 +12,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -359,6 +363,29 @@ func TestOtherNodesStatusIsForbidden(t *testing.T) {
 		t.Errorf("nodehealthctl status cluster line: %q", line)
 	}
 	t.Logf("nodehealthctl status: %s", line)
+
+	// Reading the other Node is refused too: retried with backoff and
+	// said once at warn, however many times it is refused.
+	reads := func() int {
+		reqs, err := c.Requests("system:node:" + mine)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range reqs {
+			if (r.Verb == "list" || r.Verb == "watch") && strings.HasPrefix(r.RequestURI, "/api/v1/nodes?") {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "the Node read refused three times", func() (bool, string) {
+		n := reads()
+		return n >= 3, fmt.Sprintf("%d list/watch requests", n)
+	})
+	if n := strings.Count(a.logs.String(), "API server refuses to let us read our own Node"); n != 1 {
+		t.Errorf("the refused read logged %d times at warn, want once per episode (%d refused list/watch requests)", n, reads())
+	}
 	for _, typ := range ourTypes {
 		if cond(getNode(t, c, other), typ) != nil {
 			t.Errorf("%s got our %s condition", other, typ)
@@ -679,6 +706,130 @@ EOF
 		t.Fatalf("no requests as system:node:%s in the audit log (%v)", node, err)
 	}
 	t.Logf("%d requests authenticated as system:node:%s by the plugin's token", len(reqs), node)
+}
+
+// TestHungExecPluginIsKilledAndReported: an exec credential plugin that
+// hangs in a child process, printing secrets to stderr, is killed with its
+// child after --cluster-exec-timeout; the daemon says it cannot
+// authenticate in nodehealthctl status and /readyz, logs the failure once
+// and without the secrets, and publishes once the plugin answers.
+func TestHungExecPluginIsKilledAndReported(t *testing.T) {
+	c := cluster(t)
+	const node = "node-exec-hung"
+	createNode(t, c, node)
+	a := newAgent(t, node, "")
+	pidFile := filepath.Join(a.root, "tmp/plugin-pids")
+	fixed := filepath.Join(a.root, "tmp/plugin-fixed")
+	write(t, filepath.Join(a.root, "tmp/.keep"), "")
+	write(t, filepath.Join(a.root, "usr/local/bin/e2e-get-token"), `#!/bin/sh
+if [ -e `+fixed+` ]; then
+	echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"`+hungExecToken+`"}}'
+	exit 0
+fi
+echo $$ >> `+pidFile+`
+echo "debug: token=CANARY123 for AKIAIOSFODNN7CANARY1" >&2
+sleep 100 &
+echo $! >> `+pidFile+`
+wait
+`)
+	if err := os.Chmod(filepath.Join(a.root, "usr/local/bin/e2e-get-token"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, pid := range pluginPIDs(pidFile) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if err := c.WriteKubeconfig(filepath.Join(a.root, "var/lib/kubelet/kubeconfig"), "/etc/kubernetes/pki/ca.crt",
+		filepath.Join(a.root, "etc/kubernetes/pki/ca.crt"), kubetest.User{ExecCommand: "/usr/local/bin/e2e-get-token"}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	a.start("--node-name", node, "--cluster-exec-timeout", "1s", "--metrics-address", addr)
+
+	eventually(t, 30*time.Second, "the link says the publisher cannot authenticate", func() (bool, string) {
+		st := a.state()
+		if st == nil || st.Cluster == nil {
+			return false, "no cluster link"
+		}
+		return st.Cluster.Unauthenticated && strings.Contains(st.Cluster.LastError, "timed out after 1s"), fmt.Sprintf("%+v", *st.Cluster)
+	})
+	if line := statusClusterLine(t, a.stateDir); !strings.Contains(line, "cannot authenticate as node "+node) {
+		t.Errorf("nodehealthctl status cluster line: %q", line)
+	}
+	eventually(t, 10*time.Second, "/readyz says the publisher cannot authenticate", func() (bool, string) {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "cannot authenticate"), fmt.Sprintf("%d %s", code, body)
+	})
+	// The first run's plugin and its sleeping child are killed.
+	eventually(t, 20*time.Second, "the plugin run again and its first run gone", func() (bool, string) {
+		pids := pluginPIDs(pidFile)
+		if len(pids) < 4 {
+			return false, fmt.Sprintf("pids %v", pids)
+		}
+		for _, pid := range pids[:2] {
+			if err := syscall.Kill(pid, 0); err == nil && !zombie(pid) {
+				return false, fmt.Sprintf("pid %d of the first run still runs", pid)
+			}
+		}
+		return true, ""
+	})
+	logs := a.logs.String()
+	for _, secret := range []string{"CANARY123", "AKIAIOSFODNN7CANARY1"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the plugin's secret %s reached the daemon's output", secret)
+		}
+	}
+	if n := strings.Count(logs, "level=ERROR msg=\"exec credential plugin failed"); n != 1 {
+		t.Errorf("plugin failure logged %d times at error, want once", n)
+	}
+
+	write(t, fixed, "")
+	at := time.Now()
+	a.connected(60 * time.Second)
+	t.Logf("connected %v after the plugin was fixed", time.Since(at).Round(time.Millisecond))
+	eventually(t, 10*time.Second, "/readyz ok once the plugin answers", func() (bool, string) {
+		code, body := readyz()
+		return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
+	})
+	if !strings.Contains(a.logs.String(), "exec credential plugin works again") {
+		t.Error("recovery not logged")
+	}
+}
+
+func pluginPIDs(file string) []int {
+	b, _ := os.ReadFile(file)
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// zombie reports whether pid has exited and waits for its reaper.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // TestPublishesWhileKubeletIsDown: there is no kubelet process on this

@@ -42,7 +42,10 @@ var (
 
 // Static tokens for the exec-plugin test: the API server maps the token to
 // a kubelet identity, as it would an IAM token on EKS.
-const execToken = "nhd-e2e-exec-token-3f9a"
+const (
+	execToken     = "nhd-e2e-exec-token-3f9a"
+	hungExecToken = "nhd-e2e-exec-token-7c21"
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -72,6 +75,7 @@ func cluster(t *testing.T) *kubetest.Cluster {
 		start := time.Now()
 		kube, kubeErr = kubetest.Start(kubeDir, kubetest.Options{Tokens: []kubetest.Token{
 			{Token: execToken, User: "system:node:node-exec", UID: "node-exec-uid", Groups: []string{"system:nodes"}},
+			{Token: hungExecToken, User: "system:node:node-exec-hung", UID: "node-exec-hung-uid", Groups: []string{"system:nodes"}},
 		}})
 		if kubeErr == nil {
 			t.Logf("etcd + kube-apiserver ready in %v", time.Since(start).Round(time.Millisecond))

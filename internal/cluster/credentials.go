@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -62,6 +64,8 @@ type credentials struct {
 	// kind describes the authentication for logs: "client certificate",
 	// "bearer token", "token file", "exec plugin <command>".
 	kind string
+	// exec runs the exec credential plugin, if the kubeconfig names one.
+	exec *execPlugin
 	// certFile is the client certificate file (already under root) that
 	// the kubelet rotates; "" when the certificate is inline or absent.
 	certFile string
@@ -76,16 +80,18 @@ type credentials struct {
 }
 
 // loadCredentials reads a kubeconfig written by the host's kubelet. Every
-// file it names is a host path, so absolute paths are read under root and
-// relative ones next to the kubeconfig (as kubectl does); an absolute exec
-// plugin command is run from under root too.
-func loadCredentials(root, path, userAgent string) (*credentials, error) {
+// file it names is a host path, so absolute paths are read under cfg.Root
+// and relative ones next to the kubeconfig (as kubectl does); an absolute
+// exec plugin command is run from under the root too, for at most
+// cfg.ExecTimeout, and killed when ctx ends.
+func loadCredentials(ctx context.Context, cfg *Config, path string, log *slog.Logger) (*credentials, error) {
+	root := cfg.Root
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	st := stampOf(path)
-	cfg, err := clientcmd.Load(b)
+	kc, err := clientcmd.Load(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -99,10 +105,10 @@ func loadCredentials(root, path, userAgent string) (*credentials, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	for _, c := range cfg.Clusters {
+	for _, c := range kc.Clusters {
 		reRoot(&c.CertificateAuthority)
 	}
-	for _, a := range cfg.AuthInfos {
+	for _, a := range kc.AuthInfos {
 		reRoot(&a.ClientCertificate)
 		reRoot(&a.ClientKey)
 		reRoot(&a.TokenFile)
@@ -111,14 +117,23 @@ func loadCredentials(root, path, userAgent string) (*credentials, error) {
 			reRoot(&a.Exec.Command)
 		}
 	}
-	rc, err := clientcmd.NewDefaultClientConfig(*cfg, &clientcmd.ConfigOverrides{}).ClientConfig()
+	rc, err := clientcmd.NewDefaultClientConfig(*kc, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c := &credentials{path: path, config: rc, stamp: st}
+	if rc.ExecProvider != nil && (rc.BearerToken != "" || rc.BearerTokenFile != "" || rc.Username != "" || len(rc.CertData) > 0 || rc.CertFile != "") {
+		// Like client-go: credentials given outright win over the plugin.
+		rc.ExecProvider = nil
+	}
 	switch {
 	case rc.ExecProvider != nil:
-		c.kind = "exec plugin " + rc.ExecProvider.Command
+		c.exec, err = newExecPlugin(ctx, rc, cfg.ExecTimeout, log)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		rc.ExecProvider, rc.WrapTransport = nil, c.exec.wrap
+		c.kind = "exec plugin " + c.exec.command
 	case len(rc.CertData) > 0 || rc.CertFile != "":
 		c.kind = "client certificate"
 	case rc.BearerTokenFile != "":
@@ -143,7 +158,7 @@ func loadCredentials(root, path, userAgent string) (*credentials, error) {
 	}
 	c.dialer = connrotation.NewDialer((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
 	rc.Dial = c.dialer.DialContext
-	rc.UserAgent = userAgent
+	rc.UserAgent = cfg.UserAgent
 	// The write budget is ours; client-go's limiter would only add delay.
 	rc.QPS, rc.Burst = 50, 100
 	return c, nil

@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -69,7 +71,7 @@ current-context: x
 	if err != nil || path != filepath.Join(root, "etc/kubernetes/kubelet.conf") {
 		t.Fatalf("findKubeconfig = %q, %v", path, err)
 	}
-	c, err := loadCredentials(root, path, "nodehealthd/test")
+	c, err := loadCredentials(context.Background(), &Config{Root: root, UserAgent: "nodehealthd/test"}, path, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,17 +119,21 @@ current-context: exec
 `))
 	writeFile(t, filepath.Join(root, "var/lib/kubelet/token"), []byte("abc"))
 	path := filepath.Join(root, "var/lib/kubelet/kubeconfig")
-	c, err := loadCredentials(root, path, "")
+	c, err := loadCredentials(context.Background(), &Config{Root: root}, path, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(root, "usr/bin/aws-iam-authenticator"); c.config.ExecProvider.Command != want || c.kind != "exec plugin "+want {
-		t.Errorf("exec command %q (kind %q), want %q", c.config.ExecProvider.Command, c.kind, want)
+	if want := filepath.Join(root, "usr/bin/aws-iam-authenticator"); c.exec == nil || c.exec.command != want || c.kind != "exec plugin "+want {
+		t.Fatalf("exec plugin %+v (kind %q), want %q", c.exec, c.kind, want)
+	}
+	// client-go's own runner has no time limit and copies stderr raw.
+	if c.config.ExecProvider != nil || c.config.WrapTransport == nil {
+		t.Errorf("the plugin must be run by execPlugin, not client-go: ExecProvider %v", c.config.ExecProvider)
 	}
 	for ctx, check := range map[string]func(*credentials){
 		"bare": func(c *credentials) {
-			if c.config.ExecProvider.Command != "aws" {
-				t.Errorf("a PATH command must stay as is: %q", c.config.ExecProvider.Command)
+			if c.exec == nil || c.exec.command != "aws" {
+				t.Errorf("a PATH command must stay as is: %+v", c.exec)
 			}
 		},
 		"tokenfile": func(c *credentials) {
@@ -141,7 +147,7 @@ current-context: exec
 		// Switch the current context by rewriting the last line.
 		b2 := []byte(string(b[:len(b)-len("current-context: exec\n")]) + "current-context: " + ctx + "\n")
 		writeFile(t, p2, b2)
-		c, err := loadCredentials(root, p2, "")
+		c, err := loadCredentials(context.Background(), &Config{Root: root}, p2, slog.Default())
 		if err != nil {
 			t.Fatalf("%s: %v", ctx, err)
 		}

@@ -93,6 +93,9 @@ type Config struct {
 	// NoWatch turns off the watch on the Node; re-registration and
 	// overwrites are then repaired at the next heartbeat.
 	NoWatch bool
+	// ExecTimeout bounds one run of the kubeconfig's exec credential
+	// plugin; it is killed after that.
+	ExecTimeout time.Duration
 	// UserAgent identifies the daemon in API server logs.
 	UserAgent string
 	Logger    *slog.Logger
@@ -134,6 +137,7 @@ func New(cfg Config) (*Publisher, error) {
 	cfg.EventBurst = cmp.Or(cfg.EventBurst, DefaultEventBurst)
 	cfg.EventsPerMinute = cmp.Or(cfg.EventsPerMinute, DefaultEventsPerMinute)
 	cfg.MaxEventsPerReason = cmp.Or(cfg.MaxEventsPerReason, DefaultMaxEventsPerReason)
+	cfg.ExecTimeout = cmp.Or(cfg.ExecTimeout, DefaultExecTimeout)
 	cfg.Root = cmp.Or(cfg.Root, "/")
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, Component)
 	if cfg.Logger == nil {
@@ -150,6 +154,8 @@ func New(cfg Config) (*Publisher, error) {
 		return nil, fmt.Errorf("event budget: burst %d and rate %v/min must be positive", cfg.EventBurst, cfg.EventsPerMinute)
 	case cfg.MaxEventsPerReason < 1:
 		return nil, fmt.Errorf("max events per reason %d: must be positive", cfg.MaxEventsPerReason)
+	case cfg.ExecTimeout < 0:
+		return nil, fmt.Errorf("exec credential plugin timeout %v: must not be negative", cfg.ExecTimeout)
 	}
 	return &Publisher{cfg: cfg, log: cfg.Logger.With("subsystem", "cluster"), wake: make(chan struct{}, 1)}, nil
 }
@@ -244,6 +250,10 @@ type worker struct {
 	logged      map[string]time.Time
 	dropLog     map[string]int
 	dropLogAt   time.Time
+
+	// unauthenticated: the last call failed for want of credentials the
+	// API server accepts.
+	unauthenticated bool
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -352,7 +362,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 		}
 		return
 	}
-	creds, err := loadCredentials(w.cfg.Root, path, w.cfg.UserAgent)
+	creds, err := loadCredentials(ctx, w.cfg, path, w.log)
 	var client restAPI
 	if err == nil {
 		client, err = newRESTAPI(creds.config)
@@ -688,7 +698,7 @@ func (w *worker) succeeded(now time.Time) {
 	if !w.connected && !w.lastSuccess.IsZero() {
 		w.log.Info("API server reachable again", "node", w.node)
 	}
-	w.connected, w.lastSuccess, w.lastErr = true, now, ""
+	w.connected, w.lastSuccess, w.lastErr, w.unauthenticated = true, now, "", false
 	clear(w.logged)
 }
 
@@ -697,9 +707,15 @@ func (w *worker) succeeded(now time.Time) {
 // it was deleted) and is retried quietly; a refusal is a misconfiguration
 // and is logged loudly but retried rarely.
 func (w *worker) failed(what string, err error, failures int) time.Duration {
-	w.connected = false
+	w.connected, w.unauthenticated = false, false
 	w.lastErr = fmt.Sprintf("%s: %v", what, err)
 	switch {
+	case isCredentialError(err):
+		// The plugin logged why, once per episode. It runs on this
+		// host, so retrying costs the API server nothing and ends the
+		// outage as soon as it answers.
+		w.unauthenticated = true
+		return backoff(failures, 30*time.Second)
 	case what == whatConditions && apierrors.IsNotFound(err):
 		w.lastErr = fmt.Sprintf("node %s is not registered (yet)", w.node)
 		w.logOnce("notfound", 10*time.Minute, slog.LevelInfo, "Node not registered yet; retrying quietly", "node", w.node)
@@ -707,10 +723,11 @@ func (w *worker) failed(what string, err error, failures int) time.Duration {
 	case apierrors.IsForbidden(err):
 		w.lastErr += fmt.Sprintf(" (are the credentials node %s's?)", w.node)
 		w.logOnce("forbidden:"+w.lastErr, 10*time.Minute, slog.LevelError, "API server refused the write", "node", w.node, "what", what, "err", err)
-		return backoff(failures, 5*time.Minute)
+		return backoff(failures, refusedBackoff)
 	case apierrors.IsUnauthorized(err):
+		w.unauthenticated = true
 		w.logOnce("unauthorized", 10*time.Minute, slog.LevelError, "API server does not accept the kubelet credentials", "node", w.node, "what", what, "err", err)
-		return backoff(failures, 5*time.Minute)
+		return backoff(failures, refusedBackoff)
 	}
 	w.logOnce("error:"+what, time.Minute, slog.LevelWarn, "API call failed; retrying with backoff", "node", w.node, "what", what, "err", err, "failures", failures)
 	return backoff(failures, 30*time.Second)
@@ -747,7 +764,8 @@ func (w *worker) report() {
 	}
 	l := state.ClusterLink{
 		Node: w.node, Connected: w.connected && w.api != nil, LastSuccess: w.lastSuccess, LastError: w.lastErr,
-		PendingWrites: pending, EventsDropped: w.events.droppedTotal,
+		Unauthenticated: w.unauthenticated,
+		PendingWrites:   pending, EventsDropped: w.events.droppedTotal,
 		Events: w.events.snapshot(time.Now()),
 	}
 	if w.creds != nil {

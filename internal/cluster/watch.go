@@ -69,55 +69,70 @@ func (s *obsSlot) take() (nodeObs, bool) {
 // that the Node was re-registered or that another client overwrote our
 // conditions, without polling it.
 func watchNode(ctx context.Context, a api, node string, out *obsSlot, log *slog.Logger) {
-	fails := 0
-	pause := func() bool {
-		fails++
-		select {
-		case <-time.After(backoff(fails, 30*time.Second)):
-			return true
-		case <-ctx.Done():
-			return false
-		}
+	(&nodeWatch{api: a, node: node, out: out, log: log, sleep: sleep}).run(ctx)
+}
+
+// nodeWatch is one watchNode loop.
+type nodeWatch struct {
+	api  api
+	node string
+	out  *obsSlot
+	log  *slog.Logger
+	// sleep waits d unless ctx ends first; tests replace it to follow the
+	// backoff without waiting.
+	sleep func(ctx context.Context, d time.Duration) bool
+
+	fails int
+	// refused: in an episode of 401/403 answers, which was logged.
+	refused bool
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
+}
+
+func (nw *nodeWatch) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		lctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		list, err := a.listNode(lctx, node)
+		list, err := nw.api.listNode(lctx, nw.node)
 		cancel()
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Debug("cannot list own Node", "node", node, "err", err)
-			}
-			if !pause() {
+			if !nw.failed(ctx, "list", err) {
 				return
 			}
 			continue
 		}
-		fails = 0
+		nw.answered()
 		o := nodeObs{hasNode: true, reachable: true}
 		if len(list.Items) > 0 {
 			o.node = &list.Items[0]
 		}
-		out.put(o)
+		nw.out.put(o)
 		rv := list.ResourceVersion
 		for ctx.Err() == nil {
 			started := time.Now()
 			timeout := minWatchTimeout + rand.N(maxWatchTimeout-minWatchTimeout)
-			w, err := a.watchNode(ctx, node, rv, timeout)
+			w, err := nw.api.watchNode(ctx, nw.node, rv, timeout)
 			if err != nil {
 				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 					break
 				}
-				if ctx.Err() == nil {
-					log.Debug("cannot watch own Node", "node", node, "err", err)
-				}
-				if !pause() {
+				if !nw.failed(ctx, "watch", err) {
 					return
 				}
 				continue
 			}
-			out.put(nodeObs{reachable: true})
+			nw.answered()
+			nw.out.put(nodeObs{reachable: true})
 			var relist bool
-			rv, relist = follow(w, rv, out)
+			rv, relist = follow(w, rv, nw.out)
 			w.Stop()
 			if relist {
 				break
@@ -125,13 +140,49 @@ func watchNode(ctx context.Context, a api, node string, out *obsSlot, log *slog.
 			// A watch that ends at once (the server closing it, a proxy)
 			// must not turn into a request loop.
 			if time.Since(started) < 5*time.Second {
-				if !pause() {
+				nw.fails++
+				if !nw.sleep(ctx, backoff(nw.fails, 30*time.Second)) {
 					return
 				}
-			} else {
-				fails = 0
 			}
 		}
+	}
+}
+
+// failed waits before the next try after a failed list or watch, and says
+// whether to go on. A refusal (401, 403: credentials of another node, a
+// missing permission) lasts until someone fixes the node, so it is retried
+// as rarely as refused writes and logged once per episode. Other failures
+// (an unreachable server, a failing credential plugin, which logs itself)
+// show in the worker's writes.
+func (nw *nodeWatch) failed(ctx context.Context, what string, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	nw.fails++
+	limit := 30 * time.Second
+	switch {
+	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+		limit = refusedBackoff
+		if !nw.refused {
+			nw.refused = true
+			nw.log.Warn("API server refuses to let us read our own Node; retrying with backoff", "node", nw.node,
+				"what", what, "err", err, "retry_max", limit)
+			break
+		}
+		nw.log.Debug("API server still refuses to let us read our own Node", "node", nw.node, "what", what, "err", err, "failures", nw.fails)
+	default:
+		nw.log.Debug("cannot read own Node", "node", nw.node, "what", what, "err", err)
+	}
+	return nw.sleep(ctx, backoff(nw.fails, limit))
+}
+
+// answered notes a list or watch the API server accepted.
+func (nw *nodeWatch) answered() {
+	nw.fails = 0
+	if nw.refused {
+		nw.refused = false
+		nw.log.Info("API server lets us read our own Node again", "node", nw.node)
 	}
 }
 
@@ -163,6 +214,11 @@ func follow(w watch.Interface, rv string, out *obsSlot) (string, bool) {
 	}
 	return rv, false
 }
+
+// refusedBackoff caps the backoff of calls refused (401, 403) or made
+// without credentials: they fail until someone fixes the node, and a fleet
+// of misconfigured nodes must not keep the API server busy.
+const refusedBackoff = 5 * time.Minute
 
 // backoff is exponential from 500ms to max with ±20% jitter, so that
 // nodes that failed together do not retry together.

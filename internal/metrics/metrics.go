@@ -335,10 +335,12 @@ func (m *Metrics) EventDropped(reason string) {
 }
 
 // Ready reports whether the daemon has committed its state at least once,
-// its pipeline has committed or ticked within StaleAfter, and its state
-// file is being written; the error says why not. A daemon that cannot write
-// its state still detects and publishes, but a restart would forget what
-// it found meanwhile: that is degraded, and /readyz says so with a 503.
+// its pipeline has committed or ticked within StaleAfter, its state file
+// is being written, and the cluster publisher is not failing to
+// authenticate (which leaves the node's health unseen by the cluster until
+// someone fixes the credentials); the error says why not. A daemon that
+// cannot write its state still detects and publishes, but a restart would
+// forget what it found meanwhile: that is degraded, and /readyz says so.
 func (m *Metrics) Ready() error {
 	m.mu.Lock()
 	s := m.snap
@@ -356,6 +358,9 @@ func (m *Metrics) Ready() error {
 	if s.unsaved != nil {
 		return fmt.Errorf("degraded: state not persisted since %s (%d failed writes, last: %s); detection and publishing continue from memory",
 			s.unsaved.Since.UTC().Format(time.RFC3339), s.unsaved.Failures, s.unsaved.Err)
+	}
+	if c := s.cluster; c != nil && c.Unauthenticated {
+		return fmt.Errorf("cluster publisher cannot authenticate: %s", c.LastError)
 	}
 	return nil
 }

@@ -187,6 +187,17 @@ func TestReadiness(t *testing.T) {
 	if code, body := get(t, srv.URL+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz after a tick = %d %q, want 200: an idle pipeline that ticks is alive", code, body)
 	}
+	// A publisher that cannot authenticate leaves the cluster blind.
+	link := &state.ClusterLink{Node: "n", Unauthenticated: true, LastError: "write conditions: exec credential plugin aws: timed out after 30s; killed"}
+	m.Publish(publish.Update{Time: t0.Add(80 * time.Second), State: &state.State{Cluster: link}})
+	if code, body := get(t, srv.URL+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "cannot authenticate: "+link.LastError) {
+		t.Errorf("/readyz while the cluster publisher cannot authenticate = %d %q, want 503 naming the error", code, body)
+	}
+	link.Unauthenticated, link.LastError, link.Connected = false, "", true
+	m.Publish(publish.Update{Time: t0.Add(80 * time.Second), State: &state.State{Cluster: link}})
+	if code, body := get(t, srv.URL+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz once the publisher authenticates = %d %q, want 200", code, body)
+	}
 	if code, _ := get(t, srv.URL+"/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("/debug/pprof/ = %d without pprof, want 404", code)
 	}

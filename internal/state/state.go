@@ -105,6 +105,9 @@ type ClusterLink struct {
 	// EventsDropped counts Warning findings never sent as events (per-reason
 	// rate limit, or too old to send), over the node's lifetime.
 	EventsDropped uint64 `json:"eventsDropped,omitempty"`
+	// Unauthenticated says the last call failed for want of credentials:
+	// the exec credential plugin failed or the API server answered 401.
+	Unauthenticated bool `json:"unauthenticated,omitempty"`
 	// Events are the Kubernetes events sent recently enough to be counted
 	// up when the same Warning repeats, so that a repeat after a restart
 	// patches the existing event instead of creating a second one.
@@ -116,7 +119,7 @@ func (l ClusterLink) Equal(o ClusterLink) bool {
 	return l.Node == o.Node && l.Connected == o.Connected && l.LastSuccess.Equal(o.LastSuccess) &&
 		l.LastError == o.LastError && l.PendingWrites == o.PendingWrites &&
 		l.CredentialPath == o.CredentialPath && l.EventsDropped == o.EventsDropped &&
-		slices.Equal(l.Events, o.Events)
+		l.Unauthenticated == o.Unauthenticated && slices.Equal(l.Events, o.Events)
 }
 
 // SentEvent is a Kubernetes event the cluster publisher created: the

@@ -59,6 +59,8 @@ func TestLine(t *testing.T) {
 		{"cluster down with pending writes", &state.State{Cluster: &state.ClusterLink{LastSuccess: now.Add(-5 * time.Minute), PendingWrites: 3}}, all, now,
 			"5/5 conditions healthy · no warnings in 1h · cluster: disconnected since 10:25 (3 pending)"},
 		{"cluster never reached", &state.State{Cluster: &state.ClusterLink{}}, all, now, "5/5 conditions healthy · no warnings in 1h · cluster: connecting"},
+		{"credentials fail", &state.State{Cluster: &state.ClusterLink{LastSuccess: now.Add(-5 * time.Minute), Unauthenticated: true, PendingWrites: 1}}, all, now,
+			"5/5 conditions healthy · no warnings in 1h · cluster: cannot authenticate (1 pending)"},
 		{"nothing monitored", nil, nil, now, "no conditions monitored · no warnings in 1h · cluster: local"},
 	}
 	for _, tc := range tests {

@@ -122,6 +122,8 @@ func clusterText(c *state.ClusterLink, now time.Time) string {
 	switch {
 	case c.Connected:
 		s = "connected"
+	case c.Unauthenticated:
+		s = "cannot authenticate"
 	case c.LastSuccess.IsZero():
 		s = "connecting"
 	default:
