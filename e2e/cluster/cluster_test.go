@@ -1114,3 +1114,45 @@ func TestKubeconfigAppearsLater(t *testing.T) {
 	}
 	t.Logf("published %v after the kubeconfig appeared (discovery polls every 10s); status: %s", d.Round(time.Millisecond), line)
 }
+
+// TestReadOnlyStateDirStillPublishes: a node whose /var went read-only is
+// exactly one whose health must reach the cluster. With its state directory
+// read-only from the start the daemon still publishes the kmsg findings,
+// and the read-only filesystem itself (StorageReady False,
+// FilesystemReadOnly) although it cannot write its own file.
+func TestReadOnlyStateDirStillPublishes(t *testing.T) {
+	c := cluster(t)
+	const node = "node-rostate"
+	createNode(t, c, node)
+	a := newAgent(t, node, "6,100,5000000,-;e2e-noise boot\n3,101,6000000,-;e2e-oops boot\n")
+	a.useNodeCert(c)
+	if err := os.MkdirAll(a.stateDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "--bind", "-o", "ro", a.stateDir, a.stateDir).CombinedOutput(); err != nil {
+		t.Skipf("cannot bind-mount the state directory read-only (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(a.stateDir, syscall.MNT_DETACH) })
+	rec := record(t, c, node)
+	a.start()
+	waitNode(t, rec, time.Time{}, 20*time.Second, "KernelReady False and StorageReady False/FilesystemReadOnly", func(n *corev1.Node) bool {
+		k, s := cond(n, "KernelReady"), cond(n, "StorageReady")
+		return k != nil && k.Status == corev1.ConditionFalse && k.Reason == "E2EKernelOops" &&
+			s != nil && s.Status == corev1.ConditionFalse && s.Reason == "FilesystemReadOnly" && strings.Contains(s.Message, a.stateDir)
+	})
+	waitEvent(t, rec, time.Time{}, 20*time.Second, "E2EKernelNoise event", func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
+	if _, err := os.Stat(filepath.Join(a.stateDir, state.FileName)); err == nil {
+		t.Fatal("a state file exists in a read-only directory: the test did not test what it says")
+	}
+	if err := syscall.Unmount(a.stateDir, syscall.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	waitNode(t, rec, time.Time{}, 90*time.Second, "StorageReady True once the state can be written", func(n *corev1.Node) bool {
+		s := cond(n, "StorageReady")
+		return s != nil && s.Status == corev1.ConditionTrue
+	})
+	eventually(t, 10*time.Second, "the state file to hold the kmsg finding", func() (bool, string) {
+		st := a.state()
+		return st != nil && len(st.Active) == 1 && st.Active[0].Reason == "E2EKernelOops", "not yet"
+	})
+}
