@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
@@ -26,9 +25,9 @@ func conditionPatch(want map[string]condition.Condition, now time.Time) []byte {
 			items = append(items, map[string]string{"type": t, "$patch": "delete"})
 			continue
 		}
-		items = append(items, corev1.NodeCondition{
-			Type:               corev1.NodeConditionType(c.Type),
-			Status:             corev1.ConditionStatus(c.Status),
+		items = append(items, v1NodeCondition{
+			Type:               c.Type,
+			Status:             c.Status,
 			Reason:             c.Reason,
 			Message:            c.Message,
 			LastHeartbeatTime:  hb,
@@ -46,10 +45,10 @@ func conditionPatch(want map[string]condition.Condition, now time.Time) []byte {
 // inSync reports whether the Node shows exactly the conditions we wrote:
 // each monitored type with our status, reason, message and transition time
 // (at the second precision the API keeps), and no other type of ours.
-func inSync(node *corev1.Node, want map[string]condition.Condition) bool {
-	have := map[string]corev1.NodeCondition{}
+func inSync(node *v1Node, want map[string]condition.Condition) bool {
+	have := map[string]v1NodeCondition{}
 	for _, c := range node.Status.Conditions {
-		have[string(c.Type)] = c
+		have[c.Type] = c
 	}
 	for _, t := range finding.Conditions {
 		w, wanted := want[t]
@@ -60,7 +59,7 @@ func inSync(node *corev1.Node, want map[string]condition.Condition) bool {
 		if !wanted {
 			continue
 		}
-		if string(h.Status) != w.Status || h.Reason != w.Reason || h.Message != w.Message ||
+		if h.Status != w.Status || h.Reason != w.Reason || h.Message != w.Message ||
 			!h.LastTransitionTime.Time.Equal(w.LastTransitionTime.Truncate(time.Second)) {
 			return false
 		}

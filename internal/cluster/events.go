@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -245,13 +244,13 @@ func namePrefix(node string) string {
 
 // newEvent builds a core/v1 Event about the Node, the form `kubectl
 // describe node` and `kubectl get events` show.
-func newEvent(node string, uid types.UID, g *group, name string) *corev1.Event {
-	return &corev1.Event{
+func newEvent(node string, uid types.UID, g *group, name string) *v1Event {
+	return &v1Event{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      name,
 			Namespace: eventNamespace,
 		},
-		InvolvedObject: corev1.ObjectReference{
+		InvolvedObject: v1ObjectReference{
 			Kind:       "Node",
 			APIVersion: "v1",
 			Name:       node,
@@ -259,8 +258,8 @@ func newEvent(node string, uid types.UID, g *group, name string) *corev1.Event {
 		},
 		Reason:              g.key.reason,
 		Message:             g.key.message,
-		Type:                corev1.EventTypeWarning,
-		Source:              corev1.EventSource{Component: Component, Host: node},
+		Type:                eventTypeWarning,
+		Source:              v1EventSource{Component: Component, Host: node},
 		FirstTimestamp:      metav1.NewTime(g.first),
 		LastTimestamp:       metav1.NewTime(g.last),
 		Count:               int32(g.count),

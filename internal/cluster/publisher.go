@@ -21,7 +21,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -229,7 +228,7 @@ type worker struct {
 	failures  int
 	reassert  bool
 	checkAt   time.Time
-	lastNode  *corev1.Node
+	lastNode  *v1Node
 	absent    bool // the watch says the Node does not exist
 	uid       types.UID
 	overwrote []time.Time
@@ -474,7 +473,7 @@ func (w *worker) observe(now time.Time) {
 	}
 }
 
-func (w *worker) nodeSeen(n *corev1.Node, now time.Time) {
+func (w *worker) nodeSeen(n *v1Node, now time.Time) {
 	if n == nil {
 		if !w.absent {
 			w.log.Info("Node object is gone; conditions will be written again when it is registered", "node", w.node)

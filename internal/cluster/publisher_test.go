@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -32,7 +31,7 @@ type fakeAPI struct {
 	mu           sync.Mutex
 	patches      [][]byte
 	patchTimes   []time.Time
-	created      []*corev1.Event
+	created      []*v1Event
 	eventPatches map[string][]string
 	notFound     int // fail this many condition patches with 404
 	eventFails   int // fail this many event creations as if unreachable
@@ -40,7 +39,7 @@ type fakeAPI struct {
 
 var nodeGR = schema.GroupResource{Resource: "nodes"}
 
-func (f *fakeAPI) patchNodeStatus(_ context.Context, node string, patch []byte) (*corev1.Node, error) {
+func (f *fakeAPI) patchNodeStatus(_ context.Context, node string, patch []byte) (*v1Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.notFound > 0 {
@@ -49,18 +48,18 @@ func (f *fakeAPI) patchNodeStatus(_ context.Context, node string, patch []byte) 
 	}
 	f.patches = append(f.patches, patch)
 	f.patchTimes = append(f.patchTimes, time.Now())
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "uid-1"}}, nil
+	return &v1Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "uid-1"}}, nil
 }
 
-func (f *fakeAPI) listNode(context.Context, string) (*corev1.NodeList, error) {
-	return &corev1.NodeList{}, nil
+func (f *fakeAPI) listNode(context.Context, string) (*v1NodeList, error) {
+	return &v1NodeList{}, nil
 }
 
 func (f *fakeAPI) watchNode(context.Context, string, string, time.Duration) (watch.Interface, error) {
 	return watch.NewFake(), nil
 }
 
-func (f *fakeAPI) createEvent(_ context.Context, ev *corev1.Event) (*corev1.Event, error) {
+func (f *fakeAPI) createEvent(_ context.Context, ev *v1Event) (*v1Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.eventFails > 0 {
@@ -77,7 +76,7 @@ func (f *fakeAPI) createEvent(_ context.Context, ev *corev1.Event) (*corev1.Even
 	return ev, nil
 }
 
-func (f *fakeAPI) patchEvent(_ context.Context, name string, patch []byte) (*corev1.Event, error) {
+func (f *fakeAPI) patchEvent(_ context.Context, name string, patch []byte) (*v1Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.eventPatches == nil {
@@ -100,10 +99,10 @@ func (f *fakeAPI) patchEvent(_ context.Context, name string, patch []byte) (*cor
 			return e.DeepCopy(), nil
 		}
 	}
-	return &corev1.Event{}, nil
+	return &v1Event{}, nil
 }
 
-func (f *fakeAPI) snapshot() (patches [][]byte, created []*corev1.Event, evPatches map[string][]string) {
+func (f *fakeAPI) snapshot() (patches [][]byte, created []*v1Event, evPatches map[string][]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.patches), slices.Clone(f.created), f.eventPatches
@@ -217,10 +216,10 @@ func TestConditionPatchOnlyOurTypes(t *testing.T) {
 func TestInSync(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
 	want := conds("", since)
-	node := &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: "Ready", Status: "True"}}}}
+	node := &v1Node{Status: v1NodeStatus{Conditions: []v1NodeCondition{{Type: "Ready", Status: "True"}}}}
 	for _, c := range want {
-		node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{Type: corev1.NodeConditionType(c.Type),
-			Status: corev1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(since.Truncate(time.Second))})
+		node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: c.Type,
+			Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(since.Truncate(time.Second))})
 	}
 	if !inSync(node, want) {
 		t.Fatal("identical conditions (second precision) not in sync")
@@ -230,7 +229,7 @@ func TestInSync(t *testing.T) {
 		t.Error("changed status in sync")
 	}
 	node.Status.Conditions[1].Status = "True"
-	node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{Type: finding.NetworkingReady, Status: "True"})
+	node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: finding.NetworkingReady, Status: "True"})
 	if inSync(node, want) {
 		t.Error("an unmonitored type of ours on the Node is in sync")
 	}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/watch"
 )
@@ -23,7 +22,7 @@ const (
 type nodeObs struct {
 	// hasNode says node is meaningful: nil means the Node does not exist.
 	hasNode bool
-	node    *corev1.Node
+	node    *v1Node
 	// reachable says the API server answered a list or watch.
 	reachable bool
 }
@@ -192,17 +191,17 @@ func follow(w watch.Interface, rv string, out *obsSlot) (string, bool) {
 	for ev := range w.ResultChan() {
 		switch ev.Type {
 		case watch.Added, watch.Modified:
-			if n, ok := ev.Object.(*corev1.Node); ok {
+			if n, ok := ev.Object.(*v1Node); ok {
 				rv = n.ResourceVersion
 				out.put(nodeObs{hasNode: true, node: n})
 			}
 		case watch.Deleted:
-			if n, ok := ev.Object.(*corev1.Node); ok {
+			if n, ok := ev.Object.(*v1Node); ok {
 				rv = n.ResourceVersion
 			}
 			out.put(nodeObs{hasNode: true})
 		case watch.Bookmark:
-			if n, ok := ev.Object.(*corev1.Node); ok {
+			if n, ok := ev.Object.(*v1Node); ok {
 				rv = n.ResourceVersion
 			}
 		case watch.Error:
