@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
-	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
+	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 )
 
 func cmdRulesList(args []string, stdout, stderr io.Writer) int {
@@ -23,7 +23,7 @@ func cmdRulesList(args []string, stdout, stderr io.Writer) int {
 	if rc := parse(fl, args, &c); rc >= 0 {
 		return rc
 	}
-	_, set, err := daemon.LoadRuleSet(c.configPath, c.rulesDir)
+	_, set, err := ruleset.Load(c.configPath, c.rulesDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodehealthctl rules list: invalid rules or config:\n%v\n", err)
 		return 2
@@ -63,7 +63,7 @@ func cmdRulesValidate(args []string, stdout, stderr io.Writer) int {
 	// failed, the probes sections' (the daemon only logs a bad probes
 	// section and runs every probe with its defaults, which is easy to
 	// miss).
-	_, set, err := daemon.LoadRuleSet(c.configPath, c.rulesDir)
+	_, set, err := ruleset.Load(c.configPath, c.rulesDir)
 	if err != nil {
 		list := problems.List(err)
 		fmt.Fprintf(stderr, "invalid rules or config: %d %s:\n", len(list), plural(len(list), "problem"))

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
+	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/source/kmsg"
 )
@@ -60,7 +60,7 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodehealthctl test: --source %q: want kmsg, journal or file\n", *src)
 		return 2
 	}
-	_, set, err := daemon.LoadRuleSet(c.configPath, c.rulesDir)
+	_, set, err := ruleset.Load(c.configPath, c.rulesDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodehealthctl test: invalid rules or config:\n%v\n", err)
 		return 2

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
+	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/source/tail"
 )
@@ -83,7 +83,7 @@ func TestLongLinesSameAsDaemon(t *testing.T) {
 // truncated.
 func daemonFindings(t *testing.T, rulesDir, configPath, logPath, text string) (keys []string, truncated uint64) {
 	t.Helper()
-	_, set, err := daemon.LoadRuleSet(configPath, rulesDir)
+	_, set, err := ruleset.Load(configPath, rulesDir)
 	if err != nil {
 		t.Fatal(err)
 	}

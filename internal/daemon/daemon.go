@@ -26,9 +26,9 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
-	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
+	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/source/kmsg"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -634,7 +634,7 @@ func (d *Daemon) rulesDir() string { return d.cfg.RulesDirFor(d.opts.RulesDir) }
 // startup (no previous set) the built-in catalogue with defaults is used.
 // It reports whether the sources must restart because their inputs changed.
 func (d *Daemon) reload(initial bool) error {
-	cfg, set, err := LoadRuleSet(d.opts.ConfigPath, d.opts.RulesDir)
+	cfg, set, err := ruleset.Load(d.opts.ConfigPath, d.opts.RulesDir)
 	if err != nil {
 		if !initial {
 			return err
@@ -683,26 +683,6 @@ func (d *Daemon) reloadAndReport() bool {
 	// Detectors read the config (probe sections, sets, overrides) when they
 	// are built, so any config change restarts them with the sources.
 	return !reflect.DeepEqual(old, d.inputs) || !reflect.DeepEqual(oldCfg, d.cfg)
-}
-
-// LoadRuleSet reads the config and the operator rules and compiles them
-// over the built-in catalogue. nodehealthctl uses it too, so that what it
-// validates is what the daemon runs. Each step goes on with what the one
-// before could read, so that the error lists every problem of every file,
-// ordered by file and line.
-func LoadRuleSet(configPath, rulesDir string) (*config.Config, *rules.Set, error) {
-	cfg, cerr := config.Load(configPath)
-	rulesDir = cfg.RulesDirFor(rulesDir)
-	builtin, err := rules.Catalogue()
-	if err != nil {
-		return nil, nil, fmt.Errorf("built-in catalogue: %w", err)
-	}
-	operator, lerr := rules.LoadDir(rulesDir)
-	set, serr := rules.Compile(rules.Merge(builtin, operator), ruleOptions(cfg))
-	if err := problems.Join(cerr, lerr, serr); err != nil {
-		return nil, nil, err
-	}
-	return cfg, set, nil
 }
 
 // watchFiles signals when the config file or a rules file changes (debounced:

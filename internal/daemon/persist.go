@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -26,24 +25,9 @@ const (
 // Warning of its own.
 const (
 	reasonReadOnly     = "FilesystemReadOnly"
-	reasonNotPersisted = "StateNotPersisted"
-	persistSource      = "state"
+	reasonNotPersisted = state.ReasonNotPersisted
+	persistSource      = state.FindingSource
 )
-
-func init() {
-	detector.Describe(detector.ReasonInfo{
-		Reason:    reasonNotPersisted,
-		Condition: finding.StorageReady,
-		Severity:  finding.Warning,
-		Detector:  persistSource,
-		Description: "nodehealthd could not write its state file (for example: no space left on /var). " +
-			"It keeps detecting and publishing from memory and retries with backoff; a restart meanwhile " +
-			"forgets what was detected since the last successful write. A read-only filesystem is reported " +
-			"as FilesystemReadOnly instead.",
-		Action:   "Free space on the filesystem of the state directory (df -h /var/lib/nodehealthd) or fix the error the message names.",
-		Recovery: "An event, once per episode; the journal and nodehealthctl status say when the file is written again.",
-	})
-}
 
 // persist writes the state file and reports whether the file now holds
 // the state. While it cannot be written the daemon goes on from memory:

@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,33 +89,6 @@ func TestConfigOverridesDetectorReasons(t *testing.T) {
 		}
 		if f.Reason == "InterfaceNotUp" && f.Severity != finding.Warning {
 			t.Errorf("InterfaceNotUp recorded as %s, want Warning", f.Severity)
-		}
-	}
-}
-
-func TestLoadRuleSetValidatesDetectorOverrides(t *testing.T) {
-	dir := t.TempDir()
-	load := func(cfg string) error {
-		p := filepath.Join(dir, "config.yaml")
-		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, _, err := LoadRuleSet(p, filepath.Join(dir, "rules.d"))
-		return err
-	}
-	// One probe reason, one probe template, one NVML reason, one rule.
-	if err := load("reasons:\n  ApproachingKernelPidMax: {enabled: false}\n  Nvidia-PersistencedRepeatedRestart: {enabled: false}\n" +
-		"  NvidiaNVMLUnavailable: {severity: Fatal}\n  SoftLockup: {enabled: false}\n"); err != nil {
-		t.Fatalf("valid detector overrides refused: %v", err)
-	}
-	for cfg, want := range map[string]string{
-		"reasons:\n  ApproachingKernelPidMaxx: {enabled: false}\n":                   "no rule, probe or NVML check produces this reason",
-		"reasons:\n  NvidiaFabricError: {recovery: {expireAfter: 1h}}\n":             "threshold and recovery apply to log rules only",
-		"reasons:\n  ZramHighUsage: {threshold: {count: 3, window: 10m}}\n":          "threshold and recovery apply to log rules only",
-		"reasons:\n  NvidiaXID79Error: {recovery: {expireAfter: 1h}}\nbogus: true\n": "bogus",
-	} {
-		if err := load(cfg); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: got %v, want an error containing %q", cfg, err, want)
 		}
 	}
 }

@@ -24,8 +24,8 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 
 	// Imported for the reasons they describe from init.
-	_ "github.com/nodehealthd/nodehealthd/internal/daemon"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
+	_ "github.com/nodehealthd/nodehealthd/internal/state"
 )
 
 func main() {
