@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"os"
-	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/journald"
 	"github.com/nodehealthd/nodehealthd/internal/systemd"
@@ -39,8 +38,9 @@ func setupSystemd(e *env) error {
 	n := systemd.New(e.log)
 	if wd := n.Watchdog(); wd > 0 {
 		// The notifier pings only while the pipeline shows itself alive
-		// within half the watchdog interval; tick comfortably inside that.
-		e.opts.HousekeepingInterval = min(5*time.Second, wd/4)
+		// within half the watchdog interval; tick comfortably inside that,
+		// whatever config.yaml says.
+		e.opts.HousekeepingInterval = wd / 4
 	}
 	e.log.Debug("systemd notification enabled", "watchdog", n.Watchdog())
 	e.opts.Publishers = append(e.opts.Publishers, n)

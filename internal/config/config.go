@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -39,6 +40,11 @@ type Config struct {
 	// Probes configures host probes by probe name; each probe decodes
 	// (strictly) its own section.
 	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
+	// HousekeepingInterval is how often the daemon expires findings, looks
+	// for operator requests and a removed state directory, and shows
+	// itself alive to /readyz and the systemd watchdog; 0 is the daemon's
+	// default. See MaxHousekeepingInterval.
+	HousekeepingInterval time.Duration `yaml:"housekeepingInterval,omitempty"`
 
 	// file and lines locate keys ("reasons.X") for messages.
 	file  string
@@ -53,12 +59,31 @@ type Toggle struct {
 // On reports whether the switch is on (the default).
 func (t Toggle) On() bool { return t.Enabled == nil || *t.Enabled }
 
+// MaxHousekeepingInterval bounds housekeepingInterval: /readyz fails after
+// two minutes without a tick.
+const MaxHousekeepingInterval = time.Minute
+
 // Sources configures the log readers.
 type Sources struct {
-	Kmsg    KmsgSource `yaml:"kmsg,omitempty"`
-	Journal Toggle     `yaml:"journal,omitempty"`
-	Files   Toggle     `yaml:"files,omitempty"`
+	Kmsg    KmsgSource  `yaml:"kmsg,omitempty"`
+	Journal Toggle      `yaml:"journal,omitempty"`
+	Files   FilesSource `yaml:"files,omitempty"`
 }
+
+// FilesSource configures the log file tailer. Its intervals are the safety
+// net for the changes inotify does not report; 0 is the tailer's default.
+type FilesSource struct {
+	Enabled *bool `yaml:"enabled,omitempty"`
+	// PollInterval: every file is read this often even though no event
+	// named it.
+	PollInterval time.Duration `yaml:"pollInterval,omitempty"`
+	// RescanInterval: the patterns are expanded, and the watched
+	// directories redone, this often even though no event asked for it.
+	RescanInterval time.Duration `yaml:"rescanInterval,omitempty"`
+}
+
+// On reports whether the tailer runs (the default).
+func (f FilesSource) On() bool { return f.Enabled == nil || *f.Enabled }
 
 // KmsgSource configures /dev/kmsg reading.
 type KmsgSource struct {
@@ -105,12 +130,33 @@ func Parse(b []byte, name string) (*Config, error) {
 			return &Config{file: name}, errors.Join(errs...)
 		}
 	}
+	errs = append(errs, c.checkIntervals()...)
 	for _, t := range slices.Sorted(maps.Keys(c.Conditions)) {
 		if !finding.IsCondition(t) {
 			errs = append(errs, &problems.Problem{File: name, Line: c.lines["conditions."+t], Err: fmt.Errorf("conditions.%s: not a condition type", t)})
 		}
 	}
 	return c, errors.Join(errs...)
+}
+
+// checkIntervals refuses intervals that would spin the daemon or stall its
+// readiness.
+func (c *Config) checkIntervals() []error {
+	var errs []error
+	check := func(key, lineKey string, d, max time.Duration) {
+		if d == 0 || (d >= time.Second && (max == 0 || d <= max)) {
+			return
+		}
+		want := "at least 1s"
+		if max > 0 {
+			want = fmt.Sprintf("between 1s and %v", max)
+		}
+		errs = append(errs, &problems.Problem{File: c.file, Line: c.lines[lineKey], Err: fmt.Errorf("%s: %v: want %s", key, d, want)})
+	}
+	check("housekeepingInterval", "housekeepingInterval", c.HousekeepingInterval, MaxHousekeepingInterval)
+	check("sources.files.pollInterval", "sources.files", c.Sources.Files.PollInterval, 0)
+	check("sources.files.rescanInterval", "sources.files", c.Sources.Files.RescanInterval, 0)
+	return errs
 }
 
 // keyLines maps "key" and "key.subkey" of a document to their lines.

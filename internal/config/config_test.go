@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
@@ -73,5 +74,30 @@ sources:
 	}
 	if c.Reasons["SoftLockup"].Severity != "Fatal" || c.Conditions[finding.KernelReady].On() {
 		t.Errorf("what could be decoded was not kept: %+v", c)
+	}
+}
+
+// Intervals decode as durations and are bounded: below a second the daemon
+// would spin; housekeeping beyond a minute would fail /readyz.
+func TestIntervals(t *testing.T) {
+	c, err := Parse([]byte("housekeepingInterval: 45s\nsources:\n  files: {pollInterval: 2m, rescanInterval: 5m}\n"), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HousekeepingInterval != 45*time.Second || c.Sources.Files.PollInterval != 2*time.Minute ||
+		c.Sources.Files.RescanInterval != 5*time.Minute || !c.Sources.Files.On() {
+		t.Errorf("decoded %+v", c)
+	}
+	_, err = Parse([]byte("housekeepingInterval: 5m\nsources:\n  kmsg: {}\n  files:\n    pollInterval: 100ms\n    rescanInterval: 0s\n"), "config.yaml")
+	var got []string
+	for _, p := range problems.List(err) {
+		got = append(got, p.Error())
+	}
+	want := []string{
+		"config.yaml:1: housekeepingInterval: 5m0s: want between 1s and 1m0s",
+		"config.yaml:4: sources.files.pollInterval: 100ms: want at least 1s",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems\n%q\nwant\n%q", got, want)
 	}
 }

@@ -51,9 +51,10 @@ type Options struct {
 	// CommitInterval bounds how long processed records wait before their
 	// findings and positions are committed together (default 100ms).
 	CommitInterval time.Duration
-	// HousekeepingInterval is how often expiry is checked and publishers
-	// see the pipeline alive (default 5s; the systemd watchdog needs it
-	// shorter than half its interval).
+	// HousekeepingInterval, when set, caps how long housekeeping (expiry,
+	// operator requests, liveness shown to publishers) waits: config.yaml's
+	// housekeepingInterval (default 30s) is used when shorter. The systemd
+	// watchdog sets it to a quarter of its interval.
 	HousekeepingInterval time.Duration
 	// KmsgDevice, when set, is the kernel log device systemd opened for
 	// the daemon (kmsg.Inherited); otherwise Root's /dev/kmsg is opened.
@@ -213,9 +214,6 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = 100 * time.Millisecond
 	}
-	if opts.HousekeepingInterval <= 0 {
-		opts.HousekeepingInterval = defaultHousekeeping
-	}
 	if opts.NewSources == nil {
 		opts.NewSources = DefaultSources
 	}
@@ -302,7 +300,14 @@ func (d *Daemon) run(ctx context.Context) error {
 
 	// Housekeeping (expiry, liveness for the watchdog and /readyz) runs at a
 	// slow tick: every wake-up of an idle daemon costs CPU on every node.
-	tick := time.NewTicker(d.opts.HousekeepingInterval)
+	tickEvery := d.housekeepingInterval()
+	tick := time.NewTicker(tickEvery)
+	retick := func() {
+		if iv := d.housekeepingInterval(); iv != tickEvery {
+			tickEvery = iv
+			tick.Reset(iv)
+		}
+	}
 	var deferred <-chan time.Time
 	defer tick.Stop()
 	for {
@@ -347,11 +352,13 @@ func (d *Daemon) run(ctx context.Context) error {
 			if d.reloadAndReport() {
 				start()
 			}
+			retick()
 		case <-watchCh:
 			d.log.Info("rules or config changed on disk: reloading")
 			if d.reloadAndReport() {
 				start()
 			}
+			retick()
 		}
 	}
 }
@@ -469,8 +476,22 @@ func (d *Daemon) resetStats() {
 const positionCommitInterval = time.Second
 
 // defaultHousekeeping is how often expiry is checked and liveness shown to
-// publishers when nothing else asks for more.
-const defaultHousekeeping = 5 * time.Second
+// publishers when config.yaml does not say: each tick is a wake-up of an
+// idle daemon on every node, and nothing it does is urgent (requests and
+// config changes are watched; /readyz allows two minutes).
+const defaultHousekeeping = 30 * time.Second
+
+// housekeepingInterval is config.yaml's, capped by Options.
+func (d *Daemon) housekeepingInterval() time.Duration {
+	iv := d.cfg.HousekeepingInterval
+	if iv <= 0 {
+		iv = defaultHousekeeping
+	}
+	if d.opts.HousekeepingInterval > 0 {
+		iv = min(iv, d.opts.HousekeepingInterval)
+	}
+	return iv
+}
 
 // maxDrain bounds how many records one commit covers.
 const maxDrain = 50000

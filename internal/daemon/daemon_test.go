@@ -199,6 +199,8 @@ func TestRestartKeepsFindingsAndTransitionTimeRebootClears(t *testing.T) {
 
 func TestExpiryAndOperatorClear(t *testing.T) {
 	h := newHarness(t)
+	// Expiry is checked at housekeeping.
+	h.write("config.yaml", "housekeepingInterval: 1s\n")
 	h.start()
 	defer h.stop()
 	h.send("fizz", "boom nvme0")
@@ -306,5 +308,58 @@ func TestTruncatedCountReachesPublishers(t *testing.T) {
 	}
 	if got := rec.get("kmsg"); got != 1 {
 		t.Fatalf("publishers were told of %d truncated records, want 1", got)
+	}
+}
+
+// tickCounter counts housekeeping ticks.
+type tickCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *tickCounter) Publish(publish.Update) {}
+
+func (c *tickCounter) Tick(time.Time) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+}
+
+func (c *tickCounter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// config.yaml's housekeepingInterval sets the tick, and a reload changes
+// it; a value /readyz could not live with is refused.
+func TestHousekeepingIntervalFollowsConfig(t *testing.T) {
+	h := newHarness(t)
+	ticks := &tickCounter{}
+	h.pubs = []publish.Publisher{ticks}
+	h.write("config.yaml", "housekeepingInterval: 1m\n")
+	h.start()
+	defer h.stop()
+	waitLog := func(substr string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(h.logs.String(), substr) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", substr, h.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	h.write("config.yaml", "housekeepingInterval: 2m\n")
+	waitLog("housekeepingInterval: 2m0s: want between 1s and 1m0s")
+	h.write("config.yaml", "housekeepingInterval: 1s\n")
+	waitLog("rules reloaded")
+	from := ticks.get()
+	deadline := time.Now().Add(10 * time.Second)
+	for ticks.get() < from+4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d housekeeping ticks in 10s after setting housekeepingInterval: 1s", ticks.get()-from)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

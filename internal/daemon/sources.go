@@ -19,7 +19,8 @@ func DefaultSources(sc SourceContext) []source.Source {
 		out = append(out, journal.New(journal.Config{Root: sc.Root, Identifiers: sc.Inputs.Identifiers, Units: sc.Inputs.Units, BootTime: sc.BootTime, Logger: sc.Logger}))
 	}
 	if len(sc.Inputs.Paths) > 0 && srcCfg.Files.On() {
-		t, err := tail.New(tail.Config{Root: sc.Root, Paths: sc.Inputs.Paths, NewFilesFromStart: sc.FirstStart, Log: sc.Logger})
+		t, err := tail.New(tail.Config{Root: sc.Root, Paths: sc.Inputs.Paths, NewFilesFromStart: sc.FirstStart, Log: sc.Logger,
+			PollInterval: srcCfg.Files.PollInterval, RescanInterval: srcCfg.Files.RescanInterval})
 		if err != nil {
 			// Rule validation already checked the paths; this is a bug.
 			sc.Logger.Error("cannot tail files", "err", err)

@@ -93,10 +93,11 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
-// Defaults for the zero fields of Config.
+// Defaults for the zero fields of Config. The poll and rescan are only the
+// safety net for what inotify misses; each is a wake-up of an idle daemon.
 const (
-	DefaultPollInterval   = 10 * time.Second
-	DefaultRescanInterval = 10 * time.Second
+	DefaultPollInterval   = time.Minute
+	DefaultRescanInterval = time.Minute
 	DefaultMaxBatch       = 1024
 )
 
