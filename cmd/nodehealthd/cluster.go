@@ -28,6 +28,8 @@ func init() {
 			fs.Float64Var(&cfg.EventsPerMinute, "events-per-minute", cluster.DefaultEventsPerMinute, "sustained events per minute for one reason")
 			fs.IntVar(&cfg.MaxEventsPerReason, "max-pending-events-per-reason", cluster.DefaultMaxEventsPerReason, "distinct events of one reason that may wait for budget or the API server; more are dropped and counted")
 			fs.DurationVar(&cfg.ExecTimeout, "cluster-exec-timeout", cluster.DefaultExecTimeout, "how long the kubeconfig's exec credential plugin (aws eks get-token) may run before it is killed")
+			fs.DurationVar(&cfg.DiscoverInterval, "cluster-discover-interval", cluster.DefaultDiscoverInterval, "longest time between two looks for a missing kubelet kubeconfig (the first are 10s apart, then the gap doubles)")
+			fs.DurationVar(&cfg.FileCheckInterval, "cluster-file-check-interval", cluster.DefaultFileCheckInterval, "how often the kubeconfig and the kubelet's client certificate are checked for changes (rotation)")
 			fs.BoolVar(&cfg.NoWatch, "cluster-no-watch", false, "do not watch the Node: a re-registered or overwritten Node is repaired at the next heartbeat instead of at once")
 		},
 		setup: func(e *env) error {

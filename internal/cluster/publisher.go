@@ -34,7 +34,8 @@ import (
 const (
 	DefaultHeartbeat          = 5 * time.Minute
 	DefaultDebounce           = 200 * time.Millisecond
-	DefaultDiscoverInterval   = 10 * time.Second
+	DefaultDiscoverInterval   = time.Minute
+	DefaultFileCheckInterval  = 30 * time.Second
 	DefaultWriteBurst         = 20
 	DefaultWritesPerMinute    = 12
 	DefaultEventBurst         = 5
@@ -76,8 +77,16 @@ type Config struct {
 	// Debounce is the least time between two condition writes, so that a
 	// burst of changes becomes one write.
 	Debounce time.Duration
-	// DiscoverInterval is how often a missing kubeconfig is looked for.
+	// DiscoverInterval is the longest time between two looks for a
+	// missing kubeconfig. The first looks are firstDiscover apart, then
+	// the gap doubles: a kubelet's kubeconfig appears early in a node's
+	// boot, and a host that never joins should not look every few seconds
+	// forever.
 	DiscoverInterval time.Duration
+	// FileCheckInterval is how often the kubeconfig and the client
+	// certificate are checked for changes (a few stat calls): the kubelet
+	// rotates its certificate long before the old one expires.
+	FileCheckInterval time.Duration
 	// WriteBurst and WritesPerMinute are the node's write budget for all
 	// writes (condition patches and events).
 	WriteBurst      int
@@ -131,6 +140,7 @@ func New(cfg Config) (*Publisher, error) {
 	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
 	cfg.Debounce = cmp.Or(cfg.Debounce, DefaultDebounce)
 	cfg.DiscoverInterval = cmp.Or(cfg.DiscoverInterval, DefaultDiscoverInterval)
+	cfg.FileCheckInterval = cmp.Or(cfg.FileCheckInterval, DefaultFileCheckInterval)
 	cfg.WriteBurst = cmp.Or(cfg.WriteBurst, DefaultWriteBurst)
 	cfg.WritesPerMinute = cmp.Or(cfg.WritesPerMinute, DefaultWritesPerMinute)
 	cfg.EventBurst = cmp.Or(cfg.EventBurst, DefaultEventBurst)
@@ -145,6 +155,8 @@ func New(cfg Config) (*Publisher, error) {
 	switch {
 	case cfg.Heartbeat < time.Second:
 		return nil, fmt.Errorf("cluster heartbeat %v: must be at least 1s", cfg.Heartbeat)
+	case cfg.DiscoverInterval < time.Second || cfg.FileCheckInterval < time.Second:
+		return nil, fmt.Errorf("cluster discover interval %v and file check interval %v: must be at least 1s", cfg.DiscoverInterval, cfg.FileCheckInterval)
 	case cfg.Debounce < 0:
 		return nil, fmt.Errorf("cluster debounce %v: must not be negative", cfg.Debounce)
 	case cfg.WriteBurst < 1 || cfg.WritesPerMinute <= 0:
@@ -212,7 +224,9 @@ type worker struct {
 	api          api
 	node         string
 	nextDiscover time.Time
-	nextFiles    time.Time
+	// discoverMisses counts looks that found no usable kubeconfig.
+	discoverMisses int
+	nextFiles      time.Time
 	certStamp    fileStamp
 	obs          *obsSlot
 	stopWatch    context.CancelFunc
@@ -334,7 +348,8 @@ func (w *worker) take() {
 
 // connect finds and loads the kubeconfig and starts following the Node.
 func (w *worker) connect(ctx context.Context, now time.Time) {
-	w.nextDiscover = now.Add(w.cfg.DiscoverInterval)
+	w.nextDiscover = now.Add(discoverDelay(w.discoverMisses, w.cfg.DiscoverInterval))
+	w.discoverMisses++
 	if w.p.testAPI != nil {
 		w.api, w.node = w.p.testAPI, w.cfg.NodeName
 		w.startWatch(ctx)
@@ -356,7 +371,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 			if !errors.Is(err, fs.ErrNotExist) {
 				msg = "kubelet kubeconfig unreadable: local mode until it can be read"
 			}
-			w.log.Info(msg, "looked_in", where, "err", err, "check_every", w.cfg.DiscoverInterval)
+			w.log.Info(msg, "looked_in", where, "err", err, "check_every", fmt.Sprintf("%v, growing to %v", firstDiscover, w.cfg.DiscoverInterval))
 			w.lastErr = "no kubeconfig: " + err.Error()
 		}
 		return
@@ -371,7 +386,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 		w.logOnce("kubeconfig", 10*time.Minute, slog.LevelError, "cannot use the kubelet kubeconfig; retrying", "kubeconfig", path, "err", err, "retry_every", w.cfg.DiscoverInterval)
 		return
 	}
-	w.noKubeconfig = false
+	w.noKubeconfig, w.discoverMisses = false, 0
 	node, source := resolveNodeName(w.cfg.Root, w.cfg.NodeName, creds.certNode)
 	w.log.Info("publishing to the cluster", "node", node, "node_name_from", source, "kubeconfig", path, "credentials", creds.kind)
 	if creds.certNode != "" && creds.certNode != node {
@@ -380,7 +395,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 	}
 	w.creds, w.api, w.node = creds, client, node
 	w.certStamp = certStamp(creds)
-	w.nextFiles = now.Add(fileCheckInterval)
+	w.nextFiles = now.Add(w.cfg.FileCheckInterval)
 	w.written, w.lastNode, w.uid, w.absent = nil, nil, "", false
 	w.retryAt, w.failures, w.eventRetryAt, w.eventFailures = now, 0, now, 0
 	w.startWatch(ctx)
@@ -406,9 +421,21 @@ func (w *worker) disconnect() {
 	w.nextDiscover = time.Time{}
 }
 
-// fileCheckInterval is how often the kubeconfig and the client certificate
-// are checked for changes (a few stat calls).
-const fileCheckInterval = 5 * time.Second
+// firstDiscover is the gap between the first looks for a missing
+// kubeconfig; it doubles up to Config.DiscoverInterval.
+const firstDiscover = 10 * time.Second
+
+// discoverDelay is the wait after misses looks that found nothing.
+func discoverDelay(misses int, max time.Duration) time.Duration {
+	d := firstDiscover
+	for range misses {
+		if d >= max {
+			break
+		}
+		d *= 2
+	}
+	return min(d, max)
+}
 
 func certStamp(c *credentials) fileStamp {
 	if c == nil || c.certFile == "" {
@@ -431,7 +458,7 @@ func certStamp(c *credentials) fileStamp {
 // handshakes again, and client-go only looks for rotation every 5 minutes.
 // A new client gets new connections at once; the old ones are closed.
 func (w *worker) checkFiles(ctx context.Context, now time.Time) {
-	w.nextFiles = now.Add(fileCheckInterval)
+	w.nextFiles = now.Add(w.cfg.FileCheckInterval)
 	if w.creds == nil {
 		return
 	}

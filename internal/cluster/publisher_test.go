@@ -509,3 +509,27 @@ func TestPublisherAdoptsEventSentBeforeCrash(t *testing.T) {
 		t.Errorf("foreign event under the same name: %d events, the first's count %d", len(created), created[0].Count)
 	}
 }
+
+// A missing kubeconfig is looked for 10s, 20s, 40s… apart, up to
+// DiscoverInterval, not every 10s for ever.
+func TestDiscoverBacksOff(t *testing.T) {
+	p, err := New(Config{Root: t.TempDir(), DiscoverInterval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{p: p, cfg: &p.cfg, log: p.log}
+	now := time.Now()
+	var gaps []time.Duration
+	for range 5 {
+		w.connect(context.Background(), now)
+		if w.api != nil {
+			t.Fatal("connected without a kubeconfig")
+		}
+		gaps = append(gaps, w.nextDiscover.Sub(now))
+		now = w.nextDiscover
+	}
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute}
+	if !slices.Equal(gaps, want) {
+		t.Errorf("gaps between looks %v, want %v", gaps, want)
+	}
+}
