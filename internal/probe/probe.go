@@ -217,23 +217,44 @@ func (r *Runner) Name() string { return "probes" }
 // so a slow or failing probe never delays another.
 func (r *Runner) Run(ctx context.Context, emit detector.Emitter) error {
 	var wg sync.WaitGroup
-	for _, p := range r.Probes {
+	first := firstRuns(r.Probes, rand.Int64N)
+	for i, p := range r.Probes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.loop(ctx, p, emit)
+			r.loop(ctx, p, first[i], emit)
 		}()
 	}
 	wg.Wait()
 	return nil
 }
 
-func (r *Runner) loop(ctx context.Context, p Probe, emit detector.Emitter) {
+// firstRuns says when each probe first runs. The probes of one period are
+// spread evenly over the first fifth of it, in name order, so that they
+// never run at the same moment (a burst of CPU and I/O on the node) and
+// keep their distance from each other afterwards; where they start in
+// their slot is random (randN returns a number in [0, n)), so that a fleet
+// rebooted together does not probe in lockstep.
+func firstRuns(probes []Probe, randN func(n int64) int64) []time.Duration {
+	byPeriod := map[time.Duration][]int{}
+	for i, p := range probes {
+		byPeriod[p.Period()] = append(byPeriod[p.Period()], i)
+	}
+	out := make([]time.Duration, len(probes))
+	for period, idx := range byPeriod {
+		sort.Slice(idx, func(a, b int) bool { return probes[idx[a]].Name() < probes[idx[b]].Name() })
+		slot := period / 5 / time.Duration(len(idx))
+		phase := time.Duration(randN(int64(slot) + 1))
+		for k, i := range idx {
+			out[i] = phase + time.Duration(k)*slot
+		}
+	}
+	return out
+}
+
+func (r *Runner) loop(ctx context.Context, p Probe, first time.Duration, emit detector.Emitter) {
 	period := p.Period()
-	// The first run waits a random 0–20% of the period so that a fleet
-	// rebooted together does not probe in lockstep.
-	jitter := time.Duration(rand.Int64N(int64(period)/5 + 1))
-	t := time.NewTimer(jitter)
+	t := time.NewTimer(first)
 	defer t.Stop()
 	tr := NewTracker(p.Name(), r.passes())
 	tr.Adopt(r.Seed)

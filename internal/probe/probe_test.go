@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,34 @@ func TestBuildReportsEverySection(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "probes.zram") {
 		t.Errorf("a valid section is reported:\n%v", err)
+	}
+}
+
+// named is a probe with a name and a period, for scheduling tests.
+type named struct {
+	hung
+	name   string
+	period time.Duration
+}
+
+func (n named) Name() string          { return n.name }
+func (n named) Period() time.Duration { return n.period }
+
+// The probes of one period first run evenly spread over the first fifth of
+// it, in name order, after one random phase; none two at once.
+func TestFirstRunsStaggered(t *testing.T) {
+	probes := []Probe{
+		named{name: "d", period: 5 * time.Minute}, named{name: "a", period: 5 * time.Minute},
+		named{name: "efa", period: time.Minute}, named{name: "c", period: 5 * time.Minute},
+		named{name: "b", period: 5 * time.Minute}, named{name: "neuron", period: time.Minute},
+	}
+	for _, phase := range []int64{0, 7} {
+		got := firstRuns(probes, func(n int64) int64 { return min(phase*int64(time.Second), n-1) })
+		p := time.Duration(phase) * time.Second
+		// 5m: a window of 1m, slots of 15s; 1m: a window of 12s, slots of 6s.
+		want := []time.Duration{p + 45*time.Second, p, min(p, 6*time.Second), p + 30*time.Second, p + 15*time.Second, min(p, 6*time.Second) + 6*time.Second}
+		if !slices.Equal(got, want) {
+			t.Errorf("phase %v: first runs %v, want %v", p, got, want)
+		}
 	}
 }
