@@ -76,7 +76,9 @@ type procStat struct {
 	BlkioTicks uint64
 }
 
-// parseProcStat parses a /proc/<pid>/stat line. The command name may hold
+// parseProcStat parses a /proc/<pid>/stat line. procfs's own Proc.Stat is
+// not used: it scans every field with fmt.Fscan (slow across all
+// processes) and rejects a stat line without the late fields. The command name may hold
 // spaces and parentheses (a process can rename itself to "a) b (c"), so it
 // runs from the first '(' to the LAST ')'; fields are counted from there.
 // Fields the kernel does not provide (old kernels stop before field 42) are
@@ -114,17 +116,6 @@ func truncateForError(b []byte) string {
 		b = b[:120]
 	}
 	return string(b)
-}
-
-// readProcStat reads and parses <procRoot>/<pid>/stat. procfs's own
-// Proc.Stat is not used: it scans every field with fmt.Fscan (slow across
-// all processes) and rejects a stat line without the late fields.
-func readProcStat(procRoot string, pid int) (procStat, error) {
-	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseProcStat(b)
 }
 
 // HostTags returns the tags describing the host at root: the ID of

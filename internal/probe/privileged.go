@@ -3,9 +3,12 @@ package probe
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
@@ -81,6 +84,10 @@ func ScanProcesses(ctx context.Context, procRoot string, environ bool) ([]Proces
 		return nil, err
 	}
 	out := make([]Process, 0, len(ents))
+	// One buffer for every file: on a node with hundreds of processes the
+	// scan runs every few minutes, and each file costs its system calls and
+	// an allocation through os.ReadFile.
+	buf := make([]byte, 0, 4096)
 	for _, ent := range ents {
 		pid, err := strconv.Atoi(ent.Name())
 		if err != nil || pid <= 0 {
@@ -91,7 +98,11 @@ func ScanProcesses(ctx context.Context, procRoot string, environ bool) ([]Proces
 		}
 		p := Process{PID: pid, Environ: -1}
 		dir := procRoot + "/" + ent.Name()
-		if st, err := readProcStat(procRoot, pid); err == nil {
+		var st procStat
+		if buf, err = readInto(buf, dir+"/stat"); err == nil {
+			st, err = parseProcStat(buf)
+		}
+		if err == nil {
 			p.Comm, p.State, p.Starttime, p.BlkioTicks = st.Comm, string(st.State), st.Starttime, st.BlkioTicks
 		} else if b, err := os.ReadFile(dir + "/comm"); err == nil {
 			p.Comm = strings.TrimSuffix(string(b), "\n")
@@ -99,8 +110,8 @@ func ScanProcesses(ctx context.Context, procRoot string, environ bool) ([]Proces
 			continue
 		}
 		if environ {
-			if b, err := os.ReadFile(dir + "/environ"); err == nil {
-				p.Environ = countEnviron(b)
+			if buf, err = readInto(buf, dir+"/environ"); err == nil {
+				p.Environ = countEnviron(buf)
 			}
 		}
 		out = append(out, p)
@@ -108,14 +119,47 @@ func ScanProcesses(ctx context.Context, procRoot string, environ bool) ([]Proces
 	return out, nil
 }
 
+// readInto reads the whole file at path into buf, growing it as needed.
+// Unlike os.ReadFile it makes no fstat (proc files have no size) and no
+// allocation once buf is large enough.
+func readInto(buf []byte, path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return buf[:0], &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return buf[:0], &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
 // countEnviron counts the non-empty NUL-terminated entries of an environ
 // file.
 func countEnviron(b []byte) int {
 	n := 0
-	for _, v := range bytes.Split(b, []byte{0}) {
-		if len(v) > 0 {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return n + 1
+		}
+		if i > 0 {
 			n++
 		}
+		b = b[i+1:]
 	}
 	return n
 }
