@@ -37,10 +37,10 @@ func setupSystemd(e *env) error {
 	}
 	n := systemd.New(e.log)
 	if wd := n.Watchdog(); wd > 0 {
-		// The notifier pings only while the pipeline shows itself alive
-		// within half the watchdog interval; tick comfortably inside that,
-		// whatever config.yaml says.
-		e.opts.HousekeepingInterval = wd / 4
+		// The notifier pings on the pipeline's ticks, and only while they
+		// come within half the watchdog interval: tick three times per
+		// interval, whatever config.yaml says.
+		e.opts.HousekeepingInterval = wd / 3
 	}
 	e.log.Debug("systemd notification enabled", "watchdog", n.Watchdog())
 	e.opts.Publishers = append(e.opts.Publishers, n)

@@ -78,12 +78,19 @@ func (n *Notifier) Publish(u publish.Update) {
 	}
 }
 
-// Tick marks the pipeline alive; the daemon calls it from the pipeline
-// goroutine on every housekeeping tick, commit or not.
+// Tick marks the pipeline alive and wakes the notifier goroutine, which
+// pings the watchdog then. The daemon calls it from the pipeline goroutine
+// on every housekeeping tick, commit or not: the pings ride on those ticks
+// rather than on a timer of their own, so that an idle daemon wakes once
+// for both.
 func (n *Notifier) Tick(time.Time) {
 	n.mu.Lock()
 	n.alive = time.Now()
 	n.mu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Start runs the notifier goroutine until ctx ends.
@@ -92,16 +99,14 @@ func (n *Notifier) Start(ctx context.Context, _ publish.Feedback) {
 }
 
 func (n *Notifier) run(ctx context.Context) {
-	// Half the watchdog interval, as sd_watchdog_enabled(3) advises: a ping
-	// delayed by a busy machine still lands within the interval.
-	period := statusRefresh
-	if n.watchdog > 0 {
-		period = min(period, n.watchdog/2)
-	}
-	t := time.NewTicker(period)
+	// The timer fires only when nothing else wakes the goroutine: to
+	// refresh the status line, and with a watchdog when the pipeline has
+	// not been seen for half its interval.
+	t := time.NewTimer(statusRefresh)
 	defer t.Stop()
-	ready := false
+	ready, stalled := false, false
 	last := ""
+	var lastPing time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -114,6 +119,7 @@ func (n *Notifier) run(ctx context.Context) {
 		n.mu.Lock()
 		sum, have, alive := n.sum, n.have, n.alive
 		n.mu.Unlock()
+		t.Reset(statusRefresh)
 		if !have {
 			// Not ready before the first commit: until then a restart
 			// would not remember anything this run detected.
@@ -128,15 +134,28 @@ func (n *Notifier) run(ctx context.Context) {
 			msg = append(msg, daemon.SdNotifyReady)
 			ready = true
 		}
-		// The pipeline goroutine ticks at least four times per watchdog
-		// interval. If it has not been seen for half the interval it is stuck (a hung state write, a
-		// deadlock): stop pinging and let systemd restart the daemon from
-		// its last committed state.
+		// The pipeline goroutine ticks at least three times per watchdog
+		// interval. If it has not been seen for half the interval it is
+		// stuck (a hung state write, a deadlock): pings stop, and systemd
+		// restarts the daemon from its last committed state. While it moves,
+		// each tick or commit pings, at most four times per interval (a
+		// burst of commits must not become a burst of pings).
 		if n.watchdog > 0 {
-			if now.Sub(alive) < n.watchdog/2 {
-				msg = append(msg, daemon.SdNotifyWatchdog)
+			if seen := now.Sub(alive); seen >= n.watchdog/2 {
+				if !stalled {
+					n.log.Error("pipeline stalled; withholding watchdog pings", "last_seen", alive, "watchdog", n.watchdog)
+					stalled = true
+				}
 			} else {
-				n.log.Error("pipeline stalled; withholding watchdog ping", "last_seen", alive, "watchdog", n.watchdog)
+				if stalled {
+					n.log.Info("pipeline moving again; watchdog pings resume", "watchdog", n.watchdog)
+					stalled = false
+				}
+				if now.Sub(lastPing) >= n.watchdog/4 {
+					msg = append(msg, daemon.SdNotifyWatchdog)
+					lastPing = now
+				}
+				t.Reset(min(statusRefresh, n.watchdog/2-seen))
 			}
 		}
 		if len(msg) > 0 {

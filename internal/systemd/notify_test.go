@@ -170,7 +170,8 @@ func TestWatchdogFollowsPipeline(t *testing.T) {
 	n.Publish(publish.Update{Time: time.Now(), State: &state.State{}, Conditions: healthy(finding.KernelReady)})
 	sock.next("READY=1", time.Second)
 
-	// A live pipeline ticks every second in the daemon; faster here.
+	// A live pipeline ticks three times per interval in the daemon; faster
+	// here.
 	tick := func() context.CancelFunc {
 		pipeline, stop := context.WithCancel(context.Background())
 		go func() {
@@ -207,6 +208,25 @@ func TestWatchdogFollowsPipeline(t *testing.T) {
 	// The pipeline recovering resumes the pings.
 	defer tick()()
 	sock.next("WATCHDOG=1", 2*wd)
+}
+
+// The pings ride on the pipeline's ticks: each tick is answered by a ping
+// at once, not at the notifier's own pace (so that an idle daemon wakes
+// once for both).
+func TestWatchdogPingsOnTick(t *testing.T) {
+	const wd = 6 * time.Second
+	sock := listenNotify(t, wd)
+	n := New(quietLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n.Start(ctx, nil)
+	n.Publish(publish.Update{Time: time.Now(), State: &state.State{}, Conditions: healthy(finding.KernelReady)})
+	sock.next("READY=1", time.Second)
+	for range 3 {
+		time.Sleep(wd/4 + 100*time.Millisecond)
+		n.Tick(time.Now())
+		sock.next("WATCHDOG=1", 700*time.Millisecond)
+	}
 }
 
 func TestLineStateNotPersisted(t *testing.T) {
