@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -43,14 +44,21 @@ type netEFA struct {
 	bursts         map[string]int
 	// counters persist across polls, keyed by "dev:port/counter".
 	counters map[string]*netCounter
+	// none says the last check found no EFA device (see Dormant).
+	none atomic.Bool
 }
+
+// Dormant reports that the last check found no EFA device: most instances
+// have none, and one appears only with a driver loaded late in boot.
+func (p *netEFA) Dormant() bool { return p.none.Load() }
 
 func init() {
 	describe("efa", time.Minute, detector.ReasonInfo{
 		Reason: "EFAErrorMetric", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "An EFA device's hardware error counter (receive drops, RDMA read or write errors, unresponsive remote or " +
 			"impaired connection events, retransmissions) grew faster than its allowed burst (probes.efa.bursts). The key " +
-			"names the device, port and counter.",
+			"names the device, port and counter. On an instance without an EFA device the probe looks for one less and " +
+			"less often, its period doubling up to 10 minutes.",
 		Action: "Check the counters under /sys/class/infiniband/<dev>/ports/<port>/hw_counters and the workload's peers. " +
 			"Errors that persist on one node while its peers are clean point to hardware: replace the node.",
 	})
@@ -87,6 +95,7 @@ func (p *netEFA) Check(ctx context.Context, env *Env) ([]Result, error) {
 	devs, err := os.ReadDir(ibDir)
 	if errors.Is(err, os.ErrNotExist) {
 		p.counters = map[string]*netCounter{}
+		p.none.Store(true)
 		return nil, nil
 	}
 	if err != nil {
@@ -144,6 +153,7 @@ func (p *netEFA) Check(ctx context.Context, env *Env) ([]Result, error) {
 			delete(p.counters, k)
 		}
 	}
+	p.none.Store(len(p.counters) == 0)
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -58,10 +59,36 @@ func TestNetEFASteadyGrowthAndOtherDevices(t *testing.T) {
 	}
 }
 
+// Without an EFA device the probe is dormant, so that the runner checks it
+// less and less often; a device showing up (a driver loaded late in boot)
+// wakes it.
 func TestNetEFANoDevices(t *testing.T) {
-	env, _, _ := netTestEnv(t, t.TempDir())
-	rig := newNetRig(t, netBuild(t, env, "efa", ""), env)
+	root := t.TempDir()
+	env, _, _ := netTestEnv(t, root)
+	p := netBuild(t, env, "efa", "")
+	rig := newNetRig(t, p, env)
 	if res := rig.check(); len(res) != 0 {
 		t.Fatalf("no infiniband: %v", netReasons(res))
+	}
+	asleep := 0
+	var waits []time.Duration
+	for range 6 {
+		rig.check()
+		waits = append(waits, nextWait(p, &asleep))
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute}
+	if !slices.Equal(waits, want) {
+		t.Errorf("waits without a device %v, want %v", waits, want)
+	}
+	// Another RDMA device is not EFA.
+	netEFADevice(t, root, "mlx5_0", "0x15b3", "0x101b", map[string]uint64{"rx_drops": 0})
+	rig.check()
+	if w := nextWait(p, &asleep); w != 10*time.Minute {
+		t.Errorf("wait with a Mellanox device only %v, want 10m", w)
+	}
+	netEFADevice(t, root, "rdmap0s31", "0x1d0f", "0xefa1", map[string]uint64{"rx_drops": 0})
+	rig.check()
+	if w := nextWait(p, &asleep); w != time.Minute {
+		t.Errorf("wait once an EFA device appeared %v, want the period, 1m", w)
 	}
 }

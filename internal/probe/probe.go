@@ -191,6 +191,35 @@ func namesLocked() []string {
 	return out
 }
 
+// A dormantProbe may find nothing on the host to check (no EFA device): the
+// runner then checks it less and less often, from its period doubling up
+// to maxDormantWait, instead of waking every period for nothing.
+type dormantProbe interface {
+	Probe
+	// Dormant reports that the last check found nothing to check.
+	Dormant() bool
+}
+
+// maxDormantWait bounds the wait between two checks of a dormant probe.
+const maxDormantWait = 10 * time.Minute
+
+// nextWait is the wait after a check of p; asleep counts the checks in a
+// row that found p dormant, this one included.
+func nextWait(p Probe, asleep *int) time.Duration {
+	period := p.Period()
+	d, ok := p.(dormantProbe)
+	if !ok || !d.Dormant() {
+		*asleep = 0
+		return period
+	}
+	*asleep++
+	wait := period
+	for i := 1; i < *asleep && wait < maxDormantWait; i++ {
+		wait *= 2
+	}
+	return max(period, min(wait, maxDormantWait))
+}
+
 // DefaultPasses is how many consecutive passing checks clear a finding.
 const DefaultPasses = 2
 
@@ -253,7 +282,7 @@ func firstRuns(probes []Probe, randN func(n int64) int64) []time.Duration {
 }
 
 func (r *Runner) loop(ctx context.Context, p Probe, first time.Duration, emit detector.Emitter) {
-	period := p.Period()
+	asleep := 0
 	t := time.NewTimer(first)
 	defer t.Stop()
 	tr := NewTracker(p.Name(), r.passes())
@@ -265,7 +294,7 @@ func (r *Runner) loop(ctx context.Context, p Probe, first time.Duration, emit de
 		case <-t.C:
 		}
 		r.checkOnce(ctx, p, tr, emit)
-		t.Reset(period)
+		t.Reset(nextWait(p, &asleep))
 	}
 }
 
