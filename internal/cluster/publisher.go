@@ -227,10 +227,10 @@ type worker struct {
 	// discoverMisses counts looks that found no usable kubeconfig.
 	discoverMisses int
 	nextFiles      time.Time
-	certStamp    fileStamp
-	obs          *obsSlot
-	stopWatch    context.CancelFunc
-	noKubeconfig bool
+	certStamp      fileStamp
+	obs            *obsSlot
+	stopWatch      context.CancelFunc
+	noKubeconfig   bool
 
 	// conditions
 	want      map[string]condition.Condition

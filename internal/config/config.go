@@ -65,10 +65,21 @@ const MaxHousekeepingInterval = time.Minute
 
 // Sources configures the log readers.
 type Sources struct {
-	Kmsg    KmsgSource  `yaml:"kmsg,omitempty"`
-	Journal Toggle      `yaml:"journal,omitempty"`
-	Files   FilesSource `yaml:"files,omitempty"`
+	Kmsg    KmsgSource    `yaml:"kmsg,omitempty"`
+	Journal JournalSource `yaml:"journal,omitempty"`
+	Files   FilesSource   `yaml:"files,omitempty"`
 }
+
+// JournalSource configures the journal reader.
+type JournalSource struct {
+	Enabled *bool `yaml:"enabled,omitempty"`
+	// PollInterval: the journal is read this often even though sd-journal
+	// reported no change; 0 is the reader's default.
+	PollInterval time.Duration `yaml:"pollInterval,omitempty"`
+}
+
+// On reports whether the journal reader runs (the default).
+func (j JournalSource) On() bool { return j.Enabled == nil || *j.Enabled }
 
 // FilesSource configures the log file tailer. Its intervals are the safety
 // net for the changes inotify does not report; 0 is the tailer's default.
@@ -154,6 +165,7 @@ func (c *Config) checkIntervals() []error {
 		errs = append(errs, &problems.Problem{File: c.file, Line: c.lines[lineKey], Err: fmt.Errorf("%s: %v: want %s", key, d, want)})
 	}
 	check("housekeepingInterval", "housekeepingInterval", c.HousekeepingInterval, MaxHousekeepingInterval)
+	check("sources.journal.pollInterval", "sources.journal", c.Sources.Journal.PollInterval, 0)
 	check("sources.files.pollInterval", "sources.files", c.Sources.Files.PollInterval, 0)
 	check("sources.files.rescanInterval", "sources.files", c.Sources.Files.RescanInterval, 0)
 	return errs

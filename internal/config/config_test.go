@@ -80,11 +80,11 @@ sources:
 // Intervals decode as durations and are bounded: below a second the daemon
 // would spin; housekeeping beyond a minute would fail /readyz.
 func TestIntervals(t *testing.T) {
-	c, err := Parse([]byte("housekeepingInterval: 45s\nsources:\n  files: {pollInterval: 2m, rescanInterval: 5m}\n"), "config.yaml")
+	c, err := Parse([]byte("housekeepingInterval: 45s\nsources:\n  journal: {pollInterval: 3m}\n  files: {pollInterval: 2m, rescanInterval: 5m}\n"), "config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HousekeepingInterval != 45*time.Second || c.Sources.Files.PollInterval != 2*time.Minute ||
+	if c.HousekeepingInterval != 45*time.Second || c.Sources.Journal.PollInterval != 3*time.Minute || c.Sources.Files.PollInterval != 2*time.Minute ||
 		c.Sources.Files.RescanInterval != 5*time.Minute || !c.Sources.Files.On() {
 		t.Errorf("decoded %+v", c)
 	}

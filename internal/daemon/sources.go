@@ -16,7 +16,8 @@ func DefaultSources(sc SourceContext) []source.Source {
 		out = append(out, kmsg.New(kmsg.Config{Root: sc.Root, Device: sc.KmsgDevice, Facilities: srcCfg.Kmsg.Facilities, BootID: sc.BootID, BootTime: sc.BootTime}))
 	}
 	if len(sc.Inputs.Identifiers)+len(sc.Inputs.Units) > 0 && srcCfg.Journal.On() {
-		out = append(out, journal.New(journal.Config{Root: sc.Root, Identifiers: sc.Inputs.Identifiers, Units: sc.Inputs.Units, BootTime: sc.BootTime, Logger: sc.Logger}))
+		out = append(out, journal.New(journal.Config{Root: sc.Root, Identifiers: sc.Inputs.Identifiers, Units: sc.Inputs.Units, BootTime: sc.BootTime, Logger: sc.Logger,
+			PollInterval: srcCfg.Journal.PollInterval}))
 	}
 	if len(sc.Inputs.Paths) > 0 && srcCfg.Files.On() {
 		t, err := tail.New(tail.Config{Root: sc.Root, Paths: sc.Inputs.Paths, NewFilesFromStart: sc.FirstStart, Log: sc.Logger,

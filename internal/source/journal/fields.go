@@ -116,15 +116,26 @@ func newFastFields(j *sdjournal.Journal) *fastFields {
 	if !useFastFields {
 		return nil
 	}
-	v := reflect.ValueOf(j).Elem().FieldByName("cjournal")
-	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
+	h := handle(j)
+	if h == nil {
 		return nil
 	}
-	f := &fastFields{j: v.UnsafePointer(), buf: make([]byte, fastFieldsBuf), intern: map[string]string{}}
+	f := &fastFields{j: h, buf: make([]byte, fastFieldsBuf), intern: map[string]string{}}
 	if C.nh_load(&f.api) != 0 {
 		return nil
 	}
 	return f
+}
+
+// handle is the sd_journal pointer inside j, found by name through
+// reflection (sdjournal does not export it); nil if a go-systemd release
+// renamed it.
+func handle(j *sdjournal.Journal) unsafe.Pointer {
+	v := reflect.ValueOf(j).Elem().FieldByName("cjournal")
+	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
+		return nil
+	}
+	return v.UnsafePointer()
 }
 
 // record reads the current entry into a Record; own reports the daemon's

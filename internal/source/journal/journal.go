@@ -60,7 +60,9 @@ type Config struct {
 	// MaxBatch caps the entries per batch. Default 1024.
 	MaxBatch int
 	// PollInterval is the longest an idle Run waits before looking for new
-	// entries again (sd-journal usually wakes it earlier). Default 1s.
+	// entries again: sd-journal reports changes (or asks to be called
+	// earlier, for files it cannot watch), so this is only a safety net.
+	// Default 1m.
 	PollInterval time.Duration
 	// Logger receives notices such as a vacuumed cursor. Default slog.Default().
 	Logger *slog.Logger
@@ -82,7 +84,7 @@ func New(cfg Config) *Source {
 		cfg.MaxBatch = 1024
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.PollInterval = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -123,11 +125,15 @@ func (s *Source) Run(ctx context.Context, start map[string]source.Position, out 
 	r := reader{
 		j:      j,
 		fast:   newFastFields(j),
+		fdw:    newFDWaiter(j),
 		cfg:    &s.cfg,
 		out:    out,
 		cursor: cursor,
 		skip:   st.skip,
 		lost:   st.lost,
+	}
+	if r.fdw != nil {
+		defer r.fdw.close()
 	}
 	return r.run(ctx)
 }

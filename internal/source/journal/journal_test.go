@@ -583,3 +583,39 @@ func TestVacuumedCursorEmptyJournal(t *testing.T) {
 		t.Errorf("messages %q, want m20, m21", got)
 	}
 }
+
+// A reader following an idle journal waits on sd-journal's descriptor and
+// wakes only for new entries, which it reads at once even though its poll
+// interval is long; waiting with sd_journal_wait (the fallback) wakes it
+// five times a second.
+func TestFollowIdleWithoutWakeups(t *testing.T) {
+	for _, fd := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fd=%v", fd), func(t *testing.T) {
+			defer func(v bool) { useFDWait = v }(useFDWait)
+			useFDWait = fd
+			dir := t.TempDir()
+			journaltest.WriteJournal(t, dir, kubelet(1, 2))
+			cfg := testConfig(dir)
+			cfg.PollInterval = time.Minute
+			r := startRun(t, cfg, source.Position{})
+			r.collect(2)
+			time.Sleep(100 * time.Millisecond) // into the wait
+			before := waitWakeups.Load()
+			r.quiet(time.Second)
+			woke := waitWakeups.Load() - before
+			if fd && woke > 0 {
+				t.Errorf("an idle reader woke %d times in a second", woke)
+			}
+			if !fd && woke < 3 {
+				t.Errorf("the sd_journal_wait fallback woke %d times in a second; this test no longer tells the two apart", woke)
+			}
+			journaltest.WriteJournal(t, dir, kubelet(3, 4))
+			if got := messages(r.collect(2)); !slices.Equal(got, []string{"m3", "m4"}) {
+				t.Errorf("appended entries read as %q", got)
+			}
+			if err := r.stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/sdjournal"
@@ -25,6 +26,7 @@ type reader struct {
 	longWarned bool
 
 	fast *fastFields // nil: read fields one by one through sdjournal
+	fdw  *fdWaiter   // nil: wait with sd_journal_wait
 
 	recs []source.Record
 	read int // entries consumed since the last batch, own ones included
@@ -146,13 +148,21 @@ func (r *reader) flush(ctx context.Context) error {
 // calls Next again.
 func (r *reader) wait(ctx context.Context) {
 	begin := time.Now()
+	if r.fdw != nil {
+		r.fdw.wait(ctx, r.cfg.PollInterval)
+		waitWakeups.Add(1)
+		sleep(ctx, minPoll-time.Since(begin))
+		return
+	}
 	deadline := begin.Add(r.cfg.PollInterval)
 	for ctx.Err() == nil {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return
 		}
-		switch ev := r.j.Wait(min(left, maxWaitSlice)); {
+		ev := r.j.Wait(min(left, maxWaitSlice))
+		waitWakeups.Add(1)
+		switch {
 		case ev == sdjournal.SD_JOURNAL_NOP:
 			continue
 		case ev < 0:
@@ -165,6 +175,9 @@ func (r *reader) wait(ctx context.Context) {
 		}
 	}
 }
+
+// waitWakeups counts the times a waiting reader woke up, for tests.
+var waitWakeups atomic.Int64
 
 func sleep(ctx context.Context, d time.Duration) {
 	if d <= 0 {
