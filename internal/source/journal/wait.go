@@ -104,12 +104,19 @@ func (w *fdWaiter) wait(ctx context.Context, max time.Duration) {
 	if max > 0 && ctx.Err() == nil {
 		_ = w.f.SetReadDeadline(time.Now().Add(max))
 		stop := context.AfterFunc(ctx, func() { _ = w.f.SetReadDeadline(time.Now()) })
-		waited := false
-		// The first call asks to wait for the descriptor to be readable;
-		// sd-journal reads the events itself.
-		_ = w.rc.Read(func(uintptr) bool {
-			done := waited
-			waited = true
+		woken := false
+		// Events already queued end the wait at once: Go's poller forgets
+		// a readiness it reported while nobody waited (RawConn.Read resets
+		// it before the first call), so it must not be relied on for them.
+		// Otherwise the first call asks to wait for the descriptor to be
+		// readable. sd-journal reads the events itself.
+		_ = w.rc.Read(func(fd uintptr) bool {
+			// TIOCINQ is FIONREAD: the bytes of events queued.
+			if n, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil && n > 0 {
+				return true
+			}
+			done := woken
+			woken = true
 			return done
 		})
 		stop()
