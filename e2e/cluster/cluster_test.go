@@ -585,6 +585,8 @@ func TestRotatedClientCertificateIsUsed(t *testing.T) {
 	createNode(t, c, node)
 	a := newAgent(t, node, "")
 	a.useNodeCert(c)
+	// The files are checked every 30 s by default.
+	a.args = append(a.args, "--cluster-file-check-interval=2s")
 	rec := record(t, c, node)
 	a.start()
 	a.connected(30 * time.Second)
