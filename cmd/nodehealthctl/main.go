@@ -16,6 +16,8 @@ Commands:
   test            run log lines from stdin through the rules and print findings
   rules list      list the active rules
   rules validate  validate the config and operator rules
+  rules import-npd FILE.json...
+                  convert node-problem-detector log monitor configs into rules
   clear REASON    clear active findings of REASON (operator recovery)
   collect         write a diagnostics bundle (tar.gz) for a support ticket
 
@@ -40,7 +42,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdTest(args[1:], stdin, stdout, stderr)
 	case "rules":
 		if len(args) < 2 {
-			fmt.Fprint(stderr, "nodehealthctl rules: want list or validate\n")
+			fmt.Fprint(stderr, "nodehealthctl rules: want list, validate or import-npd\n")
 			return 2
 		}
 		switch args[1] {
@@ -48,8 +50,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return cmdRulesList(args[2:], stdout, stderr)
 		case "validate":
 			return cmdRulesValidate(args[2:], stdout, stderr)
+		case "import-npd":
+			return cmdRulesImportNPD(args[2:], stdout, stderr)
 		}
-		fmt.Fprintf(stderr, "nodehealthctl rules: unknown subcommand %q (want list or validate)\n", args[1])
+		fmt.Fprintf(stderr, "nodehealthctl rules: unknown subcommand %q (want list, validate or import-npd)\n", args[1])
 		return 2
 	case "clear":
 		return cmdClear(args[1:], stdout, stderr)
