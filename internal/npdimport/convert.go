@@ -9,6 +9,7 @@ package npdimport
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -221,7 +222,7 @@ func (cv *converter) source(in Input, c *monitorConfig) fileSource {
 	if len(c.SkipList) > 0 && c.Plugin != "filelog" {
 		cv.fileNote(in.Name, "skipList: NPD's %s watcher ignores it, and so do the converted rules", c.Plugin)
 	}
-	for k := range c.PluginConfig {
+	for _, k := range slices.Sorted(maps.Keys(c.PluginConfig)) {
 		if !slices.Contains(pluginKeys[c.Plugin], k) {
 			cv.fileNote(in.Name, "pluginConfig.%s: not a %s plugin setting; ignored, as NPD ignores it", k, c.Plugin)
 		}

@@ -1,6 +1,7 @@
 package npdimport
 
 import (
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strings"
@@ -262,5 +263,54 @@ func TestRestateMultiLine(t *testing.T) {
 	}
 	if len(r.notes) != 2 || !strings.Contains(r.notes[0], "3-line pattern") || !strings.Contains(r.notes[1], "line break") {
 		t.Errorf("notes %q: want the dropped lines and (?s)", r.notes)
+	}
+}
+
+// TestFilelogLimits: the filelog patterns and message regexes that cannot
+// be restated inside one regexp are skipped with a reason; the rest
+// convert.
+func TestFilelogLimits(t *testing.T) {
+	cfg := func(message, pattern string) string {
+		m, _ := json.Marshal(message)
+		p, _ := json.Marshal(pattern)
+		return `{"plugin": "filelog", "logPath": "/var/log/x.log",
+			"pluginConfig": {"timestamp": "^\\S+", "message": ` + string(m) + `, "timestampFormat": "2006-01-02"},
+			"rules": [{"type": "temporary", "reason": "KernelOops", "pattern": ` + string(p) + `}]}`
+	}
+	for _, tc := range []struct{ message, pattern, skip string }{
+		{`x: (.*)`, `foo$`, ""},
+		{`x: (?P<msg>[^\n]+)$`, `foo`, ""},
+		{`(?i)x: (.*)`, `foo`, ""},
+		{`x: (.*)`, `foo|bar`, "top-level `|`"},
+		{`x: (.*)`, `^foo`, "inside a filelog rule's pattern"},
+		{`x: (.*)`, `(?m)foo$ bar`, "inside a filelog rule's pattern"},
+		{`x: (\S+)`, `foo`, "does not take any text of a line"},
+		{`x: (.*?)`, `foo`, "does not take any text of a line"},
+		{`x: .*`, `foo`, "has no capture group"},
+	} {
+		res, err := Convert([]Input{{Name: "f.json", Data: []byte(cfg(tc.message, tc.pattern))}}, Options{})
+		if err != nil {
+			t.Fatalf("%q %q: %v", tc.message, tc.pattern, err)
+		}
+		var skipped []string
+		for _, is := range res.Issues {
+			if is.Skipped {
+				skipped = append(skipped, is.Msg)
+			}
+		}
+		switch {
+		case tc.skip == "" && (len(skipped) > 0 || len(res.Rules.Rules) != 1):
+			t.Errorf("%q %q: skipped %q", tc.message, tc.pattern, skipped)
+		case tc.skip != "" && (len(skipped) != 1 || !strings.Contains(skipped[0], tc.skip)):
+			t.Errorf("%q %q: skipped %q, want %q", tc.message, tc.pattern, skipped, tc.skip)
+		}
+	}
+	// The message regex's (?i) does not reach the NPD pattern.
+	_, eng := convertOne(t, cfg(`(?i)x: (.*)`, `Foo`), Options{})
+	for line, want := range map[string]int{"2024-01-01 X: a Foo": 1, "2024-01-01 x: a foo": 0} {
+		rec := source.Record{Kind: source.KindFile, Path: "/var/log/x.log", Message: line, Time: time.Unix(1, 0)}
+		if got := len(eng.Process(&rec, nil)); got != want {
+			t.Errorf("%q: %d findings, want %d", line, got, want)
+		}
 	}
 }

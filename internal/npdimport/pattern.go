@@ -298,8 +298,18 @@ func fileRule(m messageRegexp, r restated) (string, error) {
 	if r.topAlt {
 		return "", skipf("top-level `|` in a filelog rule: NPD anchors only its last alternative to the end of the message, which cannot be restated inside the message regex; give each alternative its own NPD rule")
 	}
-	if r.beginText {
-		return "", skipf("`^` or `\\A` in a filelog rule cannot be restated inside the message regex")
+	tree, err := syntax.Parse(r.body, syntax.Perl)
+	if err != nil {
+		return "", skipf("%v", err)
+	}
+	if has(tree, func(re *syntax.Regexp) bool {
+		switch re.Op {
+		case syntax.OpBeginText, syntax.OpBeginLine, syntax.OpEndText, syntax.OpEndLine:
+			return true
+		}
+		return false
+	}) {
+		return "", skipf("`^`, `$`, `\\A` or `\\z` inside a filelog rule's pattern would refer to the line, not NPD's message, once the pattern is inside the message regex")
 	}
 	// The lazy prefix lets the NPD pattern start anywhere in the message;
 	// the group's end is the message's end. The message regex's flags
