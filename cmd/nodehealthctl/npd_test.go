@@ -75,8 +75,8 @@ func TestImportNPDUnmappable(t *testing.T) {
 		t.Fatalf("rc %d, want 1; stderr:\n%s", rc, errs)
 	}
 	for _, want := range []string{
-		npdTestdata + "unmappable.json:26: rule 2 (FooIsStuck): skipped: condition FooStuck has no nodehealthd condition; choose one with --condition-map FooStuck=<condition>",
-		npdTestdata + "unmappable.json:63: rule 9 (FooThreeLines): skipped: pattern spans 3 lines but bufferSize is 2",
+		npdTestdata + "unmappable.json:27: rule 2 (FooIsStuck): skipped: condition FooStuck has no nodehealthd condition; choose one with --condition-map FooStuck=<condition>",
+		npdTestdata + "unmappable.json:64: rule 9 (FooThreeLines): skipped: pattern spans 3 lines but bufferSize is 2",
 		npdTestdata + "unmappable-journal.json:10: rule 1 (MyAppCrashed): skipped: no condition to file the MyAppCrashed event under",
 		"import-npd: 1 rule converted from 2 files; 14 skipped",
 	} {

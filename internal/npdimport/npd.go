@@ -51,6 +51,7 @@ const defaultBufferSize = 10
 var (
 	topKeys  = []string{"plugin", "pluginConfig", "logPath", "lookback", "delay", "skipList", "bufferSize", "source", "metricsReporting", "conditions", "rules"}
 	ruleKeys = []string{"type", "condition", "reason", "pattern", "patternGeneratedMessageSuffix"}
+	condKeys = []string{"type", "status", "transition", "reason", "message"}
 	// pluginKeys are the pluginConfig keys each plugin reads.
 	pluginKeys = map[string][]string{
 		"kmsg":     nil,
@@ -113,16 +114,22 @@ func layoutOf(b []byte) (lines []int, unknown []string) {
 			unknown = append(unknown, k)
 		}
 	}
-	for k, v := range top {
-		if !strings.EqualFold(k, "rules") {
-			continue
-		}
-		var rs []map[string]json.RawMessage
-		if json.Unmarshal(v, &rs) == nil {
-			for i, r := range rs {
-				for _, rk := range slices.Sorted(maps.Keys(r)) {
-					if !knownKey(ruleKeys, rk) {
-						unknown = append(unknown, fmt.Sprintf("rules[%d].%s", i+1, rk))
+	for _, list := range []struct {
+		name string
+		keys []string
+	}{{"conditions", condKeys}, {"rules", ruleKeys}} {
+		for k, v := range top {
+			if !strings.EqualFold(k, list.name) {
+				continue
+			}
+			var entries []map[string]json.RawMessage
+			if json.Unmarshal(v, &entries) != nil {
+				continue
+			}
+			for i, e := range entries {
+				for _, ek := range slices.Sorted(maps.Keys(e)) {
+					if !knownKey(list.keys, ek) {
+						unknown = append(unknown, fmt.Sprintf("%s[%d].%s", list.name, i+1, ek))
 					}
 				}
 			}
