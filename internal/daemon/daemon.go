@@ -63,6 +63,9 @@ type Options struct {
 	// NewDetectors builds the non-log detectors (probes, NVML). They are
 	// rebuilt, like the sources, when the configuration changes.
 	NewDetectors func(SourceContext) []detector.Detector
+	// LiveSections are published on the state directory's lock socket for
+	// nodehealthctl (state.Store.PublishLive), e.g. "gpu".
+	LiveSections map[string]func() any
 }
 
 // SourceContext is what a source factory may use.
@@ -241,6 +244,9 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	defer d.store.Close()
+	for name, read := range d.opts.LiveSections {
+		d.store.PublishLive(name, read)
+	}
 	if n := d.st.Reboot(d.bootID, now, &d.changes); n > 0 {
 		d.log.Info("new boot: cleared findings of the previous boot", "count", n)
 	}
