@@ -69,6 +69,7 @@ func newDevState() *devState { return &devState{links: map[int]*linkState{}} }
 // Clock event reason bits (nvml.h nvmlClocksEventReason*). go-nvml names
 // some of them only with the older "ClocksThrottleReason" prefix.
 const (
+	clkGpuIdle      = uint64(nvml.ClocksEventReasonGpuIdle)
 	clkHwSlowdown   = uint64(nvml.ClocksThrottleReasonHwSlowdown)
 	clkSwThermal    = uint64(nvml.ClocksEventReasonSwThermalSlowdown)
 	clkHwThermal    = uint64(nvml.ClocksThrottleReasonHwThermalSlowdown)
@@ -104,19 +105,7 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 	out = append(out, evalPages(key, s, lim, mark)...)
 	out = append(out, evalNVLink(key, st, s.nvlink, lim, mark)...)
 
-	// PCIe replays: a rate, from the second read on.
-	mark(ReasonPCIeError, fine(s.pcie.ret))
-	if s.pcie.ret == nvml.SUCCESS {
-		if st.pcieSeen && s.pcie.replays >= st.pcie {
-			delta := s.pcie.replays - st.pcie
-			if mins := now.Sub(st.pcieAt).Minutes(); mins > 0 && float64(delta)/mins > lim.PCIeReplaysPerMinute {
-				out = append(out, result{Reason: ReasonPCIeError, Severity: finding.Warning, Key: key,
-					Message: fmt.Sprintf("detected %d PCIe replays in %s (%.1f per minute, threshold %g) on GPU %s",
-						delta, now.Sub(st.pcieAt).Round(time.Second), float64(delta)/mins, lim.PCIeReplaysPerMinute, key)})
-			}
-		}
-		st.pcie, st.pcieAt, st.pcieSeen = s.pcie.replays, now, true
-	}
+	out = append(out, evalPCIe(key, st, s, now, lim, mark)...)
 
 	// Clock slowdowns the hardware or driver imposed for heat or power.
 	mark(ReasonThermalError, fine(s.clocks.ret))
@@ -136,8 +125,14 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 		}
 		if len(thermal) > 0 {
 			names := strings.Join(thermal, ", ")
-			out = append(out, result{Reason: ReasonThermalError, Severity: finding.Warning, Key: key, Sig: names,
-				Message: fmt.Sprintf("detected GPU thermals outside of thresholds on GPU %s: clocks slowed down (%s)", key, names)})
+			r := result{Reason: ReasonThermalError, Severity: finding.Warning, Key: key, Sig: names,
+				Message: fmt.Sprintf("detected GPU thermals outside of thresholds on GPU %s: clocks slowed down (%s)", key, names)}
+			if names == "hw_slowdown" {
+				// NVML: the bare bit "may be also reported during PState or
+				// clock change"; a slowdown that lasts is seen twice.
+				r.Confirm = 2
+			}
+			out = append(out, r)
 		}
 		if s.clocks.reasons&clkHwPowerBrake != 0 {
 			out = append(out, result{Reason: ReasonPowerError, Severity: finding.Warning, Key: key,
@@ -145,14 +140,89 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 		}
 	}
 
+	mark(ReasonInfoROM, inforomChecked(s.inforom))
+	if s.inforom == nvml.ERROR_CORRUPTED_INFOROM {
+		out = append(out, result{Reason: ReasonInfoROM, Severity: finding.Warning, Key: key,
+			Message: fmt.Sprintf("the InfoROM of GPU %s is corrupt (nvmlDeviceValidateInforom failed its checksum)", key)})
+	}
+
 	mark(ReasonFabricError, fine(s.fabric.ret))
 	if s.fabric.ret == nvml.SUCCESS && s.fabric.hasMask {
-		if faults := fabricFaults(s.fabric.mask); len(faults) > 0 {
+		faults := fabricFaults(s.fabric.mask)
+		if s.fabric.hasSummary && s.fabric.summary == nvml.GPU_FABRIC_HEALTH_SUMMARY_UNHEALTHY {
+			faults = append(faults, "health_summary=unhealthy")
+		}
+		if len(faults) > 0 {
 			out = append(out, result{Reason: ReasonFabricError, Severity: finding.Fatal, Key: key,
 				Message: fmt.Sprintf("GPU fabric health mask 0x%x: %s on GPU %s", s.fabric.mask, strings.Join(faults, ", "), key)})
 		}
 	}
 	return out
+}
+
+// evalPCIe judges the link to the host: replays as a rate from the
+// second read on, and a link trained below what the GPU and the slot can
+// do. Both are one finding per GPU (the reason is NMA's PCIe reason).
+func evalPCIe(key string, st *devState, s sample, now time.Time, lim Limits, mark func(string, bool)) []result {
+	mark(ReasonPCIeError, fine(s.pcie.ret) && fine(s.link.widthRet) && fine(s.link.genRet))
+	var msgs, sig []string
+	if s.pcie.ret == nvml.SUCCESS {
+		if st.pcieSeen && s.pcie.replays >= st.pcie {
+			delta := s.pcie.replays - st.pcie
+			if mins := now.Sub(st.pcieAt).Minutes(); mins > 0 && float64(delta)/mins > lim.PCIeReplaysPerMinute {
+				msgs = append(msgs, fmt.Sprintf("detected %d PCIe replays in %s (%.1f per minute, threshold %g) on GPU %s",
+					delta, now.Sub(st.pcieAt).Round(time.Second), float64(delta)/mins, lim.PCIeReplaysPerMinute, key))
+				sig = append(sig, "replays")
+			}
+		}
+		st.pcie, st.pcieAt, st.pcieSeen = s.pcie.replays, now, true
+	}
+	confirm := 1
+	if down := linkDowngrade(s); down != "" {
+		msgs = append(msgs, fmt.Sprintf("the PCIe link of GPU %s runs at %s", key, down))
+		sig = append(sig, down)
+		if len(msgs) == 1 {
+			// A link retrains now and then; one that stays down is seen
+			// on two polls.
+			confirm = 2
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return []result{{Reason: ReasonPCIeError, Severity: finding.Warning, Key: key, Confirm: confirm,
+		Sig: strings.Join(sig, "; "), Message: strings.Join(msgs, "; ")}}
+}
+
+// linkDowngrade describes a link trained below its maximum, or returns "".
+// Width is judged always: NVIDIA GPUs keep their lanes at idle, and fewer
+// lanes mean a bad riser, slot or retimer. Generation is judged only while
+// the GPU works at full performance (P0 and not idle): every NVIDIA GPU
+// drops its link to Gen1 when idle to save power, so a current generation
+// below the maximum says nothing by itself (sichek compares it only when
+// the GPU is not idle; DCGM only in its active PCIe diagnostic).
+func linkDowngrade(s sample) string {
+	l := s.link
+	var parts []string
+	if l.widthRet == nvml.SUCCESS && l.width > 0 && l.width < l.maxWidth {
+		parts = append(parts, fmt.Sprintf("x%d of x%d lanes", l.width, l.maxWidth))
+	}
+	if l.genRet == nvml.SUCCESS && l.gen > 0 && l.gen < l.maxGen && busy(s) {
+		parts = append(parts, fmt.Sprintf("Gen%d of Gen%d while busy (P0)", l.gen, l.maxGen))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// busy reports whether the GPU runs at full performance, the only state in
+// which its PCIe link must be at full speed.
+func busy(s sample) bool {
+	return s.pstateRet == nvml.SUCCESS && s.pstate == nvml.PSTATE_0 &&
+		s.clocks.ret == nvml.SUCCESS && s.clocks.reasons&clkGpuIdle == 0
+}
+
+// inforomChecked: the validation ran (either verdict) or cannot run here.
+func inforomChecked(ret nvml.Return) bool {
+	return ret == nvml.ERROR_CORRUPTED_INFOROM || fine(ret)
 }
 
 func evalPages(key string, s sample, lim Limits, mark func(string, bool)) []result {

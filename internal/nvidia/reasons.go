@@ -7,7 +7,8 @@ import (
 
 // Reasons reported through NVML. The names are EKS's Node Monitoring
 // Agent's (which reads DCGM), so repair rules keyed on them keep working;
-// NvidiaNVMLUnavailable is ours (docs/accelerators.md says why).
+// NvidiaNVMLUnavailable and NvidiaInfoROMError are ours (docs/accelerators.md
+// says why).
 const (
 	ReasonDoubleBitError      = "NvidiaDoubleBitError"
 	ReasonPageRetirement      = "NvidiaPageRetirement"
@@ -18,6 +19,7 @@ const (
 	ReasonDeviceCountMismatch = "NvidiaDeviceCountMismatch"
 	ReasonFabricManager       = "FabricManagerNotRunning"
 	ReasonFabricError         = "NvidiaFabricError"
+	ReasonInfoROM             = "NvidiaInfoROMError"
 	ReasonNVMLUnavailable     = "NvidiaNVMLUnavailable"
 	// XID reasons are templates, exactly as the kmsg rules build them.
 	ReasonXIDErrorTemplate   = "NvidiaXID${xid}Error"
@@ -31,7 +33,7 @@ func Reasons() []string {
 		ReasonXIDErrorTemplate, ReasonXIDWarningTemplate,
 		ReasonDoubleBitError, ReasonPageRetirement, ReasonNVLinkError, ReasonPCIeError,
 		ReasonThermalError, ReasonPowerError, ReasonDeviceCountMismatch,
-		ReasonFabricManager, ReasonFabricError, ReasonNVMLUnavailable,
+		ReasonFabricManager, ReasonFabricError, ReasonInfoROM, ReasonNVMLUnavailable,
 	}
 }
 
@@ -95,14 +97,21 @@ func init() {
 		detector.ReasonInfo{
 			Reason: ReasonPCIeError, Condition: acc, Severity: warn, Detector: Source, Period: pollPeriod,
 			Description: "A GPU's PCIe replay counter rises faster than 8 per minute: the link to the GPU keeps retrying " +
-				"transfers (signal integrity, riser or slot).",
-			Action:   "Check the link width and generation in nvidia-smi -q; if one GPU keeps replaying, replace the node.",
-			Recovery: recoveryEpisode,
+				"transfers (signal integrity, riser or slot); or, on 2 consecutive polls, its link runs with fewer lanes than " +
+				"the GPU and the slot support, or at a lower generation while the GPU is busy (P0, not idle; an idle GPU " +
+				"lowers its link generation to save power, which is not reported).",
+			Action: "Check the link in nvidia-smi -q -d PCIE (and lspci -vv: LnkSta against LnkCap). Fewer lanes or a lower " +
+				"generation under load halve host-to-GPU bandwidth or worse: reseat or replace the riser, or replace the node; " +
+				"if one GPU keeps replaying, replace the node.",
+			Recovery: "Nothing to recover: a Warning is an event and never sets the condition. It is sent once per episode, " +
+				"again when the link's state changes, and again after the GPU has been healthy for 2 polls.",
 		},
 		detector.ReasonInfo{
 			Reason: ReasonThermalError, Condition: acc, Severity: warn, Detector: Source, Period: pollPeriod,
 			Description: "A GPU's clocks are slowed down for heat (clock event reasons sw_thermal, hw_thermal, or hw_slowdown " +
-				"without a finer cause).",
+				"without a finer cause, which must be seen on 2 consecutive polls since NVML also sets it for a moment " +
+				"during a performance state change). Idle, application clocks, SW power cap, sync boost and display " +
+				"clocks are normal operation and not reported.",
 			Action: "Check temperatures (nvidia-smi -q -d TEMPERATURE,PERFORMANCE). Sustained throttling slows jobs; a GPU " +
 				"much hotter than its peers points to cooling hardware: replace the node.",
 			Recovery: "Nothing to recover: a Warning is an event and never sets the condition. It is sent again when the " +
@@ -137,10 +146,21 @@ func init() {
 		detector.ReasonInfo{
 			Reason: ReasonFabricError, Condition: acc, Severity: fatal, Detector: Source, Period: pollPeriod,
 			Description: "A GPU's fabric health mask reports degraded bandwidth, route recovery, an unhealthy route, an access " +
-				"timeout recovery or an incorrect configuration.",
+				"timeout recovery or an incorrect configuration, or the driver's fabric health summary (nvmlGpuFabricInfo_v3, recent drivers) " +
+				"says unhealthy.",
 			Action: "Check the Fabric Manager journal and the Fabric section of nvidia-smi -q; reboot, and replace the node if " +
 				"the fault persists.",
 			Recovery: recoveryPolledFatal,
+		},
+		detector.ReasonInfo{
+			Reason: ReasonInfoROM, Condition: acc, Severity: warn, Detector: Source, Period: pollPeriod,
+			Description: "A GPU's InfoROM (the on-board store of its configuration and of its ECC and page retirement " +
+				"records) fails nvmlDeviceValidateInforom's checksum. The GPU may still work, but what it records there, " +
+				"retired pages included, may be lost or wrong. DCGM's InfoROM health watch reports the same as a warning " +
+				"(DCGM_FR_CORRUPT_INFOROM, EKS's agent: DCGMHealthCode9).",
+			Action: "Drain the node and reset the GPU or reboot; if the InfoROM is still corrupt, it must be reflashed by the " +
+				"vendor: replace the node.",
+			Recovery: recoveryEpisode,
 		},
 		detector.ReasonInfo{
 			Reason: ReasonNVMLUnavailable, Condition: acc, Severity: warn, Detector: Source,

@@ -35,7 +35,7 @@ type session struct {
 
 // devReasons are judged per GPU; a GPU that cannot be read leaves them
 // unchecked for the poll.
-var devReasons = []string{ReasonDoubleBitError, ReasonPageRetirement, ReasonNVLinkError, ReasonPCIeError, ReasonThermalError, ReasonPowerError, ReasonFabricError}
+var devReasons = []string{ReasonDoubleBitError, ReasonPageRetirement, ReasonNVLinkError, ReasonPCIeError, ReasonThermalError, ReasonPowerError, ReasonFabricError, ReasonInfoROM}
 
 // open enumerates the GPUs and registers for XID events.
 func (d *Detector) open(ctx context.Context) (*session, error) {
