@@ -148,11 +148,7 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 
 	mark(ReasonFabricError, fine(s.fabric.ret))
 	if s.fabric.ret == nvml.SUCCESS && s.fabric.hasMask {
-		faults := fabricFaults(s.fabric.mask)
-		if s.fabric.hasSummary && s.fabric.summary == nvml.GPU_FABRIC_HEALTH_SUMMARY_UNHEALTHY {
-			faults = append(faults, "health_summary=unhealthy")
-		}
-		if len(faults) > 0 {
+		if faults := fabricGPUFaults(s.fabric); len(faults) > 0 {
 			out = append(out, result{Reason: ReasonFabricError, Severity: finding.Fatal, Key: key,
 				Message: fmt.Sprintf("GPU fabric health mask 0x%x: %s on GPU %s", s.fabric.mask, strings.Join(faults, ", "), key)})
 		}
@@ -327,6 +323,16 @@ func fabricFaults(mask uint32) []string {
 		}
 	}
 	return out
+}
+
+// fabricGPUFaults lists what is wrong with a GPU's fabric health: the
+// mask's faulty fields and the driver's summary when it says unhealthy.
+func fabricGPUFaults(f fabricSample) []string {
+	faults := fabricFaults(f.mask)
+	if f.hasSummary && f.summary == nvml.GPU_FABRIC_HEALTH_SUMMARY_UNHEALTHY {
+		faults = append(faults, "health_summary=unhealthy")
+	}
+	return faults
 }
 
 // fabricStatusName names a fabric state the way DCGM's Fabric Manager

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -31,6 +32,9 @@ type session struct {
 	events nvml.EventSet
 	tr     *tracker
 	states map[string]*devState
+	// xids are each GPU's latest NVML XID events, for the status. A slice
+	// once stored is never changed: the board shares it.
+	xids map[string][]XIDEvent
 }
 
 // devReasons are judged per GPU; a GPU that cannot be read leaves them
@@ -39,7 +43,7 @@ var devReasons = []string{ReasonDoubleBitError, ReasonPageRetirement, ReasonNVLi
 
 // open enumerates the GPUs and registers for XID events.
 func (d *Detector) open(ctx context.Context) (*session, error) {
-	s := &session{d: d, tr: newTracker(d.o.Passes), states: map[string]*devState{}}
+	s := &session{d: d, tr: newTracker(d.o.Passes), states: map[string]*devState{}, xids: map[string][]XIDEvent{}}
 	var (
 		n   int
 		ret nvml.Return
@@ -233,7 +237,12 @@ func (s *session) xid(ctx context.Context, ev nvml.EventData, emit detector.Emit
 		key = "unknown"
 	}
 	s.d.o.Log.Info("NVML reported an XID", "xid", ev.EventData, "gpu", key)
-	if f, ok := s.d.o.XID.Finding(ev.EventData, key, s.d.o.Now()); ok {
+	now := s.d.o.Now()
+	xids := append(slices.Clone(s.xids[key]), XIDEvent{XID: ev.EventData, At: now})
+	xids = xids[max(0, len(xids)-maxXIDs):]
+	s.xids[key] = xids
+	s.d.o.Status.noteXID(key, xids)
+	if f, ok := s.d.o.XID.Finding(ev.EventData, key, now); ok {
 		emit.Raise(f)
 	}
 	return nil
@@ -252,6 +261,10 @@ func (s *session) poll(ctx context.Context, emit detector.Emitter) error {
 	lost := append([]int(nil), s.lost...)
 	var results []result
 	var fabric []gpuFabric
+	var statuses []GPUStatus
+	for _, i := range s.lost {
+		statuses = append(statuses, GPUStatus{Index: i, Lost: true, ReadError: "NVML cannot reach the GPU (no handle)"})
+	}
 	for _, g := range s.gpus {
 		var smp sample
 		if err := d.call(ctx, "read GPU "+g.key, d.o.CallTimeout, func() { smp = sampleDevice(g.dev, s.has, d.o.fabric) }); err != nil {
@@ -262,8 +275,10 @@ func (s *session) poll(ctx context.Context, emit detector.Emitter) error {
 			for _, r := range devReasons {
 				cov.reasons[r] = false
 			}
+			statuses = append(statuses, GPUStatus{Index: g.index, PCI: g.key, Name: g.name, UUID: g.uuid, XIDs: s.xids[g.key], ReadError: err.Error()})
 			continue
 		}
+		statuses = append(statuses, gpuStatus(g, smp, s.xids[g.key]))
 		if smp.ecc.ret == nvml.ERROR_GPU_IS_LOST || smp.pcie.ret == nvml.ERROR_GPU_IS_LOST {
 			lost = append(lost, g.index)
 		}
@@ -278,6 +293,7 @@ func (s *session) poll(ctx context.Context, emit detector.Emitter) error {
 	results = append(results, evalFabricManager(fabric, now, d.o.Limits, cov)...)
 	results = append(results, evalCount(ctx, d.o.Root, gpuCount{nvml: len(s.gpus) + len(s.lost), lost: lost}, d.o.InstanceType, cov)...)
 	s.tr.apply(now, results, cov, emit)
-	d.o.Status.update(func(st *Status) { st.LastPoll = now })
+	slices.SortFunc(statuses, func(a, b GPUStatus) int { return a.Index - b.Index })
+	d.o.Status.setGPUs(now, statuses)
 	return nil
 }
