@@ -37,11 +37,17 @@ func setupAccelerators(e *env) error {
 	if hardware.Detect(e.root) != condition.Nvidia {
 		return nil
 	}
+	// nodehealthctl gpu reads the board from the lock socket, also to say
+	// that the checks are off.
+	if e.opts.LiveSections == nil {
+		e.opts.LiveSections = map[string]func() any{}
+	}
+	e.opts.LiveSections[nvidia.LiveSection] = func() any { return nvidia.DefaultStatus.Get() }
+	nvidia.DefaultStatus.SetEnabled(nvmlOn)
 	if !nvmlOn {
 		e.log.Info("NVML checks disabled by --nvml=false; NVIDIA XIDs are still read from kmsg")
 		return nil
 	}
-	nvidia.DefaultStatus.SetEnabled(true)
 	// One library, one NVML worker and one IMDS cache for the process:
 	// detectors are rebuilt on every reload, and a worker stuck in a hung
 	// driver must not get a sibling.

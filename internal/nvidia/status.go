@@ -122,6 +122,10 @@ type StatusBoard struct {
 	reported bool
 }
 
+// LiveSection is the name under which the daemon publishes DefaultStatus
+// on its lock socket (state.Live.Sections) for nodehealthctl gpu.
+const LiveSection = "gpu"
+
 // DefaultStatus is the process's board; the daemon's detector writes it.
 var DefaultStatus = &StatusBoard{}
 
