@@ -1,6 +1,7 @@
 // Command nodehealthctl inspects and steers nodehealthd from the node: it
-// reads the state file (no running daemon needed), tries rules on sample
-// log lines, validates rule files and clears findings.
+// reads the state file (no running daemon needed), shows per-GPU health
+// from the running daemon, tries rules on sample log lines, validates rule
+// files and clears findings.
 package main
 
 import (
@@ -13,6 +14,7 @@ const usage = `Usage: nodehealthctl <command> [flags]
 
 Commands:
   status          conditions, active findings and recent warnings
+  gpu             per-GPU health as the running daemon sees it (NVIDIA nodes)
   test            run log lines from stdin through the rules and print findings
   rules list      list the active rules
   rules validate  validate the config and operator rules
@@ -38,6 +40,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "gpu":
+		return cmdGPU(args[1:], stdout, stderr)
 	case "test":
 		return cmdTest(args[1:], stdin, stdout, stderr)
 	case "rules":
