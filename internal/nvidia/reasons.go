@@ -146,8 +146,8 @@ func init() {
 		detector.ReasonInfo{
 			Reason: ReasonFabricError, Condition: acc, Severity: fatal, Detector: Source, Period: pollPeriod,
 			Description: "A GPU's fabric health mask reports degraded bandwidth, route recovery, an unhealthy route, an access " +
-				"timeout recovery or an incorrect configuration, or the driver's fabric health summary (nvmlGpuFabricInfo_v3, recent drivers) " +
-				"says unhealthy.",
+				"timeout recovery or an incorrect configuration, or the driver's fabric health summary " +
+				"(nvmlGpuFabricInfo_v3, recent drivers) says unhealthy.",
 			Action: "Check the Fabric Manager journal and the Fabric section of nvidia-smi -q; reboot, and replace the node if " +
 				"the fault persists.",
 			Recovery: recoveryPolledFatal,
