@@ -55,6 +55,9 @@ type devState struct {
 	// fabricWait is when the GPU's fabric was first seen not yet started
 	// (zero while it is complete).
 	fabricWait time.Time
+	// genDown is the link generation's verdict of the last poll that could
+	// judge it (the GPU busy): an idle GPU neither confirms nor clears it.
+	genDown string
 }
 
 // linkState is one NVLink's baseline: whether it was up at the first read,
@@ -174,7 +177,7 @@ func evalPCIe(key string, st *devState, s sample, now time.Time, lim Limits, mar
 		st.pcie, st.pcieAt, st.pcieSeen = s.pcie.replays, now, true
 	}
 	confirm := 1
-	if down := linkDowngrade(s); down != "" {
+	if down := linkDowngrade(st, s); down != "" {
 		msgs = append(msgs, fmt.Sprintf("the PCIe link of GPU %s runs at %s", key, down))
 		sig = append(sig, down)
 		if len(msgs) == 1 {
@@ -196,15 +199,23 @@ func evalPCIe(key string, st *devState, s sample, now time.Time, lim Limits, mar
 // the GPU works at full performance (P0 and not idle): every NVIDIA GPU
 // drops its link to Gen1 when idle to save power, so a current generation
 // below the maximum says nothing by itself (sichek compares it only when
-// the GPU is not idle; DCGM only in its active PCIe diagnostic).
-func linkDowngrade(s sample) string {
+// the GPU is not idle; DCGM only in its active PCIe diagnostic). While it
+// cannot be judged, the last busy poll's verdict stands, so that a
+// downgraded link is one episode across idle spells, not an event per job.
+func linkDowngrade(st *devState, s sample) string {
 	l := s.link
 	var parts []string
 	if l.widthRet == nvml.SUCCESS && l.width > 0 && l.width < l.maxWidth {
 		parts = append(parts, fmt.Sprintf("x%d of x%d lanes", l.width, l.maxWidth))
 	}
-	if l.genRet == nvml.SUCCESS && l.gen > 0 && l.gen < l.maxGen && busy(s) {
-		parts = append(parts, fmt.Sprintf("Gen%d of Gen%d while busy (P0)", l.gen, l.maxGen))
+	if l.genRet == nvml.SUCCESS && busy(s) {
+		st.genDown = ""
+		if l.gen > 0 && l.gen < l.maxGen {
+			st.genDown = fmt.Sprintf("Gen%d of Gen%d while busy (P0)", l.gen, l.maxGen)
+		}
+	}
+	if st.genDown != "" {
+		parts = append(parts, st.genDown)
 	}
 	return strings.Join(parts, " and ")
 }

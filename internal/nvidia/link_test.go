@@ -105,6 +105,36 @@ func TestPCIeLinkGenerationOnlyWhenBusy(t *testing.T) {
 	}
 }
 
+// TestPCIeLinkGenerationEpisodeSpansIdleSpells: a GPU whose link runs at a
+// lower generation every time it works is one episode, not an event per
+// job; only a busy poll at full speed ends it.
+func TestPCIeLinkGenerationEpisodeSpansIdleSpells(t *testing.T) {
+	f := newFakeNVML(t, 1)
+	g := f.gpus[0]
+	g.set(func(g *fakeGPU) { g.gen = 3 })
+	_, s := f.session(f.options())
+	f.poll(s)
+	f.advance(time.Minute)
+	wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	for job := 0; job < 3; job++ {
+		// Idle: Gen1, not judged; the verdict of the last busy poll stands.
+		g.set(func(g *fakeGPU) { g.gen, g.pstate, g.clocks = 1, nvml.PSTATE_8, nvml.ClocksEventReasonGpuIdle })
+		healthyFor(t, f, s, 3)
+		// The next job: still Gen3, still the same episode.
+		g.set(func(g *fakeGPU) { g.gen, g.pstate, g.clocks = 3, nvml.PSTATE_0, 0 })
+		healthyFor(t, f, s, 2)
+	}
+	// Busy at full speed: the episode ends after two polls; a later
+	// downgrade is news.
+	g.set(func(g *fakeGPU) { g.gen = 5 })
+	healthyFor(t, f, s, 2)
+	g.set(func(g *fakeGPU) { g.gen = 3 })
+	f.advance(time.Minute)
+	wantNothing(t, f.poll(s))
+	f.advance(time.Minute)
+	wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+}
+
 // TestPCIeReplaysAndDowngradeAreOneFinding: both problems of one GPU's
 // link make one finding whose message names both, raised at once because
 // the replays need no confirmation.
