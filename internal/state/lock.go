@@ -135,17 +135,20 @@ func (l *socketLock) current() Live {
 	live := l.live
 	readers := maps.Clone(l.sections)
 	l.mu.Unlock()
+	// A fresh map: the one in l.live, if any, belongs to SetLive's caller.
+	sections := maps.Clone(live.Sections)
 	for name, read := range readers {
 		b, err := readSection(read)
 		if err != nil {
 			l.log.Error("cannot publish a live status section", "section", name, "err", err)
 			continue
 		}
-		if live.Sections == nil {
-			live.Sections = map[string]json.RawMessage{}
+		if sections == nil {
+			sections = map[string]json.RawMessage{}
 		}
-		live.Sections[name] = b
+		sections[name] = b
 	}
+	live.Sections = sections
 	return live
 }
 
