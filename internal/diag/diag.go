@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +79,23 @@ type Options struct {
 	Version string
 	// Now is the clock (tests replace it).
 	Now func() time.Time
+	// Sections limits the bundle to these top-level directories of it
+	// (see Sections); empty collects everything.
+	Sections []string
+}
+
+// Sections are the top-level directories of a bundle, the unit in which a
+// collection can be limited (a NodeDiagnostic's categories map onto them).
+var Sections = []string{"nodehealthd", "journal", "kernel", "system", "network", "storage", "kubernetes", "containerd", "gpu", "neuron"}
+
+// CheckSections returns an error naming any section not in Sections.
+func CheckSections(names []string) error {
+	for _, n := range names {
+		if !slices.Contains(Sections, n) {
+			return fmt.Errorf("unknown section %q (want some of %s)", n, strings.Join(Sections, ", "))
+		}
+	}
+	return nil
 }
 
 func (o *Options) defaults() {
@@ -143,6 +161,9 @@ type Manifest struct {
 	Hostname string    `json:"hostname"`
 	Root     string    `json:"root"`
 	Version  string    `json:"version,omitempty"`
+	// Sections are the sections collected when the collection was
+	// limited to some; empty is all.
+	Sections []string `json:"sections,omitempty"`
 	// Complete is false when the time limit cut the collection short.
 	Complete bool    `json:"complete"`
 	Errors   int     `json:"errors"`
@@ -154,11 +175,14 @@ type Manifest struct {
 // fails to be collected is recorded in the bundle instead.
 func Collect(ctx context.Context, w io.Writer, opts Options) (*Manifest, error) {
 	opts.defaults()
+	if err := CheckSections(opts.Sections); err != nil {
+		return nil, err
+	}
 	now := opts.Now()
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 
-	c := &collector{opts: opts, ctx: ctx, man: &Manifest{Created: now.UTC(), Root: opts.Root, Version: opts.Version, Complete: true}}
+	c := &collector{opts: opts, ctx: ctx, man: &Manifest{Created: now.UTC(), Root: opts.Root, Version: opts.Version, Sections: opts.Sections, Complete: true}}
 	c.man.Hostname = hostname(opts.Root)
 	c.prefix = BundleName(opts.Root, now) + "/"
 	gz := gzip.NewWriter(w)
@@ -166,6 +190,9 @@ func Collect(ctx context.Context, w io.Writer, opts Options) (*Manifest, error) 
 	c.modTime = now
 
 	for _, it := range plan(&opts) {
+		if len(opts.Sections) > 0 && !slices.Contains(opts.Sections, strings.SplitN(it.out, "/", 2)[0]) {
+			continue
+		}
 		if ctx.Err() != nil {
 			c.man.Complete = false
 			c.record(Entry{Source: it.source(), Error: "not collected: the collection time limit (" + opts.Timeout.String() + ") was reached"})

@@ -401,3 +401,38 @@ func TestCollectTimeLimit(t *testing.T) {
 		t.Errorf("errors.txt does not list what the time limit left out:\n%s", errs)
 	}
 }
+
+// TestCollectSections: a collection limited to sections holds those and
+// nothing else (manifest and errors aside), and names them in the
+// manifest; an unknown section is refused before anything is written.
+func TestCollectSections(t *testing.T) {
+	f := newFixture(t)
+	var out bytes.Buffer
+	r := &fakeRunner{}
+	man, err := Collect(context.Background(), &out, Options{Root: f.root, Run: r.run, Sections: []string{"kernel", "nodehealthd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, files := untar(t, out.Bytes())
+	for name := range files {
+		sec, _, _ := strings.Cut(name, "/")
+		if sec != "kernel" && sec != "nodehealthd" && name != "manifest.json" && name != "errors.txt" {
+			t.Errorf("%s is outside the sections asked for", name)
+		}
+	}
+	for _, want := range []string{"kernel/cmdline", "nodehealthd/state.json"} {
+		if _, ok := files[want]; !ok {
+			t.Errorf("bundle lacks %s", want)
+		}
+	}
+	if !slices.Equal(man.Sections, []string{"kernel", "nodehealthd"}) {
+		t.Errorf("manifest sections %v", man.Sections)
+	}
+	out.Reset()
+	if _, err := Collect(context.Background(), &out, Options{Root: f.root, Run: r.run, Sections: []string{"kernal"}}); err == nil || !strings.Contains(err.Error(), `"kernal"`) {
+		t.Errorf("unknown section: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("%d bytes written for a refused collection", out.Len())
+	}
+}
