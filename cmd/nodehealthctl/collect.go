@@ -32,6 +32,7 @@ func cmdCollect(args []string, stdout, stderr io.Writer) int {
 	configDir := fs.String("config-dir", path.Dir(config.DefaultPath), "the daemon's configuration directory, as a host path")
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole collection; what is not reached by then is listed in errors.txt")
 	cmdTimeout := fs.Duration("command-timeout", 30*time.Second, "bound on each command")
+	daemonPaths := fs.Bool("daemon-paths", false, "--state-dir and --config-dir are paths as this process sees them, not host paths under --root (how nodehealthd runs collect)")
 	since := fs.Duration("since", 24*time.Hour, "how far back journals are read")
 	sections := fs.String("sections", "", "collect only these sections, comma-separated: "+strings.Join(diag.Sections, ", ")+" (default all)")
 	upload := fs.String("upload", "", "after writing the bundle, upload it to s3://bucket/prefix/ ({node} is the node's name) with the node's AWS credentials (instance profile through IMDSv2)")
@@ -105,26 +106,32 @@ Flags:
 		w = f
 	}
 
+	daemonPath := func(p string) string {
+		if *daemonPaths {
+			return p
+		}
+		return host.Path(*root, p)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts := diag.Options{
 		Root: *root, StateDir: *stateDir, ConfigDir: *configDir,
-		Timeout: *timeout, CommandTimeout: *cmdTimeout, Since: *since, Sections: secs,
+		Timeout: *timeout, CommandTimeout: *cmdTimeout, Since: *since, Sections: secs, DaemonPaths: *daemonPaths,
 		Now: func() time.Time { return now },
 		Extra: []diag.Generated{
 			{Path: "nodehealthd/status.txt", Make: func(context.Context) ([]byte, error) {
 				return captureOutput(func(o, e io.Writer) int {
-					return cmdStatus([]string{"--state-dir", host.Path(*root, *stateDir)}, o, e)
+					return cmdStatus([]string{"--state-dir", daemonPath(*stateDir)}, o, e)
 				})
 			}},
 			{Path: "nodehealthd/rules.txt", Make: func(context.Context) ([]byte, error) {
-				cfgPath := host.Path(*root, path.Join(*configDir, "config.yaml"))
+				cfgPath := daemonPath(path.Join(*configDir, "config.yaml"))
 				rulesDir := "/etc/nodehealthd/rules.d"
 				if cfg, err := config.Load(cfgPath); err == nil && cfg.RulesDir != "" {
 					rulesDir = cfg.RulesDir
 				}
 				return captureOutput(func(o, e io.Writer) int {
-					return cmdRulesList([]string{"--config", cfgPath, "--rules", host.Path(*root, rulesDir)}, o, e)
+					return cmdRulesList([]string{"--config", cfgPath, "--rules", daemonPath(rulesDir)}, o, e)
 				})
 			}},
 		},

@@ -58,6 +58,11 @@ type Options struct {
 	StateDir string
 	// ConfigDir holds config.yaml and rules.d (default /etc/nodehealthd).
 	ConfigDir string
+	// DaemonPaths says StateDir, ConfigDir and RulesDir are paths as this
+	// process sees them, not host paths under Root: nodehealthd runs the
+	// collector with its own (in Bottlerocket's host container its state
+	// is the container's, the host is under Root).
+	DaemonPaths bool
 	// RulesDir is an operator rules directory outside ConfigDir, if any.
 	RulesDir string
 	// Timeout bounds the whole collection (default 5m); items not reached
@@ -243,7 +248,9 @@ type item struct {
 	// tail keeps the end of a file longer than MaxBytes (logs), not its
 	// start.
 	tail bool
-	what string // description for generated items
+	// local: file or dir is a path of this process, not under Root.
+	local bool
+	what  string // description for generated items
 }
 
 func (it item) source() string {
@@ -296,7 +303,7 @@ func (c *collector) collect(it item) error {
 		addCounts(&e, counts)
 	case it.file != "":
 		f = treat(it.file).format
-		b, trunc, skip, err := c.readFile(it.file, it.tail)
+		b, trunc, skip, err := c.readFile(c.root(it), it.file, it.tail)
 		switch {
 		case skip != "":
 			e.Skipped = skip
@@ -392,11 +399,11 @@ func (c *collector) write(name string, data []byte, e *Entry) error {
 
 // readFile reads a host file under the root, up to MaxBytes: the first
 // ones, or with tail the last ones.
-func (c *collector) readFile(p string, tail bool) (data []byte, truncated bool, skip string, err error) {
+func (c *collector) readFile(root, p string, tail bool) (data []byte, truncated bool, skip string, err error) {
 	if why := treat(p).exclude; why != "" {
 		return nil, false, why, nil
 	}
-	full, err := resolve(c.opts.Root, p)
+	full, err := resolve(root, p)
 	if err != nil {
 		return nil, false, "", err
 	}
@@ -434,8 +441,16 @@ func (c *collector) readFile(p string, tail bool) (data []byte, truncated bool, 
 // maxDirFiles bounds a directory copy; config directories hold a handful.
 const maxDirFiles = 500
 
+// root is where an item's paths are resolved.
+func (c *collector) root(it item) string {
+	if it.local {
+		return "/"
+	}
+	return c.opts.Root
+}
+
 func (c *collector) collectDir(it item) error {
-	full, err := resolve(c.opts.Root, it.dir)
+	full, err := resolve(c.root(it), it.dir)
 	if err == nil {
 		_, err = os.Stat(full)
 	}
@@ -475,7 +490,7 @@ func (c *collector) collectDir(it item) error {
 		if !d.Type().IsRegular() && d.Type()&fs.ModeSymlink == 0 {
 			return nil
 		}
-		b, trunc, skip, err := c.readFile(hostPath, false)
+		b, trunc, skip, err := c.readFile(c.root(it), hostPath, false)
 		switch {
 		case skip != "":
 			e.Skipped = skip
