@@ -171,7 +171,7 @@ Flags:
 		}
 		n := *node
 		if n == "" {
-			n = nodeName(*root)
+			n = capture.HostName(*root)
 		}
 		key := strings.ReplaceAll(prefix, "{node}", n) + name
 		u := &capture.UploadResult{URL: "s3://" + bucket + "/" + key}
@@ -192,16 +192,6 @@ Flags:
 		fmt.Fprintf(stdout, "%s\n", b)
 	}
 	return rc
-}
-
-// nodeName is the hostname of the node under root, lower-cased as the
-// kubelet names its Node.
-func nodeName(root string) string {
-	if b, err := os.ReadFile(host.Path(root, "/proc/sys/kernel/hostname")); err == nil && len(bytes.TrimSpace(b)) > 0 {
-		return strings.ToLower(string(bytes.TrimSpace(b)))
-	}
-	h, _ := os.Hostname()
-	return strings.ToLower(h)
 }
 
 // captureOutput runs a nodehealthctl command into a buffer. Its error output

@@ -33,7 +33,7 @@ func init() {
 
 func setupDiagnostics(e *env) error {
 	cfg := e.cfg.Diagnostics
-	opts := capture.Options{Log: e.log}
+	opts := capture.Options{Log: e.log, Root: e.root}
 	if path, err := capture.FindCollector(cfg.Collector); err != nil {
 		e.log.Error("diagnostics bundles cannot be captured", "err", err)
 		opts.CollectorErr = err

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 )
 
@@ -50,6 +52,9 @@ type Options struct {
 	// Request sets the bounds of each collection (Output, Upload and Node
 	// are filled in per capture).
 	Request Request
+	// Root is the host root, whose hostname names bundles while the
+	// cluster publisher has not named the Node.
+	Root string
 }
 
 // Capturer is the publisher that captures bundles. Publish only compares
@@ -199,7 +204,11 @@ func (c *Capturer) capture(ctx context.Context, t trigger) {
 	}
 	removePartial(dir)
 	req := c.opts.Request
-	req.Output = filepath.Join(dir, BundleFile(nodeName(t), t.reason, now))
+	node := t.node
+	if node == "" {
+		node = HostName(c.opts.Root)
+	}
+	req.Output = filepath.Join(dir, BundleFile(node, t.reason, now))
 	req.Upload = cfg.Upload.S3
 	req.Node = t.node
 	log.Info("capturing a diagnostics bundle", "file", req.Output, "upload", req.Upload)
@@ -235,14 +244,15 @@ func (c *Capturer) capture(ctx context.Context, t trigger) {
 	}
 }
 
-// nodeName names bundles: the Node the cluster publisher writes to, else
-// the hostname.
-func nodeName(t trigger) string {
-	if t.node != "" {
-		return t.node
+// HostName is the hostname of the host under root, lower-cased as the
+// kubelet names its Node when nothing overrides it: the node's name for
+// bundles and upload keys when the cluster publisher has not named it.
+func HostName(root string) string {
+	if b, err := os.ReadFile(host.Path(root, "/proc/sys/kernel/hostname")); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return strings.ToLower(string(bytes.TrimSpace(b)))
 	}
 	h, _ := os.Hostname()
-	return h
+	return strings.ToLower(h)
 }
 
 // failed logs a capture that wrote nothing; when an upload was
