@@ -179,6 +179,7 @@ func (c *Capturer) capture(ctx context.Context, t trigger) {
 	now := c.opts.Now()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		errorsTotal.WithLabelValues("dir").Inc()
+		capturesTotal.WithLabelValues(resultFailed).Inc()
 		c.failed(log, t, cfg, fmt.Errorf("cannot create the diagnostics directory: %w", err))
 		return
 	}
@@ -199,6 +200,7 @@ func (c *Capturer) capture(ctx context.Context, t trigger) {
 		log.Warn("cannot save the capture index; the rate limit will not survive a restart", "err", err)
 	}
 	if c.opts.Collector == nil {
+		capturesTotal.WithLabelValues(resultFailed).Inc()
 		c.failed(log, t, cfg, fmt.Errorf("no collector: %w", c.opts.CollectorErr))
 		return
 	}
