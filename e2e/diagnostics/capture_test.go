@@ -113,9 +113,25 @@ func start(t *testing.T, extraDiag string, env []string) *daemon {
 			d.mu.Unlock()
 		}
 	})
-	waitFor(t, 10*time.Second, "the first state file", func() bool {
-		_, err := os.Stat(filepath.Join(d.stateDir, "state.json"))
-		return err == nil
+	// The tailer starts after the first commit, at the end of a file that
+	// was there before: lines written before it looks would be skipped.
+	// A line that matches nothing shows when it reads.
+	f, err := os.OpenFile(d.logFile, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, 20*time.Second, "the tailer to read e2e.log", func() bool {
+		f.WriteString("warm-up\n")
+		time.Sleep(100 * time.Millisecond)
+		b, err := os.ReadFile(filepath.Join(d.stateDir, "state.json"))
+		if err != nil {
+			return false
+		}
+		var st struct {
+			Positions map[string]struct{ Offset int64 } `json:"positions"`
+		}
+		return json.Unmarshal(b, &st) == nil && st.Positions["file:/var/log/e2e.log"].Offset > 0
 	})
 	return d
 }
