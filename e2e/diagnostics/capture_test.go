@@ -32,7 +32,7 @@ const reasons = 5
 // daemon is a running nodehealthd and what it printed.
 type daemon struct {
 	root, stateDir, diagDir, console, logFile string
-	bin                                      string
+	bin                                       string
 
 	mu    sync.Mutex
 	lines []line
