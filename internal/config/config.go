@@ -39,6 +39,8 @@ type Config struct {
 	// Probes configures host probes by probe name; each probe decodes
 	// (strictly) its own section.
 	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
+	// Diagnostics configures automatic bundles and the console summary.
+	Diagnostics Diagnostics `yaml:"diagnostics,omitempty"`
 
 	// file and lines locate keys ("reasons.X") for messages.
 	file  string
@@ -109,6 +111,9 @@ func Parse(b []byte, name string) (*Config, error) {
 		if !finding.IsCondition(t) {
 			errs = append(errs, &problems.Problem{File: name, Line: c.lines["conditions."+t], Err: fmt.Errorf("conditions.%s: not a condition type", t)})
 		}
+	}
+	if key, err := c.Diagnostics.validate(); err != nil {
+		errs = append(errs, &problems.Problem{File: name, Line: c.lines["diagnostics."+key], Err: fmt.Errorf("diagnostics.%s: %w", key, err)})
 	}
 	return c, errors.Join(errs...)
 }

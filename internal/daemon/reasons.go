@@ -10,6 +10,7 @@ import (
 	// daemon, nodehealthctl rules validate/list/test) accept config.yaml
 	// overrides of probe and NVML reasons, even a binary or test that never
 	// starts a detector.
+	_ "github.com/nodehealthd/nodehealthd/internal/capture"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
 	_ "github.com/nodehealthd/nodehealthd/internal/probe"
 )

@@ -24,6 +24,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 
 	// Imported for the reasons they describe from init.
+	_ "github.com/nodehealthd/nodehealthd/internal/capture"
 	_ "github.com/nodehealthd/nodehealthd/internal/daemon"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
 )
