@@ -388,13 +388,13 @@ func (s *State) Ack(ids ...uint64) {
 	s.Outbox = slices.DeleteFunc(s.Outbox, func(o Outbound) bool { return slices.Contains(ids, o.ID) })
 }
 
-// WarningsSince counts the Warnings detected at or after t, a coalesced
-// finding for as many as it stands for.
+// WarningsSince counts Warning findings detected at or after t (a
+// coalesced finding is one, whatever its count).
 func (s *State) WarningsSince(t time.Time) int {
 	n := 0
 	for _, f := range s.Recent {
 		if f.Severity == finding.Warning && !f.Detected.Before(t) {
-			n += max(1, f.Count)
+			n++
 		}
 	}
 	return n
