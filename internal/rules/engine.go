@@ -20,7 +20,7 @@ type Engine struct {
 	dirty   bool
 	// Streams for journal and file records are built on first use: the
 	// (identifier, unit) pairs and paths seen are few.
-	journal map[[2]string]*stream
+	journal map[string]*stream
 	files   map[string]fileStream
 	// last is the file of the previous record: a flood comes from one file,
 	// and comparing its path costs less than hashing it.
@@ -54,7 +54,7 @@ const maxStreams = 1024
 
 // NewEngine returns an engine for set with empty windows.
 func NewEngine(set *Set) *Engine {
-	return &Engine{set: set, windows: Windows{}, journal: map[[2]string]*stream{}, files: map[string]fileStream{}, mark: make([]uint32, len(set.rules))}
+	return &Engine{set: set, windows: Windows{}, journal: map[string]*stream{}, files: map[string]fileStream{}, mark: make([]uint32, len(set.rules))}
 }
 
 // SetWindows restores threshold state (from the state file).
@@ -98,7 +98,7 @@ func (e *Engine) streamFor(rec *source.Record) (*stream, string) {
 		if len(e.set.journal) == 0 {
 			return nil, ""
 		}
-		k := [2]string{rec.Identifier, rec.Unit}
+		k := rec.Identifier + "\x00" + rec.Unit
 		st, ok := e.journal[k]
 		if !ok {
 			if len(e.journal) >= maxStreams {
