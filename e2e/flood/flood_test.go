@@ -372,8 +372,17 @@ func BenchmarkFlood(b *testing.B) {
 				b.ReportMetric(float64(r.anon)/(1<<20), "end-anon-MiB")
 				b.ReportMetric(float64(r.file)/(1<<20), "end-file-MiB")
 				b.ReportMetric(r.took.Seconds(), "wall-s")
-				if os.Getenv("NODEHEALTHD_FLOOD_NO_ACCOUNTING") == "" && r.accounting != nil {
-					b.Fatal(r.accounting)
+				if os.Getenv("NODEHEALTHD_FLOOD_NO_ACCOUNTING") == "" {
+					if r.accounting != nil {
+						b.Fatal(r.accounting)
+					}
+					findings, repeats := 0, 0
+					for reason := range r.want {
+						findings += r.findings[reason]
+						repeats += r.repeats[reason]
+					}
+					b.ReportMetric(float64(findings), "findings")
+					b.ReportMetric(float64(repeats), "repeats")
 				}
 			}
 		})
