@@ -12,6 +12,8 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -41,6 +43,9 @@ type Config struct {
 	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
 	// Diagnostics configures automatic bundles and the console summary.
 	Diagnostics Diagnostics `yaml:"diagnostics,omitempty"`
+	// MemoryLimit is the daemon's soft memory limit (see MemoryLimitBytes):
+	// "48MiB", "1GiB", "off". Empty is DefaultMemoryLimit.
+	MemoryLimit string `yaml:"memoryLimit,omitempty"`
 
 	// file and lines locate keys ("reasons.X") for messages.
 	file  string
@@ -106,6 +111,9 @@ func Parse(b []byte, name string) (*Config, error) {
 		if _, partial := errors.AsType[*yaml.TypeError](err); !partial {
 			return &Config{file: name}, errors.Join(errs...)
 		}
+	}
+	if _, err := c.MemoryLimitBytes(); err != nil {
+		errs = append(errs, &problems.Problem{File: name, Line: c.lines["memoryLimit"], Err: err})
 	}
 	for _, t := range slices.Sorted(maps.Keys(c.Conditions)) {
 		if !finding.IsCondition(t) {
@@ -178,4 +186,46 @@ func (c *Config) RulesDirFor(flag string) string {
 		return c.RulesDir
 	}
 	return DefaultRulesDir
+}
+
+// DefaultMemoryLimit is the soft memory limit without memoryLimit in the
+// config: above what the daemon uses under a log flood (docs/performance.md),
+// below the unit's MemoryHigh=, so that the garbage collector works harder
+// before the kernel reclaims from, and then throttles, the daemon.
+const DefaultMemoryLimit = 48 << 20
+
+// minMemoryLimit refuses a limit the daemon cannot live within: the Go
+// runtime would collect garbage without pause, burning CPU, to no avail.
+const minMemoryLimit = 8 << 20
+
+var memoryUnits = []struct {
+	suffix string
+	shift  uint
+}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}, {"B", 0}}
+
+// MemoryLimitBytes is the soft memory limit (runtime/debug.SetMemoryLimit)
+// in bytes: memoryLimit, DefaultMemoryLimit when it is empty, and 0 for
+// "off" (no limit).
+func (c *Config) MemoryLimitBytes() (int64, error) {
+	if c == nil || c.MemoryLimit == "" {
+		return DefaultMemoryLimit, nil
+	}
+	if c.MemoryLimit == "off" {
+		return 0, nil
+	}
+	num, shift := c.MemoryLimit, uint(0)
+	for _, u := range memoryUnits {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	switch {
+	case err != nil || n < 0 || n > 1<<(62-shift):
+		return 0, fmt.Errorf("memoryLimit %q: want a size such as 48MiB or 1GiB (units B, KiB, MiB, GiB), or off", c.MemoryLimit)
+	case n<<shift < minMemoryLimit:
+		return 0, fmt.Errorf("memoryLimit %q: less than %d MiB, in which the daemon cannot run", c.MemoryLimit, minMemoryLimit>>20)
+	}
+	return n << shift, nil
 }

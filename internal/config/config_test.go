@@ -136,3 +136,29 @@ func TestParseS3URL(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	for doc, want := range map[string]int64{
+		"":                        DefaultMemoryLimit,
+		"memoryLimit: 64MiB\n":    64 << 20,
+		"memoryLimit: 1GiB\n":     1 << 30,
+		"memoryLimit: 100Mi\n":    100 << 20,
+		"memoryLimit: 20971520\n": 20 << 20,
+		"memoryLimit: off\n":      0,
+	} {
+		c, err := Parse([]byte(doc), "config.yaml")
+		if err != nil {
+			t.Errorf("%q: %v", doc, err)
+			continue
+		}
+		if got, err := c.MemoryLimitBytes(); got != want || err != nil {
+			t.Errorf("%q: %d (%v), want %d", doc, got, err, want)
+		}
+	}
+	for _, doc := range []string{"memoryLimit: 64MB\n", "memoryLimit: -1MiB\n", "memoryLimit: 4MiB\n", "memoryLimit: lots\n", "memoryLimit: 99999999999GiB\n"} {
+		_, err := Parse([]byte("rulesDir: /x\n"+doc), "config.yaml")
+		if err == nil || !strings.Contains(err.Error(), "config.yaml:2") || !strings.Contains(err.Error(), "memoryLimit") {
+			t.Errorf("%q: want an error at config.yaml:2 naming memoryLimit, got %v", doc, err)
+		}
+	}
+}

@@ -105,6 +105,7 @@ type Daemon struct {
 	dirty       bool
 	condChanged bool
 	buf         []finding.Finding
+	cleaner     finding.Cleaner
 	stats       publish.Stats
 	events      chan detectorEvent
 
@@ -131,6 +132,8 @@ type Daemon struct {
 	applied map[string]bool
 	// fatal stops the daemon: another process took its state directory.
 	fatal error
+	// memLimitLogged says the soft memory limit has been logged.
+	memLimitLogged bool
 }
 
 type detectorEvent struct {
@@ -283,7 +286,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		gen++
 		var sctx context.Context
 		sctx, cancelSources = context.WithCancel(ctx)
-		batches = make(chan source.Batch, 64)
+		batches = make(chan source.Batch, batchQueue)
 		sc := SourceContext{
 			Root: d.opts.Root, KmsgDevice: d.opts.KmsgDevice, Inputs: d.inputs, Config: d.cfg, BootID: d.bootID,
 			BootTime: d.bootTime, FirstStart: d.st.FirstStart, Logger: d.log,
@@ -432,7 +435,7 @@ func (d *Daemon) detectorEvent(ev detectorEvent) {
 		if f.Count == 0 {
 			f.Count = 1
 		}
-		f.Message = finding.CleanMessage(f.Message)
+		f.Message = d.cleaner.Clean(f.Message)
 		f.BootID = d.bootID
 		if d.disabled(f.Reason) {
 			return
@@ -481,13 +484,24 @@ const defaultHousekeeping = 5 * time.Second
 // maxDrain bounds how many records one commit covers.
 const maxDrain = 50000
 
+// maxNewPerCommit bounds the new findings one commit covers: they are held
+// in memory until the commit hands them to the publishers, and a flood of
+// distinct findings must not make that grow with the flood.
+const maxNewPerCommit = 1024
+
+// batchQueue is how many batches may wait for the pipeline goroutine. A
+// source blocks when the queue is full and reads on when there is room:
+// a flood is read as fast as it is processed, and what waits in memory is
+// a few batches (each at most a source's MaxBatch records).
+const batchQueue = 4
+
 // drain processes batches that are already waiting or arrive within the
 // commit interval, so that a burst costs one state write, not one per batch.
 func (d *Daemon) drain(batches <-chan source.Batch) {
 	deadline := time.NewTimer(d.opts.CommitInterval)
 	defer deadline.Stop()
 	n := 0
-	for n < maxDrain {
+	for n < maxDrain && len(d.changes.New) < maxNewPerCommit {
 		select {
 		case b := <-batches:
 			n += len(b.Records)
@@ -512,6 +526,11 @@ func (d *Daemon) process(b source.Batch) {
 			d.st.Raise(f, d.opts.Outbox, &d.changes)
 		}
 	}
+	// Findings copy what they keep of a record (rules.Engine), so the
+	// source may reuse the records' memory now.
+	if b.Recycle != nil {
+		b.Recycle()
+	}
 	d.st.Positions[b.Source] = b.Position
 	if b.Truncated > 0 {
 		d.stats.Truncated[b.Source] += b.Truncated
@@ -526,6 +545,9 @@ func (d *Daemon) process(b source.Batch) {
 
 func (d *Daemon) housekeeping(now time.Time) {
 	if n := d.st.Expire(now, &d.changes); n > 0 {
+		d.dirty = true
+	}
+	if n := d.st.FlushCoalesced(now, d.opts.Outbox, &d.changes); n > 0 {
 		d.dirty = true
 	}
 	d.engine.Expire(now)
@@ -588,7 +610,7 @@ func (d *Daemon) commit(now time.Time) {
 	if !saved && d.changes.Empty() && !d.condChanged && d.stats.SaveFailures == 0 {
 		return // backing off: nothing new to publish
 	}
-	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Conditions: d.st.Conditions, ConditionsChanged: d.condChanged, State: d.st, Stats: d.stats}
+	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Repeats: d.changes.Repeats, Conditions: d.st.Conditions, ConditionsChanged: d.condChanged, State: d.st, Stats: d.stats}
 	if d.unsaved != nil {
 		ep := *d.unsaved
 		u.Unsaved = &ep
@@ -669,6 +691,7 @@ func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
 		windows = d.st.Windows
 	}
 	d.cfg, d.set = cfg, set
+	d.applyMemoryLimit()
 	d.engine = rules.NewEngine(set)
 	d.engine.SetWindows(windows)
 	d.inputs = set.Inputs()

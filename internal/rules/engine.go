@@ -21,10 +21,21 @@ type Engine struct {
 	// Streams for journal and file records are built on first use: the
 	// (identifier, unit) pairs and paths seen are few.
 	journal map[string]*stream
-	files   map[string]*stream
-	mark    []uint32
-	gen     uint32
-	cands   []int
+	files   map[string]fileStream
+	// last is the file of the previous record: a flood comes from one file,
+	// and comparing its path costs less than hashing it.
+	last     fileStream
+	lastPath string
+	mark     []uint32
+	gen      uint32
+	cands    []int
+	cleaner  finding.Cleaner
+}
+
+// fileStream is the stream of one tailed file and its finding source name.
+type fileStream struct {
+	st     *stream
+	source string
 }
 
 // Windows is the threshold bookkeeping: match times per reason and key.
@@ -43,7 +54,7 @@ const maxStreams = 1024
 
 // NewEngine returns an engine for set with empty windows.
 func NewEngine(set *Set) *Engine {
-	return &Engine{set: set, windows: Windows{}, journal: map[string]*stream{}, files: map[string]*stream{}, mark: make([]uint32, len(set.rules))}
+	return &Engine{set: set, windows: Windows{}, journal: map[string]*stream{}, files: map[string]fileStream{}, mark: make([]uint32, len(set.rules))}
 }
 
 // SetWindows restores threshold state (from the state file).
@@ -77,13 +88,15 @@ func (e *Engine) Expire(now time.Time) {
 	}
 }
 
-func (e *Engine) streamFor(rec *source.Record) *stream {
+// streamFor returns the stream of rules for rec and the source name of its
+// findings.
+func (e *Engine) streamFor(rec *source.Record) (*stream, string) {
 	switch rec.Kind {
 	case source.KindKmsg:
-		return e.set.kmsg
+		return e.set.kmsg, string(source.KindKmsg)
 	case source.KindJournal:
 		if len(e.set.journal) == 0 {
-			return nil
+			return nil, ""
 		}
 		k := rec.Identifier + "\x00" + rec.Unit
 		st, ok := e.journal[k]
@@ -94,29 +107,33 @@ func (e *Engine) streamFor(rec *source.Record) *stream {
 			st = e.set.journalStream(rec.Identifier, rec.Unit)
 			e.journal[k] = st
 		}
-		return st
+		return st, string(source.KindJournal)
 	case source.KindFile:
 		if len(e.set.files) == 0 {
-			return nil
+			return nil, ""
 		}
-		st, ok := e.files[rec.Path]
+		if rec.Path == e.lastPath && e.last.source != "" {
+			return e.last.st, e.last.source
+		}
+		fs, ok := e.files[rec.Path]
 		if !ok {
 			if len(e.files) >= maxStreams {
 				clear(e.files)
 			}
-			st = e.set.fileStream(rec.Path)
-			e.files[rec.Path] = st
+			fs = fileStream{st: e.set.fileStream(rec.Path), source: SourceName(rec)}
+			e.files[rec.Path] = fs
 		}
-		return st
+		e.last, e.lastPath = fs, rec.Path
+		return fs.st, fs.source
 	}
-	return nil
+	return nil, ""
 }
 
 // Process evaluates one record and appends the findings it produces to out.
 // One record can produce findings from several rules (a libnccl segfault is
 // both AppCrash and NvidiaNCCLError).
 func (e *Engine) Process(rec *source.Record, out []finding.Finding) []finding.Finding {
-	st := e.streamFor(rec)
+	st, src := e.streamFor(rec)
 	if st == nil {
 		return out
 	}
@@ -152,14 +169,14 @@ func (e *Engine) Process(rec *source.Record, out []finding.Finding) []finding.Fi
 	}
 	e.cands = cands
 	for _, ri := range cands {
-		if f, ok := e.eval(e.set.rules[ri], rec); ok {
+		if f, ok := e.eval(e.set.rules[ri], rec, src); ok {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-func (e *Engine) eval(c *compiled, rec *source.Record) (finding.Finding, bool) {
+func (e *Engine) eval(c *compiled, rec *source.Record, src string) (finding.Finding, bool) {
 	msg := rec.Message
 	var loc []int
 	var re *regexp.Regexp
@@ -211,14 +228,16 @@ func (e *Engine) eval(c *compiled, rec *source.Record) (finding.Finding, bool) {
 		Condition: c.rule.Condition,
 		Reason:    reason,
 		Severity:  severity,
-		Message:   finding.CleanMessage(strings.TrimSpace(text)),
-		Key:       finding.Truncate(key, 256),
-		Rule:      c.name,
-		Source:    SourceName(rec),
-		Detected:  rec.Time,
-		LastSeen:  rec.Time,
-		Count:     1,
-		Recovery:  recovery,
+		// The cleaner's result is a copy: rec.Message may share its memory
+		// with the rest of the batch (source.Text).
+		Message:  e.cleaner.Clean(strings.TrimSpace(text)),
+		Key:      finding.Truncate(key, 256),
+		Rule:     c.name,
+		Source:   src,
+		Detected: rec.Time,
+		LastSeen: rec.Time,
+		Count:    1,
+		Recovery: recovery,
 	}, true
 }
 

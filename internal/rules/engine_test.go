@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/source"
@@ -350,5 +351,46 @@ rules:
 	}
 	if !strings.Contains(fs[0].Message, "registry.example.com/v2/app") {
 		t.Errorf("redaction took more than the credential: %s", fs[0].Message)
+	}
+}
+
+// Sources may reuse a record's memory once it is processed (source.Text):
+// a finding must keep nothing of it. And a message seen before, from the
+// cache of cleaned messages, is redacted like a new one.
+func TestFindingsKeepNoRecordMemory(t *testing.T) {
+	set := mustCompile(t, `
+rules:
+  - name: Whole
+    condition: StorageReady
+    reason: Whole
+    severity: Warning
+    source: file
+    paths: [/var/log/kern.log]
+    patterns: ['Buffer I/O error on (?P<dev>nvme\d+n\d+)']
+    key: '${dev}'
+`, Options{})
+	e := NewEngine(set)
+	for _, line := range []string{
+		"Buffer I/O error on nvme1n1, logical block 7",
+		"Buffer I/O error on nvme1n1, logical block 7", // cached
+		"Buffer I/O error on nvme1n1 password=Hunter2Canary",
+		"Buffer I/O error on nvme1n1 password=Hunter2Canary", // cached
+	} {
+		buf := []byte(line)
+		rec := &source.Record{Kind: source.KindFile, Path: "/var/log/kern.log", Message: unsafe.String(&buf[0], len(buf)), Time: t0}
+		fs := e.Process(rec, nil)
+		if len(fs) != 1 {
+			t.Fatalf("%q: findings %+v", line, fs)
+		}
+		want := strings.Clone(fs[0].Message)
+		for i := range buf {
+			buf[i] = '#' // the source reuses the memory
+		}
+		if got := fs[0]; got.Message != want || got.Message == "" || got.Key != "nvme1n1" || got.Source != "file:/var/log/kern.log" || strings.Contains(got.Message, "#") {
+			t.Fatalf("%q: finding changed with the record's memory: %+v", line, got)
+		}
+		if strings.Contains(fs[0].Message, "Hunter2Canary") {
+			t.Fatalf("%q: message not redacted: %q", line, fs[0].Message)
+		}
 	}
 }
