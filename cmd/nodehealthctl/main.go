@@ -16,7 +16,7 @@ Commands:
   status          conditions, active findings and recent warnings
   gpu             per-GPU health as the running daemon sees it (NVIDIA nodes)
   test            run log lines from stdin through the rules and print findings
-  rules list      list the active rules
+  rules list      list the active rules and the reasons probes and NVML report
   rules validate  validate the config and operator rules
   rules import-npd FILE.json...
                   convert node-problem-detector log monitor configs into rules

@@ -73,18 +73,6 @@ func TestAcceleratorsNothingElsewhere(t *testing.T) {
 	}
 }
 
-func TestAcceleratorsRulesDir(t *testing.T) {
-	if got := rulesDirOf("/flag", &config.Config{RulesDir: "/cfg"}); got != "/flag" {
-		t.Errorf("flag: %q", got)
-	}
-	if got := rulesDirOf("", &config.Config{RulesDir: "/cfg"}); got != "/cfg" {
-		t.Errorf("config: %q", got)
-	}
-	if got := rulesDirOf("", nil); got != "/etc/nodehealthd/rules.d" {
-		t.Errorf("default: %q", got)
-	}
-}
-
 // TestAcceleratorsPublishGPUStatus: on NVIDIA nodes the daemon publishes
 // the NVML status board for nodehealthctl gpu, also with --nvml=false so
 // that it can say the checks are off; elsewhere it publishes nothing.

@@ -19,6 +19,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 )
 
@@ -433,6 +434,7 @@ type emitter struct {
 
 func (e *emitter) Raise(f finding.Finding) { e.mu.Lock(); e.fs = append(e.fs, f); e.mu.Unlock() }
 func (e *emitter) Clear(finding.Clear)     {}
+func (e *emitter) Observe(policy.Event)    {}
 func (e *emitter) found() []finding.Finding {
 	e.mu.Lock()
 	defer e.mu.Unlock()

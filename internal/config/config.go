@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
@@ -32,9 +33,9 @@ type Config struct {
 	// Conditions switches whole condition types off. A disabled type is
 	// removed from the Node rather than left stale.
 	Conditions map[string]Toggle `yaml:"conditions,omitempty"`
-	// Reasons overrides per reason: enabled and severity for any reason
-	// (log rules, probes, NVML), threshold and recovery for log rules.
-	Reasons map[string]rules.Override `yaml:"reasons,omitempty"`
+	// Reasons overrides per reason (log rules, probes, NVML alike):
+	// enabled, severity, threshold, recovery (internal/policy).
+	Reasons map[string]policy.Override `yaml:"reasons,omitempty"`
 	// Sets replaces named sets of the rule files (e.g. nvidiaFatalXIDs).
 	Sets    map[string][]string `yaml:"sets,omitempty"`
 	Sources Sources             `yaml:"sources,omitempty"`
@@ -151,7 +152,7 @@ func (c *Config) where(key string) (string, int) { return c.file, c.lines[key] }
 
 // RuleOptions is the part of the config the rule compiler needs.
 func (c *Config) RuleOptions() rules.Options {
-	opts := rules.Options{Overrides: c.Reasons, Sets: c.Sets}
+	opts := rules.Options{Policy: policy.New(c.Reasons), Sets: c.Sets}
 	if c.file != "" {
 		opts.Where = c.where
 	}

@@ -162,3 +162,18 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesDirFor: the flag wins, then the config's rulesDir, then the
+// default; the daemon, nodehealthctl and NVML's XIDs all read the rules
+// found there.
+func TestRulesDirFor(t *testing.T) {
+	if got := (&Config{RulesDir: "/cfg"}).RulesDirFor("/flag"); got != "/flag" {
+		t.Errorf("flag: %q", got)
+	}
+	if got := (&Config{RulesDir: "/cfg"}).RulesDirFor(""); got != "/cfg" {
+		t.Errorf("config: %q", got)
+	}
+	if got := (*Config)(nil).RulesDirFor(""); got != "/etc/nodehealthd/rules.d" {
+		t.Errorf("default: %q", got)
+	}
+}

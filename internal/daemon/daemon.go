@@ -1,5 +1,6 @@
-// Package daemon is the pipeline: sources → rules → findings → state →
-// publishers. One goroutine owns the rule engine and the state, so the
+// Package daemon is the pipeline: sources → rules → policy → state →
+// publishers, with the detectors' observations joining at the policy. One
+// goroutine owns the rule engine, the policy stage and the state, so the
 // order of records decides everything and a commit is a single consistent
 // snapshot of positions, windows, findings and conditions.
 package daemon
@@ -26,6 +27,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
@@ -93,6 +95,7 @@ type Daemon struct {
 	cfg      *config.Config
 	set      *rules.Set
 	engine   *rules.Engine
+	stage    *policy.Stage
 	inputs   rules.Inputs
 	acc      condition.Accelerator
 	bootID   string
@@ -104,8 +107,7 @@ type Daemon struct {
 	// them (kept across failed saves, so no change goes unpublished).
 	dirty       bool
 	condChanged bool
-	buf         []finding.Finding
-	cleaner     finding.Cleaner
+	buf         []policy.Observation
 	stats       publish.Stats
 	events      chan detectorEvent
 
@@ -137,8 +139,9 @@ type Daemon struct {
 }
 
 type detectorEvent struct {
-	raise *finding.Finding
-	clear *finding.Clear
+	raise   *finding.Finding
+	observe *policy.Event
+	clear   *finding.Clear
 }
 
 // emitter hands detector results to the pipeline goroutine.
@@ -150,6 +153,13 @@ type emitter struct {
 func (e emitter) Raise(f finding.Finding) {
 	select {
 	case e.ch <- detectorEvent{raise: &f}:
+	case <-e.ctx.Done():
+	}
+}
+
+func (e emitter) Observe(ev policy.Event) {
+	select {
+	case e.ch <- detectorEvent{observe: &ev}:
 	case <-e.ctx.Done():
 	}
 }
@@ -422,40 +432,29 @@ func runDetector(ctx context.Context, det detector.Detector, emit detector.Emitt
 }
 
 func (d *Daemon) detectorEvent(ev detectorEvent) {
-	now := time.Now()
 	switch {
 	case ev.raise != nil:
-		f := *ev.raise
-		if f.Detected.IsZero() {
-			f.Detected = now
-		}
-		if f.LastSeen.IsZero() {
-			f.LastSeen = f.Detected
-		}
-		if f.Count == 0 {
-			f.Count = 1
-		}
-		f.Message = d.cleaner.Clean(f.Message)
-		f.BootID = d.bootID
-		if d.disabled(f.Reason) {
+		d.observe(policy.Observation{Finding: *ev.raise})
+	case ev.observe != nil:
+		o, ok, err := d.set.Instantiate(*ev.observe)
+		if err != nil {
+			d.log.Warn("an event the rules cannot turn into a finding", "source", ev.observe.Source, "captures", ev.observe.Captures, "err", err)
 			return
 		}
-		// Rules get their severity override when compiled; a detector's
-		// findings get it here, the one place they all pass through.
-		if ov := d.cfg.Reasons[f.Reason]; ov.Severity != "" {
-			f.Severity = finding.Severity(ov.Severity)
+		if ok {
+			d.observe(o)
 		}
-		d.st.Raise(f, d.opts.Outbox, &d.changes)
 	case ev.clear != nil:
-		d.st.Clear(*ev.clear, now, &d.changes)
+		d.st.Clear(*ev.clear, time.Now(), &d.changes)
 	}
 }
 
-// disabled reports whether config.yaml switches a reason off; detectors
-// that are not rules honour the same per-reason switch.
-func (d *Daemon) disabled(reason string) bool {
-	ov, ok := d.cfg.Reasons[reason]
-	return ok && ov.Enabled != nil && !*ov.Enabled
+// observe records what the policy stage makes of an observation: every
+// producer's findings pass through here.
+func (d *Daemon) observe(o policy.Observation) {
+	if f, ok := d.stage.Apply(o); ok {
+		d.st.Raise(f, d.opts.Outbox, &d.changes)
+	}
 }
 
 func (d *Daemon) drainEvents() {
@@ -521,13 +520,12 @@ func (d *Daemon) process(b source.Batch) {
 	}
 	for i := range b.Records {
 		d.buf = d.engine.Process(&b.Records[i], d.buf[:0])
-		for _, f := range d.buf {
-			f.BootID = d.bootID
-			d.st.Raise(f, d.opts.Outbox, &d.changes)
+		for _, o := range d.buf {
+			d.observe(o)
 		}
 	}
-	// Findings copy what they keep of a record (rules.Engine), so the
-	// source may reuse the records' memory now.
+	// Findings copy what they keep of a record (policy.Stage.Apply), so
+	// the source may reuse the records' memory now.
 	if b.Recycle != nil {
 		b.Recycle()
 	}
@@ -550,7 +548,7 @@ func (d *Daemon) housekeeping(now time.Time) {
 	if n := d.st.FlushCoalesced(now, d.opts.Outbox, &d.changes); n > 0 {
 		d.dirty = true
 	}
-	d.engine.Expire(now)
+	d.stage.Expire(now)
 	d.requests(now)
 	if recreated, err := d.store.Check(); err != nil {
 		d.stop(err)
@@ -603,7 +601,7 @@ func (d *Daemon) commit(now time.Time) {
 	if !d.dirty && d.changes.Empty() {
 		return
 	}
-	w, _ := d.engine.Windows()
+	w, _ := d.stage.Windows()
 	d.st.Windows = w
 	d.updateConditions(now)
 	saved := d.persist(now)
@@ -684,16 +682,14 @@ func (d *Daemon) reload(initial bool) error {
 }
 
 func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
-	var windows rules.Windows
-	if d.engine != nil {
-		windows, _ = d.engine.Windows()
-	} else {
-		windows = d.st.Windows
+	windows := d.st.Windows
+	if d.stage != nil {
+		windows, _ = d.stage.Windows()
 	}
 	d.cfg, d.set = cfg, set
 	d.applyMemoryLimit()
 	d.engine = rules.NewEngine(set)
-	d.engine.SetWindows(windows)
+	d.stage = set.Policy().Stage(d.bootID, windows)
 	d.inputs = set.Inputs()
 	d.dirty = true
 }
@@ -727,7 +723,7 @@ func LoadRuleSet(configPath, rulesDir string) (*config.Config, *rules.Set, error
 		return nil, nil, fmt.Errorf("built-in catalogue: %w", err)
 	}
 	operator, lerr := rules.LoadDir(rulesDir)
-	set, serr := rules.Compile(rules.Merge(builtin, operator), ruleOptions(cfg))
+	set, serr := rules.Compile(rules.Merge(builtin, operator), cfg.RuleOptions())
 	if err := problems.Join(cerr, lerr, serr); err != nil {
 		return nil, nil, err
 	}

@@ -7,8 +7,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -30,20 +31,18 @@ const (
 	persistSource      = "state"
 )
 
-func init() {
-	detector.Describe(detector.ReasonInfo{
-		Reason:    reasonNotPersisted,
-		Condition: finding.StorageReady,
-		Severity:  finding.Warning,
-		Detector:  persistSource,
-		Description: "nodehealthd could not write its state file (for example: no space left on /var). " +
-			"It keeps detecting and publishing from memory and retries with backoff; a restart meanwhile " +
-			"forgets what was detected since the last successful write. A read-only filesystem is reported " +
-			"as FilesystemReadOnly instead.",
-		Action:   "Free space on the filesystem of the state directory (df -h /var/lib/nodehealthd) or fix the error the message names.",
-		Recovery: "An event, once per episode; the journal and nodehealthctl status say when the file is written again.",
-	})
-}
+var notPersisted = reason.Declare(reason.Reason{
+	Name:      reasonNotPersisted,
+	Condition: finding.StorageReady,
+	Severity:  finding.Warning,
+	Detector:  persistSource,
+	Description: "nodehealthd could not write its state file (for example: no space left on /var). " +
+		"It keeps detecting and publishing from memory and retries with backoff; a restart meanwhile " +
+		"forgets what was detected since the last successful write. A read-only filesystem is reported " +
+		"as FilesystemReadOnly instead.",
+	Action:   "Free space on the filesystem of the state directory (df -h /var/lib/nodehealthd) or fix the error the message names.",
+	Recovery: "An event, once per episode; the journal and nodehealthctl status say when the file is written again.",
+})
 
 // persist writes the state file and reports whether the file now holds
 // the state. While it cannot be written the daemon goes on from memory:
@@ -104,27 +103,21 @@ func (d *Daemon) saveFailed(now time.Time, err error) {
 	ep := *d.unsaved
 	d.store.SetLive(state.Live{PID: os.Getpid(), Unsaved: &ep})
 
-	reason, sev := reasonNotPersisted, finding.Warning
+	msg := fmt.Sprintf("nodehealthd cannot write its state directory %s (%v); detection and publishing continue from memory", d.store.Dir(), err)
+	res := notPersisted.Result(msg, d.store.Dir())
 	if errors.Is(err, syscall.EROFS) {
-		reason, sev = reasonReadOnly, finding.Fatal
+		// The catalogue's rule of that reason is the declaration.
+		res = reason.Result{Condition: finding.StorageReady, Reason: reasonReadOnly, Severity: finding.Fatal, Message: msg, Key: d.store.Dir()}
 	}
-	if reason == d.persistReason {
+	if res.Reason == d.persistReason {
 		return
 	}
 	if d.persistReason == reasonReadOnly {
 		d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: persistSource}, now, &d.changes)
 	}
-	d.persistReason = reason
-	d.detectorEvent(detectorEvent{raise: &finding.Finding{
-		Condition: finding.StorageReady,
-		Reason:    reason,
-		Severity:  sev,
-		Key:       d.store.Dir(),
-		Rule:      persistSource,
-		Source:    persistSource,
-		Detected:  now,
-		Message:   fmt.Sprintf("nodehealthd cannot write its state directory %s (%v); detection and publishing continue from memory", d.store.Dir(), err),
-		Recovery:  finding.Recovery{Probe: true},
-	}})
+	d.persistReason = res.Reason
+	f := res.Finding(persistSource, persistSource, now)
+	f.Recovery.Probe = true
+	d.observe(policy.Observation{Finding: f})
 	d.updateConditions(now)
 }

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
@@ -229,6 +230,7 @@ func (m *npdModel) push(line string) []bool {
 type converted struct {
 	cfg    *monitorConfig
 	engine *rules.Engine
+	stage  *policy.Stage
 	names  []string // converted rule name by NPD rule index
 	at     time.Time
 }
@@ -247,7 +249,7 @@ func newConverted(t *testing.T, res *Result, cfg *monitorConfig) *converted {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &converted{cfg: cfg, engine: rules.NewEngine(set), names: make([]string, len(cfg.Rules)), at: time.Unix(1_700_000_000, 0)}
+	c := &converted{cfg: cfg, engine: rules.NewEngine(set), stage: set.Policy().Stage("", nil), names: make([]string, len(cfg.Rules)), at: time.Unix(1_700_000_000, 0)}
 	for name, o := range res.origins {
 		c.names[o.Rule-1] = name
 	}
@@ -275,7 +277,12 @@ func (c *converted) record(line string) source.Record {
 
 func (c *converted) push(line string) ([]bool, []finding.Finding) {
 	rec := c.record(line)
-	fs := c.engine.Process(&rec, nil)
+	var fs []finding.Finding
+	for _, o := range c.engine.Process(&rec, nil) {
+		if f, ok := c.stage.Apply(o); ok {
+			fs = append(fs, f)
+		}
+	}
 	fired := make([]bool, len(c.names))
 	for _, f := range fs {
 		if i := slices.Index(c.names, f.Rule); i >= 0 {

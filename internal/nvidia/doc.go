@@ -9,8 +9,8 @@
 //
 // XIDs are also read from kmsg by the rule catalogue, so they are seen
 // while NVML is missing or hung; the two sightings of one XID become one
-// finding because this package builds exactly the finding the kmsg rule
-// builds (XIDPolicy). Every NVML call runs on one worker with a deadline
+// finding because this package reports an XID as an event that the kmsg
+// XID rules themselves turn into the finding (xidEvent). Every NVML call runs on one worker with a deadline
 // (Caller): a hung driver suspends the checks and is reported, and never
 // blocks the daemon or multiplies goroutines.
 //

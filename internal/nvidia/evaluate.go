@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-
-	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
 // Limits are the thresholds of the counter checks.
@@ -101,8 +99,7 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 			}
 			where = strings.Join(parts, ", ")
 		}
-		out = append(out, result{Reason: ReasonDoubleBitError, Severity: finding.Fatal, Key: key,
-			Message: fmt.Sprintf("detected %d Nvidia Double Bit error(s) on location %s on GPU %s", s.ecc.total, where, key)})
+		out = append(out, result{Result: doubleBitError.Result(fmt.Sprintf("detected %d Nvidia Double Bit error(s) on location %s on GPU %s", s.ecc.total, where, key), key)})
 	}
 
 	out = append(out, evalPages(key, s, lim, mark)...)
@@ -128,8 +125,7 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 		}
 		if len(thermal) > 0 {
 			names := strings.Join(thermal, ", ")
-			r := result{Reason: ReasonThermalError, Severity: finding.Warning, Key: key, Sig: names,
-				Message: fmt.Sprintf("detected GPU thermals outside of thresholds on GPU %s: clocks slowed down (%s)", key, names)}
+			r := result{Result: thermalError.Result(fmt.Sprintf("detected GPU thermals outside of thresholds on GPU %s: clocks slowed down (%s)", key, names), key), Sig: names}
 			if names == "hw_slowdown" {
 				// NVML: the bare bit "may be also reported during PState or
 				// clock change"; a slowdown that lasts is seen twice.
@@ -138,22 +134,19 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 			out = append(out, r)
 		}
 		if s.clocks.reasons&clkHwPowerBrake != 0 {
-			out = append(out, result{Reason: ReasonPowerError, Severity: finding.Warning, Key: key,
-				Message: fmt.Sprintf("detected power outside of thresholds on GPU %s: clocks slowed down by the hardware power brake (hw_power_brake)", key)})
+			out = append(out, result{Result: powerError.Result(fmt.Sprintf("detected power outside of thresholds on GPU %s: clocks slowed down by the hardware power brake (hw_power_brake)", key), key)})
 		}
 	}
 
 	mark(ReasonInfoROM, inforomChecked(s.inforom))
 	if s.inforom == nvml.ERROR_CORRUPTED_INFOROM {
-		out = append(out, result{Reason: ReasonInfoROM, Severity: finding.Warning, Key: key,
-			Message: fmt.Sprintf("the InfoROM of GPU %s is corrupt (nvmlDeviceValidateInforom failed its checksum)", key)})
+		out = append(out, result{Result: infoROM.Result(fmt.Sprintf("the InfoROM of GPU %s is corrupt (nvmlDeviceValidateInforom failed its checksum)", key), key)})
 	}
 
 	mark(ReasonFabricError, fine(s.fabric.ret))
 	if s.fabric.ret == nvml.SUCCESS && s.fabric.hasMask {
 		if faults := fabricGPUFaults(s.fabric); len(faults) > 0 {
-			out = append(out, result{Reason: ReasonFabricError, Severity: finding.Fatal, Key: key,
-				Message: fmt.Sprintf("GPU fabric health mask 0x%x: %s on GPU %s", s.fabric.mask, strings.Join(faults, ", "), key)})
+			out = append(out, result{Result: fabricError.Result(fmt.Sprintf("GPU fabric health mask 0x%x: %s on GPU %s", s.fabric.mask, strings.Join(faults, ", "), key), key)})
 		}
 	}
 	return out
@@ -189,8 +182,7 @@ func evalPCIe(key string, st *devState, s sample, now time.Time, lim Limits, mar
 	if len(msgs) == 0 {
 		return nil
 	}
-	return []result{{Reason: ReasonPCIeError, Severity: finding.Warning, Key: key, Confirm: confirm,
-		Sig: strings.Join(sig, "; "), Message: strings.Join(msgs, "; ")}}
+	return []result{{Result: pcieError.Result(strings.Join(msgs, "; "), key), Confirm: confirm, Sig: strings.Join(sig, "; ")}}
 }
 
 // linkDowngrade describes a link trained below its maximum, or returns "".
@@ -257,9 +249,7 @@ func evalPages(key string, s sample, lim Limits, mark func(string, bool)) []resu
 	if len(parts) == 0 {
 		return nil
 	}
-	return []result{{Reason: ReasonPageRetirement, Severity: finding.Warning, Key: key,
-		Sig:     fmt.Sprint(p.sbe, p.dbe, p.pending, r.corr, r.unc, r.pending, r.failed),
-		Message: strings.Join(parts, "; ") + " on GPU " + key}}
+	return []result{{Result: pageRetirement.Result(strings.Join(parts, "; ")+" on GPU "+key, key), Sig: fmt.Sprint(p.sbe, p.dbe, p.pending, r.corr, r.unc, r.pending, r.failed)}}
 }
 
 func evalNVLink(key string, st *devState, s nvlinkSample, lim Limits, mark func(string, bool)) []result {
@@ -303,7 +293,7 @@ func evalNVLink(key string, st *devState, s nvlinkSample, lim Limits, mark func(
 	if len(msgs) == 0 {
 		return nil
 	}
-	return []result{{Reason: ReasonNVLinkError, Severity: finding.Fatal, Key: key, Message: strings.Join(msgs, "; ")}}
+	return []result{{Result: nvlinkError.Result(strings.Join(msgs, "; "), key)}}
 }
 
 // fabricHealthFields decode nvmlGpuFabricInfo_v2+ healthMask as DCGM's
@@ -423,6 +413,5 @@ func evalFabricManager(gpus []gpuFabric, now time.Time, lim Limits, cov coverage
 	if len(bad) > 2 {
 		detail += fmt.Sprintf("; and %d more", len(bad)-2)
 	}
-	return []result{{Reason: ReasonFabricManager, Severity: finding.Fatal,
-		Message: fmt.Sprintf("Fabric Manager status: %s on %d of %d GPUs (%s)", status, len(bad), len(gpus), detail)}}
+	return []result{{Result: fabricManager.Result(fmt.Sprintf("Fabric Manager status: %s on %d of %d GPUs (%s)", status, len(bad), len(gpus), detail), "")}}
 }

@@ -333,7 +333,7 @@ func (f *fakeNVML) instanceType(ctx context.Context) (string, error) {
 func (f *fakeNVML) options() Options {
 	return Options{
 		Lib: f.lib, Root: f.root, Log: testLogger(f.t), Now: f.clock, Status: &StatusBoard{},
-		InstanceType: f.instanceType, XID: mustPolicy(f.t), fabric: testFabric(f.gpus),
+		InstanceType: f.instanceType, fabric: testFabric(f.gpus),
 		CallTimeout: 2 * time.Second, EventWait: 20 * time.Millisecond,
 		InitBackoff: 5 * time.Millisecond, MaxInitBackoff: 20 * time.Millisecond,
 	}
@@ -358,15 +358,6 @@ func (f *fakeNVML) poll(s *session) *collector {
 		f.t.Fatalf("poll: %v", err)
 	}
 	return rec
-}
-
-func mustPolicy(t testing.TB) XIDPolicy {
-	t.Helper()
-	p, err := LoadXIDPolicy(nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func testLogger(t testing.TB) *slog.Logger {

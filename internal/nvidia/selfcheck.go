@@ -13,6 +13,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
 
 // ErrNoLibrary is returned by SelfCheck when libnvidia-ml cannot be loaded.
@@ -73,11 +75,10 @@ func SelfCheck(ctx context.Context, o CheckOptions) error {
 	defer func() { _ = call("nvmlShutdown", func() { o.Lib.Shutdown() }) }()
 
 	rec := &collector{}
-	policy, _ := LoadXIDPolicy(nil, "")
 	board := &StatusBoard{}
 	board.SetEnabled(true)
 	d := New(Options{Lib: o.Lib, Caller: caller, Status: board, Root: o.Root, Log: slog.New(slog.DiscardHandler),
-		InstanceType: o.InstanceType, CallTimeout: o.Timeout, fabric: o.fabric, XID: policy,
+		InstanceType: o.InstanceType, CallTimeout: o.Timeout, fabric: o.fabric,
 		// A check run by hand on a booted machine: a fabric that is not
 		// up by now is a failure, not a node still starting.
 		Limits: Limits{FabricStartGrace: time.Nanosecond}})
@@ -168,6 +169,9 @@ func SelfCheck(ctx context.Context, o CheckOptions) error {
 	if failed > 0 {
 		errs = append(errs, fmt.Errorf("%w: %d", ErrUnread, failed))
 	}
+	rec.mu.Lock()
+	errs = append(errs, rec.errs...)
+	rec.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -196,11 +200,49 @@ func inforomReadResult(ret nvml.Return) nvml.Return {
 	return ret
 }
 
-// collector is an Emitter that keeps what it is given.
+// collector is an Emitter that keeps what it is given. An XID event
+// becomes the finding the built-in catalogue's XID rules make of it, as
+// the daemon makes it with the rules it runs.
 type collector struct {
 	mu      sync.Mutex
 	raises  []finding.Finding
 	cleared []finding.Clear
+	// errs are events the rules could not instantiate.
+	errs []error
+}
+
+// builtinRules are the built-in catalogue's rules, compiled once.
+var builtinRules = sync.OnceValues(func() (*rules.Set, error) {
+	f, err := rules.Catalogue()
+	if err != nil {
+		return nil, err
+	}
+	return rules.Compile(f, rules.Options{})
+})
+
+func (c *collector) Observe(ev policy.Event) {
+	set, err := builtinRules()
+	if err != nil {
+		c.failed(fmt.Errorf("built-in rules: %w", err))
+		return
+	}
+	o, ok, err := set.Instantiate(ev)
+	if err != nil {
+		c.failed(err)
+		return
+	}
+	if !ok {
+		return
+	}
+	if f, ok := set.Policy().Stage("", nil).Apply(o); ok {
+		c.Raise(f)
+	}
+}
+
+func (c *collector) failed(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errs = append(c.errs, err)
 }
 
 func (c *collector) Raise(f finding.Finding) {

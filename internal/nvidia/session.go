@@ -215,7 +215,7 @@ func (s *session) waitEvent(ctx context.Context, emit detector.Emitter, wait tim
 	}
 }
 
-// xid raises the finding the kmsg rule would raise for the same XID.
+// xid reports an XID event for the kmsg XID rules to instantiate.
 func (s *session) xid(ctx context.Context, ev nvml.EventData, emit detector.Emitter) error {
 	if ev.EventType&nvml.EventTypeXidCriticalError == 0 {
 		return nil
@@ -242,9 +242,7 @@ func (s *session) xid(ctx context.Context, ev nvml.EventData, emit detector.Emit
 	xids = xids[max(0, len(xids)-maxXIDs):]
 	s.xids[key] = xids
 	s.d.o.Status.noteXID(key, xids)
-	if f, ok := s.d.o.XID.Finding(ev.EventData, key, now); ok {
-		emit.Raise(f)
-	}
+	emit.Observe(xidEvent(ev.EventData, key, now))
 	return nil
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/rules"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
@@ -39,8 +39,8 @@ type State struct {
 	// Lost counts records each source could not deliver (ring overwrite,
 	// journal vacuum), over the node's lifetime.
 	Lost map[string]uint64 `json:"lost,omitempty"`
-	// Windows is the rule engine's threshold state.
-	Windows rules.Windows `json:"windows,omitempty"`
+	// Windows is the policy stage's threshold state.
+	Windows policy.Windows `json:"windows,omitempty"`
 
 	// Active holds the active Fatal findings.
 	Active []finding.Finding `json:"active"`
