@@ -66,7 +66,7 @@ func New(o Options) *Detector {
 			*d = v
 		}
 	}
-	def(&o.Interval, time.Minute)
+	def(&o.Interval, pollPeriod)
 	def(&o.CallTimeout, 30*time.Second)
 	def(&o.InitTimeout, 2*time.Minute)
 	def(&o.EventWait, 2*time.Second)

@@ -1,6 +1,8 @@
 package nvidia
 
 import (
+	"time"
+
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
@@ -27,8 +29,8 @@ const (
 )
 
 // pollPeriod is the default --nvml-interval, as documented for the polled
-// reasons; a test checks it against New's default.
-const pollPeriod = "1m"
+// reasons.
+const pollPeriod = time.Minute
 
 // declare declares a reason reported through NVML.
 func declare(r reason.Reason) *reason.Reason {

@@ -222,27 +222,21 @@ var builtinRules = sync.OnceValues(func() (*rules.Set, error) {
 
 func (c *collector) Observe(ev policy.Event) {
 	set, err := builtinRules()
-	if err != nil {
-		c.failed(fmt.Errorf("built-in rules: %w", err))
-		return
+	var o policy.Observation
+	ok := false
+	if err == nil {
+		o, ok, err = set.Instantiate(ev)
 	}
-	o, ok, err := set.Instantiate(ev)
-	if err != nil {
-		c.failed(err)
-		return
-	}
-	if !ok {
-		return
-	}
-	if f, ok := set.Policy().Stage("", nil).Apply(o); ok {
-		c.Raise(f)
-	}
-}
-
-func (c *collector) failed(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.errs = append(c.errs, err)
+	switch {
+	case err != nil:
+		c.errs = append(c.errs, err)
+	case ok:
+		// Built from the catalogue's templates and NVML's numbers: nothing
+		// for the policy to redact, and no config to apply.
+		c.raises = append(c.raises, o.Finding)
+	}
 }
 
 func (c *collector) Raise(f finding.Finding) {

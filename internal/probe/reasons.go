@@ -2,7 +2,6 @@ package probe
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
@@ -15,7 +14,7 @@ import (
 // results from what it returns.
 func declare(name string, period time.Duration, r reason.Reason) *reason.Reason {
 	r.Detector = "probe:" + name
-	r.Period = formatPeriod(period)
+	r.Period = period
 	if r.Recovery == "" {
 		r.Recovery = defaultRecovery(r.Severity)
 	}
@@ -29,17 +28,4 @@ func defaultRecovery(sev finding.Severity) string {
 		return "Nothing to recover: a Warning is an event and never sets the condition. Each check that still finds the problem reports it again."
 	}
 	return fmt.Sprintf("Clears once the check has passed %d times in a row. A reboot also clears it; the probe raises it again if the problem remains.", DefaultPasses)
-}
-
-// formatPeriod writes a period the way operators write it in config.yaml
-// ("5m", "1h", not "5m0s").
-func formatPeriod(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

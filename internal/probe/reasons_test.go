@@ -15,7 +15,7 @@ func TestProbeReasonsDeclaredWithPeriod(t *testing.T) {
 	// Factories decide on host tags and, for Neuron, on the PCI bus; a
 	// Neuron fixture built with each tag builds every probe at least once.
 	root := neuronFixture(t, 2).root
-	periods := map[string]string{}
+	periods := map[string]time.Duration{}
 	for _, tag := range []string{"", "eks-auto", "hybrid", "ubuntu", "bottlerocket"} {
 		env, _, _ := netTestEnv(t, root, tag)
 		probes, err := Build(env, nil)
@@ -23,7 +23,7 @@ func TestProbeReasonsDeclaredWithPeriod(t *testing.T) {
 			t.Fatalf("tag %q: %v", tag, err)
 		}
 		for _, p := range probes {
-			periods[p.Name()] = formatPeriod(p.Period())
+			periods[p.Name()] = p.Period()
 		}
 	}
 	for _, name := range Names() {
@@ -43,7 +43,7 @@ func TestProbeReasonsDeclaredWithPeriod(t *testing.T) {
 		case !built:
 			t.Errorf("%s is declared for %s, which is not a registered probe (registered: %v)", r.Name, r.Detector, Names())
 		case r.Period != period:
-			t.Errorf("%s is declared with period %q, probe %s runs every %s by default", r.Name, r.Period, name, period)
+			t.Errorf("%s is declared with period %v, probe %s runs every %v by default", r.Name, r.Period, name, period)
 		}
 	}
 }
@@ -60,14 +60,5 @@ func wantDescribed(t testing.TB, probe string, r Result) {
 	}
 	if in.Condition != r.Condition || in.Severity != r.Severity {
 		t.Errorf("%s reported %s as %s/%s, declared as %s/%s", probe, r.Reason, r.Condition, r.Severity, in.Condition, in.Severity)
-	}
-}
-
-func TestFormatPeriod(t *testing.T) {
-	for in, want := range map[string]string{"5m0s": "5m", "1h0m0s": "1h", "1m30s": "1m30s", "10s": "10s", "1h30m0s": "1h30m"} {
-		d, _ := time.ParseDuration(in)
-		if got := formatPeriod(d); got != want {
-			t.Errorf("formatPeriod(%s) = %s, want %s", in, got, want)
-		}
 	}
 }

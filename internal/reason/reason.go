@@ -11,7 +11,6 @@ package reason
 
 import (
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -34,9 +33,9 @@ type Reason struct {
 	// detector: the finding source, which also names the config section
 	// that tunes it.
 	Detector string
-	// Period is how often the check runs by default (Go duration, e.g.
-	// "5m"); empty for reasons raised as events arrive.
-	Period string
+	// Period is how often the check runs by default; 0 for reasons raised
+	// as events arrive.
+	Period time.Duration
 	// Description says what the finding means, Action what an operator
 	// should do, Recovery how an active finding ends. They are rendered
 	// into docs/reasons.md.
@@ -77,9 +76,6 @@ func (res Result) Finding(rule, source string, at time.Time) finding.Finding {
 var (
 	mu       sync.Mutex
 	declared = map[string]*Reason{}
-	// templates holds the templated reasons for Lookup, with their
-	// matchers.
-	templates = map[string]*regexp.Regexp{}
 )
 
 // Declare registers r and returns it for its detector to build results
@@ -96,12 +92,8 @@ func Declare(r Reason) *Reason {
 	if prev, dup := declared[r.Name]; dup {
 		panic(fmt.Sprintf("reason.Declare: reason %s declared twice (by %s and %s)", r.Name, prev.Detector, r.Detector))
 	}
-	d := &r
-	declared[r.Name] = d
-	if strings.Contains(r.Name, "${") {
-		templates[r.Name] = Matcher(r.Name)
-	}
-	return d
+	declared[r.Name] = &r
+	return &r
 }
 
 // declRef is a ${name} reference in a declared reason. Rule reasons also
@@ -121,10 +113,8 @@ func check(r Reason) error {
 	if r.Detector == "" || strings.ContainsAny(r.Detector, " \t\n") {
 		return fmt.Errorf("reason %s: detector %q must be a single word such as probe:<name> or nvml", r.Name, r.Detector)
 	}
-	if r.Period != "" {
-		if d, err := time.ParseDuration(r.Period); err != nil || d <= 0 {
-			return fmt.Errorf("reason %s: period %q is not a positive Go duration", r.Name, r.Period)
-		}
+	if r.Period < 0 {
+		return fmt.Errorf("reason %s: period %v is negative", r.Name, r.Period)
 	}
 	for field, text := range map[string]string{"description": r.Description, "action": r.Action, "recovery": r.Recovery} {
 		if strings.TrimSpace(text) == "" {
@@ -172,14 +162,15 @@ func Declared() Set {
 // ${Unit}RepeatedRestart). A reason two templates could produce resolves
 // to the first in sort order, so the answer is stable.
 func Lookup(name string) (Reason, bool) {
-	mu.Lock()
-	defer mu.Unlock()
-	if r, ok := declared[name]; ok {
-		return *r, true
+	all := All()
+	for _, r := range all {
+		if r.Name == name {
+			return r, true
+		}
 	}
-	for _, t := range slices.Sorted(maps.Keys(templates)) {
-		if templates[t].MatchString(name) {
-			return *declared[t], true
+	for _, r := range all {
+		if len(Refs(r.Name)) > 0 && Matcher(r.Name).MatchString(name) {
+			return r, true
 		}
 	}
 	return Reason{}, false

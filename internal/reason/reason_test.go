@@ -2,7 +2,6 @@ package reason
 
 import (
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -15,19 +14,19 @@ import (
 // so that the reasons a test declares do not leak into other tests.
 func isolate(t *testing.T) {
 	mu.Lock()
-	saved, savedT := declared, templates
-	declared, templates = map[string]*Reason{}, map[string]*regexp.Regexp{}
+	saved := declared
+	declared = map[string]*Reason{}
 	mu.Unlock()
 	t.Cleanup(func() {
 		mu.Lock()
-		declared, templates = saved, savedT
+		declared = saved
 		mu.Unlock()
 	})
 }
 
 func decl(name string) Reason {
 	return Reason{Name: name, Condition: finding.KernelReady, Severity: finding.Warning, Detector: "probe:test",
-		Period: "5m", Description: "d", Action: "a", Recovery: "r"}
+		Period: 5 * time.Minute, Description: "d", Action: "a", Recovery: "r"}
 }
 
 func names(rs []Reason) []string {
@@ -95,7 +94,7 @@ func TestDeclareRejectsBadMetadata(t *testing.T) {
 		"reason chars":    {decl("Bad_Reason"), "must start with a letter"},
 		"template syntax": {decl("$UnitRestart"), "must start with a letter"},
 		"detector":        {func() Reason { r := decl("C"); r.Detector = ""; return r }(), "detector"},
-		"period":          {func() Reason { r := decl("D"); r.Period = "5"; return r }(), "period"},
+		"period":          {func() Reason { r := decl("D"); r.Period = -time.Second; return r }(), "period"},
 		"description":     {func() Reason { r := decl("E"); r.Description = " "; return r }(), "description is empty"},
 		"action":          {func() Reason { r := decl("F"); r.Action = ""; return r }(), "action is empty"},
 		"recovery":        {func() Reason { r := decl("G"); r.Recovery = ""; return r }(), "recovery is empty"},

@@ -214,9 +214,9 @@ func TestOverrideOfUnknownReasonIsAnError(t *testing.T) {
 // Declared detector reasons, as a probe package declares them.
 var (
 	_ = reason.Declare(reason.Reason{Name: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
-		Detector: "probe:pid-max", Period: "5m", Description: "d", Action: "a", Recovery: "r"})
+		Detector: "probe:pid-max", Period: 5 * time.Minute, Description: "d", Action: "a", Recovery: "r"})
 	_ = reason.Declare(reason.Reason{Name: "${Unit}RepeatedRestart", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
-		Detector: "probe:repeated-restart", Period: "5m", Description: "d", Action: "a", Recovery: "r"})
+		Detector: "probe:repeated-restart", Period: 5 * time.Minute, Description: "d", Action: "a", Recovery: "r"})
 )
 
 // TestOverrideOfDetectorReasons: reasons that probes and NVML declare may

@@ -168,8 +168,8 @@ func render(w io.Writer, cat *rules.File, infos []reason.Reason) error {
 		slices.SortStableFunc(docs, func(a, b detectorDoc) int { return strings.Compare(a.Detector, b.Detector) })
 		for _, d := range docs {
 			every := "as it happens"
-			if d.Period != "" {
-				every = d.Period
+			if d.Period != 0 {
+				every = human(d.Period)
 			}
 			p("| [%s](#%s) | %s | %s | %s | %s |\n", code(d.Name), d.anchor, d.Condition, d.Severity, detectorName(d.Detector), every)
 		}
@@ -208,13 +208,13 @@ func detectorSource(in reason.Reason) string {
 	name, isProbe := strings.CutPrefix(in.Detector, "probe:")
 	switch {
 	case isProbe:
-		return fmt.Sprintf("host probe `%s`, every %s by default (config `probes.%s`)", name, in.Period, name)
-	case in.Detector == "nvml" && in.Period != "":
-		return fmt.Sprintf("NVML, polled every %s by default (`--nvml-interval`)", in.Period)
+		return fmt.Sprintf("host probe `%s`, every %s by default (config `probes.%s`)", name, human(in.Period), name)
+	case in.Detector == "nvml" && in.Period != 0:
+		return fmt.Sprintf("NVML, polled every %s by default (`--nvml-interval`)", human(in.Period))
 	case in.Detector == "nvml":
 		return "NVML, raised as it happens (not polled)"
-	case in.Period != "":
-		return fmt.Sprintf("detector %s, every %s", code(in.Detector), in.Period)
+	case in.Period != 0:
+		return fmt.Sprintf("detector %s, every %s", code(in.Detector), human(in.Period))
 	}
 	return "detector " + code(in.Detector)
 }
