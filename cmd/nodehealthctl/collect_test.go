@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/capture"
 	"github.com/nodehealthd/nodehealthd/internal/diag/canary"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/s3upload/s3test"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -139,5 +141,75 @@ func TestCollectCorpus(t *testing.T) {
 	}
 	for _, l := range canary.Find(files, canaries) {
 		t.Errorf("leaked: %s", l)
+	}
+}
+
+// TestCollectUploadsToS3 is `nodehealthctl collect --upload` as the daemon
+// runs it: the bundle lands in the bucket under the prefix with {node}
+// filled in and the name asked for, credentials and region come from
+// IMDSv2, and the JSON result line says where it went.
+func TestCollectUploadsToS3(t *testing.T) {
+	srv := s3test.Start(t, "diag")
+	srv.Setenv(t)
+	out := filepath.Join(t.TempDir(), "bundle.tar.gz.partial")
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"collect", "-o", out, "--root", t.TempDir(), "--sections", "kernel", "--command-timeout", "5s",
+		"--upload", "s3://diag/nodes/{node}/", "--node", "node-a", "--upload-name", "b.tar.gz", "--result", "json"}, nil, &stdout, &stderr)
+	if rc != 0 {
+		t.Fatalf("collect exited %d: %s", rc, stderr.String())
+	}
+	var res capture.Result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("result line %q: %v", stdout.String(), err)
+	}
+	if res.Path != out || res.Bytes == 0 || res.Upload == nil || res.Upload.URL != "s3://diag/nodes/node-a/b.tar.gz" || res.Upload.Error != "" {
+		t.Fatalf("result %+v (upload %+v)", res, res.Upload)
+	}
+	got, ok := srv.Object("diag", "nodes/node-a/b.tar.gz")
+	want, _ := os.ReadFile(out)
+	if !ok || !bytes.Equal(got, want) {
+		t.Fatalf("object nodes/node-a/b.tar.gz: found %v; keys %v", ok, srv.Keys("diag"))
+	}
+	if srv.IMDSRequests("/latest/meta-data/iam/security-credentials/"+s3test.Role) == 0 {
+		t.Error("credentials did not come from IMDS")
+	}
+}
+
+// TestCollectUploadFailureKeepsBundle: a failed upload exits 1, keeps the
+// bundle and says why in the result line.
+func TestCollectUploadFailureKeepsBundle(t *testing.T) {
+	srv := s3test.Start(t, "diag")
+	srv.Setenv(t)
+	srv.Fail.Store(true)
+	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"collect", "-o", out, "--root", t.TempDir(), "--sections", "kernel", "--command-timeout", "5s",
+		"--upload", "s3://diag/p/", "--upload-timeout", "20s", "--result", "json"}, nil, &stdout, &stderr)
+	if rc != 1 {
+		t.Fatalf("collect exited %d, want 1: %s", rc, stderr.String())
+	}
+	var res capture.Result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("result line %q: %v", stdout.String(), err)
+	}
+	if res.Upload == nil || res.Upload.Error == "" || res.Upload.Attempts != 3 {
+		t.Fatalf("upload result %+v, want an error after 3 attempts", res.Upload)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("bundle gone after a failed upload: %v", err)
+	}
+}
+
+func TestCollectRefusesBadUploadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-o", "-", "--upload", "s3://b/"},
+		{"-o", "x", "--upload", "https://b/"},
+		{"-o", "x", "--sections", "kernal"},
+		{"-o", "x", "--result", "yaml"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if rc := run(append([]string{"collect"}, args...), nil, &stdout, &stderr); rc != 2 {
+			t.Errorf("collect %v exited %d, want 2 (%s)", args, rc, stderr.String())
+		}
 	}
 }

@@ -28,7 +28,8 @@ func cmdRulesList(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodehealthctl rules list: invalid rules or config:\n%v\n", err)
 		return 2
 	}
-	infos := set.Rules()
+	// The rules, then the reasons probes, NVML and the daemon declare.
+	infos := append(set.Rules(), set.Declared()...)
 	if c.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

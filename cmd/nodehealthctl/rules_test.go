@@ -50,7 +50,7 @@ probes:
 
 	// A bad override and a bad probe section are both reported.
 	rc, _, errs = validate(`reasons:
-  ZramHighUsage: {threshold: {count: 2, window: 1m}}
+  ZramHighUsage: {threshold: {count: 2}}
 probes:
   ip-rules: {confirmations: -1}
 `)
@@ -110,5 +110,42 @@ func TestRulesValidateReportsEveryProblem(t *testing.T) {
 		if !found {
 			t.Errorf("no line starting %q in:\n%s", w, errs)
 		}
+	}
+}
+
+// TestRulesListShowsDeclaredReasons: rules list shows, after the rules, the
+// reasons probes, NVML and the daemon declare, with config.yaml's severity
+// and threshold applied and those switched off left out.
+func TestRulesListShowsDeclaredReasons(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.yaml")
+	cfg := "reasons:\n  ApproachingKernelPidMax: {severity: Fatal, threshold: {count: 3, window: 1m}}\n  ZramHighUsage: {enabled: false}\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, out, errs := ctl(t, "", "rules", "list", "--rules", t.TempDir(), "--config", p)
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errs)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 2 {
+			lines[f[2]] = l
+		}
+	}
+	for reason, want := range map[string][]string{
+		"ApproachingKernelPidMax": {"pid-max", "KernelReady", "Fatal", "probe:pid-max", "3 in 1m0s"},
+		"NvidiaNVLinkError":       {"nvml", "AcceleratedHardwareReady", "Fatal", "nvml"},
+		"StateNotPersisted":       {"state", "StorageReady", "Warning"},
+		"SoftLockup":              {"KernelReady", "kmsg"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[reason], w) {
+				t.Errorf("%s: line %q lacks %q", reason, lines[reason], w)
+			}
+		}
+	}
+	if l, ok := lines["ZramHighUsage"]; ok {
+		t.Errorf("a reason switched off is listed: %q", l)
 	}
 }

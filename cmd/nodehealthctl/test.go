@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 	"github.com/nodehealthd/nodehealthd/internal/source"
@@ -65,10 +65,12 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodehealthctl test: invalid rules or config:\n%v\n", err)
 		return 2
 	}
-	engine := rules.NewEngine(set)
+	// The daemon's path for a record: the rules' observations go through
+	// the policy stage, which applies config.yaml's overrides.
+	engine, stage := rules.NewEngine(set), set.Policy().Stage("", nil)
 	base := time.Now()
 	enc := json.NewEncoder(stdout)
-	var buf []finding.Finding
+	var buf []policy.Observation
 	lineNo, prevKmsg := 0, false
 	test := func(line string) {
 		rec := source.Record{Kind: kind, Message: line, Identifier: *ident, Unit: *unit, Path: *path,
@@ -89,7 +91,11 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return
 		}
 		buf = engine.Process(&rec, buf[:0])
-		for _, f := range buf {
+		for _, o := range buf {
+			f, ok := stage.Apply(o)
+			if !ok {
+				continue
+			}
 			r := testResult{Line: lineNo, Condition: f.Condition, Reason: f.Reason, Severity: string(f.Severity), Message: f.Message, Rule: f.Rule, Key: f.Key}
 			if c.output == "json" {
 				_ = enc.Encode(r)

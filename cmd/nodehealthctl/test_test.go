@@ -78,8 +78,8 @@ func TestLongLinesSameAsDaemon(t *testing.T) {
 	}
 }
 
-// daemonFindings follows a file holding text with the daemon's tail source
-// and rules, and returns the keys of the findings and the lines counted as
+// daemonFindings follows a file holding text with the daemon's tail source,
+// rules and policy stage, and returns the keys of the findings and the lines counted as
 // truncated.
 func daemonFindings(t *testing.T, rulesDir, configPath, logPath, text string) (keys []string, truncated uint64) {
 	t.Helper()
@@ -87,7 +87,7 @@ func daemonFindings(t *testing.T, rulesDir, configPath, logPath, text string) (k
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := rules.NewEngine(set)
+	engine, stage := rules.NewEngine(set), set.Policy().Stage("", nil)
 	root := t.TempDir()
 	full := filepath.Join(root, logPath)
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -109,8 +109,10 @@ func daemonFindings(t *testing.T, rulesDir, configPath, logPath, text string) (k
 		case b := <-out:
 			truncated += b.Truncated
 			for i := range b.Records {
-				for _, f := range engine.Process(&b.Records[i], nil) {
-					keys = append(keys, f.Key)
+				for _, o := range engine.Process(&b.Records[i], nil) {
+					if f, ok := stage.Apply(o); ok {
+						keys = append(keys, f.Key)
+					}
 				}
 			}
 			if b.Position.Offset == int64(len(text)) {

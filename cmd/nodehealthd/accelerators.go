@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
-	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
@@ -37,44 +36,34 @@ func setupAccelerators(e *env) error {
 	if hardware.Detect(e.root) != condition.Nvidia {
 		return nil
 	}
+	// nodehealthctl gpu reads the board from the lock socket, also to say
+	// that the checks are off.
+	if e.opts.LiveSections == nil {
+		e.opts.LiveSections = map[string]func() any{}
+	}
+	e.opts.LiveSections[nvidia.LiveSection] = func() any { return nvidia.DefaultStatus.Get() }
+	nvidia.DefaultStatus.SetEnabled(nvmlOn)
 	if !nvmlOn {
 		e.log.Info("NVML checks disabled by --nvml=false; NVIDIA XIDs are still read from kmsg")
 		return nil
 	}
-	nvidia.DefaultStatus.SetEnabled(true)
 	// One library, one NVML worker and one IMDS cache for the process:
 	// detectors are rebuilt on every reload, and a worker stuck in a hung
 	// driver must not get a sibling.
 	lib := nvidia.OpenLibrary(nvmlLibrary)
 	caller := nvidia.NewCaller(e.log)
 	imds := nvidia.NewIMDS()
-	rulesDirFlag := e.opts.RulesDir
 	prev := e.opts.NewDetectors
 	e.opts.NewDetectors = func(sc daemon.SourceContext) []detector.Detector {
 		var dets []detector.Detector
 		if prev != nil {
 			dets = prev(sc)
 		}
-		policy, err := nvidia.LoadXIDPolicy(sc.Config, rulesDirOf(rulesDirFlag, sc.Config))
-		if err != nil {
-			sc.Logger.Error("NVML XIDs: cannot read the XID rules; using the built-in ones", "err", err)
-		}
+		// XID events become findings by the rules the daemon runs.
 		return append(dets, nvidia.New(nvidia.Options{
-			Lib: lib, Caller: caller, Root: sc.Root, Log: sc.Logger, XID: policy,
+			Lib: lib, Caller: caller, Root: sc.Root, Log: sc.Logger,
 			InstanceType: imds.InstanceType, Interval: nvmlInterval,
 		}))
 	}
 	return nil
-}
-
-// rulesDirOf resolves the operator rules directory as the daemon does, so
-// that NVML classifies XIDs with the same fatal set as the kmsg rules.
-func rulesDirOf(flagValue string, cfg *config.Config) string {
-	switch {
-	case flagValue != "":
-		return flagValue
-	case cfg != nil && cfg.RulesDir != "":
-		return cfg.RulesDir
-	}
-	return "/etc/nodehealthd/rules.d"
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
+	"github.com/nodehealthd/nodehealthd/internal/nvidia"
 )
 
 type accelOtherDetector struct{}
@@ -72,14 +73,35 @@ func TestAcceleratorsNothingElsewhere(t *testing.T) {
 	}
 }
 
-func TestAcceleratorsRulesDir(t *testing.T) {
-	if got := rulesDirOf("/flag", &config.Config{RulesDir: "/cfg"}); got != "/flag" {
-		t.Errorf("flag: %q", got)
-	}
-	if got := rulesDirOf("", &config.Config{RulesDir: "/cfg"}); got != "/cfg" {
-		t.Errorf("config: %q", got)
-	}
-	if got := rulesDirOf("", nil); got != "/etc/nodehealthd/rules.d" {
-		t.Errorf("default: %q", got)
+// TestAcceleratorsPublishGPUStatus: on NVIDIA nodes the daemon publishes
+// the NVML status board for nodehealthctl gpu, also with --nvml=false so
+// that it can say the checks are off; elsewhere it publishes nothing.
+func TestAcceleratorsPublishGPUStatus(t *testing.T) {
+	for name, c := range map[string]struct {
+		on, want bool
+		vendor   string
+	}{
+		"NVIDIA":              {on: true, want: true, vendor: "0x10de"},
+		"NVIDIA --nvml=false": {on: false, want: true, vendor: "0x10de"},
+		"no GPU":              {on: true, want: false, vendor: "0x1d0f"},
+	} {
+		old := nvmlOn
+		nvmlOn = c.on
+		opts := &daemon.Options{}
+		e := &env{ctx: context.Background(), log: slog.New(slog.DiscardHandler), root: accelRoot(t, c.vendor, "0x030200"), cfg: &config.Config{}, opts: opts}
+		if err := setupAccelerators(e); err != nil {
+			t.Fatal(err)
+		}
+		nvmlOn = old
+		read, ok := opts.LiveSections[nvidia.LiveSection]
+		if ok != c.want {
+			t.Errorf("%s: gpu section published %v, want %v", name, ok, c.want)
+			continue
+		}
+		if ok {
+			if st, isStatus := read().(nvidia.Status); !isStatus || st.Enabled != c.on {
+				t.Errorf("%s: section %#v", name, read())
+			}
+		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
-	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 )
 
@@ -174,27 +174,26 @@ func probeOnce(ctx context.Context, root string, cfg *config.Config, tags map[st
 	wg.Wait()
 	code := onceOK
 	enc := json.NewEncoder(w)
+	// The daemon's policy stage: config.yaml's reasons overrides apply as
+	// they do to the daemon's findings. A threshold counts the observations
+	// of this run only.
+	stage := policy.New(cfg.Reasons).Stage("", nil)
 	for i, p := range probes {
-		for _, r := range outcomes[i].results {
-			// The daemon drops findings of a reason switched off in
-			// config.yaml and applies a severity override; so does --once.
-			ov, ok := cfg.Reasons[r.Reason]
-			if ok && ov.Enabled != nil && !*ov.Enabled {
+		for _, res := range outcomes[i].results {
+			r, ok := stage.Apply(policy.Observation{Finding: res.Finding(p.Name(), "probe:"+p.Name(), start)})
+			if !ok {
 				continue
-			}
-			if ov.Severity != "" {
-				r.Severity = finding.Severity(ov.Severity)
 			}
 			switch format {
 			case "json":
-				_ = enc.Encode(onceLine{Event: "finding", Probe: p.Name(), Condition: r.Condition, Reason: r.Reason, Severity: string(r.Severity), Message: finding.CleanMessage(r.Message), Key: r.Key})
+				_ = enc.Encode(onceLine{Event: "finding", Probe: p.Name(), Condition: r.Condition, Reason: r.Reason, Severity: string(r.Severity), Message: r.Message, Key: r.Key})
 			case "none":
 			default:
 				key := ""
 				if r.Key != "" {
 					key = " [" + r.Key + "]"
 				}
-				fmt.Fprintf(w, "%-7s %s/%s%s: %s (probe %s)\n", r.Severity, r.Condition, r.Reason, key, finding.CleanMessage(r.Message), p.Name())
+				fmt.Fprintf(w, "%-7s %s/%s%s: %s (probe %s)\n", r.Severity, r.Condition, r.Reason, key, r.Message, p.Name())
 			}
 		}
 		o := outcomes[i]

@@ -21,8 +21,8 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
-	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
 
 // newTestFlagSet registers the -o flag and the flags of the once and probes
@@ -374,7 +374,7 @@ func TestOnceTextAndDisabledReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Reasons = map[string]rules.Override{"ZramHighUsage": {Enabled: &no}}
+	cfg.Reasons = map[string]policy.Override{"ZramHighUsage": {Enabled: &no}}
 	var out bytes.Buffer
 	if code := probeOnce(context.Background(), root, cfg, nil, quietLog(), &out, "text", fastOnce); code != 0 {
 		t.Fatalf("exit %d", code)
@@ -388,7 +388,7 @@ func TestOnceTextAndDisabledReason(t *testing.T) {
 	if !strings.Contains(out.String(), "Warning KernelReady/ZramHighUsage [zram0]: ZRAM device zram0 at 50.0% capacity (probe zram)") {
 		t.Fatalf("text output:\n%s", out.String())
 	}
-	cfg.Reasons = map[string]rules.Override{"ZramHighUsage": {Severity: "Fatal"}}
+	cfg.Reasons = map[string]policy.Override{"ZramHighUsage": {Severity: "Fatal"}}
 	out.Reset()
 	probeOnce(context.Background(), root, cfg, nil, quietLog(), &out, "text", fastOnce)
 	if !strings.Contains(out.String(), "Fatal   KernelReady/ZramHighUsage [zram0]") {

@@ -206,9 +206,9 @@ func appendLines(t *testing.T, root string, from, to int) {
 	}
 }
 
-// activeKeys waits for the state file to hold exactly the keys of FaultLine
-// findings 0..n-1 and nothing unexpected.
-func waitStateHolds(t *testing.T, d *daemon, stateDir string, n int) *state.State {
+// waitStateHolds waits for the state file to hold exactly the keys of
+// FaultLine findings 0..n-1, and to satisfy also when given.
+func waitStateHolds(t *testing.T, d *daemon, stateDir string, n int, also ...func(*state.State) bool) *state.State {
 	t.Helper()
 	var st *state.State
 	d.wait(fmt.Sprintf("the state file to hold all %d findings", n), func() bool {
@@ -225,6 +225,11 @@ func waitStateHolds(t *testing.T, d *daemon, stateDir string, n int) *state.Stat
 		}
 		for i := 0; i < n; i++ {
 			if !keys[strconv.Itoa(i)] {
+				return false
+			}
+		}
+		for _, f := range also {
+			if !f(st) {
 				return false
 			}
 		}
@@ -282,8 +287,10 @@ func TestReadOnlyStateDirFromStart(t *testing.T) {
 	}
 	mounted = false
 	appendLines(t, root, 5, 7)
-	st := waitStateHolds(t, d, stateDir, 7)
-	if st.LastSaveFailure == nil || st.LastSaveFailure.Until.IsZero() {
+	// The first write after the episode holds the findings; the next one,
+	// right after, the record of the episode.
+	st := waitStateHolds(t, d, stateDir, 7, func(st *state.State) bool { return st.LastSaveFailure != nil })
+	if st.LastSaveFailure.Until.IsZero() {
 		t.Errorf("the state written afterwards does not record the episode: %+v", st.LastSaveFailure)
 	}
 	d.wait("/readyz to answer 200 again", func() bool { code, _ := d.get("/readyz"); return code == http.StatusOK })

@@ -108,10 +108,8 @@ func (q *eventQueue) add(o state.Outbound) bool {
 			// findings must not grow memory, only the count.
 			g.ids = slices.Delete(g.ids, 0, len(g.ids)-state.MaxOutbox)
 		}
-		g.count++
-		if f.Detected.After(g.last) {
-			g.last = f.Detected
-		}
+		g.count += occurrences(f)
+		g.last = later(g.last, later(f.Detected, f.LastSeen))
 		if f.Detected.Before(g.first) {
 			g.first = f.Detected
 		}
@@ -124,13 +122,24 @@ func (q *eventQueue) add(o state.Outbound) bool {
 		}
 	}
 	if waiting >= q.maxPerReason {
-		q.drop(k.reason, 1)
+		q.drop(k.reason, occurrences(f))
 		return false
 	}
-	g := &group{key: k, ids: []uint64{o.ID}, first: f.Detected, last: f.Detected, count: 1}
+	g := &group{key: k, ids: []uint64{o.ID}, first: f.Detected, last: later(f.Detected, f.LastSeen), count: occurrences(f)}
 	q.pending = append(q.pending, g)
 	q.byKey[k] = g
 	return true
+}
+
+// occurrences is how many times f was seen: a coalesced Warning stands for
+// its Count (state.CoalesceWindow), and the event counts them all.
+func occurrences(f *finding.Finding) int { return max(1, f.Count) }
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (q *eventQueue) drop(reason string, n int) {

@@ -218,6 +218,9 @@ type worker struct {
 	cfg *Config
 	fb  publish.Feedback
 	log *slog.Logger
+	// sentAcks are the outbox records of events sent since the last
+	// report.
+	sentAcks []uint64
 
 	// connection
 	creds        *credentials
@@ -635,7 +638,10 @@ func (w *worker) syncEvents(ctx context.Context, now time.Time) {
 		w.succeeded(done)
 		w.eventFailures = 0
 		w.events.done(g)
-		w.fb.Ack(g.ids...)
+		// Acknowledged in report, after the link that remembers the
+		// event: a restart in between must find the event to count up,
+		// not create a second one.
+		w.sentAcks = append(w.sentAcks, g.ids...)
 		w.log.Debug("event sent", "node", w.node, "reason", g.key.reason, "count", g.count)
 		now = done
 	}
@@ -797,11 +803,14 @@ func (w *worker) report() {
 	if w.creds != nil {
 		l.CredentialPath = w.creds.path
 	}
-	if w.linkSent && l.Equal(w.link) {
-		return
+	if !w.linkSent || !l.Equal(w.link) {
+		w.link, w.linkSent = l, true
+		w.fb.SetClusterLink(l)
 	}
-	w.link, w.linkSent = l, true
-	w.fb.SetClusterLink(l)
+	if len(w.sentAcks) > 0 {
+		w.fb.Ack(w.sentAcks...)
+		w.sentAcks = nil
+	}
 }
 
 // nextWake is when the loop must look again without being woken.

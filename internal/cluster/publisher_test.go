@@ -112,11 +112,19 @@ type fakeFeedback struct {
 	mu    sync.Mutex
 	acks  []uint64
 	links []state.ClusterLink
+	// remembered is how many events the latest link remembered when each
+	// ack arrived.
+	remembered []int
 }
 
 func (f *fakeFeedback) Ack(ids ...uint64) {
 	f.mu.Lock()
 	f.acks = append(f.acks, ids...)
+	n := 0
+	if len(f.links) > 0 {
+		n = len(f.links[len(f.links)-1].Events)
+	}
+	f.remembered = append(f.remembered, n)
 	f.mu.Unlock()
 }
 
@@ -434,9 +442,10 @@ func TestPublisherCountsUpAfterRestart(t *testing.T) {
 	first, fb := start(t, Config{}, f)
 	first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0)}}})
 	var link state.ClusterLink
-	waitUntil(t, 2*time.Second, "event remembered in the link", func() bool {
-		link, _ = fb.last()
-		return len(link.Events) == 1
+	waitUntil(t, 2*time.Second, "event remembered in the link and acknowledged", func() bool {
+		var acks []uint64
+		link, acks = fb.last()
+		return len(link.Events) == 1 && len(acks) == 1
 	})
 	_, created, _ := f.snapshot()
 	if len(created) != 1 {
@@ -446,6 +455,15 @@ func TestPublisherCountsUpAfterRestart(t *testing.T) {
 	if e := link.Events[0]; e.Name != name || e.Count != 1 || e.Reason != "SoftLockup" || e.Message != "stuck 22s" || e.NodeUID != "uid-1" {
 		t.Fatalf("remembered event %+v, want %s count 1", e, name)
 	}
+
+	// The pipeline saves what it is told in order: the acknowledgement
+	// must come after the link that remembers the event, or a restart in
+	// between would create the event a second time.
+	fb.mu.Lock()
+	if len(fb.remembered) != 1 || fb.remembered[0] != 1 {
+		t.Errorf("acknowledged with %v events remembered, want after the link remembering 1", fb.remembered)
+	}
+	fb.mu.Unlock()
 
 	// A new run (the first's memory is gone) starts from the saved link.
 	stale := state.SentEvent{Condition: finding.KernelReady, Reason: "SoftLockup", Message: "stuck 99s", Name: "node-1.old",

@@ -12,11 +12,14 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
@@ -31,15 +34,20 @@ type Config struct {
 	// Conditions switches whole condition types off. A disabled type is
 	// removed from the Node rather than left stale.
 	Conditions map[string]Toggle `yaml:"conditions,omitempty"`
-	// Reasons overrides per reason: enabled and severity for any reason
-	// (log rules, probes, NVML), threshold and recovery for log rules.
-	Reasons map[string]rules.Override `yaml:"reasons,omitempty"`
+	// Reasons overrides per reason (log rules, probes, NVML alike):
+	// enabled, severity, threshold, recovery (internal/policy).
+	Reasons map[string]policy.Override `yaml:"reasons,omitempty"`
 	// Sets replaces named sets of the rule files (e.g. nvidiaFatalXIDs).
 	Sets    map[string][]string `yaml:"sets,omitempty"`
 	Sources Sources             `yaml:"sources,omitempty"`
 	// Probes configures host probes by probe name; each probe decodes
 	// (strictly) its own section.
 	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
+	// Diagnostics configures automatic bundles and the console summary.
+	Diagnostics Diagnostics `yaml:"diagnostics,omitempty"`
+	// MemoryLimit is the daemon's soft memory limit (see MemoryLimitBytes):
+	// "48MiB", "1GiB", "off". Empty is DefaultMemoryLimit.
+	MemoryLimit string `yaml:"memoryLimit,omitempty"`
 	// HousekeepingInterval is how often the daemon expires findings, looks
 	// for operator requests and a removed state directory, and shows
 	// itself alive to /readyz and the systemd watchdog; 0 is the daemon's
@@ -141,11 +149,17 @@ func Parse(b []byte, name string) (*Config, error) {
 			return &Config{file: name}, errors.Join(errs...)
 		}
 	}
+	if _, err := c.MemoryLimitBytes(); err != nil {
+		errs = append(errs, &problems.Problem{File: name, Line: c.lines["memoryLimit"], Err: err})
+	}
 	errs = append(errs, c.checkIntervals()...)
 	for _, t := range slices.Sorted(maps.Keys(c.Conditions)) {
 		if !finding.IsCondition(t) {
 			errs = append(errs, &problems.Problem{File: name, Line: c.lines["conditions."+t], Err: fmt.Errorf("conditions.%s: not a condition type", t)})
 		}
+	}
+	if key, err := c.Diagnostics.validate(); err != nil {
+		errs = append(errs, &problems.Problem{File: name, Line: c.lines["diagnostics."+key], Err: fmt.Errorf("diagnostics.%s: %w", key, err)})
 	}
 	return c, errors.Join(errs...)
 }
@@ -196,7 +210,7 @@ func (c *Config) where(key string) (string, int) { return c.file, c.lines[key] }
 
 // RuleOptions is the part of the config the rule compiler needs.
 func (c *Config) RuleOptions() rules.Options {
-	opts := rules.Options{Overrides: c.Reasons, Sets: c.Sets}
+	opts := rules.Options{Policy: policy.New(c.Reasons), Sets: c.Sets}
 	if c.file != "" {
 		opts.Where = c.where
 	}
@@ -231,4 +245,46 @@ func (c *Config) RulesDirFor(flag string) string {
 		return c.RulesDir
 	}
 	return DefaultRulesDir
+}
+
+// DefaultMemoryLimit is the soft memory limit without memoryLimit in the
+// config: above what the daemon uses under a log flood (docs/performance.md),
+// below the unit's MemoryHigh=, so that the garbage collector works harder
+// before the kernel reclaims from, and then throttles, the daemon.
+const DefaultMemoryLimit = 48 << 20
+
+// minMemoryLimit refuses a limit the daemon cannot live within: the Go
+// runtime would collect garbage without pause, burning CPU, to no avail.
+const minMemoryLimit = 8 << 20
+
+var memoryUnits = []struct {
+	suffix string
+	shift  uint
+}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}, {"B", 0}}
+
+// MemoryLimitBytes is the soft memory limit (runtime/debug.SetMemoryLimit)
+// in bytes: memoryLimit, DefaultMemoryLimit when it is empty, and 0 for
+// "off" (no limit).
+func (c *Config) MemoryLimitBytes() (int64, error) {
+	if c == nil || c.MemoryLimit == "" {
+		return DefaultMemoryLimit, nil
+	}
+	if c.MemoryLimit == "off" {
+		return 0, nil
+	}
+	num, shift := c.MemoryLimit, uint(0)
+	for _, u := range memoryUnits {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	switch {
+	case err != nil || n < 0 || n > 1<<(62-shift):
+		return 0, fmt.Errorf("memoryLimit %q: want a size such as 48MiB or 1GiB (units B, KiB, MiB, GiB), or off", c.MemoryLimit)
+	case n<<shift < minMemoryLimit:
+		return 0, fmt.Errorf("memoryLimit %q: less than %d MiB, in which the daemon cannot run", c.MemoryLimit, minMemoryLimit>>20)
+	}
+	return n << shift, nil
 }

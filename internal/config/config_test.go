@@ -101,3 +101,105 @@ func TestIntervals(t *testing.T) {
 		t.Errorf("problems\n%q\nwant\n%q", got, want)
 	}
 }
+
+func TestDiagnosticsDefaultsAndValues(t *testing.T) {
+	c, err := Parse([]byte("{}\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Diagnostics
+	if d.BundleDir() != DefaultDiagnosticsDir || d.KeepBundles() != 3 || d.KeepBytes() != 200<<20 || !d.OnFatal.On() || !d.ConsoleOn() {
+		t.Fatalf("defaults: %+v", d)
+	}
+	c, err = Parse([]byte(`diagnostics:
+  dir: /var/tmp/diag
+  onFatal: {enabled: false}
+  onWarning: [SoftLockup, AppCrash]
+  retention: {bundles: 5, size: 1GiB}
+  upload: {s3: "s3://bucket/prefix/{node}/"}
+  console: false
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = c.Diagnostics
+	if d.BundleDir() != "/var/tmp/diag" || d.KeepBundles() != 5 || d.KeepBytes() != 1<<30 || d.OnFatal.On() || d.ConsoleOn() ||
+		!slices.Equal(d.OnWarning, []string{"SoftLockup", "AppCrash"}) || d.Upload.S3 != "s3://bucket/prefix/{node}/" {
+		t.Fatalf("values: %+v", d)
+	}
+}
+
+func TestDiagnosticsRejectsBadValues(t *testing.T) {
+	for doc, want := range map[string]string{
+		"diagnostics:\n  dir: relative/dir\n":                   "c.yaml:2: diagnostics.dir",
+		"diagnostics:\n  retention: {size: 12XB}\n":             "c.yaml:2: size \"12XB\"",
+		"diagnostics:\n  retention: {bundles: -1}\n":            "c.yaml:2: diagnostics.retention",
+		"diagnostics:\n  upload: {s3: \"https://bucket/p/\"}\n": "c.yaml:2: diagnostics.upload",
+		"diagnostics:\n  upload: {s3: \"s3:///nobucket\"}\n":    "diagnostics.upload",
+		"diagnostics:\n  onWarning: [\"Bad Reason\"]\n":         "diagnostics.onWarning",
+		"diagnostics:\n  onFatal: true\n":                       "c.yaml:2:",
+		"diagnostics:\n  uplaod: {s3: \"s3://b/\"}\n":           "unknown field uplaod",
+		"diagnostics:\n  collector: nodehealthctl\n":            "diagnostics.collector",
+	} {
+		_, err := Parse([]byte(doc), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want an error with %q, got %v", doc, want, err)
+		}
+	}
+}
+
+func TestParseS3URL(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"s3://b":                {"b", ""},
+		"s3://b/":               {"b", ""},
+		"s3://b/p":              {"b", "p/"},
+		"s3://b/p/{node}/":      {"b", "p/{node}/"},
+		"s3://my.bucket/a/b/c/": {"my.bucket", "a/b/c/"},
+	} {
+		b, p, err := ParseS3URL(in)
+		if err != nil || b != want[0] || p != want[1] {
+			t.Errorf("ParseS3URL(%q) = %q, %q, %v; want %q, %q", in, b, p, err, want[0], want[1])
+		}
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	for doc, want := range map[string]int64{
+		"":                        DefaultMemoryLimit,
+		"memoryLimit: 64MiB\n":    64 << 20,
+		"memoryLimit: 1GiB\n":     1 << 30,
+		"memoryLimit: 100Mi\n":    100 << 20,
+		"memoryLimit: 20971520\n": 20 << 20,
+		"memoryLimit: off\n":      0,
+	} {
+		c, err := Parse([]byte(doc), "config.yaml")
+		if err != nil {
+			t.Errorf("%q: %v", doc, err)
+			continue
+		}
+		if got, err := c.MemoryLimitBytes(); got != want || err != nil {
+			t.Errorf("%q: %d (%v), want %d", doc, got, err, want)
+		}
+	}
+	for _, doc := range []string{"memoryLimit: 64MB\n", "memoryLimit: -1MiB\n", "memoryLimit: 4MiB\n", "memoryLimit: lots\n", "memoryLimit: 99999999999GiB\n"} {
+		_, err := Parse([]byte("rulesDir: /x\n"+doc), "config.yaml")
+		if err == nil || !strings.Contains(err.Error(), "config.yaml:2") || !strings.Contains(err.Error(), "memoryLimit") {
+			t.Errorf("%q: want an error at config.yaml:2 naming memoryLimit, got %v", doc, err)
+		}
+	}
+}
+
+// TestRulesDirFor: the flag wins, then the config's rulesDir, then the
+// default; the daemon, nodehealthctl and NVML's XIDs all read the rules
+// found there.
+func TestRulesDirFor(t *testing.T) {
+	if got := (&Config{RulesDir: "/cfg"}).RulesDirFor("/flag"); got != "/flag" {
+		t.Errorf("flag: %q", got)
+	}
+	if got := (&Config{RulesDir: "/cfg"}).RulesDirFor(""); got != "/cfg" {
+		t.Errorf("config: %q", got)
+	}
+	if got := (*Config)(nil).RulesDirFor(""); got != "/etc/nodehealthd/rules.d" {
+		t.Errorf("default: %q", got)
+	}
+}

@@ -1,5 +1,6 @@
-// Package daemon is the pipeline: sources → rules → findings → state →
-// publishers. One goroutine owns the rule engine and the state, so the
+// Package daemon is the pipeline: sources → rules → policy → state →
+// publishers, with the detectors' observations joining at the policy. One
+// goroutine owns the rule engine, the policy stage and the state, so the
 // order of records decides everything and a commit is a single consistent
 // snapshot of positions, windows, findings and conditions.
 package daemon
@@ -26,6 +27,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/ruleset"
@@ -54,7 +56,7 @@ type Options struct {
 	// HousekeepingInterval, when set, caps how long housekeeping (expiry,
 	// operator requests, liveness shown to publishers) waits: config.yaml's
 	// housekeepingInterval (default 30s) is used when shorter. The systemd
-	// watchdog sets it to a quarter of its interval.
+	// watchdog sets it to a third of its interval.
 	HousekeepingInterval time.Duration
 	// KmsgDevice, when set, is the kernel log device systemd opened for
 	// the daemon (kmsg.Inherited); otherwise Root's /dev/kmsg is opened.
@@ -64,6 +66,9 @@ type Options struct {
 	// NewDetectors builds the non-log detectors (probes, NVML). They are
 	// rebuilt, like the sources, when the configuration changes.
 	NewDetectors func(SourceContext) []detector.Detector
+	// LiveSections are published on the state directory's lock socket for
+	// nodehealthctl (state.Store.PublishLive), e.g. "gpu".
+	LiveSections map[string]func() any
 }
 
 // SourceContext is what a source factory may use.
@@ -91,6 +96,7 @@ type Daemon struct {
 	cfg      *config.Config
 	set      *rules.Set
 	engine   *rules.Engine
+	stage    *policy.Stage
 	inputs   rules.Inputs
 	acc      condition.Accelerator
 	bootID   string
@@ -102,7 +108,7 @@ type Daemon struct {
 	// them (kept across failed saves, so no change goes unpublished).
 	dirty       bool
 	condChanged bool
-	buf         []finding.Finding
+	buf         []policy.Observation
 	stats       publish.Stats
 	events      chan detectorEvent
 
@@ -129,11 +135,14 @@ type Daemon struct {
 	applied map[string]bool
 	// fatal stops the daemon: another process took its state directory.
 	fatal error
+	// memLimitLogged says the soft memory limit has been logged.
+	memLimitLogged bool
 }
 
 type detectorEvent struct {
-	raise *finding.Finding
-	clear *finding.Clear
+	raise   *finding.Finding
+	observe *policy.Event
+	clear   *finding.Clear
 }
 
 // emitter hands detector results to the pipeline goroutine.
@@ -145,6 +154,13 @@ type emitter struct {
 func (e emitter) Raise(f finding.Finding) {
 	select {
 	case e.ch <- detectorEvent{raise: &f}:
+	case <-e.ctx.Done():
+	}
+}
+
+func (e emitter) Observe(ev policy.Event) {
+	select {
+	case e.ch <- detectorEvent{observe: &ev}:
 	case <-e.ctx.Done():
 	}
 }
@@ -239,6 +255,9 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	defer d.store.Close()
+	for name, read := range d.opts.LiveSections {
+		d.store.PublishLive(name, read)
+	}
 	if n := d.st.Reboot(d.bootID, now, &d.changes); n > 0 {
 		d.log.Info("new boot: cleared findings of the previous boot", "count", n)
 	}
@@ -275,7 +294,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		gen++
 		var sctx context.Context
 		sctx, cancelSources = context.WithCancel(ctx)
-		batches = make(chan source.Batch, 64)
+		batches = make(chan source.Batch, batchQueue)
 		sc := SourceContext{
 			Root: d.opts.Root, KmsgDevice: d.opts.KmsgDevice, Inputs: d.inputs, Config: d.cfg, BootID: d.bootID,
 			BootTime: d.bootTime, FirstStart: d.st.FirstStart, Logger: d.log,
@@ -420,40 +439,29 @@ func runDetector(ctx context.Context, det detector.Detector, emit detector.Emitt
 }
 
 func (d *Daemon) detectorEvent(ev detectorEvent) {
-	now := time.Now()
 	switch {
 	case ev.raise != nil:
-		f := *ev.raise
-		if f.Detected.IsZero() {
-			f.Detected = now
-		}
-		if f.LastSeen.IsZero() {
-			f.LastSeen = f.Detected
-		}
-		if f.Count == 0 {
-			f.Count = 1
-		}
-		f.Message = finding.CleanMessage(f.Message)
-		f.BootID = d.bootID
-		if d.disabled(f.Reason) {
+		d.observe(policy.Observation{Finding: *ev.raise})
+	case ev.observe != nil:
+		o, ok, err := d.set.Instantiate(*ev.observe)
+		if err != nil {
+			d.log.Warn("an event the rules cannot turn into a finding", "source", ev.observe.Source, "captures", ev.observe.Captures, "err", err)
 			return
 		}
-		// Rules get their severity override when compiled; a detector's
-		// findings get it here, the one place they all pass through.
-		if ov := d.cfg.Reasons[f.Reason]; ov.Severity != "" {
-			f.Severity = finding.Severity(ov.Severity)
+		if ok {
+			d.observe(o)
 		}
-		d.st.Raise(f, d.opts.Outbox, &d.changes)
 	case ev.clear != nil:
-		d.st.Clear(*ev.clear, now, &d.changes)
+		d.st.Clear(*ev.clear, time.Now(), &d.changes)
 	}
 }
 
-// disabled reports whether config.yaml switches a reason off; detectors
-// that are not rules honour the same per-reason switch.
-func (d *Daemon) disabled(reason string) bool {
-	ov, ok := d.cfg.Reasons[reason]
-	return ok && ov.Enabled != nil && !*ov.Enabled
+// observe records what the policy stage makes of an observation: every
+// producer's findings pass through here.
+func (d *Daemon) observe(o policy.Observation) {
+	if f, ok := d.stage.Apply(o); ok {
+		d.st.Raise(f, d.opts.Outbox, &d.changes)
+	}
 }
 
 func (d *Daemon) drainEvents() {
@@ -496,13 +504,24 @@ func (d *Daemon) housekeepingInterval() time.Duration {
 // maxDrain bounds how many records one commit covers.
 const maxDrain = 50000
 
+// maxNewPerCommit bounds the new findings one commit covers: they are held
+// in memory until the commit hands them to the publishers, and a flood of
+// distinct findings must not make that grow with the flood.
+const maxNewPerCommit = 1024
+
+// batchQueue is how many batches may wait for the pipeline goroutine. A
+// source blocks when the queue is full and reads on when there is room:
+// a flood is read as fast as it is processed, and what waits in memory is
+// a few batches (each at most a source's MaxBatch records).
+const batchQueue = 4
+
 // drain processes batches that are already waiting or arrive within the
 // commit interval, so that a burst costs one state write, not one per batch.
 func (d *Daemon) drain(batches <-chan source.Batch) {
 	deadline := time.NewTimer(d.opts.CommitInterval)
 	defer deadline.Stop()
 	n := 0
-	for n < maxDrain {
+	for n < maxDrain && len(d.changes.New) < maxNewPerCommit {
 		select {
 		case b := <-batches:
 			n += len(b.Records)
@@ -522,10 +541,14 @@ func (d *Daemon) process(b source.Batch) {
 	}
 	for i := range b.Records {
 		d.buf = d.engine.Process(&b.Records[i], d.buf[:0])
-		for _, f := range d.buf {
-			f.BootID = d.bootID
-			d.st.Raise(f, d.opts.Outbox, &d.changes)
+		for _, o := range d.buf {
+			d.observe(o)
 		}
+	}
+	// Findings copy what they keep of a record (policy.Stage.Apply), so
+	// the source may reuse the records' memory now.
+	if b.Recycle != nil {
+		b.Recycle()
 	}
 	d.st.Positions[b.Source] = b.Position
 	if b.Truncated > 0 {
@@ -543,7 +566,10 @@ func (d *Daemon) housekeeping(now time.Time) {
 	if n := d.st.Expire(now, &d.changes); n > 0 {
 		d.dirty = true
 	}
-	d.engine.Expire(now)
+	if n := d.st.FlushCoalesced(now, d.opts.Outbox, &d.changes); n > 0 {
+		d.dirty = true
+	}
+	d.stage.Expire(now)
 	d.requests(now)
 	if recreated, err := d.store.Check(); err != nil {
 		d.stop(err)
@@ -596,14 +622,14 @@ func (d *Daemon) commit(now time.Time) {
 	if !d.dirty && d.changes.Empty() {
 		return
 	}
-	w, _ := d.engine.Windows()
+	w, _ := d.stage.Windows()
 	d.st.Windows = w
 	d.updateConditions(now)
 	saved := d.persist(now)
 	if !saved && d.changes.Empty() && !d.condChanged && d.stats.SaveFailures == 0 {
 		return // backing off: nothing new to publish
 	}
-	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Conditions: d.st.Conditions, ConditionsChanged: d.condChanged, State: d.st, Stats: d.stats}
+	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Repeats: d.changes.Repeats, Conditions: d.st.Conditions, ConditionsChanged: d.condChanged, State: d.st, Stats: d.stats}
 	if d.unsaved != nil {
 		ep := *d.unsaved
 		u.Unsaved = &ep
@@ -677,15 +703,14 @@ func (d *Daemon) reload(initial bool) error {
 }
 
 func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
-	var windows rules.Windows
-	if d.engine != nil {
-		windows, _ = d.engine.Windows()
-	} else {
-		windows = d.st.Windows
+	windows := d.st.Windows
+	if d.stage != nil {
+		windows, _ = d.stage.Windows()
 	}
 	d.cfg, d.set = cfg, set
+	d.applyMemoryLimit()
 	d.engine = rules.NewEngine(set)
-	d.engine.SetWindows(windows)
+	d.stage = set.Policy().Stage(d.bootID, windows)
 	d.inputs = set.Inputs()
 	d.dirty = true
 }

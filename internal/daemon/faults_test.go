@@ -345,8 +345,16 @@ func TestDeletedStateDirIsRecreatedAndStaysLocked(t *testing.T) {
 	defer h.stop()
 	h.send("boom sda")
 	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
-	if err := os.RemoveAll(h.stateDir); err != nil {
-		t.Fatal(err)
+	// Like rm -rf, which may meet a file the daemon is writing that
+	// moment ("directory not empty") and is then run again.
+	for i := 0; ; i++ {
+		err := os.RemoveAll(h.stateDir)
+		if err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatal(err)
+		}
 	}
 	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
 	if _, _, err := state.Open(h.stateDir, "boot-1", time.Now(), slog.New(slog.DiscardHandler)); !errors.Is(err, state.ErrLocked) {

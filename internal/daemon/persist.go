@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -88,27 +90,21 @@ func (d *Daemon) saveFailed(now time.Time, err error) {
 	ep := *d.unsaved
 	d.store.SetLive(state.Live{PID: os.Getpid(), Unsaved: &ep})
 
-	reason, sev := reasonNotPersisted, finding.Warning
+	msg := fmt.Sprintf("nodehealthd cannot write its state directory %s (%v); detection and publishing continue from memory", d.store.Dir(), err)
+	res := state.NotPersisted.Result(msg, d.store.Dir())
 	if errors.Is(err, syscall.EROFS) {
-		reason, sev = reasonReadOnly, finding.Fatal
+		// The catalogue's rule of that reason is the declaration.
+		res = reason.Result{Condition: finding.StorageReady, Reason: reasonReadOnly, Severity: finding.Fatal, Message: msg, Key: d.store.Dir()}
 	}
-	if reason == d.persistReason {
+	if res.Reason == d.persistReason {
 		return
 	}
 	if d.persistReason == reasonReadOnly {
 		d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: persistSource}, now, &d.changes)
 	}
-	d.persistReason = reason
-	d.detectorEvent(detectorEvent{raise: &finding.Finding{
-		Condition: finding.StorageReady,
-		Reason:    reason,
-		Severity:  sev,
-		Key:       d.store.Dir(),
-		Rule:      persistSource,
-		Source:    persistSource,
-		Detected:  now,
-		Message:   fmt.Sprintf("nodehealthd cannot write its state directory %s (%v); detection and publishing continue from memory", d.store.Dir(), err),
-		Recovery:  finding.Recovery{Probe: true},
-	}})
+	d.persistReason = res.Reason
+	f := res.Finding(persistSource, persistSource, now)
+	f.Recovery.Probe = true
+	d.observe(policy.Observation{Finding: f})
 	d.updateConditions(now)
 }

@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,11 @@ type Options struct {
 	StateDir string
 	// ConfigDir holds config.yaml and rules.d (default /etc/nodehealthd).
 	ConfigDir string
+	// DaemonPaths says StateDir, ConfigDir and RulesDir are paths as this
+	// process sees them, not host paths under Root: nodehealthd runs the
+	// collector with its own (in Bottlerocket's host container its state
+	// is the container's, the host is under Root).
+	DaemonPaths bool
 	// RulesDir is an operator rules directory outside ConfigDir, if any.
 	RulesDir string
 	// Timeout bounds the whole collection (default 5m); items not reached
@@ -78,6 +84,23 @@ type Options struct {
 	Version string
 	// Now is the clock (tests replace it).
 	Now func() time.Time
+	// Sections limits the bundle to these top-level directories of it
+	// (see Sections); empty collects everything.
+	Sections []string
+}
+
+// Sections are the top-level directories of a bundle, the unit in which a
+// collection can be limited (a NodeDiagnostic's categories map onto them).
+var Sections = []string{"nodehealthd", "journal", "kernel", "system", "network", "storage", "kubernetes", "containerd", "gpu", "neuron"}
+
+// CheckSections returns an error naming any section not in Sections.
+func CheckSections(names []string) error {
+	for _, n := range names {
+		if !slices.Contains(Sections, n) {
+			return fmt.Errorf("unknown section %q (want some of %s)", n, strings.Join(Sections, ", "))
+		}
+	}
+	return nil
 }
 
 func (o *Options) defaults() {
@@ -143,6 +166,9 @@ type Manifest struct {
 	Hostname string    `json:"hostname"`
 	Root     string    `json:"root"`
 	Version  string    `json:"version,omitempty"`
+	// Sections are the sections collected when the collection was
+	// limited to some; empty is all.
+	Sections []string `json:"sections,omitempty"`
 	// Complete is false when the time limit cut the collection short.
 	Complete bool    `json:"complete"`
 	Errors   int     `json:"errors"`
@@ -154,11 +180,14 @@ type Manifest struct {
 // fails to be collected is recorded in the bundle instead.
 func Collect(ctx context.Context, w io.Writer, opts Options) (*Manifest, error) {
 	opts.defaults()
+	if err := CheckSections(opts.Sections); err != nil {
+		return nil, err
+	}
 	now := opts.Now()
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 
-	c := &collector{opts: opts, ctx: ctx, man: &Manifest{Created: now.UTC(), Root: opts.Root, Version: opts.Version, Complete: true}}
+	c := &collector{opts: opts, ctx: ctx, man: &Manifest{Created: now.UTC(), Root: opts.Root, Version: opts.Version, Sections: opts.Sections, Complete: true}}
 	c.man.Hostname = hostname(opts.Root)
 	c.prefix = BundleName(opts.Root, now) + "/"
 	gz := gzip.NewWriter(w)
@@ -166,6 +195,9 @@ func Collect(ctx context.Context, w io.Writer, opts Options) (*Manifest, error) 
 	c.modTime = now
 
 	for _, it := range plan(&opts) {
+		if len(opts.Sections) > 0 && !slices.Contains(opts.Sections, strings.SplitN(it.out, "/", 2)[0]) {
+			continue
+		}
 		if ctx.Err() != nil {
 			c.man.Complete = false
 			c.record(Entry{Source: it.source(), Error: "not collected: the collection time limit (" + opts.Timeout.String() + ") was reached"})
@@ -216,7 +248,9 @@ type item struct {
 	// tail keeps the end of a file longer than MaxBytes (logs), not its
 	// start.
 	tail bool
-	what string // description for generated items
+	// local: file or dir is a path of this process, not under Root.
+	local bool
+	what  string // description for generated items
 }
 
 func (it item) source() string {
@@ -269,7 +303,7 @@ func (c *collector) collect(it item) error {
 		addCounts(&e, counts)
 	case it.file != "":
 		f = treat(it.file).format
-		b, trunc, skip, err := c.readFile(it.file, it.tail)
+		b, trunc, skip, err := c.readFile(c.root(it), it.file, it.tail)
 		switch {
 		case skip != "":
 			e.Skipped = skip
@@ -365,11 +399,11 @@ func (c *collector) write(name string, data []byte, e *Entry) error {
 
 // readFile reads a host file under the root, up to MaxBytes: the first
 // ones, or with tail the last ones.
-func (c *collector) readFile(p string, tail bool) (data []byte, truncated bool, skip string, err error) {
+func (c *collector) readFile(root, p string, tail bool) (data []byte, truncated bool, skip string, err error) {
 	if why := treat(p).exclude; why != "" {
 		return nil, false, why, nil
 	}
-	full, err := resolve(c.opts.Root, p)
+	full, err := resolve(root, p)
 	if err != nil {
 		return nil, false, "", err
 	}
@@ -407,8 +441,16 @@ func (c *collector) readFile(p string, tail bool) (data []byte, truncated bool, 
 // maxDirFiles bounds a directory copy; config directories hold a handful.
 const maxDirFiles = 500
 
+// root is where an item's paths are resolved.
+func (c *collector) root(it item) string {
+	if it.local {
+		return "/"
+	}
+	return c.opts.Root
+}
+
 func (c *collector) collectDir(it item) error {
-	full, err := resolve(c.opts.Root, it.dir)
+	full, err := resolve(c.root(it), it.dir)
 	if err == nil {
 		_, err = os.Stat(full)
 	}
@@ -448,7 +490,7 @@ func (c *collector) collectDir(it item) error {
 		if !d.Type().IsRegular() && d.Type()&fs.ModeSymlink == 0 {
 			return nil
 		}
-		b, trunc, skip, err := c.readFile(hostPath, false)
+		b, trunc, skip, err := c.readFile(c.root(it), hostPath, false)
 		switch {
 		case skip != "":
 			e.Skipped = skip

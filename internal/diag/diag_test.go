@@ -401,3 +401,64 @@ func TestCollectTimeLimit(t *testing.T) {
 		t.Errorf("errors.txt does not list what the time limit left out:\n%s", errs)
 	}
 }
+
+// TestCollectSections: a collection limited to sections holds those and
+// nothing else (manifest and errors aside), and names them in the
+// manifest; an unknown section is refused before anything is written.
+func TestCollectSections(t *testing.T) {
+	f := newFixture(t)
+	var out bytes.Buffer
+	r := &fakeRunner{}
+	man, err := Collect(context.Background(), &out, Options{Root: f.root, Run: r.run, Sections: []string{"kernel", "nodehealthd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, files := untar(t, out.Bytes())
+	for name := range files {
+		sec, _, _ := strings.Cut(name, "/")
+		if sec != "kernel" && sec != "nodehealthd" && name != "manifest.json" && name != "errors.txt" {
+			t.Errorf("%s is outside the sections asked for", name)
+		}
+	}
+	for _, want := range []string{"kernel/cmdline", "nodehealthd/state.json"} {
+		if _, ok := files[want]; !ok {
+			t.Errorf("bundle lacks %s", want)
+		}
+	}
+	if !slices.Equal(man.Sections, []string{"kernel", "nodehealthd"}) {
+		t.Errorf("manifest sections %v", man.Sections)
+	}
+	out.Reset()
+	if _, err := Collect(context.Background(), &out, Options{Root: f.root, Run: r.run, Sections: []string{"kernal"}}); err == nil || !strings.Contains(err.Error(), `"kernal"`) {
+		t.Errorf("unknown section: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("%d bytes written for a refused collection", out.Len())
+	}
+}
+
+// TestCollectDaemonPaths: with DaemonPaths the state and config come from
+// the directories as given, the host's files still from under Root (the
+// daemon in Bottlerocket's host container keeps its state outside Root).
+func TestCollectDaemonPaths(t *testing.T) {
+	f := newFixture(t)
+	own := t.TempDir()
+	put(t, own, "state/state.json", []byte(`{"version":1,"bootID":"daemon-own-state"}`))
+	put(t, own, "etc/config.yaml", []byte("rulesDir: /nowhere\n"))
+	var out bytes.Buffer
+	r := &fakeRunner{}
+	if _, err := Collect(context.Background(), &out, Options{Root: f.root, Run: r.run, DaemonPaths: true,
+		StateDir: filepath.Join(own, "state"), ConfigDir: filepath.Join(own, "etc"), Sections: []string{"nodehealthd", "kernel"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, files := untar(t, out.Bytes())
+	if !strings.Contains(string(files["nodehealthd/state.json"]), "daemon-own-state") {
+		t.Errorf("state.json not from the daemon's own directory: %q", files["nodehealthd/state.json"])
+	}
+	if _, ok := files["nodehealthd/etc/config.yaml"]; !ok {
+		t.Error("config not from the daemon's own directory")
+	}
+	if _, ok := files["kernel/cmdline"]; !ok {
+		t.Error("host files no longer read under Root")
+	}
+}

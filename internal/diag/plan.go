@@ -25,13 +25,13 @@ func plan(o *Options) []item {
 	logTail := func(out, p string) item { return item{out: out, file: p, optional: true, tail: true} }
 	cmd := func(out string, argv ...string) item { return item{out: out, cmd: argv} }
 
-	add(file("nodehealthd/state.json", path.Join(o.StateDir, "state.json")))
+	add(item{out: "nodehealthd/state.json", file: path.Join(o.StateDir, "state.json"), optional: true, local: o.DaemonPaths})
 	for _, g := range o.Extra {
 		add(item{out: g.Path, gen: g.Make, what: g.Path})
 	}
-	add(item{out: "nodehealthd/etc", dir: o.ConfigDir})
+	add(item{out: "nodehealthd/etc", dir: o.ConfigDir, local: o.DaemonPaths})
 	if rd := rulesDir(o); rd != "" {
-		add(item{out: "nodehealthd/rules.d", dir: rd})
+		add(item{out: "nodehealthd/rules.d", dir: rd, local: o.DaemonPaths})
 	}
 
 	journal := func(args ...string) []string {
@@ -132,7 +132,11 @@ func plan(o *Options) []item {
 func rulesDir(o *Options) string {
 	rd := o.RulesDir
 	if rd == "" {
-		cfg, err := config.Load(host.Path(o.Root, path.Join(o.ConfigDir, "config.yaml")))
+		cfgPath := path.Join(o.ConfigDir, "config.yaml")
+		if !o.DaemonPaths {
+			cfgPath = host.Path(o.Root, cfgPath)
+		}
+		cfg, err := config.Load(cfgPath)
 		if err != nil || cfg.RulesDir == "" {
 			return ""
 		}

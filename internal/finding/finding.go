@@ -6,6 +6,7 @@ package finding
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/redact"
@@ -105,6 +106,43 @@ const MaxMessageBytes = 512
 // cut cannot leave half a secret that no pattern recognizes.
 func CleanMessage(s string) string {
 	return Truncate(redact.String(s), MaxMessageBytes)
+}
+
+// Cleaner is CleanMessage with a memory of the messages it cleaned last:
+// a flood of identical lines makes identical messages, and redaction costs
+// microseconds where the rest of a line's path costs a fraction of one.
+// CleanMessage is a pure function of its input, so a remembered result is
+// exactly what cleaning again would give: nothing unredacted gets through.
+// Results are copies that share no memory with the text passed in. The
+// zero value is ready; a Cleaner is not safe for concurrent use.
+type Cleaner struct {
+	seen map[string]string
+}
+
+const (
+	// cleanerEntries bounds the messages remembered; past it they are
+	// forgotten all at once, which costs less than tracking their use.
+	cleanerEntries = 256
+	// cleanerLongest is the longest text remembered, bounding the memory
+	// of the cache to about cleanerEntries × cleanerLongest.
+	cleanerLongest = 2 << 10
+)
+
+// Clean returns CleanMessage(s).
+func (c *Cleaner) Clean(s string) string {
+	if len(s) > cleanerLongest {
+		return strings.Clone(CleanMessage(s))
+	}
+	if m, ok := c.seen[s]; ok {
+		return m
+	}
+	if c.seen == nil || len(c.seen) >= cleanerEntries {
+		c.seen = make(map[string]string, cleanerEntries)
+	}
+	k := strings.Clone(s)
+	m := CleanMessage(k)
+	c.seen[k] = m
+	return m
 }
 
 // Truncate cuts s to at most n bytes on a UTF-8 boundary, marking the cut.

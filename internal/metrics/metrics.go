@@ -76,6 +76,7 @@ type Metrics struct {
 	reg  *prometheus.Registry
 
 	findings      *prometheus.CounterVec
+	repeats       *prometheus.CounterVec
 	cleared       *prometheus.CounterVec
 	records       *prometheus.CounterVec
 	lost          *prometheus.CounterVec
@@ -139,6 +140,10 @@ func New(opts Options) *Metrics {
 			Namespace: namespace, Name: "findings_total",
 			Help: "Findings committed, by condition, reason and severity. A repeat of an active Fatal finding only refreshes it and is not counted.",
 		}, []string{"condition", "reason", "severity"}),
+		repeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "finding_repeats_total",
+			Help: "Occurrences of a problem that did not make a finding of their own, by condition, reason and severity: an active Fatal finding seen again, a Warning seen again within the coalescing window (committed as one finding with a count) or from a second source. Findings plus repeats is every occurrence committed.",
+		}, []string{"condition", "reason", "severity"}),
 		cleared: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "findings_cleared_total",
 			Help: "Active Fatal findings ended, by condition, reason and what ended them (expiry, reboot, operator, probe:<name>).",
@@ -201,7 +206,7 @@ func New(opts Options) *Metrics {
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(
-		m.findings, m.cleared, m.records, m.lost, m.truncated, m.ruleSeconds, m.stateWrite, m.saveFailures, m.commits,
+		m.findings, m.repeats, m.cleared, m.records, m.lost, m.truncated, m.ruleSeconds, m.stateWrite, m.saveFailures, m.commits,
 		m.probeDuration, m.probeFailures, m.apiWrites, m.apiErrors, m.eventsEmitted, m.eventsDropped,
 		stateCollector{m},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -230,6 +235,12 @@ func (m *Metrics) Tick(now time.Time) {
 func (m *Metrics) Publish(u publish.Update) {
 	for _, f := range u.New {
 		m.findings.WithLabelValues(f.Condition, f.Reason, string(f.Severity)).Inc()
+		if f.Count > 1 {
+			m.repeats.WithLabelValues(f.Condition, f.Reason, string(f.Severity)).Add(float64(f.Count - 1))
+		}
+	}
+	for k, n := range u.Repeats {
+		m.repeats.WithLabelValues(k.Condition, k.Reason, string(k.Severity)).Add(float64(n))
 	}
 	for _, c := range u.Cleared {
 		m.cleared.WithLabelValues(c.Finding.Condition, c.Finding.Reason, c.By).Inc()

@@ -32,7 +32,8 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // fullUpdate touches every state-derived series.
 func fullUpdate(now time.Time) publish.Update {
 	disk := finding.Finding{ID: 1, Condition: finding.StorageReady, Reason: "XFSError", Severity: finding.Fatal, Key: "nvme1n1", Detected: now}
-	warn := finding.Finding{ID: 2, Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Warning, Detected: now}
+	// A coalesced Warning: five identical ones.
+	warn := finding.Finding{ID: 2, Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Warning, Detected: now, Count: 5}
 	old := finding.Finding{ID: 0, Condition: finding.NetworkingReady, Reason: "IPAMDNotReady", Severity: finding.Fatal}
 	st := &state.State{
 		Positions: map[string]source.Position{
@@ -49,6 +50,8 @@ func fullUpdate(now time.Time) publish.Update {
 		Time:    now,
 		New:     []finding.Finding{disk, warn},
 		Cleared: []state.Cleared{{Finding: old, At: now, By: "expiry"}},
+		// The active disk finding seen three times more.
+		Repeats: map[state.Kind]int{state.KindOf(&disk): 3},
 		Conditions: map[string]condition.Condition{
 			finding.StorageReady: {Type: finding.StorageReady, Status: condition.False, Reason: "XFSError", LastTransitionTime: now},
 			finding.KernelReady:  {Type: finding.KernelReady, Status: condition.True, LastTransitionTime: t0},
@@ -95,6 +98,8 @@ func TestPublishSeries(t *testing.T) {
 		`nodehealthd_condition_last_transition_timestamp_seconds{condition="KernelReady"}`:                   float64(t0.Unix()),
 		`nodehealthd_findings_total{condition="StorageReady",reason="XFSError",severity="Fatal"}`:            1,
 		`nodehealthd_findings_total{condition="KernelReady",reason="SoftLockup",severity="Warning"}`:         1,
+		`nodehealthd_finding_repeats_total{condition="KernelReady",reason="SoftLockup",severity="Warning"}`:  4,
+		`nodehealthd_finding_repeats_total{condition="StorageReady",reason="XFSError",severity="Fatal"}`:     3,
 		`nodehealthd_findings_cleared_total{by="expiry",condition="NetworkingReady",reason="IPAMDNotReady"}`: 1,
 		`nodehealthd_active_findings{condition="StorageReady",reason="XFSError"}`:                            1,
 		`nodehealthd_source_records_total{source="kmsg"}`:                                                    10,

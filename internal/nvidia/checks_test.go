@@ -53,6 +53,8 @@ func TestHealthyGPUsRaiseNothing(t *testing.T) {
 			g.nvCount[0] = map[nvml.NvLinkErrorCounter]uint64{nvml.NVLINK_ERROR_DL_REPLAY: 77, nvml.NVLINK_ERROR_DL_CRC_FLIT: 12}
 			g.clocks = nvml.ClocksEventReasonGpuIdle | nvml.ClocksEventReasonSwPowerCap
 			g.fabState, g.fabStat, g.fabMask = nvml.GPU_FABRIC_STATE_COMPLETED, nvml.SUCCESS, 0x1aa // every field FALSE, configuration none
+			g.fabSum = nvml.GPU_FABRIC_HEALTH_SUMMARY_HEALTHY
+			g.gen, g.pstate = 1, nvml.PSTATE_8 // an idle GPU's link saves power
 			g.remap = [4]int{3, 1, 0, 0}
 		})
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
 
@@ -53,8 +52,7 @@ func evalCount(ctx context.Context, root string, c gpuCount, instanceType func(c
 	files, err := DeviceFiles(root)
 	cov.keys[ReasonDeviceCountMismatch+"\x00"+countKeyFiles] = err == nil
 	if err == nil && files != c.usable() {
-		out = append(out, result{Reason: ReasonDeviceCountMismatch, Severity: finding.Fatal, Key: countKeyFiles, Confirm: 2,
-			Message: fmt.Sprintf("NVML detected %s but %d nvidia device files were detected", detected, files)})
+		out = append(out, result{Result: deviceCountMismatch.Result(fmt.Sprintf("NVML detected %s but %d nvidia device files were detected", detected, files), countKeyFiles), Confirm: 2})
 	}
 	// Without an instance-type source there is nothing to compare with,
 	// which is a check that passed, not one that could not run.
@@ -63,8 +61,7 @@ func evalCount(ctx context.Context, root string, c gpuCount, instanceType func(c
 		if it, err := instanceType(ctx); err == nil {
 			typeOK = true
 			if want, known := ExpectedGPUs(it); known && c.usable() < want {
-				out = append(out, result{Reason: ReasonDeviceCountMismatch, Severity: finding.Fatal, Key: countKeyInstanceType, Confirm: 2,
-					Message: fmt.Sprintf("expected %d GPUs for this instance type (%s) but only %d were detected — possible hardware failure", want, it, c.usable())})
+				out = append(out, result{Result: deviceCountMismatch.Result(fmt.Sprintf("expected %d GPUs for this instance type (%s) but only %d were detected — possible hardware failure", want, it, c.usable()), countKeyInstanceType), Confirm: 2})
 			}
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/nodehealthd/nodehealthd/internal/detector"
-	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
 // Options configure the detector. Zero durations take the defaults below.
@@ -24,8 +23,6 @@ type Options struct {
 	Root   string
 	Log    *slog.Logger
 	Now    func() time.Time
-	// XID makes XID events into the same findings as the kmsg rules.
-	XID XIDPolicy
 	// InstanceType returns the EC2 instance type (IMDS.InstanceType); nil
 	// skips the comparison with the instance's expected GPU count.
 	InstanceType func(context.Context) (string, error)
@@ -69,7 +66,7 @@ func New(o Options) *Detector {
 			*d = v
 		}
 	}
-	def(&o.Interval, time.Minute)
+	def(&o.Interval, pollPeriod)
 	def(&o.CallTimeout, 30*time.Second)
 	def(&o.InitTimeout, 2*time.Minute)
 	def(&o.EventWait, 2*time.Second)
@@ -212,10 +209,7 @@ func (d *Detector) failure(emit detector.Emitter, err error) error {
 }
 
 func (d *Detector) raiseUnavailable(emit detector.Emitter, now time.Time, msg string) {
-	emit.Raise(finding.Finding{
-		Condition: finding.AcceleratedHardwareReady, Reason: ReasonNVMLUnavailable, Severity: finding.Warning,
-		Message: msg, Rule: "nvml", Source: Source, Detected: now, LastSeen: now, Count: 1,
-	})
+	emit.Raise(nvmlUnavailable.Result(msg, "").Finding("nvml", Source, now))
 }
 
 // shutdown frees the event set and releases NVML, each bounded; after a

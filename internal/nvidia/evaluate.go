@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-
-	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
 // Limits are the thresholds of the counter checks.
@@ -55,6 +53,9 @@ type devState struct {
 	// fabricWait is when the GPU's fabric was first seen not yet started
 	// (zero while it is complete).
 	fabricWait time.Time
+	// genDown is the link generation's verdict of the last poll that could
+	// judge it (the GPU busy): an idle GPU neither confirms nor clears it.
+	genDown string
 }
 
 // linkState is one NVLink's baseline: whether it was up at the first read,
@@ -69,6 +70,7 @@ func newDevState() *devState { return &devState{links: map[int]*linkState{}} }
 // Clock event reason bits (nvml.h nvmlClocksEventReason*). go-nvml names
 // some of them only with the older "ClocksThrottleReason" prefix.
 const (
+	clkGpuIdle      = uint64(nvml.ClocksEventReasonGpuIdle)
 	clkHwSlowdown   = uint64(nvml.ClocksThrottleReasonHwSlowdown)
 	clkSwThermal    = uint64(nvml.ClocksEventReasonSwThermalSlowdown)
 	clkHwThermal    = uint64(nvml.ClocksThrottleReasonHwThermalSlowdown)
@@ -97,26 +99,13 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 			}
 			where = strings.Join(parts, ", ")
 		}
-		out = append(out, result{Reason: ReasonDoubleBitError, Severity: finding.Fatal, Key: key,
-			Message: fmt.Sprintf("detected %d Nvidia Double Bit error(s) on location %s on GPU %s", s.ecc.total, where, key)})
+		out = append(out, result{Result: doubleBitError.Result(fmt.Sprintf("detected %d Nvidia Double Bit error(s) on location %s on GPU %s", s.ecc.total, where, key), key)})
 	}
 
 	out = append(out, evalPages(key, s, lim, mark)...)
 	out = append(out, evalNVLink(key, st, s.nvlink, lim, mark)...)
 
-	// PCIe replays: a rate, from the second read on.
-	mark(ReasonPCIeError, fine(s.pcie.ret))
-	if s.pcie.ret == nvml.SUCCESS {
-		if st.pcieSeen && s.pcie.replays >= st.pcie {
-			delta := s.pcie.replays - st.pcie
-			if mins := now.Sub(st.pcieAt).Minutes(); mins > 0 && float64(delta)/mins > lim.PCIeReplaysPerMinute {
-				out = append(out, result{Reason: ReasonPCIeError, Severity: finding.Warning, Key: key,
-					Message: fmt.Sprintf("detected %d PCIe replays in %s (%.1f per minute, threshold %g) on GPU %s",
-						delta, now.Sub(st.pcieAt).Round(time.Second), float64(delta)/mins, lim.PCIeReplaysPerMinute, key)})
-			}
-		}
-		st.pcie, st.pcieAt, st.pcieSeen = s.pcie.replays, now, true
-	}
+	out = append(out, evalPCIe(key, st, s, now, lim, mark)...)
 
 	// Clock slowdowns the hardware or driver imposed for heat or power.
 	mark(ReasonThermalError, fine(s.clocks.ret))
@@ -136,23 +125,103 @@ func evalDevice(key string, st *devState, s sample, now time.Time, lim Limits, c
 		}
 		if len(thermal) > 0 {
 			names := strings.Join(thermal, ", ")
-			out = append(out, result{Reason: ReasonThermalError, Severity: finding.Warning, Key: key, Sig: names,
-				Message: fmt.Sprintf("detected GPU thermals outside of thresholds on GPU %s: clocks slowed down (%s)", key, names)})
+			r := result{Result: thermalError.Result(fmt.Sprintf("detected GPU thermals outside of thresholds on GPU %s: clocks slowed down (%s)", key, names), key), Sig: names}
+			if names == "hw_slowdown" {
+				// NVML: the bare bit "may be also reported during PState or
+				// clock change"; a slowdown that lasts is seen twice.
+				r.Confirm = 2
+			}
+			out = append(out, r)
 		}
 		if s.clocks.reasons&clkHwPowerBrake != 0 {
-			out = append(out, result{Reason: ReasonPowerError, Severity: finding.Warning, Key: key,
-				Message: fmt.Sprintf("detected power outside of thresholds on GPU %s: clocks slowed down by the hardware power brake (hw_power_brake)", key)})
+			out = append(out, result{Result: powerError.Result(fmt.Sprintf("detected power outside of thresholds on GPU %s: clocks slowed down by the hardware power brake (hw_power_brake)", key), key)})
 		}
+	}
+
+	mark(ReasonInfoROM, inforomChecked(s.inforom))
+	if s.inforom == nvml.ERROR_CORRUPTED_INFOROM {
+		out = append(out, result{Result: infoROM.Result(fmt.Sprintf("the InfoROM of GPU %s is corrupt (nvmlDeviceValidateInforom failed its checksum)", key), key)})
 	}
 
 	mark(ReasonFabricError, fine(s.fabric.ret))
 	if s.fabric.ret == nvml.SUCCESS && s.fabric.hasMask {
-		if faults := fabricFaults(s.fabric.mask); len(faults) > 0 {
-			out = append(out, result{Reason: ReasonFabricError, Severity: finding.Fatal, Key: key,
-				Message: fmt.Sprintf("GPU fabric health mask 0x%x: %s on GPU %s", s.fabric.mask, strings.Join(faults, ", "), key)})
+		if faults := fabricGPUFaults(s.fabric); len(faults) > 0 {
+			out = append(out, result{Result: fabricError.Result(fmt.Sprintf("GPU fabric health mask 0x%x: %s on GPU %s", s.fabric.mask, strings.Join(faults, ", "), key), key)})
 		}
 	}
 	return out
+}
+
+// evalPCIe judges the link to the host: replays as a rate from the
+// second read on, and a link trained below what the GPU and the slot can
+// do. Both are one finding per GPU (the reason is NMA's PCIe reason).
+func evalPCIe(key string, st *devState, s sample, now time.Time, lim Limits, mark func(string, bool)) []result {
+	mark(ReasonPCIeError, fine(s.pcie.ret) && fine(s.link.widthRet) && fine(s.link.genRet))
+	var msgs, sig []string
+	if s.pcie.ret == nvml.SUCCESS {
+		if st.pcieSeen && s.pcie.replays >= st.pcie {
+			delta := s.pcie.replays - st.pcie
+			if mins := now.Sub(st.pcieAt).Minutes(); mins > 0 && float64(delta)/mins > lim.PCIeReplaysPerMinute {
+				msgs = append(msgs, fmt.Sprintf("detected %d PCIe replays in %s (%.1f per minute, threshold %g) on GPU %s",
+					delta, now.Sub(st.pcieAt).Round(time.Second), float64(delta)/mins, lim.PCIeReplaysPerMinute, key))
+				sig = append(sig, "replays")
+			}
+		}
+		st.pcie, st.pcieAt, st.pcieSeen = s.pcie.replays, now, true
+	}
+	confirm := 1
+	if down := linkDowngrade(st, s); down != "" {
+		msgs = append(msgs, fmt.Sprintf("the PCIe link of GPU %s runs at %s", key, down))
+		sig = append(sig, down)
+		if len(msgs) == 1 {
+			// A link retrains now and then; one that stays down is seen
+			// on two polls.
+			confirm = 2
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return []result{{Result: pcieError.Result(strings.Join(msgs, "; "), key), Confirm: confirm, Sig: strings.Join(sig, "; ")}}
+}
+
+// linkDowngrade describes a link trained below its maximum, or returns "".
+// Width is judged always: NVIDIA GPUs keep their lanes at idle, and fewer
+// lanes mean a bad riser, slot or retimer. Generation is judged only while
+// the GPU works at full performance (P0 and not idle): every NVIDIA GPU
+// drops its link to Gen1 when idle to save power, so a current generation
+// below the maximum says nothing by itself (sichek compares it only when
+// the GPU is not idle; DCGM only in its active PCIe diagnostic). While it
+// cannot be judged, the last busy poll's verdict stands, so that a
+// downgraded link is one episode across idle spells, not an event per job.
+func linkDowngrade(st *devState, s sample) string {
+	l := s.link
+	var parts []string
+	if l.widthRet == nvml.SUCCESS && l.width > 0 && l.width < l.maxWidth {
+		parts = append(parts, fmt.Sprintf("x%d of x%d lanes", l.width, l.maxWidth))
+	}
+	if l.genRet == nvml.SUCCESS && busy(s) {
+		st.genDown = ""
+		if l.gen > 0 && l.gen < l.maxGen {
+			st.genDown = fmt.Sprintf("Gen%d of Gen%d while busy (P0)", l.gen, l.maxGen)
+		}
+	}
+	if st.genDown != "" {
+		parts = append(parts, st.genDown)
+	}
+	return strings.Join(parts, " and ")
+}
+
+// busy reports whether the GPU runs at full performance, the only state in
+// which its PCIe link must be at full speed.
+func busy(s sample) bool {
+	return s.pstateRet == nvml.SUCCESS && s.pstate == nvml.PSTATE_0 &&
+		s.clocks.ret == nvml.SUCCESS && s.clocks.reasons&clkGpuIdle == 0
+}
+
+// inforomChecked: the validation ran (either verdict) or cannot run here.
+func inforomChecked(ret nvml.Return) bool {
+	return ret == nvml.ERROR_CORRUPTED_INFOROM || fine(ret)
 }
 
 func evalPages(key string, s sample, lim Limits, mark func(string, bool)) []result {
@@ -180,9 +249,7 @@ func evalPages(key string, s sample, lim Limits, mark func(string, bool)) []resu
 	if len(parts) == 0 {
 		return nil
 	}
-	return []result{{Reason: ReasonPageRetirement, Severity: finding.Warning, Key: key,
-		Sig:     fmt.Sprint(p.sbe, p.dbe, p.pending, r.corr, r.unc, r.pending, r.failed),
-		Message: strings.Join(parts, "; ") + " on GPU " + key}}
+	return []result{{Result: pageRetirement.Result(strings.Join(parts, "; ")+" on GPU "+key, key), Sig: fmt.Sprint(p.sbe, p.dbe, p.pending, r.corr, r.unc, r.pending, r.failed)}}
 }
 
 func evalNVLink(key string, st *devState, s nvlinkSample, lim Limits, mark func(string, bool)) []result {
@@ -226,7 +293,7 @@ func evalNVLink(key string, st *devState, s nvlinkSample, lim Limits, mark func(
 	if len(msgs) == 0 {
 		return nil
 	}
-	return []result{{Reason: ReasonNVLinkError, Severity: finding.Fatal, Key: key, Message: strings.Join(msgs, "; ")}}
+	return []result{{Result: nvlinkError.Result(strings.Join(msgs, "; "), key)}}
 }
 
 // fabricHealthFields decode nvmlGpuFabricInfo_v2+ healthMask as DCGM's
@@ -257,6 +324,16 @@ func fabricFaults(mask uint32) []string {
 		}
 	}
 	return out
+}
+
+// fabricGPUFaults lists what is wrong with a GPU's fabric health: the
+// mask's faulty fields and the driver's summary when it says unhealthy.
+func fabricGPUFaults(f fabricSample) []string {
+	faults := fabricFaults(f.mask)
+	if f.hasSummary && f.summary == nvml.GPU_FABRIC_HEALTH_SUMMARY_UNHEALTHY {
+		faults = append(faults, "health_summary=unhealthy")
+	}
+	return faults
 }
 
 // fabricStatusName names a fabric state the way DCGM's Fabric Manager
@@ -336,6 +413,5 @@ func evalFabricManager(gpus []gpuFabric, now time.Time, lim Limits, cov coverage
 	if len(bad) > 2 {
 		detail += fmt.Sprintf("; and %d more", len(bad)-2)
 	}
-	return []result{{Reason: ReasonFabricManager, Severity: finding.Fatal,
-		Message: fmt.Sprintf("Fabric Manager status: %s on %d of %d GPUs (%s)", status, len(bad), len(gpus), detail)}}
+	return []result{{Result: fabricManager.Result(fmt.Sprintf("Fabric Manager status: %s on %d of %d GPUs (%s)", status, len(bad), len(gpus), detail), "")}}
 }

@@ -36,10 +36,20 @@ type fakeGPU struct {
 	replays  int
 	pcieRet  nvml.Return
 	clocks   uint64
+	clockRet nvml.Return
 	fabState uint8
 	fabStat  nvml.Return
 	fabMask  uint32
 	fabRet   nvml.Return
+	fabSum   uint8 // health summary; 0 = not read (as from a v1/v2 driver)
+	// width, maxWidth, gen, maxGen: the PCIe link.
+	width, maxWidth, gen, maxGen int
+	linkRet                      nvml.Return
+	pstate                       nvml.Pstates
+	pstateRet                    nvml.Return
+	temp                         uint32
+	tempRet                      nvml.Return
+	inforomRet                   nvml.Return
 	// block, when set, makes the ECC read wait until it is closed: a
 	// driver call that hangs.
 	block chan struct{}
@@ -48,7 +58,8 @@ type fakeGPU struct {
 
 func newFakeGPU(bus uint32) *fakeGPU {
 	g := &fakeGPU{bus: bus, pagesRet: nvml.ERROR_NOT_SUPPORTED, fabState: nvml.GPU_FABRIC_STATE_NOT_SUPPORTED,
-		links: []bool{true, true}, nvCount: map[int]map[nvml.NvLinkErrorCounter]uint64{}}
+		links: []bool{true, true}, nvCount: map[int]map[nvml.NvLinkErrorCounter]uint64{},
+		width: 16, maxWidth: 16, gen: 5, maxGen: 5, pstate: nvml.PSTATE_0, temp: 41}
 	g.dev = &mock.Device{
 		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
 			return nvml.PciInfo{Domain: 0, Bus: g.bus, Device: 0}, nvml.SUCCESS
@@ -123,12 +134,50 @@ func newFakeGPU(bus uint32) *fakeGPU {
 		GetCurrentClocksEventReasonsFunc: func() (uint64, nvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return g.clocks, nvml.SUCCESS
+			return g.clocks, g.clockRet
 		},
 		GetCurrentClocksThrottleReasonsFunc: func() (uint64, nvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return g.clocks, nvml.SUCCESS
+			return g.clocks, g.clockRet
+		},
+		GetCurrPcieLinkWidthFunc: func() (int, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.width, g.linkRet
+		},
+		GetMaxPcieLinkWidthFunc: func() (int, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.maxWidth, g.linkRet
+		},
+		GetCurrPcieLinkGenerationFunc: func() (int, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.gen, g.linkRet
+		},
+		GetMaxPcieLinkGenerationFunc: func() (int, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.maxGen, g.linkRet
+		},
+		GetPerformanceStateFunc: func() (nvml.Pstates, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.pstate, g.pstateRet
+		},
+		GetTemperatureFunc: func(s nvml.TemperatureSensors) (uint32, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if s != nvml.TEMPERATURE_GPU {
+				return 0, nvml.ERROR_INVALID_ARGUMENT
+			}
+			return g.temp, g.tempRet
+		},
+		ValidateInforomFunc: func() nvml.Return {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.inforomRet
 		},
 		GetGpuFabricInfoFunc: func() (nvml.GpuFabricInfo, nvml.Return) {
 			g.mu.Lock()
@@ -149,8 +198,8 @@ func (g *fakeGPU) set(f func(g *fakeGPU)) {
 func (g *fakeGPU) key() string { return fmt.Sprintf("0000:%02x:00", g.bus) }
 
 // testFabric reads state and status through the mock (fabricV1, the real
-// code) and adds the health mask, which go-nvml's versioned call cannot
-// deliver from a mock.
+// code) and adds the health mask and summary, which go-nvml's versioned
+// call cannot deliver from a mock.
 func testFabric(gpus []*fakeGPU) fabricReader {
 	return func(dev nvml.Device, has symbols) fabricSample {
 		s := readFabric(dev, has)
@@ -158,6 +207,7 @@ func testFabric(gpus []*fakeGPU) fabricReader {
 			if nvml.Device(g.dev) == dev {
 				g.mu.Lock()
 				s.mask, s.hasMask = g.fabMask, s.ret == nvml.SUCCESS
+				s.summary, s.hasSummary = g.fabSum, s.ret == nvml.SUCCESS && g.fabSum != 0
 				g.mu.Unlock()
 			}
 		}
@@ -283,7 +333,7 @@ func (f *fakeNVML) instanceType(ctx context.Context) (string, error) {
 func (f *fakeNVML) options() Options {
 	return Options{
 		Lib: f.lib, Root: f.root, Log: testLogger(f.t), Now: f.clock, Status: &StatusBoard{},
-		InstanceType: f.instanceType, XID: mustPolicy(f.t), fabric: testFabric(f.gpus),
+		InstanceType: f.instanceType, fabric: testFabric(f.gpus),
 		CallTimeout: 2 * time.Second, EventWait: 20 * time.Millisecond,
 		InitBackoff: 5 * time.Millisecond, MaxInitBackoff: 20 * time.Millisecond,
 	}
@@ -308,15 +358,6 @@ func (f *fakeNVML) poll(s *session) *collector {
 		f.t.Fatalf("poll: %v", err)
 	}
 	return rec
-}
-
-func mustPolicy(t testing.TB) XIDPolicy {
-	t.Helper()
-	p, err := LoadXIDPolicy(nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -1,7 +1,6 @@
 package nvidia
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
 func TestIMDSv2(t *testing.T) {
@@ -98,44 +95,5 @@ func TestExpectedGPUs(t *testing.T) {
 	}
 	if _, ok := ExpectedGPUs("m5.large"); ok {
 		t.Error("m5.large has an expected GPU count")
-	}
-}
-
-func TestSelfCheck(t *testing.T) {
-	f := newFakeNVML(t, 2)
-	f.gpus[1].set(func(g *fakeGPU) { g.dbe = 1 })
-	var out bytes.Buffer
-	err := SelfCheck(context.Background(), CheckOptions{Lib: f.lib, Root: f.root, Out: &out, InstanceType: f.instanceType, fabric: testFabric(f.gpus)})
-	if err != nil {
-		t.Fatalf("SelfCheck = %v\n%s", err, out.String())
-	}
-	for _, want := range []string{
-		"driver 570.172.08, NVML 12.570.172.08",
-		"GPUs: 2 usable, 0 unreachable",
-		"/dev/nvidia<N>: 2 (err <nil>)",
-		"XID events through NVML: true",
-		"GPU 1 0000:11:00 NVIDIA H100 80GB HBM3",
-		"ECC uncorrected (volatile)         SUCCESS                    1  [ok]",
-		"Fatal NvidiaDoubleBitError [0000:11:00]",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
-		}
-	}
-
-	// A read that fails is a failed check.
-	f.gpus[0].set(func(g *fakeGPU) { g.pcieRet = nvml.ERROR_UNKNOWN })
-	out.Reset()
-	if err := SelfCheck(context.Background(), CheckOptions{Lib: f.lib, Root: f.root, Out: &out, fabric: testFabric(f.gpus)}); err == nil || !strings.Contains(out.String(), "[FAILED]") {
-		t.Fatalf("SelfCheck = %v with a failing read:\n%s", err, out.String())
-	}
-}
-
-func TestSelfCheckWithoutLibrary(t *testing.T) {
-	// The real library loader on a machine without the NVIDIA driver
-	// (this test machine): a clear error, no crash.
-	err := SelfCheck(context.Background(), CheckOptions{Lib: OpenLibrary("/nonexistent/libnvidia-ml.so.1"), Root: t.TempDir(), Out: &bytes.Buffer{}})
-	if !errors.Is(err, ErrNoLibrary) {
-		t.Fatalf("SelfCheck = %v, want ErrNoLibrary", err)
 	}
 }

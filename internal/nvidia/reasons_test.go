@@ -6,47 +6,48 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
+	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
 
-// TestReasonsAreDescribed keeps the static metadata (config validation,
-// docs/reasons.md) in step with what the package reports: every reason of
-// Reasons() is described as an NVML reason, and nothing else is.
-func TestReasonsAreDescribed(t *testing.T) {
-	var described []string
-	for _, in := range detector.Reasons() {
-		if in.Detector == Source {
-			described = append(described, in.Reason)
-		}
-	}
-	reported := slices.Sorted(slices.Values(Reasons()))
-	if !slices.Equal(described, reported) {
-		t.Fatalf("described as %s: %v\nReasons(): %v", Source, described, reported)
+// TestReasonsDeclared: every NVML reason is declared under AcceleratedHardwareReady;
+// the polled ones with the poll's default period, the others (XIDs, NVML
+// outages) as raised when they happen; and an XID reason with the
+// condition and severity of the catalogue rule that builds it.
+func TestReasonsDeclared(t *testing.T) {
+	declared := reason.Of(Source)
+	if len(declared) == 0 {
+		t.Fatal("no reason declared for NVML")
 	}
 	interval := New(Options{Log: testLogger(t), Status: &StatusBoard{}}).o.Interval
-	for _, reason := range reported {
-		in, _ := detector.Lookup(reason)
+	for _, name := range declared {
+		in, _ := reason.Lookup(name)
 		if in.Condition != finding.AcceleratedHardwareReady {
-			t.Errorf("%s: condition %s", reason, in.Condition)
+			t.Errorf("%s: condition %s", name, in.Condition)
 		}
-		switch reason {
+		switch name {
 		case ReasonXIDErrorTemplate, ReasonXIDWarningTemplate, ReasonNVMLUnavailable:
 			// Raised as events arrive, not by the poll.
-			if in.Period != "" {
-				t.Errorf("%s: period %q for a reason that is not polled", reason, in.Period)
+			if in.Period != 0 {
+				t.Errorf("%s: period %v for a reason that is not polled", name, in.Period)
 			}
 		default:
-			if d, err := time.ParseDuration(in.Period); err != nil || d != interval {
-				t.Errorf("%s: period %q, but the poll runs every %v", reason, in.Period, interval)
+			if in.Period != interval {
+				t.Errorf("%s: period %v, but the poll runs every %v", name, in.Period, interval)
 			}
 		}
 	}
-	// XIDs take their default severity from the templates that mirror the
-	// kmsg rules.
-	for _, tmpl := range defaultTemplates {
-		if in, _ := detector.Lookup(tmpl.Reason); in.Severity != tmpl.Severity || in.Condition != tmpl.Condition {
-			t.Errorf("%s described as %s/%s, built as %s/%s", tmpl.Reason, in.Condition, in.Severity, tmpl.Condition, tmpl.Severity)
+	cat, err := rules.Catalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cat.Rules {
+		if !slices.Contains(xidRules, r.EffectiveName()) {
+			continue
+		}
+		if in, _ := reason.Lookup(r.Reason); in.Name != r.Reason || string(in.Severity) != r.Severity || in.Condition != r.Condition {
+			t.Errorf("rule %s builds %s as %s/%s, declared as %s %s/%s", r.Name, r.Reason, r.Condition, r.Severity, in.Name, in.Condition, in.Severity)
 		}
 	}
 }
@@ -63,14 +64,14 @@ func TestNVMLUnavailableMatchesDescription(t *testing.T) {
 }
 
 // wantDescribed fails when a raised finding's condition or severity is not
-// what detector.Describe says operators should expect by default.
+// what its declaration says operators should expect by default.
 func wantDescribed(t *testing.T, f finding.Finding) {
 	t.Helper()
-	in, ok := detector.Lookup(f.Reason)
+	in, ok := reason.Lookup(f.Reason)
 	if !ok || in.Detector != Source {
 		t.Fatalf("%s is not described as an NVML reason (got %+v)", f.Reason, in)
 	}
-	if strings.Contains(in.Reason, "${") {
+	if strings.Contains(in.Name, "${") {
 		return // XID severity follows the fatal set and config, not a constant
 	}
 	if in.Severity != f.Severity || in.Condition != f.Condition {

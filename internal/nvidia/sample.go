@@ -16,6 +16,15 @@ type sample struct {
 	pcie   pcieSample
 	clocks clocksSample
 	fabric fabricSample
+	link   pcieLinkSample
+	// pstate is the performance state (0 = P0, full performance).
+	pstate    nvml.Pstates
+	pstateRet nvml.Return
+	temp      uint32
+	tempRet   nvml.Return
+	// inforom is nvmlDeviceValidateInforom's verdict: SUCCESS or
+	// ERROR_CORRUPTED_INFOROM when it could check.
+	inforom nvml.Return
 }
 
 type eccSample struct {
@@ -72,6 +81,18 @@ type fabricSample struct {
 	status  nvml.Return
 	mask    uint32
 	hasMask bool
+	// summary is the driver's own verdict (nvmlGpuFabricInfo_v3+).
+	summary    uint8
+	hasSummary bool
+}
+
+// pcieLinkSample is the negotiated PCIe link against the most the GPU and
+// the slot can do together (nvmlDeviceGetMaxPcieLink*: a Gen5 GPU in a
+// Gen4 slot has a maximum of 4).
+type pcieLinkSample struct {
+	widthRet, genRet nvml.Return
+	width, maxWidth  int
+	gen, maxGen      int
 }
 
 // nvlinkCounters are the link-level error counters DCGM's NVLink policy
@@ -114,7 +135,8 @@ func readFabric(dev nvml.Device, has symbols) fabricSample {
 	if has("nvmlDeviceGetGpuFabricInfoV") {
 		h := dev.GetGpuFabricInfoV()
 		if info, ret := h.V3(); ret == nvml.SUCCESS {
-			return fabricSample{ret: ret, state: info.State, status: nvml.Return(info.Status), mask: info.HealthMask, hasMask: true}
+			return fabricSample{ret: ret, state: info.State, status: nvml.Return(info.Status), mask: info.HealthMask, hasMask: true,
+				summary: info.HealthSummary, hasSummary: true}
 		}
 		if info, ret := h.V2(); ret == nvml.SUCCESS {
 			return fabricSample{ret: ret, state: info.State, status: nvml.Return(info.Status), mask: info.HealthMask, hasMask: true}
@@ -178,7 +200,33 @@ func sampleDevice(dev nvml.Device, has symbols, fabric fabricReader) sample {
 	}
 
 	s.fabric = fabric(dev, has)
+	s.link = samplePCIeLink(dev)
+	s.pstate, s.pstateRet = dev.GetPerformanceState()
+	s.temp, s.tempRet = dev.GetTemperature(nvml.TEMPERATURE_GPU)
+	if has("nvmlDeviceValidateInforom") {
+		s.inforom = dev.ValidateInforom()
+	} else {
+		s.inforom = nvml.ERROR_FUNCTION_NOT_FOUND
+	}
 	return s
+}
+
+func samplePCIeLink(dev nvml.Device) pcieLinkSample {
+	var l pcieLinkSample
+	both := func(a, b nvml.Return) nvml.Return {
+		if a != nvml.SUCCESS {
+			return a
+		}
+		return b
+	}
+	var r1, r2 nvml.Return
+	l.width, r1 = dev.GetCurrPcieLinkWidth()
+	l.maxWidth, r2 = dev.GetMaxPcieLinkWidth()
+	l.widthRet = both(r1, r2)
+	l.gen, r1 = dev.GetCurrPcieLinkGeneration()
+	l.maxGen, r2 = dev.GetMaxPcieLinkGeneration()
+	l.genRet = both(r1, r2)
+	return l
 }
 
 func sampleNVLink(dev nvml.Device) nvlinkSample {

@@ -2,6 +2,7 @@ package nvidia
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,16 +13,28 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
 
 // ErrNoLibrary is returned by SelfCheck when libnvidia-ml cannot be loaded.
 var ErrNoLibrary = errors.New("libnvidia-ml.so.1 cannot be loaded: no NVIDIA driver on this host (or pass its path)")
+
+// ErrUnhealthy is wrapped by SelfCheck's error when a check raised a
+// finding, and ErrUnread when an NVML read failed (a check that could not
+// run).
+var (
+	ErrUnhealthy = errors.New("a GPU check failed")
+	ErrUnread    = errors.New("NVML reads failed")
+)
 
 // CheckOptions configure SelfCheck.
 type CheckOptions struct {
 	Lib  nvml.Interface
 	Root string
 	Out  io.Writer
+	// JSON writes only the per-GPU report, as JSON (Report).
+	JSON bool
 	// Wait listens for XID events this long after the reads (0: not at all).
 	Wait         time.Duration
 	InstanceType func(context.Context) (string, error)
@@ -31,15 +44,21 @@ type CheckOptions struct {
 }
 
 // SelfCheck runs the detector's real NVML path once and prints what it
-// sees: driver, GPUs, XID event registration, every counter read with its
-// return code, and the findings a first poll would raise. It is for
-// checking a GPU machine by hand (cmd nvmlcheck); it returns an error when
-// NVML cannot be used or a read failed.
+// sees: driver, GPUs, XID event registration, every read with its NVML
+// return code, then the per-GPU report of two polls (as nodehealthctl gpu
+// shows the daemon's) with the findings they raised. It is for checking a
+// GPU machine by hand (cmd nvmlcheck, scripts/gpu-check.sh). It returns an
+// error when NVML cannot be used (ErrNoLibrary, or the failure), and one
+// wrapping ErrUnhealthy and/or ErrUnread when a check found a problem or a
+// read failed.
 func SelfCheck(ctx context.Context, o CheckOptions) error {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
 	w := o.Out
+	if o.JSON {
+		w = io.Discard
+	}
 	caller := NewCaller(nil)
 	call := func(op string, f func()) error { return caller.Do(ctx, op, o.Timeout, f) }
 	var ret nvml.Return
@@ -56,9 +75,13 @@ func SelfCheck(ctx context.Context, o CheckOptions) error {
 	defer func() { _ = call("nvmlShutdown", func() { o.Lib.Shutdown() }) }()
 
 	rec := &collector{}
-	policy, _ := LoadXIDPolicy(nil, "")
-	d := New(Options{Lib: o.Lib, Caller: caller, Status: &StatusBoard{}, Root: o.Root, Log: slog.New(slog.DiscardHandler),
-		InstanceType: o.InstanceType, CallTimeout: o.Timeout, fabric: o.fabric, XID: policy})
+	board := &StatusBoard{}
+	board.SetEnabled(true)
+	d := New(Options{Lib: o.Lib, Caller: caller, Status: board, Root: o.Root, Log: slog.New(slog.DiscardHandler),
+		InstanceType: o.InstanceType, CallTimeout: o.Timeout, fabric: o.fabric,
+		// A check run by hand on a booted machine: a fabric that is not
+		// up by now is a failure, not a node still starting.
+		Limits: Limits{FabricStartGrace: time.Nanosecond}})
 	s, err := d.open(ctx)
 	if err != nil {
 		return fmt.Errorf("enumerating GPUs: %w", err)
@@ -103,43 +126,117 @@ func SelfCheck(ctx context.Context, o CheckOptions) error {
 		show("remapped rows corr/unc/pend/fail", smp.remap.ret, fmt.Sprint(smp.remap.corr, "/", smp.remap.unc, "/", smp.remap.pending, "/", smp.remap.failed))
 		show("NVLink links read", smp.nvlink.ret, len(smp.nvlink.links))
 		show("PCIe replay counter", smp.pcie.ret, smp.pcie.replays)
+		show("PCIe link width current/max", smp.link.widthRet, fmt.Sprintf("x%d/x%d", smp.link.width, smp.link.maxWidth))
+		show("PCIe link gen current/max", smp.link.genRet, fmt.Sprintf("%d/%d", smp.link.gen, smp.link.maxGen))
+		show("performance state", smp.pstateRet, fmt.Sprintf("P%d", smp.pstate))
 		show("clock event reasons", smp.clocks.ret, fmt.Sprintf("0x%x", smp.clocks.reasons))
-		show("fabric state/status/mask", smp.fabric.ret, fmt.Sprintf("%s mask=0x%x (mask read %v)", fabricStatusName(smp.fabric.state, smp.fabric.status), smp.fabric.mask, smp.fabric.hasMask))
+		show("temperature (GPU)", smp.tempRet, smp.temp)
+		show("InfoROM validation", inforomReadResult(smp.inforom), smp.inforom == nvml.SUCCESS)
+		show("fabric state/status/mask", smp.fabric.ret, fmt.Sprintf("%s mask=0x%x (mask read %v) summary=%q", fabricStatusName(smp.fabric.state, smp.fabric.status),
+			smp.fabric.mask, smp.fabric.hasMask, fabricSummaryName(smp.fabric.summary)))
 	}
-	// Two polls: the second judges the rates and baselines of the first.
+	// Two polls: the second judges the rates and baselines of the first,
+	// and confirms what needs two sightings.
 	for i := 0; i < 2; i++ {
 		if err := s.poll(ctx, rec); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(w, "findings of two polls: %d\n", len(rec.raised()))
-	for _, f := range rec.raised() {
-		fmt.Fprintf(w, "  %s %s [%s] %s\n", f.Severity, f.Reason, f.Key, f.Message)
-	}
 	if o.Wait > 0 && s.events != nil {
 		fmt.Fprintf(w, "waiting %s for XID events…\n", o.Wait)
 		end := time.Now().Add(o.Wait)
-		before := len(rec.raised())
 		for time.Now().Before(end) && ctx.Err() == nil {
 			if err := s.waitEvent(ctx, rec, min(time.Until(end), 2*time.Second)); err != nil {
 				return err
 			}
 		}
-		for _, f := range rec.raised()[before:] {
-			fmt.Fprintf(w, "  XID: %s %s [%s]\n", f.Severity, f.Reason, f.Key)
+	}
+	report := NewReport(board.Get(), latest(rec.raised()))
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
 		}
+	} else {
+		fmt.Fprintf(w, "\n== per-GPU report (two polls; findings they raised)\n")
+		report.Write(w, func(t time.Time) string { return t.Local().Format("15:04:05") })
+	}
+	var errs []error
+	if n := len(latest(rec.raised())); n > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d finding(s)", ErrUnhealthy, n))
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d NVML reads failed", failed)
+		errs = append(errs, fmt.Errorf("%w: %d", ErrUnread, failed))
 	}
-	return nil
+	rec.mu.Lock()
+	errs = append(errs, rec.errs...)
+	rec.mu.Unlock()
+	return errors.Join(errs...)
 }
 
-// collector is an Emitter that keeps what it is given.
+// latest keeps the last raise of each finding identity: polls raise an
+// active Fatal finding again every time, as the daemon's state merges.
+func latest(fs []finding.Finding) []finding.Finding {
+	at := map[string]int{}
+	var out []finding.Finding
+	for _, f := range fs {
+		if i, ok := at[f.Identity()]; ok {
+			out[i] = f
+			continue
+		}
+		at[f.Identity()] = len(out)
+		out = append(out, f)
+	}
+	return out
+}
+
+// inforomReadResult is the validation's return code as a read: a corrupt
+// InfoROM is a verdict, not a failed read.
+func inforomReadResult(ret nvml.Return) nvml.Return {
+	if ret == nvml.ERROR_CORRUPTED_INFOROM {
+		return nvml.SUCCESS
+	}
+	return ret
+}
+
+// collector is an Emitter that keeps what it is given. An XID event
+// becomes the finding the built-in catalogue's XID rules make of it, as
+// the daemon makes it with the rules it runs.
 type collector struct {
 	mu      sync.Mutex
 	raises  []finding.Finding
 	cleared []finding.Clear
+	// errs are events the rules could not instantiate.
+	errs []error
+}
+
+// builtinRules are the built-in catalogue's rules, compiled once.
+var builtinRules = sync.OnceValues(func() (*rules.Set, error) {
+	f, err := rules.Catalogue()
+	if err != nil {
+		return nil, err
+	}
+	return rules.Compile(f, rules.Options{})
+})
+
+func (c *collector) Observe(ev policy.Event) {
+	set, err := builtinRules()
+	var o policy.Observation
+	ok := false
+	if err == nil {
+		o, ok, err = set.Instantiate(ev)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err != nil:
+		c.errs = append(c.errs, err)
+	case ok:
+		// Built from the catalogue's templates and NVML's numbers: nothing
+		// for the policy to redact, and no config to apply.
+		c.raises = append(c.raises, o.Finding)
+	}
 }
 
 func (c *collector) Raise(f finding.Finding) {

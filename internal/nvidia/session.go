@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -31,15 +32,18 @@ type session struct {
 	events nvml.EventSet
 	tr     *tracker
 	states map[string]*devState
+	// xids are each GPU's latest NVML XID events, for the status. A slice
+	// once stored is never changed: the board shares it.
+	xids map[string][]XIDEvent
 }
 
 // devReasons are judged per GPU; a GPU that cannot be read leaves them
 // unchecked for the poll.
-var devReasons = []string{ReasonDoubleBitError, ReasonPageRetirement, ReasonNVLinkError, ReasonPCIeError, ReasonThermalError, ReasonPowerError, ReasonFabricError}
+var devReasons = []string{ReasonDoubleBitError, ReasonPageRetirement, ReasonNVLinkError, ReasonPCIeError, ReasonThermalError, ReasonPowerError, ReasonFabricError, ReasonInfoROM}
 
 // open enumerates the GPUs and registers for XID events.
 func (d *Detector) open(ctx context.Context) (*session, error) {
-	s := &session{d: d, tr: newTracker(d.o.Passes), states: map[string]*devState{}}
+	s := &session{d: d, tr: newTracker(d.o.Passes), states: map[string]*devState{}, xids: map[string][]XIDEvent{}}
 	var (
 		n   int
 		ret nvml.Return
@@ -211,7 +215,7 @@ func (s *session) waitEvent(ctx context.Context, emit detector.Emitter, wait tim
 	}
 }
 
-// xid raises the finding the kmsg rule would raise for the same XID.
+// xid reports an XID event for the kmsg XID rules to instantiate.
 func (s *session) xid(ctx context.Context, ev nvml.EventData, emit detector.Emitter) error {
 	if ev.EventType&nvml.EventTypeXidCriticalError == 0 {
 		return nil
@@ -233,9 +237,12 @@ func (s *session) xid(ctx context.Context, ev nvml.EventData, emit detector.Emit
 		key = "unknown"
 	}
 	s.d.o.Log.Info("NVML reported an XID", "xid", ev.EventData, "gpu", key)
-	if f, ok := s.d.o.XID.Finding(ev.EventData, key, s.d.o.Now()); ok {
-		emit.Raise(f)
-	}
+	now := s.d.o.Now()
+	xids := append(slices.Clone(s.xids[key]), XIDEvent{XID: ev.EventData, At: now})
+	xids = xids[max(0, len(xids)-maxXIDs):]
+	s.xids[key] = xids
+	s.d.o.Status.noteXID(key, xids)
+	emit.Observe(xidEvent(ev.EventData, key, now))
 	return nil
 }
 
@@ -252,6 +259,10 @@ func (s *session) poll(ctx context.Context, emit detector.Emitter) error {
 	lost := append([]int(nil), s.lost...)
 	var results []result
 	var fabric []gpuFabric
+	var statuses []GPUStatus
+	for _, i := range s.lost {
+		statuses = append(statuses, GPUStatus{Index: i, Lost: true, ReadError: "NVML cannot reach the GPU (no handle)"})
+	}
 	for _, g := range s.gpus {
 		var smp sample
 		if err := d.call(ctx, "read GPU "+g.key, d.o.CallTimeout, func() { smp = sampleDevice(g.dev, s.has, d.o.fabric) }); err != nil {
@@ -262,8 +273,10 @@ func (s *session) poll(ctx context.Context, emit detector.Emitter) error {
 			for _, r := range devReasons {
 				cov.reasons[r] = false
 			}
+			statuses = append(statuses, GPUStatus{Index: g.index, PCI: g.key, Name: g.name, UUID: g.uuid, XIDs: s.xids[g.key], ReadError: err.Error()})
 			continue
 		}
+		statuses = append(statuses, gpuStatus(g, smp, s.xids[g.key]))
 		if smp.ecc.ret == nvml.ERROR_GPU_IS_LOST || smp.pcie.ret == nvml.ERROR_GPU_IS_LOST {
 			lost = append(lost, g.index)
 		}
@@ -278,6 +291,7 @@ func (s *session) poll(ctx context.Context, emit detector.Emitter) error {
 	results = append(results, evalFabricManager(fabric, now, d.o.Limits, cov)...)
 	results = append(results, evalCount(ctx, d.o.Root, gpuCount{nvml: len(s.gpus) + len(s.lost), lost: lost}, d.o.InstanceType, cov)...)
 	s.tr.apply(now, results, cov, emit)
-	d.o.Status.update(func(st *Status) { st.LastPoll = now })
+	slices.SortFunc(statuses, func(a, b GPUStatus) int { return a.Index - b.Index })
+	d.o.Status.setGPUs(now, statuses)
 	return nil
 }

@@ -76,11 +76,9 @@ func (t *tracker) apply(now time.Time, results []result, cov coverage, emit dete
 		// A Fatal finding is raised on every poll: the pipeline merges it
 		// into the active one and keeps its message and last-seen current.
 		if r.Severity == finding.Fatal || !wasRaised || r.Sig != prevSig {
-			emit.Raise(finding.Finding{
-				Condition: finding.AcceleratedHardwareReady, Reason: r.Reason, Severity: r.Severity,
-				Message: r.Message, Key: r.Key, Rule: "nvml", Source: Source,
-				Detected: now, LastSeen: now, Count: 1, Recovery: finding.Recovery{Probe: true},
-			})
+			f := r.Finding("nvml", Source, now)
+			f.Recovery.Probe = true
+			emit.Raise(f)
 		}
 		tr.raised = true
 	}

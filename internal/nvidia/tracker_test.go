@@ -3,8 +3,6 @@ package nvidia
 import (
 	"testing"
 	"time"
-
-	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
 func covered(reason, key string) coverage {
@@ -16,7 +14,7 @@ func covered(reason, key string) coverage {
 func TestTrackerConfirmationResetsOnAPass(t *testing.T) {
 	tr := newTracker(2)
 	now := time.Now()
-	res := []result{{Reason: ReasonDeviceCountMismatch, Severity: finding.Fatal, Key: "k", Confirm: 2, Message: "m"}}
+	res := []result{{Result: deviceCountMismatch.Result("m", "k"), Confirm: 2}}
 	cov := covered(ReasonDeviceCountMismatch, "k")
 	rec := &collector{}
 	tr.apply(now, res, cov, rec)
@@ -36,7 +34,7 @@ func TestTrackerWarningClearsNothing(t *testing.T) {
 	now := time.Now()
 	cov := covered(ReasonPCIeError, "k")
 	rec := &collector{}
-	tr.apply(now, []result{{Reason: ReasonPCIeError, Severity: finding.Warning, Key: "k"}}, cov, rec)
+	tr.apply(now, []result{{Result: pcieError.Result("", "k")}}, cov, rec)
 	tr.apply(now, nil, cov, rec)
 	tr.apply(now, nil, cov, rec)
 	if len(rec.raised()) != 1 || len(rec.clears()) != 0 {
@@ -51,7 +49,7 @@ func TestTrackerUncheckedKeyNeitherPassesNorFails(t *testing.T) {
 	tr := newTracker(2)
 	now := time.Now()
 	rec := &collector{}
-	tr.apply(now, []result{{Reason: ReasonDoubleBitError, Severity: finding.Fatal, Key: "k"}}, covered(ReasonDoubleBitError, "k"), rec)
+	tr.apply(now, []result{{Result: doubleBitError.Result("", "k")}}, covered(ReasonDoubleBitError, "k"), rec)
 	for i := 0; i < 5; i++ {
 		tr.apply(now, nil, newCoverage(), rec)
 	}

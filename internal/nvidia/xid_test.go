@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -31,8 +32,9 @@ func TestPCIKey(t *testing.T) {
 	}
 }
 
-// kmsgFinding is what the built-in kmsg rule makes of an NVRM line.
-func kmsgFinding(t *testing.T, cfg *config.Config, line string, at time.Time) finding.Finding {
+// compiled is the built-in catalogue compiled with cfg, as the daemon
+// compiles it.
+func compiled(t *testing.T, cfg *config.Config) *rules.Set {
 	t.Helper()
 	f, err := rules.Catalogue()
 	if err != nil {
@@ -42,17 +44,36 @@ func kmsgFinding(t *testing.T, cfg *config.Config, line string, at time.Time) fi
 	if err != nil {
 		t.Fatal(err)
 	}
+	return set
+}
+
+// kmsgFinding is what the built-in kmsg rule and the policy make of an NVRM
+// line.
+func kmsgFinding(t *testing.T, set *rules.Set, line string, at time.Time) (finding.Finding, bool) {
+	t.Helper()
 	rec := source.Record{Kind: source.KindKmsg, Message: line, Time: at}
 	out := rules.NewEngine(set).Process(&rec, nil)
 	if len(out) != 1 {
-		t.Fatalf("kmsg rules made %d findings of %q: %+v", len(out), line, out)
+		t.Fatalf("kmsg rules made %d observations of %q: %+v", len(out), line, out)
 	}
-	return out[0]
+	return set.Policy().Stage("boot", nil).Apply(out[0])
+}
+
+// nvmlFinding is what the same rules and policy make of NVML's event for
+// xid on the GPU at pci, as the daemon makes it.
+func nvmlFinding(t *testing.T, set *rules.Set, xid uint64, pci string, at time.Time) (finding.Finding, bool) {
+	t.Helper()
+	o, ok, err := set.Instantiate(xidEvent(xid, pci, at))
+	if err != nil || !ok {
+		t.Fatalf("XID %d: instantiated %v, %v", xid, ok, err)
+	}
+	return set.Policy().Stage("boot", nil).Apply(o)
 }
 
 // TestXIDFindingMatchesKmsgRule is the de-duplication contract: for the
 // same XID on the same GPU, NVML's finding has the kmsg rule's identity
-// (condition, reason, key), severity and message.
+// (condition, reason, key), severity, message and recovery, config.yaml's
+// sets and overrides included.
 func TestXIDFindingMatchesKmsgRule(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	info := nvml.PciInfo{Domain: 0, Bus: 0x3b, Device: 0}
@@ -71,15 +92,12 @@ func TestXIDFindingMatchesKmsgRule(t *testing.T) {
 		{"MIG-attributed application XID", &config.Config{}, 94, "NVRM: Xid (PCI:0000:3b:00 GPU-I:05): 94, pid=7194, Contained: CE User Channel (0x9). RST: No, D-RST: No", finding.Warning},
 		{"fatal set from config", &config.Config{Sets: map[string][]string{"nvidiaFatalXIDs": {"13"}}}, 13, "NVRM: Xid (PCI:0000:3b:00): 13, pid=1, Graphics Exception", finding.Fatal},
 		{"not fatal once removed from the set", &config.Config{Sets: map[string][]string{"nvidiaFatalXIDs": {"13"}}}, 79, "NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.", finding.Warning},
-		{"severity override of a template reason", &config.Config{Reasons: map[string]rules.Override{"NvidiaXID48Error": {Severity: "Warning", Recovery: &rules.Recovery{ExpireAfter: rules.Duration(time.Hour)}}}}, 48, "NVRM: Xid (PCI:0000:3b:00): 48, pid=2201, name=python3, An uncorrectable double bit error (DBE) has been detected", finding.Warning},
+		{"severity override of a template reason", &config.Config{Reasons: map[string]policy.Override{"NvidiaXID48Error": {Severity: "Warning", Recovery: &policy.Recovery{ExpireAfter: policy.Duration(time.Hour)}}}}, 48, "NVRM: Xid (PCI:0000:3b:00): 48, pid=2201, name=python3, An uncorrectable double bit error (DBE) has been detected", finding.Warning},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			want := kmsgFinding(t, c.cfg, c.line, at)
-			p, err := LoadXIDPolicy(c.cfg, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, ok := p.Finding(c.xid, PCIKey(info), at)
+			set := compiled(t, c.cfg)
+			want, _ := kmsgFinding(t, set, c.line, at)
+			got, ok := nvmlFinding(t, set, c.xid, PCIKey(info), at)
 			if !ok {
 				t.Fatal("disabled")
 			}
@@ -99,50 +117,44 @@ func TestXIDFindingMatchesKmsgRule(t *testing.T) {
 
 func TestXIDDisabledByConfig(t *testing.T) {
 	off := false
-	p, err := LoadXIDPolicy(&config.Config{Reasons: map[string]rules.Override{"NvidiaXID79Error": {Enabled: &off}}}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := p.Finding(79, "0000:3b:00", time.Now()); ok {
+	set := compiled(t, &config.Config{Reasons: map[string]policy.Override{"NvidiaXID79Error": {Enabled: &off}}})
+	if _, ok := nvmlFinding(t, set, 79, "0000:3b:00", time.Now()); ok {
 		t.Fatal("a disabled XID reason still produced a finding")
 	}
-	if _, ok := p.Finding(48, "0000:3b:00", time.Now()); !ok {
+	if _, ok := nvmlFinding(t, set, 48, "0000:3b:00", time.Now()); !ok {
 		t.Fatal("disabling XID 79 disabled XID 48")
 	}
 }
 
-func TestXIDPolicyFollowsOperatorRules(t *testing.T) {
+// TestXIDFollowsOperatorRules: XIDs are classified by the rules the daemon
+// runs, the operator's set replacing the built-in one and config's both.
+func TestXIDFollowsOperatorRules(t *testing.T) {
 	dir := t.TempDir()
-	// An operator set replaces the built-in one; config replaces both.
 	if err := os.WriteFile(filepath.Join(dir, "xids.yaml"), []byte("sets:\n  nvidiaFatalXIDs: [\"31\"]\nrules: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := LoadXIDPolicy(&config.Config{}, dir)
+	builtin, err := rules.Catalogue()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Fatal[31] || p.Fatal[79] {
-		t.Fatalf("fatal set %v, want the operator's {31}", p.Fatal)
-	}
-	p, _ = LoadXIDPolicy(&config.Config{Sets: map[string][]string{"nvidiaFatalXIDs": {"94"}}}, dir)
-	if !p.Fatal[94] || p.Fatal[31] {
-		t.Fatalf("fatal set %v, want config's {94}", p.Fatal)
-	}
-	// Broken operator rules: the built-in rules still apply, with an error.
-	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("rules: [[["), 0o644); err != nil {
+	op, err := rules.LoadDir(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	p, err = LoadXIDPolicy(&config.Config{}, dir)
-	if err == nil || !p.Fatal[79] {
-		t.Fatalf("broken rules: err %v, fatal set %v", err, p.Fatal)
+	severities := func(cfg *config.Config) (sev31, sev79 finding.Severity) {
+		set, err := rules.Compile(rules.Merge(builtin, op), cfg.RuleOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f31, _ := nvmlFinding(t, set, 31, "0000:3b:00", time.Now())
+		f79, _ := nvmlFinding(t, set, 79, "0000:3b:00", time.Now())
+		return f31.Severity, f79.Severity
 	}
-}
-
-func TestDefaultTemplatesMatchCatalogue(t *testing.T) {
-	p := mustPolicy(t)
-	if p.Error != defaultTemplates[0] || p.Warning != defaultTemplates[1] {
-		t.Fatalf("the fallback templates drifted from the catalogue\n error:   %+v\n catalogue: %+v\n warning: %+v\n catalogue: %+v",
-			defaultTemplates[0], p.Error, defaultTemplates[1], p.Warning)
+	if s31, s79 := severities(&config.Config{}); s31 != finding.Fatal || s79 != finding.Warning {
+		t.Fatalf("operator set {31}: XID 31 %s, XID 79 %s", s31, s79)
+	}
+	if s31, s79 := severities(&config.Config{Sets: map[string][]string{"nvidiaFatalXIDs": {"79"}}}); s31 != finding.Warning || s79 != finding.Fatal {
+		t.Fatalf("config set {79}: XID 31 %s, XID 79 %s", s31, s79)
 	}
 }
 
@@ -150,7 +162,7 @@ func TestDefaultTemplatesMatchCatalogue(t *testing.T) {
 // one active Fatal finding, one Warning with a count of 2.
 func TestXIDSeenTwiceIsOneFinding(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	p := mustPolicy(t)
+	set := compiled(t, &config.Config{})
 	st := state.New("boot", at)
 	var ch state.Changes
 	for _, c := range []struct {
@@ -160,9 +172,10 @@ func TestXIDSeenTwiceIsOneFinding(t *testing.T) {
 		{79, "NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus."},
 		{13, "NVRM: Xid (PCI:0000:3b:00): 13, pid=1, Graphics Exception"},
 	} {
-		nv, _ := p.Finding(c.xid, "0000:3b:00", at.Add(2*time.Second))
+		nv, _ := nvmlFinding(t, set, c.xid, "0000:3b:00", at.Add(2*time.Second))
 		st.Raise(nv, false, &ch)
-		st.Raise(kmsgFinding(t, &config.Config{}, c.line, at), false, &ch)
+		km, _ := kmsgFinding(t, set, c.line, at)
+		st.Raise(km, false, &ch)
 	}
 	if len(st.Active) != 1 || st.Active[0].Reason != "NvidiaXID79Error" || st.Active[0].Count != 2 {
 		t.Fatalf("active %+v, want one NvidiaXID79Error seen twice", st.Active)

@@ -12,10 +12,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // ReasonNeuronDeviceCountMismatch is ours: NMA checks Neuron only through
@@ -34,15 +34,16 @@ type accelNeuron struct {
 	suspect string
 }
 
+var neuronDeviceCountMismatch = declare("neuron", time.Minute, reason.Reason{
+	Name: ReasonNeuronDeviceCountMismatch, Condition: finding.AcceleratedHardwareReady, Severity: finding.Fatal,
+	Description: "On a Neuron instance, a Neuron PCI device has no driver bound, or there are fewer /dev/neuron<N> device " +
+		"files than Neuron devices, on two consecutive checks. The missing devices are invisible to the Neuron device " +
+		"plugin and to every job.",
+	Action: "Check the Neuron driver (lsmod | grep neuron, dmesg, the aws-neuronx-dkms package for the running kernel); " +
+		"reinstall it or reboot, and replace the node if a device stays missing.",
+})
+
 func init() {
-	describe("neuron", time.Minute, detector.ReasonInfo{
-		Reason: ReasonNeuronDeviceCountMismatch, Condition: finding.AcceleratedHardwareReady, Severity: finding.Fatal,
-		Description: "On a Neuron instance, a Neuron PCI device has no driver bound, or there are fewer /dev/neuron<N> device " +
-			"files than Neuron devices, on two consecutive checks. The missing devices are invisible to the Neuron device " +
-			"plugin and to every job.",
-		Action: "Check the Neuron driver (lsmod | grep neuron, dmesg, the aws-neuronx-dkms package for the running kernel); " +
-			"reinstall it or reboot, and replace the node if a device stays missing.",
-	})
 	Register("neuron", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := struct {
 			probeSettings `yaml:",inline"`
@@ -54,7 +55,7 @@ func init() {
 		if hardware.Detect(env.Root) != condition.Neuron {
 			return nil, nil
 		}
-		return &accelNeuron{probeInfo: probeInfo{name: "neuron", reasons: []string{ReasonNeuronDeviceCountMismatch}, period: cfg.Period,
+		return &accelNeuron{probeInfo: probeInfo{name: "neuron", period: cfg.Period,
 			// A mismatch counts only when the next check sees it again.
 			needs: Needs{Checks: 2}}}, nil
 	})
@@ -85,7 +86,7 @@ func (p *accelNeuron) Check(ctx context.Context, env *Env) ([]Result, error) {
 	if !confirmed {
 		return nil, nil
 	}
-	return []Result{{Condition: finding.AcceleratedHardwareReady, Reason: ReasonNeuronDeviceCountMismatch, Severity: finding.Fatal, Message: msg}}, nil
+	return []Result{neuronDeviceCountMismatch.Result(msg, "")}, nil
 }
 
 // neuronDeviceNodes counts <root>/dev/neuron<N>.

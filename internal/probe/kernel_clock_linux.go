@@ -12,9 +12,9 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // clockSyncConfig is probes.clock-sync.
@@ -38,16 +38,17 @@ type clockSyncProbe struct {
 // it exited on idle includes its start.
 const clockBusTimeout = 10 * time.Second
 
+var clockUnsynced = declare("clock-sync", 5*time.Minute, reason.Reason{
+	Name: "ClockUnsynchronized", Condition: finding.KernelReady, Severity: finding.Warning,
+	Description: "The kernel reports its clock as not synchronized to any time source: systemd-timedated's NTPSynchronized " +
+		"property, read over D-Bus, is false (it mirrors the kernel's STA_UNSYNC flag, which is read with adjtimex where " +
+		"timedated is not on the system bus). chronyd or ntpd is not running or cannot reach a server. Clock drift breaks " +
+		"TLS and token validity checks and log ordering.",
+	Action: "Check the time daemon (chronyc tracking, systemctl status chronyd, timedatectl) and that the node reaches its " +
+		"time source (169.254.169.123, the Amazon Time Sync Service, on EC2).",
+})
+
 func init() {
-	describe("clock-sync", 5*time.Minute, detector.ReasonInfo{
-		Reason: "ClockUnsynchronized", Condition: finding.KernelReady, Severity: finding.Warning,
-		Description: "The kernel reports its clock as not synchronized to any time source: systemd-timedated's NTPSynchronized " +
-			"property, read over D-Bus, is false (it mirrors the kernel's STA_UNSYNC flag, which is read with adjtimex where " +
-			"timedated is not on the system bus). chronyd or ntpd is not running or cannot reach a server. Clock drift breaks " +
-			"TLS and token validity checks and log ordering.",
-		Action: "Check the time daemon (chronyc tracking, systemctl status chronyd, timedatectl) and that the node reaches its " +
-			"time source (169.254.169.123, the Amazon Time Sync Service, on EC2).",
-	})
 	Register("clock-sync", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := clockSyncConfig{probeSettings: probeSettings{Period: 5 * time.Minute}}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -55,7 +56,7 @@ func init() {
 			return nil, err
 		}
 		return &clockSyncProbe{
-			probeInfo: probeInfo{"clock-sync", []string{"ClockUnsynchronized"}, cfg.Period,
+			probeInfo: probeInfo{"clock-sync", cfg.Period,
 				Needs{LiveHost: "the kernel clock, through systemd-timedated or adjtimex"}},
 			ntpSynchronized: readNTPSynchronized,
 			adjtimex:        unix.Adjtimex,
@@ -105,10 +106,8 @@ func (p *clockSyncProbe) Check(ctx context.Context, env *Env) ([]Result, error) 
 }
 
 func clockUnsynchronized(source string) []Result {
-	return []Result{{
-		Condition: finding.KernelReady, Reason: "ClockUnsynchronized", Severity: finding.Warning,
-		Message: "The kernel clock is not synchronized to any time source (" + source + "); time drift may break time-sensitive workloads",
-	}}
+	return []Result{clockUnsynced.Result(
+		"The kernel clock is not synchronized to any time source ("+source+"); time drift may break time-sensitive workloads", "")}
 }
 
 // readNTPSynchronized reads org.freedesktop.timedate1's NTPSynchronized

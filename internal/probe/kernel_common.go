@@ -43,14 +43,12 @@ func decodeSettings(section *yaml.Node, cfg any, s *probeSettings) (bool, error)
 
 // probeInfo implements the descriptive half of Probe.
 type probeInfo struct {
-	name    string
-	reasons []string
-	period  time.Duration
-	needs   Needs
+	name   string
+	period time.Duration
+	needs  Needs
 }
 
 func (p probeInfo) Name() string          { return p.name }
-func (p probeInfo) Reasons() []string     { return p.reasons }
 func (p probeInfo) Period() time.Duration { return p.period }
 func (p probeInfo) Needs() Needs          { return p.needs }
 

@@ -8,8 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // largeEnvironmentConfig is probes.large-environment.
@@ -24,14 +24,15 @@ type largeEnvironmentProbe struct {
 	threshold int
 }
 
+var largeEnvironment = declare("large-environment", 5*time.Minute, reason.Reason{
+	Name: "LargeEnvironment", Condition: finding.KernelReady, Severity: finding.Warning,
+	Description: "A process has more than 1000 environment variables (probes.large-environment.threshold), typically Kubernetes " +
+		"service links in a namespace with many services. A large environment slows every exec and can exceed the kernel's " +
+		"argument size limit (E2BIG). The key names the PID and command.",
+	Action: "Set enableServiceLinks: false in the pod spec, or reduce the variables the workload sets.",
+})
+
 func init() {
-	describe("large-environment", 5*time.Minute, detector.ReasonInfo{
-		Reason: "LargeEnvironment", Condition: finding.KernelReady, Severity: finding.Warning,
-		Description: "A process has more than 1000 environment variables (probes.large-environment.threshold), typically Kubernetes " +
-			"service links in a namespace with many services. A large environment slows every exec and can exceed the kernel's " +
-			"argument size limit (E2BIG). The key names the PID and command.",
-		Action: "Set enableServiceLinks: false in the pod spec, or reduce the variables the workload sets.",
-	})
 	Register("large-environment", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := largeEnvironmentConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 1000}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -41,7 +42,7 @@ func init() {
 		if cfg.Threshold < 1 {
 			return nil, fmt.Errorf("threshold %d: want ≥ 1", cfg.Threshold)
 		}
-		return &largeEnvironmentProbe{probeInfo: probeInfo{"large-environment", []string{"LargeEnvironment"}, cfg.Period, Needs{LiveHost: env.processesLiveHost()}}, threshold: cfg.Threshold}, nil
+		return &largeEnvironmentProbe{probeInfo: probeInfo{"large-environment", cfg.Period, Needs{LiveHost: env.processesLiveHost()}}, threshold: cfg.Threshold}, nil
 	})
 }
 
@@ -60,13 +61,11 @@ func (p *largeEnvironmentProbe) Check(ctx context.Context, env *Env) ([]Result, 
 		if pr.Environ <= p.threshold {
 			continue
 		}
-		out = append(out, Result{
-			Condition: finding.KernelReady, Reason: "LargeEnvironment", Severity: finding.Warning,
-			Message: fmt.Sprintf("PID %d has a higher than normal environment variable count at %d", pr.PID, pr.Environ),
+		out = append(out, largeEnvironment.Result(
+			fmt.Sprintf("PID %d has a higher than normal environment variable count at %d", pr.PID, pr.Environ),
 			// The command name keeps the key readable and makes a reused
 			// PID a different finding.
-			Key: strconv.Itoa(pr.PID) + "/" + pr.Comm,
-		})
+			strconv.Itoa(pr.PID)+"/"+pr.Comm))
 	}
 	return out, nil
 }

@@ -141,13 +141,6 @@ func mustCheck(t *testing.T, p Probe, env *Env) []Result {
 	}
 	for _, r := range res {
 		wantDescribed(t, p.Name(), r)
-		found := false
-		for _, reason := range p.Reasons() {
-			found = found || reason == r.Reason || strings.Contains(reason, "${")
-		}
-		if !found {
-			t.Errorf("%s reported %s, which its Reasons() does not list", p.Name(), r.Reason)
-		}
 	}
 	return res
 }

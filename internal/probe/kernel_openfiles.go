@@ -7,8 +7,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // openFilesConfig is probes.open-files.
@@ -23,14 +23,15 @@ type openFilesProbe struct {
 	threshold float64
 }
 
+var approachingMaxOpenFiles = declare("open-files", 5*time.Minute, reason.Reason{
+	Name: "ApproachingMaxOpenFiles", Condition: finding.KernelReady, Severity: finding.Warning,
+	Description: "Allocated file handles (/proc/sys/fs/file-nr) reached 70% (probes.open-files.threshold) of fs.file-max. " +
+		"At the limit, opening files and sockets fails with ENFILE for every process on the node.",
+	Action: "Find the processes holding the most descriptors (ls /proc/<pid>/fd | wc -l, or lsof) and fix the leak; " +
+		"raise fs.file-max if the load is expected.",
+})
+
 func init() {
-	describe("open-files", 5*time.Minute, detector.ReasonInfo{
-		Reason: "ApproachingMaxOpenFiles", Condition: finding.KernelReady, Severity: finding.Warning,
-		Description: "Allocated file handles (/proc/sys/fs/file-nr) reached 70% (probes.open-files.threshold) of fs.file-max. " +
-			"At the limit, opening files and sockets fails with ENFILE for every process on the node.",
-		Action: "Find the processes holding the most descriptors (ls /proc/<pid>/fd | wc -l, or lsof) and fix the leak; " +
-			"raise fs.file-max if the load is expected.",
-	})
 	Register("open-files", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := openFilesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -40,7 +41,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
 			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
 		}
-		return &openFilesProbe{probeInfo: probeInfo{"open-files", []string{"ApproachingMaxOpenFiles"}, cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
+		return &openFilesProbe{probeInfo: probeInfo{"open-files", cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
 	})
 }
 
@@ -62,8 +63,6 @@ func (p *openFilesProbe) Check(ctx context.Context, env *Env) ([]Result, error) 
 	if ratio < p.threshold {
 		return nil, nil
 	}
-	return []Result{{
-		Condition: finding.KernelReady, Reason: "ApproachingMaxOpenFiles", Severity: finding.Warning,
-		Message: fmt.Sprintf("Approaching Exhaustion of max open file descriptors. %0.0f of %0.0f total, %0.1f%%", allocated, limit, ratio*100),
-	}}, nil
+	return []Result{approachingMaxOpenFiles.Result(
+		fmt.Sprintf("Approaching Exhaustion of max open file descriptors. %0.0f of %0.0f total, %0.1f%%", allocated, limit, ratio*100), "")}, nil
 }

@@ -10,9 +10,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // pidMaxConfig is probes.pid-max.
@@ -27,14 +27,15 @@ type pidMaxProbe struct {
 	threshold float64
 }
 
+var approachingKernelPidMax = declare("pid-max", 5*time.Minute, reason.Reason{
+	Name: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
+	Description: "The tasks on the node (every thread holds a PID) use at least 70% (probes.pid-max.threshold) of the lower of " +
+		"kernel.pid_max and kernel.threads-max. At the limit, fork and thread creation fail (ForkFailedOutOfPIDs) and pods cannot start or be probed.",
+	Action: "Find the processes or pods with the most threads (ps -eLf, pids.current of each pod cgroup) and fix the leak; " +
+		"limit pods with the kubelet's podPidsLimit. If the load is legitimate, raise kernel.pid_max and kernel.threads-max.",
+})
+
 func init() {
-	describe("pid-max", 5*time.Minute, detector.ReasonInfo{
-		Reason: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
-		Description: "The tasks on the node (every thread holds a PID) use at least 70% (probes.pid-max.threshold) of the lower of " +
-			"kernel.pid_max and kernel.threads-max. At the limit, fork and thread creation fail (ForkFailedOutOfPIDs) and pods cannot start or be probed.",
-		Action: "Find the processes or pods with the most threads (ps -eLf, pids.current of each pod cgroup) and fix the leak; " +
-			"limit pods with the kubelet's podPidsLimit. If the load is legitimate, raise kernel.pid_max and kernel.threads-max.",
-	})
 	Register("pid-max", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := pidMaxConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -44,7 +45,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
 			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
 		}
-		return &pidMaxProbe{probeInfo: probeInfo{"pid-max", []string{"ApproachingKernelPidMax"}, cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
+		return &pidMaxProbe{probeInfo: probeInfo{"pid-max", cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
 	})
 }
 
@@ -87,10 +88,8 @@ func (p *pidMaxProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 	if ratio < p.threshold {
 		return nil, nil
 	}
-	return []Result{{
-		Condition: finding.KernelReady, Reason: "ApproachingKernelPidMax", Severity: finding.Warning,
-		Message: fmt.Sprintf("Approaching max number of PIDs. %d of %d total, %0.1f%%", inUse, limit, ratio*100),
-	}}, nil
+	return []Result{approachingKernelPidMax.Result(
+		fmt.Sprintf("Approaching max number of PIDs. %d of %d total, %0.1f%%", inUse, limit, ratio*100), "")}, nil
 }
 
 // tasksInUse returns the number of threads on the host from the fourth

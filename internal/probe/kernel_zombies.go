@@ -8,8 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // zombiesConfig is probes.zombies.
@@ -31,14 +31,15 @@ type zombiesProbe struct {
 	streak int
 }
 
+var excessiveZombieProcesses = declare("zombies", 5*time.Minute, reason.Reason{
+	Name: "ExcessiveZombieProcesses", Condition: finding.KernelReady, Severity: finding.Warning,
+	Description: "At least 20 zombie processes (probes.zombies.threshold) were seen on 5 consecutive checks (probes.zombies.consecutive): " +
+		"a parent does not reap its exited children. Zombies keep their PIDs, so a growing pile leads to PID exhaustion.",
+	Action: "Find the zombies' parents (ps -eo pid,ppid,stat,comm, state Z) and fix or restart them. A container whose " +
+		"entrypoint is not an init process is the usual cause: run it under an init (tini, docker-init) or with shareProcessNamespace.",
+})
+
 func init() {
-	describe("zombies", 5*time.Minute, detector.ReasonInfo{
-		Reason: "ExcessiveZombieProcesses", Condition: finding.KernelReady, Severity: finding.Warning,
-		Description: "At least 20 zombie processes (probes.zombies.threshold) were seen on 5 consecutive checks (probes.zombies.consecutive): " +
-			"a parent does not reap its exited children. Zombies keep their PIDs, so a growing pile leads to PID exhaustion.",
-		Action: "Find the zombies' parents (ps -eo pid,ppid,stat,comm, state Z) and fix or restart them. A container whose " +
-			"entrypoint is not an init process is the usual cause: run it under an init (tini, docker-init) or with shareProcessNamespace.",
-	})
 	Register("zombies", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := zombiesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 20, Consecutive: 5}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -49,7 +50,7 @@ func init() {
 			return nil, fmt.Errorf("threshold %d, consecutive %d: want both ≥ 1", cfg.Threshold, cfg.Consecutive)
 		}
 		return &zombiesProbe{
-			probeInfo: probeInfo{"zombies", []string{"ExcessiveZombieProcesses"}, cfg.Period,
+			probeInfo: probeInfo{"zombies", cfg.Period,
 				Needs{Checks: cfg.Consecutive, LiveHost: env.processesLiveHost()}},
 			threshold: cfg.Threshold, consecutive: cfg.Consecutive,
 		}, nil
@@ -81,8 +82,5 @@ func (p *zombiesProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 	if p.streak < p.consecutive {
 		return nil, nil
 	}
-	return []Result{{
-		Condition: finding.KernelReady, Reason: "ExcessiveZombieProcesses", Severity: finding.Warning,
-		Message: fmt.Sprintf("Detected %d zombie processes still running", zombies),
-	}}, nil
+	return []Result{excessiveZombieProcesses.Result(fmt.Sprintf("Detected %d zombie processes still running", zombies), "")}, nil
 }

@@ -11,9 +11,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // zramConfig is probes.zram.
@@ -29,14 +29,15 @@ type zramProbe struct {
 	threshold float64
 }
 
+var zramHighUsage = declare("zram", 5*time.Minute, reason.Reason{
+	Name: "ZramHighUsage", Condition: finding.KernelReady, Severity: finding.Warning,
+	Description: "A zram device holds uncompressed data amounting to more than 10% (probes.zram.threshold) of its size: the node " +
+		"is swapping into compressed memory, which costs CPU and is a sign of memory pressure. The key is the device.",
+	Action: "Check the memory requests and limits of the pods on the node; right-size them or the instance type. " +
+		"If swap is not wanted on this node, switch zram off in the OS configuration.",
+})
+
 func init() {
-	describe("zram", 5*time.Minute, detector.ReasonInfo{
-		Reason: "ZramHighUsage", Condition: finding.KernelReady, Severity: finding.Warning,
-		Description: "A zram device holds uncompressed data amounting to more than 10% (probes.zram.threshold) of its size: the node " +
-			"is swapping into compressed memory, which costs CPU and is a sign of memory pressure. The key is the device.",
-		Action: "Check the memory requests and limits of the pods on the node; right-size them or the instance type. " +
-			"If swap is not wanted on this node, switch zram off in the OS configuration.",
-	})
 	Register("zram", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := zramConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.10}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -46,7 +47,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
 			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
 		}
-		return &zramProbe{probeInfo: probeInfo{"zram", []string{"ZramHighUsage"}, cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
+		return &zramProbe{probeInfo: probeInfo{"zram", cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
 	})
 }
 
@@ -91,10 +92,7 @@ func (p *zramProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 		if ratio <= p.threshold {
 			continue
 		}
-		out = append(out, Result{
-			Condition: finding.KernelReady, Reason: "ZramHighUsage", Severity: finding.Warning,
-			Message: fmt.Sprintf("ZRAM device %s at %.1f%% capacity", dev, ratio*100), Key: dev,
-		})
+		out = append(out, zramHighUsage.Result(fmt.Sprintf("ZRAM device %s at %.1f%% capacity", dev, ratio*100), dev))
 	}
 	return out, nil
 }

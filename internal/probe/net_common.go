@@ -20,7 +20,6 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/time/rate"
 
-	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
 
@@ -50,11 +49,6 @@ func (s *netSection) period(def time.Duration) time.Duration {
 		return s.Period
 	}
 	return def
-}
-
-// netResult builds a NetworkingReady result.
-func netResult(reason string, sev finding.Severity, key, msg string) Result {
-	return Result{Condition: finding.NetworkingReady, Reason: reason, Severity: sev, Key: key, Message: msg}
 }
 
 // netVPCCNIPods returns the aws-node pod log directories that show the VPC

@@ -14,9 +14,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // netEFABursts are NMA's bucket sizes for the EFA hardware counters.
@@ -52,16 +52,17 @@ type netEFA struct {
 // have none, and one appears only with a driver loaded late in boot.
 func (p *netEFA) Dormant() bool { return p.none.Load() }
 
+var efaErrorMetric = declare("efa", time.Minute, reason.Reason{
+	Name: "EFAErrorMetric", Condition: finding.NetworkingReady, Severity: finding.Warning,
+	Description: "An EFA device's hardware error counter (receive drops, RDMA read or write errors, unresponsive remote or " +
+		"impaired connection events, retransmissions) grew faster than its allowed burst (probes.efa.bursts). The key " +
+		"names the device, port and counter. On an instance without an EFA device the probe looks for one less and " +
+		"less often, its period doubling up to 10 minutes.",
+	Action: "Check the counters under /sys/class/infiniband/<dev>/ports/<port>/hw_counters and the workload's peers. " +
+		"Errors that persist on one node while its peers are clean point to hardware: replace the node.",
+})
+
 func init() {
-	describe("efa", time.Minute, detector.ReasonInfo{
-		Reason: "EFAErrorMetric", Condition: finding.NetworkingReady, Severity: finding.Warning,
-		Description: "An EFA device's hardware error counter (receive drops, RDMA read or write errors, unresponsive remote or " +
-			"impaired connection events, retransmissions) grew faster than its allowed burst (probes.efa.bursts). The key " +
-			"names the device, port and counter. On an instance without an EFA device the probe looks for one less and " +
-			"less often, its period doubling up to 10 minutes.",
-		Action: "Check the counters under /sys/class/infiniband/<dev>/ports/<port>/hw_counters and the workload's peers. " +
-			"Errors that persist on one node while its peers are clean point to hardware: replace the node.",
-	})
 	Register("efa", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netEFAConfig
 		on, err := cfg.decode(section, &cfg)
@@ -82,7 +83,6 @@ func init() {
 
 func (p *netEFA) Name() string          { return "efa" }
 func (p *netEFA) Period() time.Duration { return p.period }
-func (p *netEFA) Reasons() []string     { return []string{"EFAErrorMetric"} }
 
 // Needs: a counter's first reading is only a baseline.
 func (p *netEFA) Needs() Needs { return Needs{Checks: 2} }
@@ -142,8 +142,7 @@ func (p *netEFA) Check(ctx context.Context, env *Env) ([]Result, error) {
 					continue
 				}
 				if old, exceeded := c.observe(now, v); exceeded {
-					out = append(out, netResult("EFAErrorMetric", finding.Warning, key,
-						fmt.Sprintf("%s increased from %d to %d for device:port [%s]", counter, old, v, where)))
+					out = append(out, efaErrorMetric.Result(fmt.Sprintf("%s increased from %d to %d for device:port [%s]", counter, old, v, where), key))
 				}
 			}
 		}

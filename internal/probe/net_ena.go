@@ -14,20 +14,20 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // netENAStats maps the ENA driver's allowance counters to reasons. Each
 // counts packets the instance dropped or queued for going over an EC2
 // allowance.
-var netENAStats = map[string]string{
-	"bw_in_allowance_exceeded":     "BandwidthInExceeded",
-	"bw_out_allowance_exceeded":    "BandwidthOutExceeded",
-	"conntrack_allowance_exceeded": "ConntrackExceeded",
-	"linklocal_allowance_exceeded": "LinkLocalExceeded",
-	"pps_allowance_exceeded":       "PPSExceeded",
+var netENAStats = map[string]*reason.Reason{
+	"bw_in_allowance_exceeded":     bandwidthInExceeded,
+	"bw_out_allowance_exceeded":    bandwidthOutExceeded,
+	"conntrack_allowance_exceeded": conntrackExceeded,
+	"linklocal_allowance_exceeded": linkLocalExceeded,
+	"pps_allowance_exceeded":       ppsExceeded,
 }
 
 // netENABursts are NMA's bucket sizes.
@@ -60,44 +60,45 @@ type netENA struct {
 	counters map[string]map[string]*netCounter
 }
 
+var (
+	bandwidthInExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+		Name: "BandwidthInExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "The ENA driver counted packets queued or dropped because the instance exceeded its inbound aggregate " +
+			"bandwidth allowance (bw_in_allowance_exceeded in ethtool -S), faster than the allowed burst " +
+			"(probes.ena-allowances.bursts). EC2 shapes the traffic, not the node. The key is the interface.",
+		Action: "Spread the inbound load over more nodes or move to an instance type with more network bandwidth.",
+	})
+	bandwidthOutExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+		Name: "BandwidthOutExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "The ENA driver counted packets queued or dropped because the instance exceeded its outbound aggregate " +
+			"bandwidth allowance (bw_out_allowance_exceeded), faster than the allowed burst (probes.ena-allowances.bursts). " +
+			"The key is the interface.",
+		Action: "Spread the outbound load over more nodes or move to an instance type with more network bandwidth.",
+	})
+	conntrackExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+		Name: "ConntrackExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "The ENA driver counted packets dropped because the instance's connection tracking allowance was " +
+			"exhausted (conntrack_allowance_exceeded), faster than the allowed burst: new connections fail. This is EC2's " +
+			"security group tracking, not the kernel's conntrack table (ConntrackExceededKernel). The key is the interface.",
+		Action: "Reduce the number of tracked connections (reuse connections, shorten idle timeouts) or move to a larger " +
+			"instance type.",
+	})
+	linkLocalExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+		Name: "LinkLocalExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "The ENA driver counted packets dropped because traffic to link-local services (the Amazon DNS " +
+			"resolver, instance metadata, Time Sync) exceeded its packets-per-second allowance (linklocal_allowance_exceeded). " +
+			"DNS lookups from the node's pods fail intermittently. The key is the interface.",
+		Action: "Cache DNS on the node (NodeLocal DNSCache) and reduce instance metadata calls (SDK credential caching).",
+	})
+	ppsExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+		Name: "PPSExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "The ENA driver counted packets queued or dropped because the instance exceeded its packets-per-second " +
+			"allowance (pps_allowance_exceeded), faster than the allowed burst. The key is the interface.",
+		Action: "Send fewer, larger packets, spread the load over more nodes, or move to a larger instance type.",
+	})
+)
+
 func init() {
-	describe("ena-allowances", 5*time.Minute,
-		detector.ReasonInfo{
-			Reason: "BandwidthInExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "The ENA driver counted packets queued or dropped because the instance exceeded its inbound aggregate " +
-				"bandwidth allowance (bw_in_allowance_exceeded in ethtool -S), faster than the allowed burst " +
-				"(probes.ena-allowances.bursts). EC2 shapes the traffic, not the node. The key is the interface.",
-			Action: "Spread the inbound load over more nodes or move to an instance type with more network bandwidth.",
-		},
-		detector.ReasonInfo{
-			Reason: "BandwidthOutExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "The ENA driver counted packets queued or dropped because the instance exceeded its outbound aggregate " +
-				"bandwidth allowance (bw_out_allowance_exceeded), faster than the allowed burst (probes.ena-allowances.bursts). " +
-				"The key is the interface.",
-			Action: "Spread the outbound load over more nodes or move to an instance type with more network bandwidth.",
-		},
-		detector.ReasonInfo{
-			Reason: "ConntrackExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "The ENA driver counted packets dropped because the instance's connection tracking allowance was " +
-				"exhausted (conntrack_allowance_exceeded), faster than the allowed burst: new connections fail. This is EC2's " +
-				"security group tracking, not the kernel's conntrack table (ConntrackExceededKernel). The key is the interface.",
-			Action: "Reduce the number of tracked connections (reuse connections, shorten idle timeouts) or move to a larger " +
-				"instance type.",
-		},
-		detector.ReasonInfo{
-			Reason: "LinkLocalExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "The ENA driver counted packets dropped because traffic to link-local services (the Amazon DNS " +
-				"resolver, instance metadata, Time Sync) exceeded its packets-per-second allowance (linklocal_allowance_exceeded). " +
-				"DNS lookups from the node's pods fail intermittently. The key is the interface.",
-			Action: "Cache DNS on the node (NodeLocal DNSCache) and reduce instance metadata calls (SDK credential caching).",
-		},
-		detector.ReasonInfo{
-			Reason: "PPSExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "The ENA driver counted packets queued or dropped because the instance exceeded its packets-per-second " +
-				"allowance (pps_allowance_exceeded), faster than the allowed burst. The key is the interface.",
-			Action: "Send fewer, larger packets, spread the load over more nodes, or move to a larger instance type.",
-		},
-	)
 	Register("ena-allowances", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netENAConfig
 		on, err := cfg.decode(section, &cfg)
@@ -122,9 +123,6 @@ func init() {
 
 func (p *netENA) Name() string          { return "ena-allowances" }
 func (p *netENA) Period() time.Duration { return p.period }
-func (p *netENA) Reasons() []string {
-	return []string{"BandwidthInExceeded", "BandwidthOutExceeded", "ConntrackExceeded", "LinkLocalExceeded", "PPSExceeded"}
-}
 
 // Needs: a counter's first reading is only a baseline, and ethtool asks
 // the interfaces of the daemon's network namespace, not --root's.
@@ -164,7 +162,7 @@ func (p *netENA) Check(ctx context.Context, env *Env) ([]Result, error) {
 			cs = map[string]*netCounter{}
 			p.counters[ifname] = cs
 		}
-		for stat, reason := range netENAStats {
+		for stat, decl := range netENAStats {
 			v, ok := stats[stat]
 			if !ok {
 				continue
@@ -177,8 +175,7 @@ func (p *netENA) Check(ctx context.Context, env *Env) ([]Result, error) {
 				continue
 			}
 			if old, exceeded := c.observe(now, v); exceeded {
-				out = append(out, netResult(reason, finding.Warning, ifname,
-					fmt.Sprintf("%s increased on interface %q from %d to %d", stat, ifname, old, v)))
+				out = append(out, decl.Result(fmt.Sprintf("%s increased on interface %q from %d to %d", stat, ifname, old, v), ifname))
 			}
 		}
 	}

@@ -41,7 +41,8 @@ func TestNetENAAllowancesFireOnSecondPoll(t *testing.T) {
 	// Every allowance reason, each with NMA's burst: a jump just above the
 	// bucket fires on the poll after the baseline, a jump equal to the
 	// bucket does not (B10 quirk 1: NMA's never fired).
-	for stat, reason := range netENAStats {
+	for stat, decl := range netENAStats {
+		reason := decl.Name
 		burst := uint64(netENABursts[stat])
 		for _, tc := range []struct {
 			jump uint64
@@ -115,7 +116,8 @@ func TestNetENASustainedGrowthDrainsBucket(t *testing.T) {
 }
 
 func TestNetENARecovery(t *testing.T) {
-	for stat, reason := range netENAStats {
+	for stat, decl := range netENAStats {
+		reason := decl.Name
 		root := netENAHost(t)
 		env, clk, fr := netTestEnv(t, root)
 		rig := newNetRig(t, netBuild(t, env, "ena-allowances", ""), env)

@@ -14,9 +14,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // Interface flags from <linux/if.h>, as /sys/class/net/<if>/flags shows them.
@@ -60,32 +60,33 @@ type netIfObservation struct {
 	at          time.Time
 }
 
+var (
+	interfaceNotUp = declare("interfaces", 5*time.Minute, reason.Reason{
+		Name: "InterfaceNotUp", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+		Description: "A network interface (broadcast and multicast capable, not docker*, not excluded by " +
+			"probes.interfaces.excludedInterfaceNameRegexps) was administratively down on two consecutive checks less than " +
+			"10 minutes apart (probes.interfaces.consistencyWindow). Nothing passes through it. The key is the interface.",
+		Action: "Check the interface (ip link show <if>) and what took it down (journalctl -u systemd-networkd, the ENI " +
+			"attachment in EC2). Bring it up or replace the node. An interface that is meant to be down can be excluded with " +
+			"probes.interfaces.excludedInterfaceNameRegexps.",
+	})
+	interfaceNotRunning = declare("interfaces", 5*time.Minute, reason.Reason{
+		Name: "InterfaceNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+		Description: "A network interface is up but not running (no carrier; operstate neither up nor unknown) on two " +
+			"consecutive checks less than 10 minutes apart: it is configured but carries no traffic. The key is the interface.",
+		Action: "Check the link and its driver (ip link show <if>, ethtool <if>, the driver's messages in dmesg). Detach and " +
+			"reattach the ENI or replace the node if the link does not come back.",
+	})
+	missingLoopbackInterface = declare("interfaces", 5*time.Minute, reason.Reason{
+		Name: "MissingLoopbackInterface", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+		Description: "The host network namespace has no loopback interface. Everything that talks to localhost (the kubelet, " +
+			"the container runtime, health checks) fails.",
+		Action: "Find what removed it (a network configuration change or a CNI plugin error in the journal), then reboot " +
+			"or replace the node.",
+	})
+)
+
 func init() {
-	describe("interfaces", 5*time.Minute,
-		detector.ReasonInfo{
-			Reason: "InterfaceNotUp", Condition: finding.NetworkingReady, Severity: finding.Fatal,
-			Description: "A network interface (broadcast and multicast capable, not docker*, not excluded by " +
-				"probes.interfaces.excludedInterfaceNameRegexps) was administratively down on two consecutive checks less than " +
-				"10 minutes apart (probes.interfaces.consistencyWindow). Nothing passes through it. The key is the interface.",
-			Action: "Check the interface (ip link show <if>) and what took it down (journalctl -u systemd-networkd, the ENI " +
-				"attachment in EC2). Bring it up or replace the node. An interface that is meant to be down can be excluded with " +
-				"probes.interfaces.excludedInterfaceNameRegexps.",
-		},
-		detector.ReasonInfo{
-			Reason: "InterfaceNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
-			Description: "A network interface is up but not running (no carrier; operstate neither up nor unknown) on two " +
-				"consecutive checks less than 10 minutes apart: it is configured but carries no traffic. The key is the interface.",
-			Action: "Check the link and its driver (ip link show <if>, ethtool <if>, the driver's messages in dmesg). Detach and " +
-				"reattach the ENI or replace the node if the link does not come back.",
-		},
-		detector.ReasonInfo{
-			Reason: "MissingLoopbackInterface", Condition: finding.NetworkingReady, Severity: finding.Fatal,
-			Description: "The host network namespace has no loopback interface. Everything that talks to localhost (the kubelet, " +
-				"the container runtime, health checks) fails.",
-			Action: "Find what removed it (a network configuration change or a CNI plugin error in the journal), then reboot " +
-				"or replace the node.",
-		},
-	)
 	Register("interfaces", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netInterfacesConfig
 		on, err := cfg.decode(section, &cfg)
@@ -119,9 +120,6 @@ func init() {
 
 func (p *netInterfaces) Name() string          { return "interfaces" }
 func (p *netInterfaces) Period() time.Duration { return p.period }
-func (p *netInterfaces) Reasons() []string {
-	return []string{"InterfaceNotUp", "InterfaceNotRunning", "MissingLoopbackInterface"}
-}
 
 // Needs: a down or not-running interface counts only when the previous
 // check saw it so too.
@@ -187,11 +185,9 @@ func (p *netInterfaces) Check(ctx context.Context, env *Env) ([]Result, error) {
 		mac, _ := netReadTrim(filepath.Join(dir, name, "address"))
 		switch {
 		case !cur.up && !prev.up:
-			out = append(out, netResult("InterfaceNotUp", finding.Fatal, name,
-				fmt.Sprintf("Interface Name: %q, MAC: %q is not up", name, mac)))
+			out = append(out, interfaceNotUp.Result(fmt.Sprintf("Interface Name: %q, MAC: %q is not up", name, mac), name))
 		case cur.up && !cur.running && !prev.running:
-			out = append(out, netResult("InterfaceNotRunning", finding.Fatal, name,
-				fmt.Sprintf("Interface Name: %q, MAC: %q is not running (operstate %s)", name, mac, oper)))
+			out = append(out, interfaceNotRunning.Result(fmt.Sprintf("Interface Name: %q, MAC: %q is not running (operstate %s)", name, mac, oper), name))
 		}
 	}
 	for name := range p.prev {
@@ -200,8 +196,7 @@ func (p *netInterfaces) Check(ctx context.Context, env *Env) ([]Result, error) {
 		}
 	}
 	if !loopback {
-		out = append(out, netResult("MissingLoopbackInterface", finding.Fatal, "",
-			"The loopback interface is missing from this instance. Without it, many services which depend on local connectivity will fail"))
+		out = append(out, missingLoopbackInterface.Result("The loopback interface is missing from this instance. Without it, many services which depend on local connectivity will fail", ""))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

@@ -11,9 +11,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // netSandboxes answers which IPs the container runtime gave a pod sandbox.
@@ -57,27 +57,28 @@ type netSandboxAnswer struct {
 	at  time.Time
 }
 
+var (
+	ipamdNotRunning = declare("ipamd", 5*time.Minute, reason.Reason{
+		Name: "IPAMDNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+		Description: "The AWS VPC CNI is installed (an aws-node pod ran on this node) but its IP address manager, ipamd " +
+			"(process aws-k8s-agent; ipamd.service on EKS Auto Mode), was not running on two checks less than 15 minutes " +
+			"apart (probes.ipamd.window). New pods get no IP address.",
+		Action: "Check the aws-node pod (kubectl -n kube-system describe pod / logs -c aws-node) and " +
+			"/var/log/aws-routed-eni/ipamd.log, or journalctl -u ipamd on Auto Mode; fix the cause (image pull, IAM " +
+			"permissions, API server access) or replace the node.",
+	})
+	ipamdInconsistentState = declare("ipamd", 5*time.Minute, reason.Reason{
+		Name: "IPAMDInconsistentState", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "ipamd's checkpoint (/var/run/aws-node/ipam.json) gives a pod an IP address that the container runtime " +
+			"(CRI PodSandboxStatus) does not report for that pod's sandbox, so traffic for the pod can reach the wrong pod " +
+			"or nothing. The key is the sandbox ID.",
+		Action: "Compare the pod's IP (kubectl get pod -o wide) with the message; delete the affected pod so that it gets a " +
+			"fresh address, and restart the aws-node pod if several pods are affected. probes.ipamd.inconsistentState: false " +
+			"switches the comparison off.",
+	})
+)
+
 func init() {
-	describe("ipamd", 5*time.Minute,
-		detector.ReasonInfo{
-			Reason: "IPAMDNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
-			Description: "The AWS VPC CNI is installed (an aws-node pod ran on this node) but its IP address manager, ipamd " +
-				"(process aws-k8s-agent; ipamd.service on EKS Auto Mode), was not running on two checks less than 15 minutes " +
-				"apart (probes.ipamd.window). New pods get no IP address.",
-			Action: "Check the aws-node pod (kubectl -n kube-system describe pod / logs -c aws-node) and " +
-				"/var/log/aws-routed-eni/ipamd.log, or journalctl -u ipamd on Auto Mode; fix the cause (image pull, IAM " +
-				"permissions, API server access) or replace the node.",
-		},
-		detector.ReasonInfo{
-			Reason: "IPAMDInconsistentState", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "ipamd's checkpoint (/var/run/aws-node/ipam.json) gives a pod an IP address that the container runtime " +
-				"(CRI PodSandboxStatus) does not report for that pod's sandbox, so traffic for the pod can reach the wrong pod " +
-				"or nothing. The key is the sandbox ID.",
-			Action: "Compare the pod's IP (kubectl get pod -o wide) with the message; delete the affected pod so that it gets a " +
-				"fresh address, and restart the aws-node pod if several pods are affected. probes.ipamd.inconsistentState: false " +
-				"switches the comparison off.",
-		},
-	)
 	Register("ipamd", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netIPAMDConfig
 		on, err := cfg.decode(section, &cfg)
@@ -111,7 +112,6 @@ func init() {
 
 func (p *netIPAMD) Name() string          { return "ipamd" }
 func (p *netIPAMD) Period() time.Duration { return p.period }
-func (p *netIPAMD) Reasons() []string     { return []string{"IPAMDNotRunning", "IPAMDInconsistentState"} }
 
 // Needs: ipamd must be seen not running on two checks; off Auto Mode the
 // first check of an aws-node pod only notes it, so that is three.
@@ -163,8 +163,7 @@ func (p *netIPAMD) Check(ctx context.Context, env *Env) ([]Result, error) {
 		if prev.IsZero() || now.Sub(prev) > p.window {
 			return nil, nil
 		}
-		return []Result{netResult("IPAMDNotRunning", finding.Fatal, "",
-			"The AWS VPC CNI was detected on this node but IPAMD was not found running")}, nil
+		return []Result{ipamdNotRunning.Result("The AWS VPC CNI was detected on this node but IPAMD was not found running", "")}, nil
 	}
 	p.lastDown = time.Time{}
 	if p.sandboxes == nil {
@@ -225,9 +224,8 @@ func (p *netIPAMD) inconsistent(ctx context.Context, env *Env) ([]Result, error)
 			continue // host-network or not yet networked
 		}
 		if !netSameIP(ans.ips, a.IPv4) && !netSameIP(ans.ips, a.IPv6) {
-			out = append(out, netResult("IPAMDInconsistentState", finding.Warning, a.ContainerID,
-				fmt.Sprintf("Internal IPAMD state has conflicting IP addresses for pod %s (ipamd: %s, runtime: %s)",
-					a.pod(), strings.Trim(a.IPv4+","+a.IPv6, ","), strings.Join(ans.ips, ","))))
+			out = append(out, ipamdInconsistentState.Result(fmt.Sprintf("Internal IPAMD state has conflicting IP addresses for pod %s (ipamd: %s, runtime: %s)",
+				a.pod(), strings.Trim(a.IPv4+","+a.IPv6, ","), strings.Join(ans.ips, ",")), a.ContainerID))
 		}
 	}
 	for id := range p.sandboxIPs {

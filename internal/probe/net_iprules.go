@@ -10,8 +10,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // Policy-routing priorities the VPC CNI uses: 512 sends traffic to a pod
@@ -63,31 +63,32 @@ type netIPRules struct {
 	misses map[string]int
 }
 
+var (
+	missingIPRules = declare("ip-rules", 5*time.Minute, reason.Reason{
+		Name: "MissingIPRules", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "A pod IP that ipamd handed out has no VPC CNI policy-routing rule (priority 512 to <ip> lookup main, " +
+			"or 1536 from <ip> for pods on a secondary ENI) on two consecutive checks (probes.ip-rules.confirmations), so " +
+			"the pod's traffic is misrouted. The key is the pod IP. Not checked on hybrid nodes.",
+		Action: "Check ip rule show (ip -6 rule show for IPv6) and the VPC CNI logs in /var/log/aws-routed-eni; recreate " +
+			"the pod, or restart the aws-node pod when many pods are affected.",
+	})
+	missingIPRoutes = declare("ip-rules", 5*time.Minute, reason.Reason{
+		Name: "MissingIPRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "A pod IP whose rule exists has no host route to the pod's interface (<ip> dev <veth> scope link) on " +
+			"two consecutive checks, so traffic from the node to the pod is dropped. The key is the pod IP.",
+		Action: "Check ip route show table all for the IP and the VPC CNI logs in /var/log/aws-routed-eni; recreate the pod.",
+	})
+	missingDefaultRoutes = declare("ip-rules", 5*time.Minute, reason.Reason{
+		Name: "MissingDefaultRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "A route table used by a secondary ENI's pods (named by a priority 1536 rule) has no default route on " +
+			"two consecutive checks, so those pods cannot reach anything outside their subnet. The key is the address " +
+			"family and table.",
+		Action: "Check ip route show table <table> and that the ENI is still attached; restart the aws-node pod or replace " +
+			"the node.",
+	})
+)
+
 func init() {
-	describe("ip-rules", 5*time.Minute,
-		detector.ReasonInfo{
-			Reason: "MissingIPRules", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "A pod IP that ipamd handed out has no VPC CNI policy-routing rule (priority 512 to <ip> lookup main, " +
-				"or 1536 from <ip> for pods on a secondary ENI) on two consecutive checks (probes.ip-rules.confirmations), so " +
-				"the pod's traffic is misrouted. The key is the pod IP. Not checked on hybrid nodes.",
-			Action: "Check ip rule show (ip -6 rule show for IPv6) and the VPC CNI logs in /var/log/aws-routed-eni; recreate " +
-				"the pod, or restart the aws-node pod when many pods are affected.",
-		},
-		detector.ReasonInfo{
-			Reason: "MissingIPRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "A pod IP whose rule exists has no host route to the pod's interface (<ip> dev <veth> scope link) on " +
-				"two consecutive checks, so traffic from the node to the pod is dropped. The key is the pod IP.",
-			Action: "Check ip route show table all for the IP and the VPC CNI logs in /var/log/aws-routed-eni; recreate the pod.",
-		},
-		detector.ReasonInfo{
-			Reason: "MissingDefaultRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "A route table used by a secondary ENI's pods (named by a priority 1536 rule) has no default route on " +
-				"two consecutive checks, so those pods cannot reach anything outside their subnet. The key is the address " +
-				"family and table.",
-			Action: "Check ip route show table <table> and that the ENI is still attached; restart the aws-node pod or replace " +
-				"the node.",
-		},
-	)
 	Register("ip-rules", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netIPRulesConfig
 		on, err := cfg.decode(section, &cfg)
@@ -111,9 +112,6 @@ func init() {
 
 func (p *netIPRules) Name() string          { return "ip-rules" }
 func (p *netIPRules) Period() time.Duration { return p.period }
-func (p *netIPRules) Reasons() []string {
-	return []string{"MissingIPRules", "MissingIPRoutes", "MissingDefaultRoutes"}
-}
 
 // Needs: an entry counts as missing after p.confirm checks, and the rules
 // and routes are the daemon's own network namespace's, not --root's.
@@ -236,8 +234,7 @@ func netCheckFamily(fam int, ips []netPodIP, rules []netRule, routes []netRoute)
 		host := netip.PrefixFrom(ip.addr, ip.addr.BitLen())
 		secondary := from[host]
 		if !to[host] && !secondary {
-			out = append(out, netResult("MissingIPRules", finding.Warning, ip.addr.String(),
-				fmt.Sprintf("Pod IP %s is missing rules: Expected entry like `from all to %s lookup main` (pod %s)", ip.addr, ip.addr, ip.pod)))
+			out = append(out, missingIPRules.Result(fmt.Sprintf("Pod IP %s is missing rules: Expected entry like `from all to %s lookup main` (pod %s)", ip.addr, ip.addr, ip.pod), ip.addr.String()))
 			continue
 		}
 		if hostRoute[host] {
@@ -253,8 +250,7 @@ func netCheckFamily(fam int, ips []netPodIP, rules []netRule, routes []netRoute)
 		if fam == 6 {
 			want = fmt.Sprintf("%s dev <dev> metric 1024 pref medium", ip.addr)
 		}
-		out = append(out, netResult("MissingIPRoutes", finding.Warning, ip.addr.String(),
-			fmt.Sprintf("Pod IP %s is missing %s: Expected entry like `%s` (pod %s)", ip.addr, item, want, ip.pod)))
+		out = append(out, missingIPRoutes.Result(fmt.Sprintf("Pod IP %s is missing %s: Expected entry like `%s` (pod %s)", ip.addr, item, want, ip.pod), ip.addr.String()))
 	}
 	var missing []int
 	for t := range tables {
@@ -268,8 +264,9 @@ func netCheckFamily(fam int, ips []netPodIP, rules []netRule, routes []netRoute)
 		if fam == 6 {
 			fname = "IPv6 "
 		}
-		out = append(out, netResult("MissingDefaultRoutes", finding.Warning, fmt.Sprintf("ipv%d/%d", fam, t),
-			fmt.Sprintf("Missing %sdefault route rules for table %d: Expected entry like `default via <gateway-ip> dev <dev> table %d`", fname, t, t)))
+		out = append(out, missingDefaultRoutes.Result(
+			fmt.Sprintf("Missing %sdefault route rules for table %d: Expected entry like `default via <gateway-ip> dev <dev> table %d`", fname, t, t),
+			fmt.Sprintf("ipv%d/%d", fam, t)))
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Reason < out[j].Reason })
 	return out

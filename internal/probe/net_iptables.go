@@ -13,8 +13,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 type netIPTablesConfig struct {
@@ -37,25 +37,26 @@ type netIPTables struct {
 	missing     map[string]bool // commands already reported absent
 }
 
+var (
+	unexpectedRejectRule = declare("iptables", 5*time.Minute, reason.Reason{
+		Name: "UnexpectedRejectRule", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "An iptables or ip6tables rule rejects or drops traffic (REJECT, DROP, --reject-with) and is not one " +
+			"of the expected rejects (kube-proxy's, Calico's, Cilium's and Docker's, or a chain listed in " +
+			"probes.iptables.allowedIPTablesChains). Such rules, often left by host firewalls or hardening scripts, break " +
+			"pod or node traffic. Not checked on hybrid nodes.",
+		Action: "Find what installed the rule quoted in the message (iptables-save) and remove it; if it is intended, add " +
+			"its table/chain to probes.iptables.allowedIPTablesChains.",
+	})
+	portConflict = declare("iptables", 5*time.Minute, reason.Reason{
+		Name: "PortConflict", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "A DNAT rule captures traffic to the kubelet's port (10250, probes.iptables.kubeletPort), so the API " +
+			"server's calls to the kubelet (logs, exec, metrics) go elsewhere.",
+		Action: "Find the component that installed the rule (iptables-save -t nat), typically a hostPort or a proxy, and move " +
+			"it to another port.",
+	})
+)
+
 func init() {
-	describe("iptables", 5*time.Minute,
-		detector.ReasonInfo{
-			Reason: "UnexpectedRejectRule", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "An iptables or ip6tables rule rejects or drops traffic (REJECT, DROP, --reject-with) and is not one " +
-				"of the expected rejects (kube-proxy's, Calico's, Cilium's and Docker's, or a chain listed in " +
-				"probes.iptables.allowedIPTablesChains). Such rules, often left by host firewalls or hardening scripts, break " +
-				"pod or node traffic. Not checked on hybrid nodes.",
-			Action: "Find what installed the rule quoted in the message (iptables-save) and remove it; if it is intended, add " +
-				"its table/chain to probes.iptables.allowedIPTablesChains.",
-		},
-		detector.ReasonInfo{
-			Reason: "PortConflict", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "A DNAT rule captures traffic to the kubelet's port (10250, probes.iptables.kubeletPort), so the API " +
-				"server's calls to the kubelet (logs, exec, metrics) go elsewhere.",
-			Action: "Find the component that installed the rule (iptables-save -t nat), typically a hostPort or a proxy, and move " +
-				"it to another port.",
-		},
-	)
 	Register("iptables", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netIPTablesConfig
 		on, err := cfg.decode(section, &cfg)
@@ -91,7 +92,6 @@ func init() {
 
 func (p *netIPTables) Name() string          { return "iptables" }
 func (p *netIPTables) Period() time.Duration { return p.period }
-func (p *netIPTables) Reasons() []string     { return []string{"UnexpectedRejectRule", "PortConflict"} }
 
 // Needs: the *-save commands print the daemon's own network namespace's
 // rules, not --root's.
@@ -169,12 +169,10 @@ func (p *netIPTables) scan(label string, save []byte) []Result {
 		r := netParseIPTRule(table, line)
 		key := fmt.Sprintf("%s/%s/%s", r.table, r.chain, netHash(label, line)[:12])
 		if p.checkReject && netIsReject(r) && !p.expectedReject(r) {
-			out = append(out, netResult("UnexpectedRejectRule", finding.Warning, key,
-				fmt.Sprintf("Found an unexpected %s reject rule: %q", label, line)))
+			out = append(out, unexpectedRejectRule.Result(fmt.Sprintf("Found an unexpected %s reject rule: %q", label, line), key))
 		}
 		if r.opt("-j", "--jump") == "DNAT" && netPortsInclude(r.opt("--dport", "--destination-port", "--dports", "--destination-ports"), p.port) {
-			out = append(out, netResult("PortConflict", finding.Warning, key,
-				fmt.Sprintf("Potential %s rule conflict on port %d: %q", label, p.port, line)))
+			out = append(out, portConflict.Result(fmt.Sprintf("Potential %s rule conflict on port %d: %q", label, p.port, line), key))
 		}
 	}
 	return out

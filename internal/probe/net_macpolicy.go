@@ -12,8 +12,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 type netMACPolicyConfig struct {
@@ -26,15 +26,16 @@ type netMACPolicy struct {
 	period, timeout time.Duration
 }
 
+var macAddressPolicyMisconfigured = declare("mac-address-policy", 5*time.Minute, reason.Reason{
+	Name: "MACAddressPolicyMisconfigured", Condition: finding.NetworkingReady, Severity: finding.Warning,
+	Description: "On Ubuntu with the VPC CNI, a systemd .link file that applies to the node's interfaces sets " +
+		"MACAddressPolicy to something other than none (Ubuntu's default is persistent), so udev rewrites the MAC " +
+		"addresses of the veths the CNI creates and pod networking breaks. The key is the .link file.",
+	Action: "Add a drop-in for that .link file setting MACAddressPolicy=none (systemd-analyze cat-config <file> shows the " +
+		"merged result) and recreate the affected pods.",
+})
+
 func init() {
-	describe("mac-address-policy", 5*time.Minute, detector.ReasonInfo{
-		Reason: "MACAddressPolicyMisconfigured", Condition: finding.NetworkingReady, Severity: finding.Warning,
-		Description: "On Ubuntu with the VPC CNI, a systemd .link file that applies to the node's interfaces sets " +
-			"MACAddressPolicy to something other than none (Ubuntu's default is persistent), so udev rewrites the MAC " +
-			"addresses of the veths the CNI creates and pod networking breaks. The key is the .link file.",
-		Action: "Add a drop-in for that .link file setting MACAddressPolicy=none (systemd-analyze cat-config <file> shows the " +
-			"merged result) and recreate the affected pods.",
-	})
 	Register("mac-address-policy", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netMACPolicyConfig
 		on, err := cfg.decode(section, &cfg)
@@ -57,7 +58,6 @@ func init() {
 
 func (p *netMACPolicy) Name() string          { return "mac-address-policy" }
 func (p *netMACPolicy) Period() time.Duration { return p.period }
-func (p *netMACPolicy) Reasons() []string     { return []string{"MACAddressPolicyMisconfigured"} }
 
 // Needs: networkctl and systemd-analyze answer for the running host.
 func (p *netMACPolicy) Needs() Needs {
@@ -108,8 +108,7 @@ func (p *netMACPolicy) Check(ctx context.Context, env *Env) ([]Result, error) {
 		}
 		v, set := netLastMACPolicy(cfg)
 		if set && v != "" && v != "none" {
-			out = append(out, netResult("MACAddressPolicyMisconfigured", finding.Warning, f,
-				fmt.Sprintf("MACAddressPolicy in %s is set to %q instead of 'none', which may cause network issues", f, v)))
+			out = append(out, macAddressPolicyMisconfigured.Result(fmt.Sprintf("MACAddressPolicy in %s is set to %q instead of 'none', which may cause network issues", f, v), f))
 		}
 	}
 	return out, nil

@@ -7,8 +7,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 type netNPAConfig struct {
@@ -34,22 +34,23 @@ type netNPA struct {
 	haveBaseline bool
 }
 
+var (
+	npaNotRunning = declare("network-policy-agent", 5*time.Minute, reason.Reason{
+		Name: "NPANotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
+		Description: "On EKS Auto Mode, the network policy agent (aws-network-policy-agent.service) has not been active for " +
+			"15 minutes (probes.network-policy-agent.notRunningFor): network policies are no longer enforced or updated.",
+		Action: "Check systemctl status aws-network-policy-agent and its journal. Auto Mode nodes are managed: replace the " +
+			"node if the agent does not come back.",
+	})
+	npaRepeatedlyRestart = declare("network-policy-agent", 5*time.Minute, reason.Reason{
+		Name: "NPARepeatedlyRestart", Condition: finding.NetworkingReady, Severity: finding.Warning,
+		Description: "On EKS Auto Mode, the network policy agent restarted at least 5 times " +
+			"(probes.network-policy-agent.restartThreshold) between two checks.",
+		Action: "Read journalctl -u aws-network-policy-agent for why it exits; replace the node if it keeps restarting.",
+	})
+)
+
 func init() {
-	describe("network-policy-agent", 5*time.Minute,
-		detector.ReasonInfo{
-			Reason: "NPANotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
-			Description: "On EKS Auto Mode, the network policy agent (aws-network-policy-agent.service) has not been active for " +
-				"15 minutes (probes.network-policy-agent.notRunningFor): network policies are no longer enforced or updated.",
-			Action: "Check systemctl status aws-network-policy-agent and its journal. Auto Mode nodes are managed: replace the " +
-				"node if the agent does not come back.",
-		},
-		detector.ReasonInfo{
-			Reason: "NPARepeatedlyRestart", Condition: finding.NetworkingReady, Severity: finding.Warning,
-			Description: "On EKS Auto Mode, the network policy agent restarted at least 5 times " +
-				"(probes.network-policy-agent.restartThreshold) between two checks.",
-			Action: "Read journalctl -u aws-network-policy-agent for why it exits; replace the node if it keeps restarting.",
-		},
-	)
 	Register("network-policy-agent", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netNPAConfig
 		on, err := cfg.decode(section, &cfg)
@@ -78,7 +79,6 @@ func init() {
 
 func (p *netNPA) Name() string          { return "network-policy-agent" }
 func (p *netNPA) Period() time.Duration { return p.period }
-func (p *netNPA) Reasons() []string     { return []string{"NPANotRunning", "NPARepeatedlyRestart"} }
 
 // Needs: the restart count's first reading is only a baseline, and the
 // agent must stay inactive for p.tolerance.
@@ -98,8 +98,7 @@ func (p *netNPA) Check(ctx context.Context, env *Env) ([]Result, error) {
 		if now.Sub(p.downSince) < p.tolerance {
 			return nil, nil
 		}
-		return []Result{netResult("NPANotRunning", finding.Fatal, "",
-			fmt.Sprintf("NPA is not running on this Auto Mode node (SubState=%q, Result=%q)", st.SubState, st.Result))}, nil
+		return []Result{npaNotRunning.Result(fmt.Sprintf("NPA is not running on this Auto Mode node (SubState=%q, Result=%q)", st.SubState, st.Result), "")}, nil
 	}
 	p.downSince = time.Time{}
 	// The first reading is the baseline: NMA started from 0 and so
@@ -112,8 +111,7 @@ func (p *netNPA) Check(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, nil
 	}
 	if d := st.NRestarts - prev; d >= p.threshold {
-		return []Result{netResult("NPARepeatedlyRestart", finding.Warning, "",
-			fmt.Sprintf("NPA restarted %d times in last poll interval (threshold: %d, SubState=%q, Result=%q)", d, p.threshold, st.SubState, st.Result))}, nil
+		return []Result{npaRepeatedlyRestart.Result(fmt.Sprintf("NPA restarted %d times in last poll interval (threshold: %d, SubState=%q, Result=%q)", d, p.threshold, st.SubState, st.Result), "")}, nil
 	}
 	return nil, nil
 }

@@ -10,9 +10,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 type netSysctlConfig struct {
@@ -32,14 +32,15 @@ type netSysctl struct {
 	want   map[string]string
 }
 
+var networkSysctl = declare("network-sysctl", 5*time.Minute, reason.Reason{
+	Name: "NetworkSysctl", Condition: finding.NetworkingReady, Severity: finding.Warning,
+	Description: "A network sysctl differs from its expected value: net.ipv4.ip_forward must be 1 for pods to reach " +
+		"anything beyond the node, and probes.network-sysctl.expected adds others. The key is the sysctl.",
+	Action: "Find what changed it (a sysctl.d drop-in, a hardening script) and restore the value (sysctl -w, persisted in " +
+		"/etc/sysctl.d).",
+})
+
 func init() {
-	describe("network-sysctl", 5*time.Minute, detector.ReasonInfo{
-		Reason: "NetworkSysctl", Condition: finding.NetworkingReady, Severity: finding.Warning,
-		Description: "A network sysctl differs from its expected value: net.ipv4.ip_forward must be 1 for pods to reach " +
-			"anything beyond the node, and probes.network-sysctl.expected adds others. The key is the sysctl.",
-		Action: "Find what changed it (a sysctl.d drop-in, a hardening script) and restore the value (sysctl -w, persisted in " +
-			"/etc/sysctl.d).",
-	})
 	Register("network-sysctl", func(env *Env, section *yaml.Node) (Probe, error) {
 		var cfg netSysctlConfig
 		on, err := cfg.decode(section, &cfg)
@@ -59,7 +60,6 @@ func init() {
 
 func (p *netSysctl) Name() string          { return "network-sysctl" }
 func (p *netSysctl) Period() time.Duration { return p.period }
-func (p *netSysctl) Reasons() []string     { return []string{"NetworkSysctl"} }
 func (p *netSysctl) Needs() Needs          { return Needs{} }
 
 // Check reports every sysctl whose value differs from the expected one
@@ -85,8 +85,7 @@ func (p *netSysctl) Check(ctx context.Context, env *Env) ([]Result, error) {
 		// Multi-value sysctls (tcp_rmem) separate fields by tabs; compare
 		// them field by field so that spacing in the config is free.
 		if strings.Join(strings.Fields(got), " ") != strings.Join(strings.Fields(p.want[name]), " ") {
-			out = append(out, netResult("NetworkSysctl", finding.Warning, name,
-				fmt.Sprintf("A network related sysctl parameter may be misconfigured: %s is %q, expected %q", name, got, p.want[name])))
+			out = append(out, networkSysctl.Result(fmt.Sprintf("A network related sysctl parameter may be misconfigured: %s is %q, expected %q", name, got, p.want[name]), name))
 		}
 	}
 	return out, nil

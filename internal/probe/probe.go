@@ -23,25 +23,19 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// Result is one problem a check found.
-type Result struct {
-	Condition string
-	Reason    string
-	Severity  finding.Severity
-	Message   string
-	// Key tells instances apart (an interface, a device, a unit); results
-	// are tracked per (Reason, Key).
-	Key string
-}
+// Result is one problem a check found, built from the reason's declaration
+// (declare): reason.Result(message, key).
+type Result = reason.Result
 
 // Probe is one periodic check.
 type Probe interface {
-	// Name identifies the probe in config (probes.<name>), logs and metrics.
+	// Name identifies the probe in config (probes.<name>), logs and metrics;
+	// the reasons Check may report are declared for detector probe:<name>
+	// (declare).
 	Name() string
-	// Reasons lists every reason Check may report.
-	Reasons() []string
 	// Period is how often Check runs.
 	Period() time.Duration
 	// Check inspects the host once and returns the problems it sees now.
@@ -384,11 +378,9 @@ func (t *Tracker) Apply(now time.Time, results []Result, emit detector.Emitter) 
 		k := res.Reason + "\x00" + res.Key
 		seen[k] = true
 		t.active[k] = &tracked{res: res}
-		emit.Raise(finding.Finding{
-			Condition: res.Condition, Reason: res.Reason, Severity: res.Severity, Message: res.Message,
-			Key: res.Key, Rule: t.probe, Source: "probe:" + t.probe, Detected: now, LastSeen: now, Count: 1,
-			Recovery: finding.Recovery{Probe: true},
-		})
+		f := res.Finding(t.probe, "probe:"+t.probe, now)
+		f.Recovery.Probe = true
+		emit.Raise(f)
 	}
 	for k, tr := range t.active {
 		if seen[k] {

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 )
 
 type recorder struct {
@@ -20,6 +21,7 @@ type recorder struct {
 
 func (r *recorder) Raise(f finding.Finding) { r.raised = append(r.raised, f) }
 func (r *recorder) Clear(c finding.Clear)   { r.cleared = append(r.cleared, c) }
+func (r *recorder) Observe(policy.Event)    {}
 
 func TestTrackerHysteresis(t *testing.T) {
 	tr := NewTracker("iface", 2)

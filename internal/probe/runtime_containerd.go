@@ -15,9 +15,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // containerdDeprecationsConfig is probes.containerd-deprecations.
@@ -41,15 +41,16 @@ type containerdDeprecationsProbe struct {
 	warnedNoCtr bool
 }
 
+var deprecatedContainerdConfiguration = declare("containerd-deprecations", time.Hour, reason.Reason{
+	Name: "DeprecatedContainerdConfiguration", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
+	Description: "containerd reports that a deprecated feature was used within the last hour (probes.containerd-deprecations.window; " +
+		"ctr deprecations list): a configuration option, a CRI or plugin API, or a Docker schema 1 image. The key is the " +
+		"deprecation ID. A later containerd release removes the feature and breaks whatever still uses it.",
+	Action: "Read the message for the feature, then migrate the containerd configuration, or rebuild and push the image " +
+		"in a current format, before the node's containerd is upgraded.",
+})
+
 func init() {
-	describe("containerd-deprecations", time.Hour, detector.ReasonInfo{
-		Reason: "DeprecatedContainerdConfiguration", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
-		Description: "containerd reports that a deprecated feature was used within the last hour (probes.containerd-deprecations.window; " +
-			"ctr deprecations list): a configuration option, a CRI or plugin API, or a Docker schema 1 image. The key is the " +
-			"deprecation ID. A later containerd release removes the feature and breaks whatever still uses it.",
-		Action: "Read the message for the feature, then migrate the containerd configuration, or rebuild and push the image " +
-			"in a current format, before the node's containerd is upgraded.",
-	})
 	Register("containerd-deprecations", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := containerdDeprecationsConfig{
 			probeSettings: probeSettings{Period: time.Hour},
@@ -63,7 +64,7 @@ func init() {
 			return nil, fmt.Errorf("window, command and address must be set")
 		}
 		return &containerdDeprecationsProbe{
-			probeInfo: probeInfo{"containerd-deprecations", []string{"DeprecatedContainerdConfiguration"}, cfg.Period, Needs{}},
+			probeInfo: probeInfo{"containerd-deprecations", cfg.Period, Needs{}},
 			window:    cfg.Window, command: cfg.Command, address: cfg.Address,
 		}, nil
 	})
@@ -113,10 +114,7 @@ func (p *containerdDeprecationsProbe) Check(ctx context.Context, env *Env) ([]Re
 		if d.ID == "" || now.Sub(d.LastOccurrence) >= p.window {
 			continue
 		}
-		res = append(res, Result{
-			Condition: finding.ContainerRuntimeReady, Reason: "DeprecatedContainerdConfiguration", Severity: finding.Warning,
-			Message: d.ID + ": " + d.Message, Key: d.ID,
-		})
+		res = append(res, deprecatedContainerdConfiguration.Result(d.ID+": "+d.Message, d.ID))
 	}
 	sort.Slice(res, func(i, j int) bool { return res[i].Key < res[j].Key })
 	return res, nil

@@ -16,9 +16,9 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // repeatedRestartConfig is probes.repeated-restart.
@@ -54,16 +54,17 @@ type repeatedRestartProbe struct {
 	warnedNoBus bool
 }
 
+var repeatedRestart = declare("repeated-restart", 5*time.Minute, reason.Reason{
+	Name: "${Unit}RepeatedRestart", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
+	Description: "A systemd service has restarted more than 3 times (probes.repeated-restart.threshold, systemd's NRestarts) " +
+		"and again since the previous check. The reason names the unit, title-cased without .service: kubelet.service gives " +
+		"KubeletRepeatedRestart. Restarts from before the daemon started are not reported. Not checked on Bottlerocket, " +
+		"whose host has no D-Bus system bus.",
+	Action: "Read the unit's log (journalctl -u <unit>) to find why it exits and fix its configuration or dependencies. " +
+		"An expected restart loop can be silenced per unit with reasons.<Unit>RepeatedRestart.enabled: false.",
+})
+
 func init() {
-	describe("repeated-restart", 5*time.Minute, detector.ReasonInfo{
-		Reason: "${Unit}RepeatedRestart", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
-		Description: "A systemd service has restarted more than 3 times (probes.repeated-restart.threshold, systemd's NRestarts) " +
-			"and again since the previous check. The reason names the unit, title-cased without .service: kubelet.service gives " +
-			"KubeletRepeatedRestart. Restarts from before the daemon started are not reported. Not checked on Bottlerocket, " +
-			"whose host has no D-Bus system bus.",
-		Action: "Read the unit's log (journalctl -u <unit>) to find why it exits and fix its configuration or dependencies. " +
-			"An expected restart loop can be silenced per unit with reasons.<Unit>RepeatedRestart.enabled: false.",
-	})
 	Register("repeated-restart", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := repeatedRestartConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 3}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -75,7 +76,7 @@ func init() {
 			return nil, nil
 		}
 		return &repeatedRestartProbe{
-			probeInfo: probeInfo{"repeated-restart", []string{"${Unit}RepeatedRestart"}, cfg.Period,
+			probeInfo: probeInfo{"repeated-restart", cfg.Period,
 				// The first check's counts are only a baseline.
 				Needs{Checks: 2}},
 			threshold: cfg.Threshold,
@@ -126,13 +127,8 @@ func (p *repeatedRestartProbe) Check(ctx context.Context, env *Env) ([]Result, e
 			prev = 0
 		}
 		if n > p.threshold && n > prev {
-			out = append(out, Result{
-				Condition: finding.ContainerRuntimeReady,
-				Reason:    restartReason(unit),
-				Severity:  finding.Warning,
-				Message:   fmt.Sprintf("Systemd unit %q has restarted (NRestarts %d -> %d)", unit, prev, n),
-				Key:       unit,
-			})
+			out = append(out, repeatedRestart.Instance(restartReason(unit),
+				fmt.Sprintf("Systemd unit %q has restarted (NRestarts %d -> %d)", unit, prev, n), unit))
 		}
 	}
 	// Units no longer loaded are forgotten: systemd resets NRestarts when

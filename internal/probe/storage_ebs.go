@@ -15,9 +15,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // ebsPerformanceConfig is probes.ebs-performance.
@@ -88,46 +88,47 @@ const (
 // message.
 var ebsCounters = [4]struct {
 	offset int
-	reason string
+	reason *reason.Reason
 	what   string
 }{
-	{ebsVolumeIOPSOffset, "EBSVolumeIOPSExceeded", "configured IOPS"},
-	{ebsVolumeThroughputOffset, "EBSVolumeThroughputExceeded", "configured throughput"},
-	{ebsInstanceIOPSOffset, "EBSInstanceIOPSExceeded", "instance IOPS"},
-	{ebsInstanceTPOffset, "EBSInstanceThroughputExceeded", "instance throughput"},
+	{ebsVolumeIOPSOffset, ebsVolumeIOPSExceeded, "configured IOPS"},
+	{ebsVolumeThroughputOffset, ebsVolumeThroughputExceeded, "configured throughput"},
+	{ebsInstanceIOPSOffset, ebsInstanceIOPSExceeded, "instance IOPS"},
+	{ebsInstanceTPOffset, ebsInstanceThroughputExceeded, "instance throughput"},
 }
 
 // nvmeNamespaceRE matches namespace block devices (nvme1n1), not
 // partitions or controllers' character devices.
 var nvmeNamespaceRE = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
 
+var (
+	ebsVolumeIOPSExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+		Name: "EBSVolumeIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+		Description: "The EBS volume reports (in its NVMe statistics) more than 5 s per minute (probes.ebs-performance.exceededPerMinute) " +
+			"spent above its provisioned IOPS since the previous check: EBS throttles its I/O. The key is the volume ID.",
+		Action: "Raise the volume's provisioned IOPS (gp3, io2) or spread the I/O over more volumes.",
+	})
+	ebsVolumeThroughputExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+		Name: "EBSVolumeThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+		Description: "The EBS volume reports more than 5 s per minute spent above its provisioned throughput since the previous " +
+			"check: EBS throttles its I/O. The key is the volume ID.",
+		Action: "Raise the volume's provisioned throughput (gp3) or spread the I/O over more volumes.",
+	})
+	ebsInstanceIOPSExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+		Name: "EBSInstanceIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+		Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS IOPS limit (all volumes " +
+			"together) since the previous check. The key is the volume ID.",
+		Action: "Move to an instance type with a higher EBS-optimized IOPS limit, or move I/O to instance storage.",
+	})
+	ebsInstanceThroughputExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+		Name: "EBSInstanceThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
+		Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS throughput limit (all " +
+			"volumes together) since the previous check. The key is the volume ID.",
+		Action: "Move to an instance type with more EBS bandwidth, or move I/O to instance storage.",
+	})
+)
+
 func init() {
-	describe("ebs-performance", 10*time.Minute,
-		detector.ReasonInfo{
-			Reason: "EBSVolumeIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
-			Description: "The EBS volume reports (in its NVMe statistics) more than 5 s per minute (probes.ebs-performance.exceededPerMinute) " +
-				"spent above its provisioned IOPS since the previous check: EBS throttles its I/O. The key is the volume ID.",
-			Action: "Raise the volume's provisioned IOPS (gp3, io2) or spread the I/O over more volumes.",
-		},
-		detector.ReasonInfo{
-			Reason: "EBSVolumeThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
-			Description: "The EBS volume reports more than 5 s per minute spent above its provisioned throughput since the previous " +
-				"check: EBS throttles its I/O. The key is the volume ID.",
-			Action: "Raise the volume's provisioned throughput (gp3) or spread the I/O over more volumes.",
-		},
-		detector.ReasonInfo{
-			Reason: "EBSInstanceIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
-			Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS IOPS limit (all volumes " +
-				"together) since the previous check. The key is the volume ID.",
-			Action: "Move to an instance type with a higher EBS-optimized IOPS limit, or move I/O to instance storage.",
-		},
-		detector.ReasonInfo{
-			Reason: "EBSInstanceThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
-			Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS throughput limit (all " +
-				"volumes together) since the previous check. The key is the volume ID.",
-			Action: "Move to an instance type with more EBS bandwidth, or move I/O to instance storage.",
-		},
-	)
 	Register("ebs-performance", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := ebsPerformanceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ExceededPerMinute: 5 * time.Second}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -137,16 +138,12 @@ func init() {
 		if cfg.ExceededPerMinute <= 0 || cfg.ExceededPerMinute > time.Minute {
 			return nil, fmt.Errorf("exceededPerMinute %v: want more than 0 and at most 1m", cfg.ExceededPerMinute)
 		}
-		reasons := make([]string, 0, len(ebsCounters))
-		for _, c := range ebsCounters {
-			reasons = append(reasons, c.reason)
-		}
 		var admin NVMeAdmin = ioctlNVMeAdmin{}
 		if env.Privileged != nil {
 			admin = env.Privileged
 		}
 		return &ebsPerformanceProbe{
-			probeInfo: probeInfo{"ebs-performance", reasons, cfg.Period,
+			probeInfo: probeInfo{"ebs-performance", cfg.Period,
 				// A volume's first reading is only a baseline.
 				Needs{Checks: 2}},
 			perMinute: cfg.ExceededPerMinute, admin: admin,
@@ -270,11 +267,7 @@ func (p *ebsPerformanceProbe) Check(ctx context.Context, env *Env) ([]Result, er
 				continue
 			}
 			bdev := "/dev/" + name
-			out = append(out, Result{
-				Condition: finding.StorageReady, Reason: ctr.reason, Severity: finding.Warning,
-				Message: fmt.Sprintf("Volume %s (%s) reported exceeded %s for %s", vol, bdev, ctr.what, over),
-				Key:     vol,
-			})
+			out = append(out, ctr.reason.Result(fmt.Sprintf("Volume %s (%s) reported exceeded %s for %s", vol, bdev, ctr.what, over), vol))
 		}
 	}
 	if len(errs) == 0 {

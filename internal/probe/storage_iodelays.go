@@ -9,8 +9,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // ioDelaysConfig is probes.io-delays.
@@ -42,15 +42,16 @@ type ioDelayKey struct {
 // /proc on every architecture Kubernetes nodes run.
 const clockTicksPerSecond = 100
 
+var ioDelays = declare("io-delays", 10*time.Minute, reason.Reason{
+	Name: "IODelays", Condition: finding.StorageReady, Severity: finding.Warning,
+	Description: "A process spent at least 10 s (probes.io-delays.thresholdTicks, in 1/100 s) waiting for block I/O since the " +
+		"previous check (delayacct_blkio_ticks): its disk is too slow for the load. On kernel 5.14 and later the count " +
+		"needs delay accounting (kernel.task_delayacct=1). The key names the PID and command.",
+	Action: "Check the device's latency and queue (iostat -x, the volume's CloudWatch metrics, any EBS*Exceeded finding); " +
+		"raise the volume's IOPS or throughput, spread or move the I/O-heavy workload, or use instance storage.",
+})
+
 func init() {
-	describe("io-delays", 10*time.Minute, detector.ReasonInfo{
-		Reason: "IODelays", Condition: finding.StorageReady, Severity: finding.Warning,
-		Description: "A process spent at least 10 s (probes.io-delays.thresholdTicks, in 1/100 s) waiting for block I/O since the " +
-			"previous check (delayacct_blkio_ticks): its disk is too slow for the load. On kernel 5.14 and later the count " +
-			"needs delay accounting (kernel.task_delayacct=1). The key names the PID and command.",
-		Action: "Check the device's latency and queue (iostat -x, the volume's CloudWatch metrics, any EBS*Exceeded finding); " +
-			"raise the volume's IOPS or throughput, spread or move the I/O-heavy workload, or use instance storage.",
-	})
 	Register("io-delays", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := ioDelaysConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ThresholdTicks: 1000}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -60,7 +61,7 @@ func init() {
 		if cfg.ThresholdTicks < 1 {
 			return nil, fmt.Errorf("thresholdTicks %d: want ≥ 1", cfg.ThresholdTicks)
 		}
-		return &ioDelaysProbe{probeInfo: probeInfo{"io-delays", []string{"IODelays"}, cfg.Period,
+		return &ioDelaysProbe{probeInfo: probeInfo{"io-delays", cfg.Period,
 			// A process's first reading is only a baseline.
 			Needs{Checks: 2, LiveHost: env.processesLiveHost()}}, threshold: cfg.ThresholdTicks}, nil
 	})
@@ -93,13 +94,11 @@ func (p *ioDelaysProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 			continue
 		}
 		delta := pr.BlkioTicks - prev
-		out = append(out, Result{
-			Condition: finding.StorageReady, Reason: "IODelays", Severity: finding.Warning,
+		out = append(out, ioDelays.Result(
 			// NMA's message shows the command in its stat parentheses
 			// ("Process (kworker/u8:2) …"); filters match on that.
-			Message: fmt.Sprintf("Process (%s) (PID %d) incurred %0.1f seconds of I/O delay", pr.Comm, pr.PID, float64(delta)/clockTicksPerSecond),
-			Key:     strconv.Itoa(pr.PID) + "/" + pr.Comm,
-		})
+			fmt.Sprintf("Process (%s) (PID %d) incurred %0.1f seconds of I/O delay", pr.Comm, pr.PID, float64(delta)/clockTicksPerSecond),
+			strconv.Itoa(pr.PID)+"/"+pr.Comm))
 	}
 	// Only processes alive now are kept, so the map never outgrows the
 	// process table.

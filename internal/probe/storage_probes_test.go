@@ -330,14 +330,14 @@ func TestEBSReadFailureClearsNothing(t *testing.T) {
 
 func TestEBSRecovers(t *testing.T) {
 	for i, c := range ebsCounters {
-		t.Run(c.reason, func(t *testing.T) {
+		t.Run(c.reason.Name, func(t *testing.T) {
 			_, env, fake, p, now := ebsFixture(t)
 			mustCheck(t, p, env)
 			*now = now.Add(10 * time.Minute)
 			var counters [4]uint64
 			counters[i] = 400e6
 			fake.pages["nvme1n1"] = ebsPage(counters[0], counters[1], counters[2], counters[3])
-			recoverySteps(t, p, env, c.reason, "vol-0fedcba987654321f", func() {
+			recoverySteps(t, p, env, c.reason.Name, "vol-0fedcba987654321f", func() {
 				// The counter stops growing; the clock moves on each check.
 				env.Now = func() time.Time { *now = now.Add(10 * time.Minute); return *now }
 			})

@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/procfs"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // xfsFreeSpaceConfig is probes.xfs-free-space.
@@ -43,15 +43,16 @@ type xfsFreeSpaceProbe struct {
 // xfsAverageRE is NMA's pattern P-S6 for `freesp -s` output.
 var xfsAverageRE = regexp.MustCompile(`average free extent size ([-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)`)
 
+var xfsSmallAverageClusterSize = declare("xfs-free-space", 10*time.Minute, reason.Reason{
+	Name: "XFSSmallAverageClusterSize", Condition: finding.StorageReady, Severity: finding.Warning,
+	Description: "An XFS filesystem's average free extent is below 16 blocks (probes.xfs-free-space.threshold; xfs_db " +
+		"freesp -s): free space is so fragmented that XFS may fail to allocate inodes and creating files fails with " +
+		"ENOSPC although space is left. The key is the device.",
+	Action: "Free space on the filesystem (unused images, logs, emptyDir data), defragment free space with xfs_fsr, or " +
+		"grow the volume; for the root filesystem, replacing the node is often simplest.",
+})
+
 func init() {
-	describe("xfs-free-space", 10*time.Minute, detector.ReasonInfo{
-		Reason: "XFSSmallAverageClusterSize", Condition: finding.StorageReady, Severity: finding.Warning,
-		Description: "An XFS filesystem's average free extent is below 16 blocks (probes.xfs-free-space.threshold; xfs_db " +
-			"freesp -s): free space is so fragmented that XFS may fail to allocate inodes and creating files fails with " +
-			"ENOSPC although space is left. The key is the device.",
-		Action: "Free space on the filesystem (unused images, logs, emptyDir data), defragment free space with xfs_fsr, or " +
-			"grow the volume; for the root filesystem, replacing the node is often simplest.",
-	})
 	Register("xfs-free-space", func(env *Env, section *yaml.Node) (Probe, error) {
 		cfg := xfsFreeSpaceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, Threshold: 16, Command: "xfs_db"}
 		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
@@ -61,7 +62,7 @@ func init() {
 		if cfg.Threshold <= 0 || cfg.Command == "" {
 			return nil, fmt.Errorf("threshold %v, command %q: want a positive threshold and a command", cfg.Threshold, cfg.Command)
 		}
-		return &xfsFreeSpaceProbe{probeInfo: probeInfo{"xfs-free-space", []string{"XFSSmallAverageClusterSize"}, cfg.Period, Needs{}}, threshold: cfg.Threshold, command: cfg.Command}, nil
+		return &xfsFreeSpaceProbe{probeInfo: probeInfo{"xfs-free-space", cfg.Period, Needs{}}, threshold: cfg.Threshold, command: cfg.Command}, nil
 	})
 }
 
@@ -127,12 +128,10 @@ func (p *xfsFreeSpaceProbe) Check(ctx context.Context, env *Env) ([]Result, erro
 		if avg >= p.threshold {
 			continue
 		}
-		r := Result{
-			Condition: finding.StorageReady, Reason: "XFSSmallAverageClusterSize", Severity: finding.Warning,
-			Message: fmt.Sprintf("The XFS Average Cluster size is small, which may prevent new files from being created due to free space fragmentation (%s on %s: average free extent %.1f blocks)",
+		r := xfsSmallAverageClusterSize.Result(
+			fmt.Sprintf("The XFS Average Cluster size is small, which may prevent new files from being created due to free space fragmentation (%s on %s: average free extent %.1f blocks)",
 				m.source, m.mountPoint, avg),
-			Key: m.source,
-		}
+			m.source)
 		cur[m.source] = r
 		out = append(out, r)
 	}

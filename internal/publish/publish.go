@@ -21,6 +21,9 @@ type Update struct {
 	Time    time.Time
 	New     []finding.Finding
 	Cleared []state.Cleared
+	// Repeats counts occurrences folded into findings committed before;
+	// a new finding stands for Count occurrences (state.Changes).
+	Repeats map[state.Kind]int
 	// Conditions are all monitored conditions after the change.
 	Conditions        map[string]condition.Condition
 	ConditionsChanged bool

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
@@ -31,7 +31,7 @@ var realisticMix = []source.Record{
 
 func runMix(b *testing.B, set *Set, recs []source.Record) {
 	e := NewEngine(set)
-	var out []finding.Finding
+	var out []policy.Observation
 	t := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for i := range recs {
 		recs[i].Time = t

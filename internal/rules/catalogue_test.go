@@ -12,18 +12,20 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
 type testCase struct {
-	Name       string   `yaml:"name"`
-	Source     string   `yaml:"source"`
-	Identifier string   `yaml:"identifier"`
-	Unit       string   `yaml:"unit"`
-	Path       string   `yaml:"path"`
-	Interval   Duration `yaml:"interval"`
-	Lines      []string `yaml:"lines"`
-	Expect     []expect `yaml:"expect"`
+	Name       string          `yaml:"name"`
+	Source     string          `yaml:"source"`
+	Identifier string          `yaml:"identifier"`
+	Unit       string          `yaml:"unit"`
+	Path       string          `yaml:"path"`
+	Interval   policy.Duration `yaml:"interval"`
+	Lines      []string        `yaml:"lines"`
+	Expect     []expect        `yaml:"expect"`
 }
 
 type expect struct {
@@ -92,11 +94,11 @@ func TestCatalogueCases(t *testing.T) {
 	set := catalogueSet(t)
 	for _, c := range loadCases(t) {
 		t.Run(c.Name, func(t *testing.T) {
-			e := NewEngine(set)
+			p := newPipeline(set)
 			var got []string
 			var gotF []finding.Finding
 			for i, rec := range caseRecords(c) {
-				for _, f := range e.Process(&rec, nil) {
+				for _, f := range p.Process(&rec) {
 					got = append(got, fmt.Sprintf("line %d: %s", i+1, f.Reason))
 					gotF = append(gotF, f)
 				}
@@ -133,7 +135,7 @@ func TestCatalogueCoverage(t *testing.T) {
 	for _, c := range set.rules {
 		reasonRE := regexp.MustCompile("^" + regexp.QuoteMeta(c.reason) + "$")
 		if c.templated {
-			reasonRE = templateMatcher(c.reason)
+			reasonRE = reason.Matcher(c.reason)
 		}
 		positive, negative := false, false
 		for _, tc := range cases {

@@ -11,22 +11,25 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/coregx/ahocorasick"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
 // Set is a validated, compiled rule set. It is immutable and may be shared
 // by several engines.
 type Set struct {
-	rules     []*compiled
-	overrides map[string]Override
-	kmsg      *stream
-	journal   []*compiled
-	files     []*compiled
+	rules   []*compiled
+	policy  *policy.Policy
+	kmsg    *stream
+	journal []*compiled
+	files   []*compiled
+	// byName finds the rules an Event names.
+	byName map[string]*compiled
 }
 
 type compiled struct {
@@ -45,15 +48,18 @@ type compiled struct {
 	in, notIn *setTest
 	message   string
 	key       string
-	threshold Threshold
+	threshold policy.Threshold
 	recovery  finding.Recovery
+	// refs are the captures the reason, message and key refer to.
+	refs []string
 	// literals: at least one must occur in a line for the rule to match;
 	// nil means the rule cannot be prefiltered and is always evaluated.
 	literals []string
 }
 
 type setTest struct {
-	group  []int // capture index per pattern
+	name   string // the capture, for Events
+	group  []int  // capture index per pattern
 	values map[string]bool
 }
 
@@ -68,10 +74,7 @@ type stream struct {
 	skipAhead bool
 }
 
-var (
-	reasonRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*$`)
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Compile validates f with opts applied and builds the matching structures.
 // Every problem is reported, each a *problems.Problem with the rule's file,
@@ -88,10 +91,11 @@ func Compile(f *File, opts Options) (*Set, error) {
 		}
 		sets[name] = toSet(opts.Sets[name])
 	}
-	s := &Set{overrides: opts.Overrides}
+	s := &Set{policy: opts.Policy, byName: map[string]*compiled{}}
 	seen := map[string]string{}
-	staticReasons := map[string]bool{}
-	var templates []*regexp.Regexp
+	// Overrides may name what the rules produce, switched off or not, and
+	// what the detectors declare.
+	known := reason.Declared()
 	for i := range f.Rules {
 		r := f.Rules[i]
 		name := r.EffectiveName()
@@ -105,27 +109,15 @@ func Compile(f *File, opts Options) (*Set, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if c.templated {
-			templates = append(templates, templateMatcher(c.reason))
-		} else {
-			staticReasons[c.reason] = true
-		}
-		if ov, ok := opts.Overrides[c.reason]; ok && !c.templated {
-			if ov.Enabled != nil && !*ov.Enabled {
-				continue
-			}
-			applyOverride(c, ov)
+		known.Add(c.reason)
+		if !c.templated && !opts.Policy.Enabled(c.reason) {
+			continue
 		}
 		c.idx = len(s.rules)
 		s.rules = append(s.rules, c)
+		s.byName[c.name] = c
 	}
-	ruleReasons := reasonSet{static: staticReasons, templates: templates}
-	detectorReasons := newReasonSet(opts.KnownReasons)
-	for _, reason := range slices.Sorted(maps.Keys(opts.Overrides)) {
-		if err := validateOverride(reason, opts.Overrides[reason], ruleReasons, detectorReasons); err != nil {
-			errs = append(errs, opts.problem("reasons."+reason, err))
-		}
-	}
+	errs = append(errs, opts.Policy.Check(known, opts.problem)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -221,7 +213,8 @@ func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
 	}
 	if len(c.patterns) == len(r.Patterns) {
 		for field, tmpl := range map[string]string{"reason": r.Reason, "message": r.Message, "key": r.Key} {
-			for _, ref := range templateRefs(tmpl) {
+			for _, ref := range reason.Refs(tmpl) {
+				c.refs = append(c.refs, ref)
 				for i, re := range c.patterns {
 					if groupIndex(re, ref) < 0 {
 						fail("%s refers to capture %q, which pattern %d does not have", field, ref, i+1)
@@ -229,12 +222,8 @@ func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
 				}
 			}
 		}
-		c.templated = len(templateRefs(r.Reason)) > 0
-		static := r.Reason
-		if c.templated {
-			static = templateRE.ReplaceAllString(r.Reason, "X")
-		}
-		if !reasonRE.MatchString(static) {
+		c.templated = len(reason.Refs(r.Reason)) > 0
+		if !reason.Plain(reason.Fill(r.Reason, "X")) {
 			fail("reason %q must start with a letter and hold only letters, digits and '-'", r.Reason)
 		}
 		for label, ref := range map[string]*SetRef{"captureIn": r.CaptureIn, "captureNotIn": r.CaptureNotIn} {
@@ -246,7 +235,7 @@ func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
 				fail("%s: unknown set %q", label, ref.Set)
 				continue
 			}
-			t := &setTest{values: vals}
+			t := &setTest{name: ref.Group, values: vals}
 			for i, re := range c.patterns {
 				g := groupIndex(re, ref.Group)
 				if g < 0 {
@@ -262,120 +251,22 @@ func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
 		}
 	}
 	if r.Threshold != nil {
-		if r.Threshold.Count < 1 {
-			fail("threshold.count must be at least 1")
-		}
-		if r.Threshold.Count > 1 && r.Threshold.Window <= 0 {
-			fail("threshold.window must be positive")
+		if err := r.Threshold.Check(); err != nil {
+			fail("%v", err)
 		}
 		c.threshold = *r.Threshold
 	}
 	if r.Recovery != nil {
-		if r.Recovery.ExpireAfter < 0 {
-			fail("recovery.expireAfter must not be negative")
+		if err := r.Recovery.Check(); err != nil {
+			fail("%v", err)
 		}
-		c.recovery = finding.Recovery{ExpireAfter: time.Duration(r.Recovery.ExpireAfter), KeepAcrossReboot: r.Recovery.KeepAcrossReboot}
+		c.recovery = r.Recovery.Finding()
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	c.literals = ruleLiterals(c.patterns)
 	return c, nil
-}
-
-func applyOverride(c *compiled, ov Override) {
-	if ov.Severity != "" {
-		c.severity = finding.Severity(ov.Severity)
-	}
-	if ov.Threshold != nil {
-		c.threshold = *ov.Threshold
-	}
-	if ov.Recovery != nil {
-		c.recovery = finding.Recovery{ExpireAfter: time.Duration(ov.Recovery.ExpireAfter), KeepAcrossReboot: ov.Recovery.KeepAcrossReboot}
-	}
-}
-
-// reasonSet answers whether a reason, as it appears in a finding, is one a
-// set of reasons and reason templates can produce.
-type reasonSet struct {
-	static    map[string]bool
-	templates []*regexp.Regexp
-}
-
-func newReasonSet(reasons []string) reasonSet {
-	s := reasonSet{static: map[string]bool{}}
-	for _, r := range reasons {
-		if len(templateRefs(r)) > 0 {
-			s.templates = append(s.templates, templateMatcher(r))
-		} else {
-			s.static[r] = true
-		}
-	}
-	return s
-}
-
-func (s reasonSet) has(reason string) bool {
-	if s.static[reason] {
-		return true
-	}
-	for _, t := range s.templates {
-		if t.MatchString(reason) {
-			return true
-		}
-	}
-	return false
-}
-
-func validateOverride(reason string, ov Override, fromRules, fromDetectors reasonSet) error {
-	switch {
-	case fromRules.has(reason):
-	case fromDetectors.has(reason):
-		// Only the daemon's per-finding switch and severity reach a
-		// detector's findings; accepting the rest would silently do
-		// nothing.
-		if ov.Threshold != nil || ov.Recovery != nil {
-			return errors.New("threshold and recovery apply to log rules only; this reason comes from a probe or NVML, where only enabled and severity apply (tune the probe under probes.<name>)")
-		}
-	default:
-		return errors.New("no rule, probe or NVML check produces this reason")
-	}
-	if ov.Severity != "" {
-		if _, err := finding.ParseSeverity(ov.Severity); err != nil {
-			return err
-		}
-	}
-	if t := ov.Threshold; t != nil && (t.Count < 1 || (t.Count > 1 && t.Window <= 0)) {
-		return errors.New("threshold needs count ≥ 1 and a positive window")
-	}
-	return nil
-}
-
-// templateRE finds $name, ${name} and $1 references as regexp.Expand reads
-// them ($$ is a literal dollar).
-var templateRE = regexp.MustCompile(`\$(?:\{([^}]*)\}|([A-Za-z0-9_]+))`)
-
-func templateRefs(tmpl string) []string {
-	var refs []string
-	for _, m := range templateRE.FindAllStringSubmatchIndex(strings.ReplaceAll(tmpl, "$$", "__"), -1) {
-		name := ""
-		if m[2] >= 0 {
-			name = tmpl[m[2]:m[3]]
-		} else {
-			name = tmpl[m[4]:m[5]]
-		}
-		refs = append(refs, name)
-	}
-	return refs
-}
-
-// templateMatcher turns "NvidiaXID${xid}Error" into ^NvidiaXID.+Error$ so
-// that overrides naming an expanded reason can be checked.
-func templateMatcher(tmpl string) *regexp.Regexp {
-	parts := templateRE.Split(tmpl, -1)
-	for i := range parts {
-		parts[i] = regexp.QuoteMeta(parts[i])
-	}
-	return regexp.MustCompile("^" + strings.Join(parts, ".+") + "$")
 }
 
 func groupIndex(re *regexp.Regexp, ref string) int {
@@ -569,15 +460,44 @@ type Info struct {
 	Rule
 	// EffectiveSeverity etc. reflect config overrides.
 	EffectiveSeverity  finding.Severity
-	EffectiveThreshold Threshold
+	EffectiveThreshold policy.Threshold
 }
 
 // Rules lists the enabled rules in order.
 func (s *Set) Rules() []Info {
 	out := make([]Info, len(s.rules))
 	for i, c := range s.rules {
-		out[i] = Info{Rule: c.rule, EffectiveSeverity: c.severity, EffectiveThreshold: c.threshold}
+		sev, th := s.policy.Effective(c.reason, c.severity, c.threshold)
+		out[i] = Info{Rule: c.rule, EffectiveSeverity: sev, EffectiveThreshold: th}
 		out[i].Name = c.name
 	}
 	return out
 }
+
+// Declared lists the reasons the detectors declare (internal/reason) that
+// no rule of the set produces and the policy does not switch off, as rules
+// of their detector, for listings.
+func (s *Set) Declared() []Info {
+	var produced reason.Set
+	for _, c := range s.rules {
+		produced.Add(c.reason)
+	}
+	var out []Info
+	for _, r := range reason.All() {
+		if produced.Has(r.Name) || !s.policy.Enabled(r.Name) {
+			continue
+		}
+		name, _ := strings.CutPrefix(r.Detector, "probe:")
+		sev, th := s.policy.Effective(r.Name, r.Severity, policy.Threshold{})
+		out = append(out, Info{
+			Rule: Rule{Name: name, Condition: r.Condition, Reason: r.Name, Severity: string(r.Severity), Source: r.Detector,
+				Description: r.Description, Action: r.Action, Origin: "builtin", Builtin: true},
+			EffectiveSeverity: sev, EffectiveThreshold: th,
+		})
+	}
+	return out
+}
+
+// Policy is the override policy the set was compiled and checked with:
+// what the stage after the engine applies.
+func (s *Set) Policy() *policy.Policy { return s.policy }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -8,82 +9,53 @@ import (
 	"unsafe"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
-// Engine applies a Set to records. It keeps threshold windows, so one
-// engine serves one ordered stream of records; it is not safe for
+// Engine applies a Set to records: it turns each record into the
+// observations of the rules that match it, which the policy stage
+// (internal/policy) then turns into findings. It is not safe for
 // concurrent use.
 type Engine struct {
-	set     *Set
-	windows Windows
-	dirty   bool
+	set *Set
 	// Streams for journal and file records are built on first use: the
 	// (identifier, unit) pairs and paths seen are few.
 	journal map[string]*stream
-	files   map[string]*stream
-	mark    []uint32
-	gen     uint32
-	cands   []int
+	files   map[string]fileStream
+	// last is the file of the previous record: a flood comes from one file,
+	// and comparing its path costs less than hashing it.
+	last     fileStream
+	lastPath string
+	mark     []uint32
+	gen      uint32
+	cands    []int
 }
 
-// Windows is the threshold bookkeeping: match times per reason and key.
-// It is saved in the state file with the source positions so that a crash
-// neither loses nor double-counts a match.
-type Windows map[string]Window
-
-// Window holds the recent match times of one reason and key.
-type Window struct {
-	Times  []time.Time   `json:"times"`
-	Window time.Duration `json:"window"`
+// fileStream is the stream of one tailed file and its finding source name.
+type fileStream struct {
+	st     *stream
+	source string
 }
 
 // maxStreams bounds the stream caches; past it they are rebuilt.
 const maxStreams = 1024
 
-// NewEngine returns an engine for set with empty windows.
+// NewEngine returns an engine for set.
 func NewEngine(set *Set) *Engine {
-	return &Engine{set: set, windows: Windows{}, journal: map[string]*stream{}, files: map[string]*stream{}, mark: make([]uint32, len(set.rules))}
+	return &Engine{set: set, journal: map[string]*stream{}, files: map[string]fileStream{}, mark: make([]uint32, len(set.rules))}
 }
 
-// SetWindows restores threshold state (from the state file).
-func (e *Engine) SetWindows(w Windows) {
-	e.windows = Windows{}
-	for k, v := range w {
-		e.windows[k] = Window{Times: slices.Clone(v.Times), Window: v.Window}
-	}
-}
-
-// Windows returns a copy of the threshold state and whether it changed
-// since the last call.
-func (e *Engine) Windows() (Windows, bool) {
-	out := make(Windows, len(e.windows))
-	for k, v := range e.windows {
-		out[k] = Window{Times: slices.Clone(v.Times), Window: v.Window}
-	}
-	changed := e.dirty
-	e.dirty = false
-	return out, changed
-}
-
-// Expire forgets windows with no match inside their span, bounding memory
-// for keys that never reach their threshold.
-func (e *Engine) Expire(now time.Time) {
-	for k, w := range e.windows {
-		if len(w.Times) == 0 || now.Sub(w.Times[len(w.Times)-1]) > w.Window {
-			delete(e.windows, k)
-			e.dirty = true
-		}
-	}
-}
-
-func (e *Engine) streamFor(rec *source.Record) *stream {
+// streamFor returns the stream of rules for rec and the source name of its
+// findings.
+func (e *Engine) streamFor(rec *source.Record) (*stream, string) {
 	switch rec.Kind {
 	case source.KindKmsg:
-		return e.set.kmsg
+		return e.set.kmsg, string(source.KindKmsg)
 	case source.KindJournal:
 		if len(e.set.journal) == 0 {
-			return nil
+			return nil, ""
 		}
 		k := rec.Identifier + "\x00" + rec.Unit
 		st, ok := e.journal[k]
@@ -94,29 +66,34 @@ func (e *Engine) streamFor(rec *source.Record) *stream {
 			st = e.set.journalStream(rec.Identifier, rec.Unit)
 			e.journal[k] = st
 		}
-		return st
+		return st, string(source.KindJournal)
 	case source.KindFile:
 		if len(e.set.files) == 0 {
-			return nil
+			return nil, ""
 		}
-		st, ok := e.files[rec.Path]
+		if rec.Path == e.lastPath && e.last.source != "" {
+			return e.last.st, e.last.source
+		}
+		fs, ok := e.files[rec.Path]
 		if !ok {
 			if len(e.files) >= maxStreams {
 				clear(e.files)
 			}
-			st = e.set.fileStream(rec.Path)
-			e.files[rec.Path] = st
+			fs = fileStream{st: e.set.fileStream(rec.Path), source: SourceName(rec)}
+			e.files[rec.Path] = fs
 		}
-		return st
+		e.last, e.lastPath = fs, rec.Path
+		return fs.st, fs.source
 	}
-	return nil
+	return nil, ""
 }
 
-// Process evaluates one record and appends the findings it produces to out.
-// One record can produce findings from several rules (a libnccl segfault is
-// both AppCrash and NvidiaNCCLError).
-func (e *Engine) Process(rec *source.Record, out []finding.Finding) []finding.Finding {
-	st := e.streamFor(rec)
+// Process evaluates one record and appends the observations it produces to
+// out. One record can produce observations of several rules (a libnccl
+// segfault is both AppCrash and NvidiaNCCLError). Their messages may share
+// memory with rec until the policy stage has applied them.
+func (e *Engine) Process(rec *source.Record, out []policy.Observation) []policy.Observation {
+	st, src := e.streamFor(rec)
 	if st == nil {
 		return out
 	}
@@ -152,14 +129,14 @@ func (e *Engine) Process(rec *source.Record, out []finding.Finding) []finding.Fi
 	}
 	e.cands = cands
 	for _, ri := range cands {
-		if f, ok := e.eval(e.set.rules[ri], rec); ok {
-			out = append(out, f)
+		if o, ok := e.eval(e.set.rules[ri], rec, src); ok {
+			out = append(out, o)
 		}
 	}
 	return out
 }
 
-func (e *Engine) eval(c *compiled, rec *source.Record) (finding.Finding, bool) {
+func (e *Engine) eval(c *compiled, rec *source.Record, src string) (policy.Observation, bool) {
 	msg := rec.Message
 	var loc []int
 	var re *regexp.Regexp
@@ -171,76 +148,83 @@ func (e *Engine) eval(c *compiled, rec *source.Record) (finding.Finding, bool) {
 		}
 	}
 	if loc == nil {
-		return finding.Finding{}, false
+		return policy.Observation{}, false
 	}
 	for _, ex := range c.exclude {
 		if ex.MatchString(msg) {
-			return finding.Finding{}, false
+			return policy.Observation{}, false
 		}
 	}
 	if c.in != nil && !c.in.values[capture(msg, loc, c.in.group[pi])] {
-		return finding.Finding{}, false
+		return policy.Observation{}, false
 	}
 	if c.notIn != nil && c.notIn.values[capture(msg, loc, c.notIn.group[pi])] {
-		return finding.Finding{}, false
+		return policy.Observation{}, false
 	}
-	reason, severity, threshold, recovery := c.reason, c.severity, c.threshold, c.recovery
+	expand := func(tmpl string) string { return string(re.ExpandString(nil, tmpl, msg, loc)) }
+	return c.observe(expand, msg, src, rec.Time), true
+}
+
+// observe builds the rule's observation; expand fills in the captures.
+func (c *compiled) observe(expand func(string) string, text, src string, at time.Time) policy.Observation {
+	reason := c.reason
 	if c.templated {
-		reason = sanitizeReason(string(re.ExpandString(nil, c.reason, msg, loc)))
-		if ov, ok := e.set.overrides[reason]; ok {
-			if ov.Enabled != nil && !*ov.Enabled {
-				return finding.Finding{}, false
-			}
-			tmp := *c
-			applyOverride(&tmp, ov)
-			severity, threshold, recovery = tmp.severity, tmp.threshold, tmp.recovery
-		}
+		reason = sanitizeReason(expand(c.reason))
 	}
 	key := ""
 	if c.key != "" {
-		key = string(re.ExpandString(nil, c.key, msg, loc))
+		key = expand(c.key)
 	}
-	if threshold.Count > 1 && !e.count(reason+"\x00"+key, rec.Time, threshold) {
-		return finding.Finding{}, false
-	}
-	text := msg
 	if c.message != "" {
-		text = string(re.ExpandString(nil, c.message, msg, loc))
+		text = expand(c.message)
 	}
-	return finding.Finding{
-		Condition: c.rule.Condition,
-		Reason:    reason,
-		Severity:  severity,
-		Message:   finding.CleanMessage(strings.TrimSpace(text)),
-		Key:       finding.Truncate(key, 256),
-		Rule:      c.name,
-		Source:    SourceName(rec),
-		Detected:  rec.Time,
-		LastSeen:  rec.Time,
-		Count:     1,
-		Recovery:  recovery,
-	}, true
+	return policy.Observation{
+		Finding: finding.Finding{
+			Condition: c.rule.Condition,
+			Reason:    reason,
+			Severity:  c.severity,
+			Message:   strings.TrimSpace(text),
+			Key:       key,
+			Rule:      c.name,
+			Source:    src,
+			Detected:  at,
+			LastSeen:  at,
+			Count:     1,
+			Recovery:  c.recovery,
+		},
+		Threshold: c.threshold,
+	}
 }
 
-// count records a match in the reason/key window and reports whether the
-// threshold is reached; reaching it empties the window.
-func (e *Engine) count(k string, at time.Time, t Threshold) bool {
-	w := e.windows[k]
-	w.Window = time.Duration(t.Window)
-	keep := w.Times[:0]
-	for _, ts := range w.Times {
-		if at.Sub(ts) < w.Window {
-			keep = append(keep, ts)
+// Instantiate builds the observation of an Event from the first rule it
+// names whose captureIn and captureNotIn admit its captures, as that rule
+// builds one from a log line; ok is false when none does (or none is
+// enabled). A rule whose reason, message or key refers to a capture the
+// event does not carry is an error: the finding would not be the one the
+// rule makes of a line.
+func (s *Set) Instantiate(ev policy.Event) (o policy.Observation, ok bool, err error) {
+	for _, name := range ev.Rules {
+		c := s.byName[name]
+		if c == nil {
+			continue
 		}
+		for _, ref := range c.refs {
+			if _, has := ev.Captures[ref]; !has {
+				return policy.Observation{}, false, fmt.Errorf("rule %s refers to capture %q, which %s events do not carry", name, ref, ev.Source)
+			}
+		}
+		if c.in != nil && !c.in.values[ev.Captures[c.in.name]] {
+			continue
+		}
+		if c.notIn != nil && c.notIn.values[ev.Captures[c.notIn.name]] {
+			continue
+		}
+		expand := func(tmpl string) string {
+			return reason.Expand(tmpl, func(name string) string { return ev.Captures[name] })
+		}
+		return c.observe(expand, "", ev.Source, ev.Time), true, nil
 	}
-	w.Times = append(keep, at)
-	e.dirty = true
-	if len(w.Times) >= t.Count {
-		delete(e.windows, k)
-		return true
-	}
-	e.windows[k] = w
-	return false
+	return policy.Observation{}, false, nil
 }
 
 func capture(msg string, loc []int, g int) string {

@@ -1,13 +1,17 @@
 package rules
 
 import (
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
@@ -22,6 +26,27 @@ func mustCompile(t *testing.T, doc string, opts Options) *Set {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// pipeline is the daemon's path for records: the engine's observations go
+// through the policy stage.
+type pipeline struct {
+	e *Engine
+	s *policy.Stage
+}
+
+func newPipeline(set *Set) *pipeline {
+	return &pipeline{NewEngine(set), set.Policy().Stage("boot", nil)}
+}
+
+func (p *pipeline) Process(rec *source.Record) []finding.Finding {
+	var out []finding.Finding
+	for _, o := range p.e.Process(rec, nil) {
+		if f, ok := p.s.Apply(o); ok {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func kmsg(msg string, at time.Time) *source.Record {
@@ -103,30 +128,29 @@ rules:
     message: 'pod ${pod} stuck'
     threshold: {count: 3, window: 10m}
 `, Options{})
-	e := NewEngine(set)
-	feed := func(e *Engine, pod string, at time.Time) []finding.Finding {
-		return e.Process(kmsg(`stuck pod="`+pod+`"`, at), nil)
+	p := newPipeline(set)
+	feed := func(p *pipeline, pod string, at time.Time) []finding.Finding {
+		return p.Process(kmsg(`stuck pod="`+pod+`"`, at))
 	}
-	if len(feed(e, "a", t0)) != 0 || len(feed(e, "b", t0)) != 0 || len(feed(e, "a", t0.Add(time.Minute))) != 0 {
+	if len(feed(p, "a", t0)) != 0 || len(feed(p, "b", t0)) != 0 || len(feed(p, "a", t0.Add(time.Minute))) != 0 {
 		t.Fatal("fired below threshold")
 	}
-	// Crash here: the windows are restored into a new engine.
-	w, changed := e.Windows()
+	// Crash here: the windows are restored into a new stage.
+	w, changed := p.s.Windows()
 	if !changed {
 		t.Fatal("windows should report a change")
 	}
-	e2 := NewEngine(set)
-	e2.SetWindows(w)
-	fs := feed(e2, "a", t0.Add(2*time.Minute))
+	p2 := &pipeline{NewEngine(set), set.Policy().Stage("boot", w)}
+	fs := feed(p2, "a", t0.Add(2*time.Minute))
 	if len(fs) != 1 || fs[0].Key != "a" || fs[0].Message != "pod a stuck" {
 		t.Fatalf("third match for pod a should fire once, got %+v", fs)
 	}
 	// Counting restarts after firing; old matches fall out of the window.
-	if len(feed(e2, "b", t0.Add(11*time.Minute))) != 0 || len(feed(e2, "b", t0.Add(12*time.Minute))) != 0 {
+	if len(feed(p2, "b", t0.Add(11*time.Minute))) != 0 || len(feed(p2, "b", t0.Add(12*time.Minute))) != 0 {
 		t.Fatal("b fired although its first match left the window")
 	}
-	e2.Expire(t0.Add(time.Hour))
-	if w, _ := e2.Windows(); len(w) != 0 {
+	p2.s.Expire(t0.Add(time.Hour))
+	if w, _ := p2.s.Windows(); len(w) != 0 {
 		t.Fatalf("expired windows kept: %v", w)
 	}
 }
@@ -154,13 +178,13 @@ rules:
 `
 	no := false
 	set := mustCompile(t, doc, Options{
-		Sets:      map[string][]string{"fatal": {"79", "13"}},
-		Overrides: map[string]Override{"NvidiaXID31Warning": {Enabled: &no}, "NvidiaXID13Error": {Severity: "Warning"}},
+		Sets:   map[string][]string{"fatal": {"79", "13"}},
+		Policy: policy.New(map[string]policy.Override{"NvidiaXID31Warning": {Enabled: &no}, "NvidiaXID13Error": {Severity: "Warning"}}),
 	})
-	e := NewEngine(set)
+	p := newPipeline(set)
 	got := func(line string) []string {
 		var out []string
-		for _, f := range e.Process(kmsg(line, t0), nil) {
+		for _, f := range p.Process(kmsg(line, t0)) {
 			out = append(out, f.Reason+"/"+string(f.Severity))
 		}
 		return out
@@ -181,47 +205,44 @@ rules:
 
 func TestOverrideOfUnknownReasonIsAnError(t *testing.T) {
 	f, _ := Parse([]byte("rules:\n  - {name: A, condition: KernelReady, reason: A, severity: Warning, source: kmsg, patterns: [a]}\n"), "x.yaml")
-	_, err := Compile(f, Options{Overrides: map[string]Override{"SoftLockupp": {}}})
+	_, err := Compile(f, Options{Policy: policy.New(map[string]policy.Override{"SoftLockupp": {}})})
 	if err == nil || !strings.Contains(err.Error(), "reasons.SoftLockupp") {
 		t.Fatalf("want an error naming the unknown reason, got %v", err)
 	}
 }
 
-// TestOverrideOfDetectorReasons: reasons that probes and NVML report may be
-// switched off or given another severity in config.yaml, templates
-// included; threshold and recovery, which only rules honour, are refused
-// rather than silently ignored.
+// Declared detector reasons, as a probe package declares them.
+var (
+	_ = reason.Declare(reason.Reason{Name: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
+		Detector: "probe:pid-max", Period: 5 * time.Minute, Description: "d", Action: "a", Recovery: "r"})
+	_ = reason.Declare(reason.Reason{Name: "${Unit}RepeatedRestart", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
+		Detector: "probe:repeated-restart", Period: 5 * time.Minute, Description: "d", Action: "a", Recovery: "r"})
+)
+
+// TestOverrideOfDetectorReasons: reasons that probes and NVML declare may
+// be overridden in config.yaml like rule reasons, templates included, with
+// every setting (the policy stage applies them all); a reason nothing
+// produces or a bad value is refused, naming the key.
 func TestOverrideOfDetectorReasons(t *testing.T) {
 	f, _ := Parse([]byte("rules:\n  - {name: A, condition: KernelReady, reason: A, severity: Warning, source: kmsg, patterns: [a]}\n"), "x.yaml")
 	no := false
-	known := []string{"ApproachingKernelPidMax", "${Unit}RepeatedRestart"}
-	ok := map[string]Override{
-		"ApproachingKernelPidMax": {Enabled: &no},
-		"KubeletRepeatedRestart":  {Severity: "Fatal"},
-		"A":                       {Recovery: &Recovery{ExpireAfter: Duration(time.Hour)}},
+	ok := map[string]policy.Override{
+		"ApproachingKernelPidMax": {Enabled: &no, Threshold: &policy.Threshold{Count: 2, Window: policy.Duration(time.Minute)}},
+		"KubeletRepeatedRestart":  {Severity: "Fatal", Recovery: &policy.Recovery{KeepAcrossReboot: true}},
+		"A":                       {Recovery: &policy.Recovery{ExpireAfter: policy.Duration(time.Hour)}},
 	}
-	if _, err := Compile(f, Options{Overrides: ok, KnownReasons: known}); err != nil {
+	if _, err := Compile(f, Options{Policy: policy.New(ok)}); err != nil {
 		t.Fatalf("detector overrides refused: %v", err)
 	}
-	if _, err := Compile(f, Options{Overrides: ok}); err == nil || !strings.Contains(err.Error(), "reasons.ApproachingKernelPidMax") {
-		t.Fatalf("without KnownReasons the override must be refused, got %v", err)
-	}
-	for reason, ov := range map[string]Override{
-		"ApproachingKernelPidMax": {Threshold: &Threshold{Count: 2, Window: Duration(time.Minute)}},
-		"KubeletRepeatedRestart":  {Recovery: &Recovery{KeepAcrossReboot: true}},
-	} {
-		_, err := Compile(f, Options{Overrides: map[string]Override{reason: ov}, KnownReasons: known})
-		if err == nil || !strings.Contains(err.Error(), "reasons."+reason+": threshold and recovery apply to log rules only") {
-			t.Errorf("%s %+v: want a refusal, got %v", reason, ov, err)
-		}
-	}
-	for reason, ov := range map[string]Override{
+	for name, ov := range map[string]policy.Override{
 		"RepeatedRestart":          {Enabled: &no},         // the template needs a unit
 		"ApproachingKernelPidMaxx": {Enabled: &no},         // a typo
 		"ApproachingKernelPidMax":  {Severity: "Critical"}, // not a severity
+		"KubeletRepeatedRestart":   {Threshold: &policy.Threshold{Count: 0}},
+		"A":                        {Recovery: &policy.Recovery{ExpireAfter: -1}},
 	} {
-		if _, err := Compile(f, Options{Overrides: map[string]Override{reason: ov}, KnownReasons: known}); err == nil || !strings.Contains(err.Error(), "reasons."+reason) {
-			t.Errorf("%s %+v: want an error naming it, got %v", reason, ov, err)
+		if _, err := Compile(f, Options{Policy: policy.New(map[string]policy.Override{name: ov})}); err == nil || !strings.Contains(err.Error(), "reasons."+name) {
+			t.Errorf("%s %+v: want an error naming it, got %v", name, ov, err)
 		}
 	}
 }
@@ -229,8 +250,8 @@ func TestOverrideOfDetectorReasons(t *testing.T) {
 func TestDisabledReasonIsNotEvaluated(t *testing.T) {
 	no := false
 	set := mustCompile(t, "rules:\n  - {name: A, condition: KernelReady, reason: A, severity: Warning, source: kmsg, patterns: [boom]}\n",
-		Options{Overrides: map[string]Override{"A": {Enabled: &no}}})
-	if len(set.Rules()) != 0 || len(NewEngine(set).Process(kmsg("boom", t0), nil)) != 0 {
+		Options{Policy: policy.New(map[string]policy.Override{"A": {Enabled: &no}})})
+	if len(set.Rules()) != 0 || len(NewEngine(set).Process(kmsg("boom", t0), nil)) != 0 || set.Inputs().Kmsg {
 		t.Fatal("disabled rule still active")
 	}
 }
@@ -243,27 +264,27 @@ rules:
   - {name: Api, condition: NetworkingReady, reason: ApiDown, severity: Fatal, source: file, paths: [/var/log/*.log], patterns: ['Failed to check API server connectivity'], exclude: ['no configuration has been provided']}
   - {name: Kubelet, condition: KernelReady, reason: Fork, severity: Fatal, source: journal, identifiers: [kubelet], patterns: ['fork/exec.*resource temporarily unavailable']}
 `, Options{})
-	e := NewEngine(set)
-	fs := e.Process(kmsg("pt_main_thread[2536443]: segfault at 8 ip 00007f sp 00007f error 4 in libnccl.so.2[7f+1000]", t0), nil)
+	e := newPipeline(set)
+	fs := e.Process(kmsg("pt_main_thread[2536443]: segfault at 8 ip 00007f sp 00007f error 4 in libnccl.so.2[7f+1000]", t0))
 	if len(fs) != 2 || fs[0].Reason != "AppCrash" || fs[0].Message != `Process "pt_main_thread" crashed` || fs[1].Reason != "NvidiaNCCLError" {
 		t.Fatalf("fan-out: %+v", fs)
 	}
 	file := func(p, m string) *source.Record {
 		return &source.Record{Kind: source.KindFile, Path: p, Message: m, Time: t0}
 	}
-	if n := len(e.Process(file("/var/log/ipamd.log", "Failed to check API server connectivity: timeout"), nil)); n != 1 {
+	if n := len(e.Process(file("/var/log/ipamd.log", "Failed to check API server connectivity: timeout"))); n != 1 {
 		t.Fatalf("file rule: %d findings", n)
 	}
-	if n := len(e.Process(file("/var/log/ipamd.log", "Failed to check API server connectivity: invalid configuration: no configuration has been provided"), nil)); n != 0 {
+	if n := len(e.Process(file("/var/log/ipamd.log", "Failed to check API server connectivity: invalid configuration: no configuration has been provided"))); n != 0 {
 		t.Fatal("exclude ignored")
 	}
-	if n := len(e.Process(file("/var/log/sub/x.log", "Failed to check API server connectivity"), nil)); n != 0 {
+	if n := len(e.Process(file("/var/log/sub/x.log", "Failed to check API server connectivity"))); n != 0 {
 		t.Fatal("path glob matched a file in a subdirectory")
 	}
 	j := func(id, m string) *source.Record {
 		return &source.Record{Kind: source.KindJournal, Identifier: id, Message: m, Time: t0}
 	}
-	if len(e.Process(j("kubelet", "fork/exec /bin/x: resource temporarily unavailable"), nil)) != 1 || len(e.Process(j("containerd", "fork/exec /bin/x: resource temporarily unavailable"), nil)) != 0 {
+	if len(e.Process(j("kubelet", "fork/exec /bin/x: resource temporarily unavailable"))) != 1 || len(e.Process(j("containerd", "fork/exec /bin/x: resource temporarily unavailable"))) != 0 {
 		t.Fatal("journal identifier filter wrong")
 	}
 	in := set.Inputs()
@@ -338,8 +359,8 @@ rules:
     patterns: ['pull failed: (?P<detail>.*)']
     message: 'image pull failed: ${detail}'
 `, Options{})
-	e := NewEngine(set)
-	fs := e.Process(kmsg(`pull failed: GET https://robot:Pa55w0rdCanary@registry.example.com/v2/app failed; token=ghp_0123456789abcdefghijABCDEFGHIJ012345`, t0), nil)
+	p := newPipeline(set)
+	fs := p.Process(kmsg(`pull failed: GET https://robot:Pa55w0rdCanary@registry.example.com/v2/app failed; token=ghp_0123456789abcdefghijABCDEFGHIJ012345`, t0))
 	if len(fs) != 1 {
 		t.Fatalf("findings: %+v", fs)
 	}
@@ -350,5 +371,90 @@ rules:
 	}
 	if !strings.Contains(fs[0].Message, "registry.example.com/v2/app") {
 		t.Errorf("redaction took more than the credential: %s", fs[0].Message)
+	}
+}
+
+// Sources may reuse a record's memory once it is processed (source.Text):
+// a finding must keep nothing of it. And a message seen before, from the
+// cache of cleaned messages, is redacted like a new one.
+func TestFindingsKeepNoRecordMemory(t *testing.T) {
+	set := mustCompile(t, `
+rules:
+  - name: Whole
+    condition: StorageReady
+    reason: Whole
+    severity: Warning
+    source: file
+    paths: [/var/log/kern.log]
+    patterns: ['Buffer I/O error on (?P<dev>nvme\d+n\d+)']
+    key: '${dev}'
+`, Options{})
+	p := newPipeline(set)
+	for _, line := range []string{
+		"Buffer I/O error on nvme1n1, logical block 7",
+		"Buffer I/O error on nvme1n1, logical block 7", // cached
+		"Buffer I/O error on nvme1n1 password=Hunter2Canary",
+		"Buffer I/O error on nvme1n1 password=Hunter2Canary", // cached
+	} {
+		buf := []byte(line)
+		rec := &source.Record{Kind: source.KindFile, Path: "/var/log/kern.log", Message: unsafe.String(&buf[0], len(buf)), Time: t0}
+		fs := p.Process(rec)
+		if len(fs) != 1 {
+			t.Fatalf("%q: findings %+v", line, fs)
+		}
+		want := strings.Clone(fs[0].Message)
+		for i := range buf {
+			buf[i] = '#' // the source reuses the memory
+		}
+		if got := fs[0]; got.Message != want || got.Message == "" || got.Key != "nvme1n1" || got.Source != "file:/var/log/kern.log" || strings.Contains(got.Message, "#") {
+			t.Fatalf("%q: finding changed with the record's memory: %+v", line, got)
+		}
+		if strings.Contains(fs[0].Message, "Hunter2Canary") {
+			t.Fatalf("%q: message not redacted: %q", line, fs[0].Message)
+		}
+	}
+}
+
+// TestInstantiateEvent: an event's captures build the finding the named
+// rules build from a log line with the same captures: the first rule whose
+// sets admit them, with config's sets; a rule using a capture the event
+// lacks is an error rather than a finding with a hole in it.
+func TestInstantiateEvent(t *testing.T) {
+	f, err := Catalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := Compile(f, Options{Sets: map[string][]string{"nvidiaFatalXIDs": {"79", "13"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xid := func(n string) policy.Event {
+		return policy.Event{Rules: []string{"NvidiaXIDError", "NvidiaXIDWarning"}, Captures: map[string]string{"xid": n, "pci": "0000:3b:00"},
+			Source: "nvml", Time: t0}
+	}
+	for n, line := range map[string]string{
+		"79": "NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.",
+		"13": "NVRM: Xid (PCI:0000:3b:00): 13, pid=1, Graphics Exception",
+		"48": "NVRM: Xid (PCI:0000:3b:00): 48, pid=1, DBE",
+	} {
+		got, ok, err := set.Instantiate(xid(n))
+		if err != nil || !ok {
+			t.Fatalf("XID %s: %v, %v", n, ok, err)
+		}
+		want := NewEngine(set).Process(kmsg(line, t0), nil)
+		if len(want) != 1 {
+			t.Fatalf("%s: %+v", line, want)
+		}
+		got.Source = want[0].Source
+		if !reflect.DeepEqual(got, want[0]) {
+			t.Errorf("XID %s:\n event: %+v\n line:  %+v", n, got, want[0])
+		}
+	}
+	if _, ok, err := set.Instantiate(policy.Event{Rules: []string{"NoSuchRule"}, Captures: map[string]string{"xid": "1"}}); ok || err != nil {
+		t.Errorf("unknown rule: %v %v", ok, err)
+	}
+	if _, _, err := set.Instantiate(policy.Event{Rules: []string{"NvidiaXIDError"}, Captures: map[string]string{"xid": "79"}, Source: "nvml"}); err == nil ||
+		!strings.Contains(err.Error(), `capture "pci"`) {
+		t.Errorf("missing capture: %v", err)
 	}
 }

@@ -8,14 +8,15 @@ import (
 	"fmt"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
-	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 
-	// The detectors describe their reasons from init. Importing them here,
-	// not only where they are run, lets every caller of Load accept
-	// config.yaml overrides of probe, NVML and state-file reasons, even a
-	// binary or test that never starts a detector.
+	// The detectors declare their reasons in package variables
+	// (internal/reason). Importing them here, not only where they are run,
+	// lets every caller of Load accept config.yaml overrides of probe, NVML,
+	// diagnostics and state-file reasons, even a binary or test that never
+	// starts a detector.
+	_ "github.com/nodehealthd/nodehealthd/internal/capture"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
 	_ "github.com/nodehealthd/nodehealthd/internal/probe"
 	_ "github.com/nodehealthd/nodehealthd/internal/state"
@@ -33,17 +34,9 @@ func Load(configPath, rulesDir string) (*config.Config, *rules.Set, error) {
 		return nil, nil, fmt.Errorf("built-in catalogue: %w", err)
 	}
 	operator, lerr := rules.LoadDir(rulesDir)
-	set, serr := rules.Compile(rules.Merge(builtin, operator), options(cfg))
+	set, serr := rules.Compile(rules.Merge(builtin, operator), cfg.RuleOptions())
 	if err := problems.Join(cerr, lerr, serr); err != nil {
 		return nil, nil, err
 	}
 	return cfg, set, nil
-}
-
-// options is the config's rule options plus the reasons detectors report,
-// so that overrides naming them validate.
-func options(cfg *config.Config) rules.Options {
-	opts := cfg.RuleOptions()
-	opts.KnownReasons = detector.ReasonNames()
-	return opts
 }

@@ -18,15 +18,17 @@ func TestLoadValidatesDetectorOverrides(t *testing.T) {
 		return err
 	}
 	// One probe reason, one probe template, one NVML reason, the state
-	// file's reason, one rule.
+	// file's reason, one rule; the policy stage applies every setting to
+	// each.
 	if err := load("reasons:\n  ApproachingKernelPidMax: {enabled: false}\n  Nvidia-PersistencedRepeatedRestart: {enabled: false}\n" +
-		"  NvidiaNVMLUnavailable: {severity: Fatal}\n  StateNotPersisted: {severity: Fatal}\n  SoftLockup: {enabled: false}\n"); err != nil {
+		"  NvidiaNVMLUnavailable: {severity: Fatal}\n  StateNotPersisted: {severity: Fatal}\n  SoftLockup: {enabled: false}\n" +
+		"  NvidiaFabricError: {recovery: {expireAfter: 1h}}\n  ZramHighUsage: {threshold: {count: 3, window: 10m}}\n"); err != nil {
 		t.Fatalf("valid detector overrides refused: %v", err)
 	}
 	for cfg, want := range map[string]string{
 		"reasons:\n  ApproachingKernelPidMaxx: {enabled: false}\n":                   "no rule, probe or NVML check produces this reason",
-		"reasons:\n  NvidiaFabricError: {recovery: {expireAfter: 1h}}\n":             "threshold and recovery apply to log rules only",
-		"reasons:\n  ZramHighUsage: {threshold: {count: 3, window: 10m}}\n":          "threshold and recovery apply to log rules only",
+		"reasons:\n  NvidiaFabricError: {recovery: {expireAfter: -1h}}\n":            "reasons.NvidiaFabricError: recovery.expireAfter must not be negative",
+		"reasons:\n  ZramHighUsage: {threshold: {count: 3}}\n":                       "reasons.ZramHighUsage: threshold.window must be positive",
 		"reasons:\n  NvidiaXID79Error: {recovery: {expireAfter: 1h}}\nbogus: true\n": "bogus",
 	} {
 		if err := load(cfg); err == nil || !strings.Contains(err.Error(), want) {

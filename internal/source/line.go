@@ -47,11 +47,19 @@ func (l *Line) Empty() bool { return len(l.buf) == 0 && l.dropped == 0 }
 
 // End completes the line with its last piece p (without the '\n') and
 // returns the message and whether it was cut to MaxMessageBytes; l is then
-// empty. A '\r' that ends the line is not part of the message. A line read
-// in one piece is not copied into l's buffer.
+// empty. A '\r' that ends the line is not part of the message.
 func (l *Line) End(p []byte) (msg string, cut bool) {
+	b, cut := l.EndBytes(p)
+	return string(b), cut
+}
+
+// EndBytes is End without the copy: the message it returns is p itself or
+// l's buffer, and stays valid only until the next Add or End on l. A
+// reader that keeps its messages copies them (the tail source, into its
+// batch's Text), so that a line read in one piece is copied once.
+func (l *Line) EndBytes(p []byte) (msg []byte, cut bool) {
 	if l.Empty() && len(p) <= MaxMessageBytes {
-		return string(bytes.TrimSuffix(p, []byte("\r"))), false
+		return bytes.TrimSuffix(p, []byte("\r")), false
 	}
 	l.Add(p)
 	b := l.buf
@@ -63,14 +71,15 @@ func (l *Line) End(p []byte) (msg string, cut bool) {
 	default:
 		cut = true
 	}
-	msg = string(b)
+	// b keeps the array alive for the caller; the next Add writes over it
+	// or starts a new one.
 	if cap(l.buf) > keepLineBuf {
 		l.buf = nil
 	} else {
 		l.buf = l.buf[:0]
 	}
 	l.dropped = 0
-	return msg, cut
+	return b, cut
 }
 
 // CutMessage applies MaxMessageBytes to a message read whole (a journal

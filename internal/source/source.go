@@ -75,6 +75,12 @@ type Batch struct {
 	// Truncated counts the Records whose message was cut to
 	// MaxMessageBytes.
 	Truncated uint64
+	// Recycle, when set, gives the memory of Records (the slice and the
+	// text of their messages, see Text) back to the source for a later
+	// batch. The receiver calls it once, when it is done with the records,
+	// and keeps none of their strings beyond it: what it keeps, it copies.
+	// A receiver that does not call it only makes the source allocate.
+	Recycle func()
 }
 
 // Source produces batches until its context ends. Run returns nil on a clean

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -55,6 +57,10 @@ type Live struct {
 	PID int `json:"pid"`
 	// Unsaved is set while the state file cannot be written.
 	Unsaved *SaveFailure `json:"unsaved,omitempty"`
+	// Sections are what subsystems publish through Store.PublishLive (e.g.
+	// "gpu": the NVML checks' per-GPU readings), read afresh for every
+	// query. The state package does not know what they hold.
+	Sections map[string]json.RawMessage `json:"sections,omitempty"`
 }
 
 // SaveFailure describes an episode in which the state file could not be
@@ -69,12 +75,14 @@ type SaveFailure struct {
 
 // socketLock is the abstract socket half of the lock; it serves Live.
 type socketLock struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	live Live
+	ln       net.Listener
+	log      *slog.Logger
+	mu       sync.Mutex
+	live     Live
+	sections map[string]func() any
 }
 
-func acquireSocket(dir string) (*socketLock, error) {
+func acquireSocket(dir string, log *slog.Logger) (*socketLock, error) {
 	ln, err := net.Listen("unix", lockAddr(dir))
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -82,7 +90,7 @@ func acquireSocket(dir string) (*socketLock, error) {
 		}
 		return nil, fmt.Errorf("lock state directory: %w", err)
 	}
-	l := &socketLock{ln: ln, live: Live{PID: os.Getpid()}}
+	l := &socketLock{ln: ln, log: log, live: Live{PID: os.Getpid()}, sections: map[string]func() any{}}
 	go l.serve()
 	return l, nil
 }
@@ -100,9 +108,7 @@ func (l *socketLock) serve() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		l.mu.Lock()
-		b, _ := json.Marshal(l.live)
-		l.mu.Unlock()
+		b, _ := json.Marshal(l.current())
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.Write(append(b, '\n'))
 		_ = c.Close()
@@ -113,6 +119,46 @@ func (l *socketLock) set(live Live) {
 	l.mu.Lock()
 	l.live = live
 	l.mu.Unlock()
+}
+
+func (l *socketLock) publish(name string, read func() any) {
+	l.mu.Lock()
+	l.sections[name] = read
+	l.mu.Unlock()
+}
+
+// current is Live with every section read now. The readers run outside
+// the lock, so a slow one never holds up SetLive; one that fails is left
+// out and logged, and never takes the daemon down.
+func (l *socketLock) current() Live {
+	l.mu.Lock()
+	live := l.live
+	readers := maps.Clone(l.sections)
+	l.mu.Unlock()
+	// A fresh map: the one in l.live, if any, belongs to SetLive's caller.
+	sections := maps.Clone(live.Sections)
+	for name, read := range readers {
+		b, err := readSection(read)
+		if err != nil {
+			l.log.Error("cannot publish a live status section", "section", name, "err", err)
+			continue
+		}
+		if sections == nil {
+			sections = map[string]json.RawMessage{}
+		}
+		sections[name] = b
+	}
+	live.Sections = sections
+	return live
+}
+
+func readSection(read func() any) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return json.Marshal(read())
 }
 
 func (l *socketLock) close() error { return l.ln.Close() }

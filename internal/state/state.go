@@ -10,7 +10,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/rules"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 )
 
@@ -39,8 +39,8 @@ type State struct {
 	// Lost counts records each source could not deliver (ring overwrite,
 	// journal vacuum), over the node's lifetime.
 	Lost map[string]uint64 `json:"lost,omitempty"`
-	// Windows is the rule engine's threshold state.
-	Windows rules.Windows `json:"windows,omitempty"`
+	// Windows is the policy stage's threshold state.
+	Windows policy.Windows `json:"windows,omitempty"`
 
 	// Active holds the active Fatal findings.
 	Active []finding.Finding `json:"active"`
@@ -60,6 +60,13 @@ type State struct {
 	// (Kubernetes events); it survives restarts and API outages.
 	Outbox        []Outbound `json:"outbox,omitempty"`
 	OutboxDropped uint64     `json:"outboxDropped,omitempty"`
+	// Coalescing holds Warnings seen again within CoalesceWindow of an
+	// identical one, not yet committed as a finding (see Raise). They are
+	// saved with the positions of the records they came from, so that a
+	// crash neither loses nor counts them twice.
+	Coalescing []Coalesced `json:"coalescing,omitempty"`
+	// coalescing indexes the Warnings seen recently (coalesce.go).
+	coalescing map[coalesceKey]*coalesceEntry
 	// Cluster describes the link to the API server, for status output.
 	Cluster *ClusterLink `json:"cluster,omitempty"`
 
@@ -71,6 +78,15 @@ type State struct {
 	// LastSaveFailure is the latest episode in which this file could not be
 	// written (detection and publishing went on from memory).
 	LastSaveFailure *SaveFailure `json:"lastSaveFailure,omitempty"`
+}
+
+// Coalesced is the repeats of one Warning waiting to be committed as one
+// finding: Finding.Count of them, the first Detected, the last LastSeen.
+type Coalesced struct {
+	Finding finding.Finding `json:"finding"`
+	// Since is when the first of them was seen (the daemon's clock): they
+	// are committed CoalesceWindow later at the latest.
+	Since time.Time `json:"since"`
 }
 
 // LogMark is a position in the findings and clears of a state.
@@ -190,10 +206,24 @@ func (s *State) MarkLogged(fs []finding.Finding, cs []Cleared) bool {
 	return moved
 }
 
+// Kind is the condition, reason and severity of findings: what metrics
+// count them by.
+type Kind struct {
+	Condition, Reason string
+	Severity          finding.Severity
+}
+
+// KindOf returns f's Kind.
+func KindOf(f *finding.Finding) Kind { return Kind{f.Condition, f.Reason, f.Severity} }
+
 // Changes is what one batch of operations did, for the publishers.
 type Changes struct {
 	New     []finding.Finding
 	Cleared []Cleared
+	// Repeats counts occurrences folded into findings committed before
+	// (an active Fatal seen again, a Warning from a second source). The
+	// occurrences a new finding stands for are its Count.
+	Repeats map[Kind]int
 	// Touched means something other than New/Cleared changed (a repeat of
 	// an active finding, a position) and the state must be saved.
 	Touched bool
@@ -201,28 +231,49 @@ type Changes struct {
 
 func (c *Changes) Empty() bool { return len(c.New) == 0 && len(c.Cleared) == 0 && !c.Touched }
 
+func (c *Changes) repeat(f *finding.Finding) {
+	if c.Repeats == nil {
+		c.Repeats = map[Kind]int{}
+	}
+	c.Repeats[KindOf(f)]++
+}
+
 // Raise records a finding. A Fatal finding whose identity is already active
 // only refreshes it (count, last seen, latest message): one problem is one
-// finding however often it is logged. Every Warning is new.
+// finding however often it is logged. A Warning is new unless another
+// source reported it just before (CrossSourceWindow) or it repeats one
+// word for word (CoalesceWindow).
 func (s *State) Raise(f finding.Finding, outbox bool, ch *Changes) {
 	ch.Touched = true
+	if f.Count < 1 {
+		f.Count = 1
+	}
 	if f.Severity == finding.Fatal {
-		id := f.Identity()
 		for i := range s.Active {
 			a := &s.Active[i]
-			if a.Identity() == id {
+			if sameIdentity(a, &f) {
 				a.Count++
 				if f.LastSeen.After(a.LastSeen) {
 					a.LastSeen = f.LastSeen
 				}
 				a.Message = f.Message
+				ch.repeat(a)
 				return
 			}
 		}
 	}
-	if f.Severity == finding.Warning && s.seenElsewhere(f) {
+	if f.Severity == finding.Warning {
+		if s.seenElsewhere(f, ch) {
+			return
+		}
+		s.coalesce(f, outbox, ch)
 		return
 	}
+	s.add(f, outbox, ch)
+}
+
+// add commits f as a new finding.
+func (s *State) add(f finding.Finding, outbox bool, ch *Changes) {
 	s.NextID++
 	f.ID = s.NextID
 	if f.BootID == "" {
@@ -242,6 +293,10 @@ func (s *State) Raise(f finding.Finding, outbox bool, ch *Changes) {
 	ch.New = append(ch.New, f)
 }
 
+func sameIdentity(a, b *finding.Finding) bool {
+	return a.Condition == b.Condition && a.Reason == b.Reason && a.Key == b.Key
+}
+
 // CrossSourceWindow is how close in time two Warning findings with the same
 // identity from different sources must be to count as one fault seen twice
 // (an XID reported both by NVML and in kmsg).
@@ -249,12 +304,13 @@ const CrossSourceWindow = 30 * time.Second
 
 // seenElsewhere merges f into a recent finding of the same identity that
 // another source reported, and reports whether it did.
-func (s *State) seenElsewhere(f finding.Finding) bool {
+func (s *State) seenElsewhere(f finding.Finding, ch *Changes) bool {
 	for i := len(s.Recent) - 1; i >= 0 && i >= len(s.Recent)-64; i-- {
 		r := &s.Recent[i]
 		d := r.Detected.Sub(f.Detected)
-		if r.Identity() == f.Identity() && r.Source != f.Source && d < CrossSourceWindow && d > -CrossSourceWindow {
+		if r.Source != f.Source && d < CrossSourceWindow && d > -CrossSourceWindow && sameIdentity(r, &f) {
 			r.Count++
+			ch.repeat(r)
 			return true
 		}
 	}
@@ -332,7 +388,8 @@ func (s *State) Ack(ids ...uint64) {
 	s.Outbox = slices.DeleteFunc(s.Outbox, func(o Outbound) bool { return slices.Contains(ids, o.ID) })
 }
 
-// WarningsSince counts Warning findings detected at or after t.
+// WarningsSince counts Warning findings detected at or after t (a
+// coalesced finding is one, whatever its count).
 func (s *State) WarningsSince(t time.Time) int {
 	n := 0
 	for _, f := range s.Recent {
@@ -343,9 +400,14 @@ func (s *State) WarningsSince(t time.Time) int {
 	return n
 }
 
+// appendBounded appends x and keeps the newest max elements. Dropping the
+// oldest by reslicing leaves the copying to append's occasional growth, so
+// that a bounded history costs O(1) per element rather than a move of the
+// whole history each time (which a flood of findings made quadratic).
 func appendBounded[T any](xs []T, x T, max int) []T {
 	if len(xs) >= max {
-		xs = slices.Delete(xs, 0, len(xs)-max+1)
+		clear(xs[:len(xs)-max+1]) // let the garbage collector have them
+		xs = xs[len(xs)-max+1:]
 	}
 	return append(xs, x)
 }

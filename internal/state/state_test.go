@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func TestRaiseMergesFatalRepeatsAndBoundsHistory(t *testing.T) {
 		t.Fatal("a Fatal finding went to the event outbox")
 	}
 	for i := 0; i < MaxRecent+10; i++ {
-		st.Raise(finding.Finding{Condition: finding.KernelReady, Reason: "W", Severity: finding.Warning, Detected: now}, true, &ch)
+		st.Raise(finding.Finding{Condition: finding.KernelReady, Reason: "W", Severity: finding.Warning, Message: fmt.Sprint("w", i), Detected: now}, true, &ch)
 	}
 	if len(st.Recent) != MaxRecent || st.Recent[len(st.Recent)-1].ID != st.NextID {
 		t.Fatalf("recent %d, last id %d next %d", len(st.Recent), st.Recent[len(st.Recent)-1].ID, st.NextID)
@@ -95,11 +96,13 @@ func TestWarningFromTwoSourcesIsOneFinding(t *testing.T) {
 		t.Fatalf("recent %+v outbox %d", st.Recent, len(st.Outbox))
 	}
 	again := xid
-	again.Detected = now.Add(3 * time.Second) // the same source again is a new occurrence
+	again.Detected = now.Add(3 * time.Second) // the same source again is a new occurrence…
 	st.Raise(again, true, &ch)
 	later := fromNVML
 	later.Detected = now.Add(time.Hour)
 	st.Raise(later, true, &ch)
+	// …committed when its coalescing window ends.
+	st.FlushCoalesced(time.Now().Add(CoalesceWindow), true, &ch)
 	if len(st.Recent) != 3 {
 		t.Fatalf("recent %d, want 3", len(st.Recent))
 	}

@@ -62,7 +62,7 @@ func Open(dir string, bootID string, now time.Time, log *slog.Logger) (*Store, *
 	if err := os.MkdirAll(filepath.Join(dir, requestsDir), 0o750); err != nil {
 		log.Error("cannot create the state directory; keeping state in memory until it can be written", "dir", dir, "err", err)
 	}
-	sock, err := acquireSocket(dir)
+	sock, err := acquireSocket(dir, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -191,8 +191,15 @@ func (s *Store) removeStaleTemps(now time.Time) {
 	}
 }
 
-// SetLive sets what the lock socket tells nodehealthctl.
+// SetLive sets what the lock socket tells nodehealthctl. It leaves the
+// published sections alone.
 func (s *Store) SetLive(l Live) { s.sock.set(l) }
+
+// PublishLive adds (or replaces) section name of Live: read is called for
+// every query and its result sent as JSON. It must return at once (it runs
+// on the socket's goroutine) and must not return values that others go on
+// writing.
+func (s *Store) PublishLive(name string, read func() any) { s.sock.publish(name, read) }
 
 // Read loads the state file of dir without locking, for readers such as
 // nodehealthctl status. The daemon replaces the file atomically, so a

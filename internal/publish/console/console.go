@@ -40,7 +40,12 @@ type Line struct {
 	Message   string    `json:"message"`
 	Source    string    `json:"source,omitempty"`
 	ID        uint64    `json:"id,omitempty"`
-	By        string    `json:"by,omitempty"`
+	// Count is how many occurrences a finding stands for, when more than
+	// one: identical Warnings within a few seconds are one finding
+	// (state.CoalesceWindow), so that a log flood prints a line per
+	// window, not per log line.
+	Count int    `json:"count,omitempty"`
+	By    string `json:"by,omitempty"`
 	// Replay marks a line printed again at start: a stop came between its
 	// commit and its first printing (at-least-once).
 	Replay bool `json:"replay,omitempty"`
@@ -77,7 +82,11 @@ func (p *Printer) Replay(fs []finding.Finding, cs []state.Cleared) {
 
 func (p *Printer) findings(fs []finding.Finding, cs []state.Cleared, replay bool) {
 	for _, f := range fs {
-		p.emit(Line{Time: f.Detected, Event: "finding", Condition: f.Condition, Reason: f.Reason, Severity: string(f.Severity), Message: f.Message, Source: f.Source, ID: f.ID, Replay: replay})
+		l := Line{Time: f.Detected, Event: "finding", Condition: f.Condition, Reason: f.Reason, Severity: string(f.Severity), Message: f.Message, Source: f.Source, ID: f.ID, Replay: replay}
+		if f.Count > 1 {
+			l.Count = f.Count
+		}
+		p.emit(l)
 	}
 	for _, c := range cs {
 		p.emit(Line{Time: c.At, Event: "cleared", Condition: c.Finding.Condition, Reason: c.Finding.Reason, Message: c.Finding.Message, ID: c.Finding.ID, By: c.By, Replay: replay})
@@ -97,7 +106,11 @@ func (p *Printer) emit(l Line) {
 	}
 	switch l.Event {
 	case "finding":
-		fmt.Fprintf(p.w, "%s %-7s %s/%s: %s [%s #%d]%s\n", ts, l.Severity, l.Condition, l.Reason, l.Message, l.Source, l.ID, replayed)
+		times := ""
+		if l.Count > 1 {
+			times = fmt.Sprintf(" ×%d", l.Count)
+		}
+		fmt.Fprintf(p.w, "%s %-7s %s/%s: %s [%s #%d]%s%s\n", ts, l.Severity, l.Condition, l.Reason, l.Message, l.Source, l.ID, times, replayed)
 	case "cleared":
 		fmt.Fprintf(p.w, "%s cleared %s/%s (by %s): %s [#%d]%s\n", ts, l.Condition, l.Reason, l.By, l.Message, l.ID, replayed)
 	case "condition":

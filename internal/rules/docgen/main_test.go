@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
-	"github.com/nodehealthd/nodehealthd/internal/detector"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/probe"
+	"github.com/nodehealthd/nodehealthd/internal/reason"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 )
 
@@ -59,21 +60,21 @@ func TestReasonsDocCoversCatalogue(t *testing.T) {
 			}
 		}
 	}
-	infos := detector.Reasons()
+	infos := reason.All()
 	detectors := map[string]bool{}
 	for _, in := range infos {
 		detectors[in.Detector] = true
-		want := []string{"| [" + code(in.Reason) + "](#", cell(in.Description)}
-		if ruleReasons[in.Reason] {
+		want := []string{"| [" + code(in.Name) + "](#", cell(in.Description)}
+		if ruleReasons[in.Name] {
 			want = append(want, "| Also reported by | "+cell(detectorSource(in)))
 		} else {
-			want = append(want, "### "+code(in.Reason), "| Severity | "+string(in.Severity)+" |",
+			want = append(want, "### "+code(in.Name), "| Severity | "+string(in.Severity)+" |",
 				"| Source | "+cell(detectorSource(in))+" |", "| Recovery | "+cell(in.Recovery)+" |",
 				"**What it means.** "+oneLine(in.Description), "**What to do.** "+oneLine(in.Action))
 		}
 		for _, s := range want {
 			if !bytes.Contains(doc, []byte(s)) {
-				t.Errorf("%s of %s: document lacks %q", in.Reason, in.Detector, s)
+				t.Errorf("%s of %s: document lacks %q", in.Name, in.Detector, s)
 			}
 		}
 	}
@@ -85,15 +86,15 @@ func TestReasonsDocCoversCatalogue(t *testing.T) {
 }
 
 func TestRecoveryText(t *testing.T) {
-	d := rules.Duration(30 * time.Minute)
+	d := policy.Duration(30 * time.Minute)
 	for _, c := range []struct {
 		r    rules.Rule
 		want string
 	}{
 		{rules.Rule{Reason: "SoftLockup", Severity: "Warning"}, "Nothing to recover"},
 		{rules.Rule{Reason: "XFSError", Severity: "Fatal"}, "Clears on reboot (the evidence belongs to the boot it was logged in), or with `nodehealthctl clear XFSError`."},
-		{rules.Rule{Reason: "IPAMDNotReady", Severity: "Fatal", Recovery: &rules.Recovery{ExpireAfter: d}}, "Clears when not seen again for 30m, on reboot, or with `nodehealthctl clear IPAMDNotReady`."},
-		{rules.Rule{Reason: "Disk", Severity: "Fatal", Recovery: &rules.Recovery{KeepAcrossReboot: true}}, "Kept across reboots"},
+		{rules.Rule{Reason: "IPAMDNotReady", Severity: "Fatal", Recovery: &policy.Recovery{ExpireAfter: d}}, "Clears when not seen again for 30m, on reboot, or with `nodehealthctl clear IPAMDNotReady`."},
+		{rules.Rule{Reason: "Disk", Severity: "Fatal", Recovery: &policy.Recovery{KeepAcrossReboot: true}}, "Kept across reboots"},
 		{rules.Rule{Reason: "NvidiaXID${xid}Error", Severity: "Fatal"}, "`nodehealthctl clear NvidiaXID<xid>Error`"},
 	} {
 		if got := recovery(c.r); !strings.Contains(got, c.want) {
@@ -129,9 +130,7 @@ func TestOperatorGuideExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := cfg.RuleOptions()
-	opts.KnownReasons = detector.ReasonNames()
-	if _, err := rules.Compile(cat, opts); err != nil {
+	if _, err := rules.Compile(cat, cfg.RuleOptions()); err != nil {
 		t.Errorf("example config does not compile with the catalogue:\n%v", err)
 	}
 	env := &probe.Env{Root: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now, Tags: map[string]bool{}}

@@ -98,7 +98,11 @@ import (
 const (
 	DefaultPollInterval   = time.Minute
 	DefaultRescanInterval = time.Minute
-	DefaultMaxBatch       = 1024
+	// DefaultMaxBatch keeps a batch to about 40 KiB of records and 32 KiB
+	// of text: the pipeline's queue holds a few batches, so this bounds
+	// what a flood of lines makes the daemon hold, while a batch is still
+	// large enough that handing it over costs little per line.
+	DefaultMaxBatch = 256
 )
 
 // FallbackPollInterval is how often files are polled while changes cannot be
@@ -325,6 +329,8 @@ type runner struct {
 	out   chan<- source.Batch
 	files map[string]*follower // by path without root
 	buf   []byte
+	// fill is the memory of the batch being filled (batch.go).
+	fill *batch
 
 	w *fsnotify.Watcher // nil: polling only
 	// unwatched holds directories that should be watched but could not be,
@@ -625,7 +631,7 @@ func (r *runner) read(ctx context.Context, fl *follower, budget int) (more bool,
 			fl.readLines++
 			fl.readBytes += fl.rpos - fl.off
 			fl.off = fl.rpos
-			recs = append(recs, r.record(fl, data[:i], now))
+			recs = r.appendRecord(recs, fl, data[:i], now)
 			data = data[i+1:]
 			if len(recs) == r.cfg.MaxBatch {
 				if err := r.send(ctx, fl, recs); err != nil {
@@ -651,12 +657,14 @@ func (r *runner) flushPartial(ctx context.Context, fl *follower) error {
 		return nil
 	}
 	fl.off = fl.rpos
-	return r.send(ctx, fl, []source.Record{r.record(fl, nil, time.Now())})
+	return r.send(ctx, fl, r.appendRecord(nil, fl, nil, time.Now()))
 }
 
-// record ends the line collected so far with its last piece.
-func (r *runner) record(fl *follower, last []byte, now time.Time) source.Record {
-	msg, cut := fl.line.End(last)
+// record ends the line collected so far with its last piece, keeping its
+// message in text.
+func (r *runner) record(fl *follower, last []byte, text *source.Text, now time.Time) source.Record {
+	b, cut := fl.line.EndBytes(last)
+	msg := text.String(b)
 	if cut {
 		fl.truncated++
 		if !fl.longWarned {
@@ -675,17 +683,28 @@ func (r *runner) record(fl *follower, last []byte, now time.Time) source.Record 
 }
 
 // send hands recs (possibly none, to move the position only) to the engine.
-// Empty sends that would not move the position are skipped.
+// Empty sends that would not move the position are skipped. Records are in
+// the memory of the batch being filled, which goes with them.
 func (r *runner) send(ctx context.Context, fl *follower, recs []source.Record) error {
 	pos := source.Position{Inode: fl.ino, Offset: fl.off}
 	if len(recs) == 0 && pos == fl.sent && fl.lost == 0 {
 		return nil
 	}
+	b := source.Batch{Source: fl.name, Records: recs, Position: pos, Truncated: fl.truncated, Lost: fl.lost}
+	var mem *batch
+	if len(recs) > 0 {
+		mem, r.fill = r.fill, nil
+		mem.recs = recs
+		b.Recycle = mem.recycle
+	}
 	select {
-	case r.out <- source.Batch{Source: fl.name, Records: recs, Position: pos, Truncated: fl.truncated, Lost: fl.lost}:
+	case r.out <- b:
 		fl.sent, fl.truncated, fl.lost = pos, 0, 0
 		return nil
 	case <-ctx.Done():
+		if mem != nil {
+			mem.recycle()
+		}
 		return ctx.Err()
 	}
 }

@@ -1,0 +1,230 @@
+package consolesummary
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+var t0 = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+
+// newWriter writes to console, a file standing in for the device (which
+// the writer never creates).
+func newWriter(t *testing.T, console, dir string, clk *clock) *Writer {
+	if f, err := os.OpenFile(console, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+		f.Close()
+	}
+	w := New(Options{Path: console, Now: clk.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w.Configure(true, dir)
+	return w
+}
+
+// update is a committed state with KernelReady False for a finding whose
+// message is msg, and kernel errors among the recent findings.
+func update(boot, msg string, kernelFalse bool) publish.Update {
+	st := state.New(boot, t0)
+	st.Cluster = &state.ClusterLink{Node: "node-a"}
+	var ch state.Changes
+	st.Raise(finding.Finding{Condition: finding.KernelReady, Reason: "KernelBug", Severity: finding.Fatal, Message: msg,
+		Source: "kmsg", Detected: t0, LastSeen: t0, Count: 2}, false, &ch)
+	st.Raise(finding.Finding{Condition: finding.KernelReady, Reason: "AppCrash", Severity: finding.Warning, Message: "segfault in app",
+		Source: "kmsg", Detected: t0, LastSeen: t0, Count: 1}, false, &ch)
+	st.Raise(finding.Finding{Condition: finding.ContainerRuntimeReady, Reason: "PodStuck", Severity: finding.Warning, Message: "from the journal",
+		Source: "journal", Detected: t0, LastSeen: t0, Count: 1}, false, &ch)
+	if !kernelFalse {
+		st.Active = nil
+	}
+	st.UpdateConditions([]string{finding.KernelReady, finding.StorageReady, finding.NetworkingReady}, "", t0)
+	return publish.Update{Time: t0, Conditions: st.Conditions, ConditionsChanged: true, State: st}
+}
+
+func read(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestSummaryContent: conditions, active findings and kernel errors, each
+// line marked, within one summary's bound.
+func TestSummaryContent(t *testing.T) {
+	work := t.TempDir()
+	console := filepath.Join(work, "console")
+	clk := &clock{now: t0}
+	w := newWriter(t, console, work, clk)
+	w.Publish(update("boot-1", "BUG: unable to handle page fault", true))
+	w.step()
+	out := read(t, console)
+	for _, want := range []string{
+		"node-a 2026-07-01T12:00:00Z: node health summary",
+		"KernelReady=False KernelBug since 2026-07-01T12:00:00Z",
+		"True: NetworkingReady StorageReady",
+		"active KernelReady/KernelBug x2 since 12:00:00Z: BUG: unable to handle page fault",
+		"kernel 12:00:00Z AppCrash: segfault in app",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "from the journal") {
+		t.Errorf("a journal finding listed as a kernel error:\n%s", out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, prefix) {
+			t.Errorf("line without the prefix: %q", l)
+		}
+	}
+
+	// A flood of findings still fits one summary's bound.
+	u := update("boot-1", strings.Repeat("x", 400), true)
+	for i := range 100 {
+		f := u.State.Active[0]
+		f.Key, f.Message = fmt.Sprint(i), strings.Repeat("y", 500)
+		u.State.Active = append(u.State.Active, f)
+	}
+	header, body := render(&snapshot{conditions: []condition.Condition{u.Conditions[finding.KernelReady]}, active: u.State.Active[:maxActive], activeTotal: len(u.State.Active), anyFalse: true}, t0, DefaultMaxSummary)
+	if n := len(header + body); n > DefaultMaxSummary {
+		t.Errorf("summary of %d bytes, bound %d", n, DefaultMaxSummary)
+	}
+	if !strings.Contains(body, "more") {
+		t.Errorf("summary does not say what it left out:\n%s", body)
+	}
+}
+
+// TestAtMostEveryInterval: a change within the interval waits for it.
+func TestAtMostEveryInterval(t *testing.T) {
+	work := t.TempDir()
+	console := filepath.Join(work, "console")
+	clk := &clock{now: t0}
+	w := newWriter(t, console, work, clk)
+	w.Publish(update("boot-1", "first", true))
+	w.step()
+	clk.now = t0.Add(time.Minute)
+	w.Publish(update("boot-1", "second", true))
+	if next := w.step(); next != 4*time.Minute {
+		t.Errorf("next look in %s, want 4m", next)
+	}
+	if out := read(t, console); strings.Contains(out, "second") {
+		t.Fatalf("a second summary a minute after the first:\n%s", out)
+	}
+	clk.now = t0.Add(DefaultInterval)
+	w.step()
+	if out := read(t, console); !strings.Contains(out, "second") {
+		t.Fatalf("no summary after the interval:\n%s", out)
+	}
+}
+
+// TestBudgetPerBoot: all summaries of a boot, across restarts of the
+// daemon, stay within the budget, the last line says it was spent, and a
+// new boot starts a new budget.
+func TestBudgetPerBoot(t *testing.T) {
+	work := t.TempDir()
+	console := filepath.Join(work, "console")
+	clk := &clock{now: t0}
+	w := newWriter(t, console, work, clk)
+	for i := range 200 {
+		if i == 50 {
+			w = newWriter(t, console, work, clk) // a restart
+		}
+		w.Publish(update("boot-1", fmt.Sprintf("problem %d %s", i, strings.Repeat("z", 300)), true))
+		w.step()
+		clk.now = clk.now.Add(DefaultInterval)
+	}
+	out := read(t, console)
+	if len(out) > DefaultBudget {
+		t.Fatalf("%d bytes written this boot, budget %d", len(out), DefaultBudget)
+	}
+	if len(out) < DefaultBudget/2 {
+		t.Fatalf("only %d bytes written: the budget was not used", len(out))
+	}
+	if n := strings.Count(out, "budget for this boot spent"); n != 1 || !strings.HasSuffix(out, "on the node\n") {
+		t.Fatalf("the spent notice appears %d times, and last: %v", n, strings.HasSuffix(out, "on the node\n"))
+	}
+	w = newWriter(t, console, work, clk)
+	w.Publish(update("boot-1", "after another restart", true))
+	w.step()
+	if after := read(t, console); after != out {
+		t.Fatal("a restart in the same boot wrote past the budget")
+	}
+	w.Publish(update("boot-2", "next boot", true))
+	w.step()
+	if after := read(t, console); !strings.Contains(after[len(out):], "next boot") {
+		t.Fatal("a new boot did not get a new budget")
+	}
+}
+
+// TestQuietUnlessFalseOrOff: nothing is written while every condition is
+// True, nor with the summary switched off, and an unchanged summary is
+// not repeated every interval.
+func TestQuietUnlessFalseOrOff(t *testing.T) {
+	work := t.TempDir()
+	console := filepath.Join(work, "console")
+	clk := &clock{now: t0}
+	w := newWriter(t, console, work, clk)
+	w.Publish(update("boot-1", "", false))
+	w.step()
+	if out := read(t, console); out != "" {
+		t.Fatalf("written while all conditions are True:\n%s", out)
+	}
+	w.Configure(false, work)
+	w.Publish(update("boot-1", "off", true))
+	w.step()
+	if out := read(t, console); out != "" {
+		t.Fatalf("written while off:\n%s", out)
+	}
+	w.Configure(true, work)
+	w.Publish(update("boot-1", "same", true))
+	w.step()
+	first := read(t, console)
+	clk.now = t0.Add(DefaultInterval)
+	w.step()
+	if out := read(t, console); out != first {
+		t.Fatalf("an unchanged summary repeated after one interval")
+	}
+	clk.now = t0.Add(repeatAfter)
+	w.step()
+	if out := read(t, console); len(out) <= len(first) {
+		t.Fatalf("an unchanged summary not repeated after %s", repeatAfter)
+	}
+}
+
+// TestRunWritesInBackground: the goroutine started by Start writes after
+// a Publish; a console that cannot be opened is counted, not fatal.
+func TestRunWritesInBackground(t *testing.T) {
+	work := t.TempDir()
+	console := filepath.Join(work, "console")
+	w := newWriter(t, console, work, &clock{now: t0})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.Start(ctx, nil)
+	w.Publish(update("boot-1", "in the background", true))
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(read(t, console), "in the background") {
+		if time.Now().After(deadline) {
+			t.Fatal("no summary written by the writer goroutine")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	bad := newWriter(t, filepath.Join(work, "no", "such", "console"), t.TempDir(), &clock{now: t0})
+	bad.Publish(update("boot-1", "x", true))
+	bad.step()
+	if !bad.failing {
+		t.Error("an unwritable console was not noticed")
+	}
+}
