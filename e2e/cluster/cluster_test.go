@@ -73,7 +73,8 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	// catalogue kmsg rule feeds.
 	tok := randomHex(4)
 	a := &agent{t: t, node: node, root: "/", stateDir: filepath.Join(work, "state"), rulesDir: filepath.Join(work, "rules.d"),
-		config: filepath.Join(work, "config.yaml"), logs: &syncBuffer{}}
+		config: filepath.Join(work, "config.yaml"), diagDir: filepath.Join(work, "diagnostics"), logs: &syncBuffer{}}
+	a.writeConfig("")
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), `rules:
   - name: E2EKmsgFault
     condition: ContainerRuntimeReady
@@ -160,7 +161,9 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	a.start("--kubeconfig", kubeconfig)
 	a.connected(30 * time.Second)
 	kmsg("nhd-e2e-" + tok + " warn 001")
-	eventually(t, 5*time.Second, "repeat after restart counted up", func() (bool, string) {
+	// The repeat may fall within the coalescing window of the first
+	// warning; then it is committed when the window ends.
+	eventually(t, state.CoalesceWindow+10*time.Second, "repeat after restart counted up", func() (bool, string) {
 		evs := nodeEvents(t, c, node)
 		n, count := 0, int32(0)
 		for i := range evs {
@@ -423,7 +426,9 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 	a.appendLine("WARN blip")
 	a.appendLine("WARN other")
 	var ltt time.Time
-	eventually(t, 10*time.Second, "findings committed locally during the outage", func() (bool, string) {
+	// The second blip is a repeat within the coalescing window: it is
+	// committed, with its count, when the window ends.
+	eventually(t, state.CoalesceWindow+10*time.Second, "findings committed locally during the outage", func() (bool, string) {
 		st := a.state()
 		if st == nil {
 			return false, "no state"
@@ -437,7 +442,7 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 	a.appendLine("WARN blip")
 	a.appendLine("FATAL disk2")
 	a.start()
-	eventually(t, 10*time.Second, "restarted daemon caught up locally", func() (bool, string) {
+	eventually(t, state.CoalesceWindow+10*time.Second, "restarted daemon caught up locally", func() (bool, string) {
 		st := a.state()
 		return st != nil && len(st.Outbox) == 4 && len(st.Active) == 2, "not yet"
 	})
@@ -910,7 +915,7 @@ func TestHealthyNodeRequestsPerHour(t *testing.T) {
 	a.useNodeCert(c)
 	// This machine's clock is not NTP-synchronised, which the clock probe
 	// reports as a Warning: switched off, the node is healthy.
-	write(t, a.config, "probes:\n  clock-sync: {enabled: false}\n")
+	a.writeConfig("probes:\n  clock-sync: {enabled: false}\n")
 	const hb = 2 * time.Second
 	a.start("--cluster-heartbeat", hb.String())
 	a.connected(30 * time.Second)
@@ -1056,7 +1061,7 @@ func TestUnmonitoredConditionRemoved(t *testing.T) {
 	}
 	a := newAgent(t, node, "")
 	a.useNodeCert(c)
-	write(t, a.config, "")
+	a.writeConfig("")
 	rec := record(t, c, node)
 	a.start()
 	a.connected(30 * time.Second)
@@ -1069,7 +1074,7 @@ func TestUnmonitoredConditionRemoved(t *testing.T) {
 		return cond(n, "AcceleratedHardwareReady") == nil && cond(n, "Ready") != nil
 	})
 	at := time.Now()
-	write(t, a.config, "conditions:\n  StorageReady: {enabled: false}\n")
+	a.writeConfig("conditions:\n  StorageReady: {enabled: false}\n")
 	d := waitNode(t, rec, at, 5*time.Second, "StorageReady removed", func(n *corev1.Node) bool {
 		return cond(n, "StorageReady") == nil && cond(n, "KernelReady") != nil && cond(n, "Ready") != nil
 	})

@@ -139,6 +139,7 @@ type agent struct {
 	stateDir string
 	rulesDir string
 	config   string
+	diagDir  string // where Fatal findings leave their diagnostics bundles
 	appLog   string
 	certDir  string // host path of the kubelet's pki dir, under root
 	args     []string
@@ -202,7 +203,17 @@ func newAgent(t *testing.T, node, kmsg string) *agent {
 	write(t, filepath.Join(a.root, "dev/kmsg"), kmsg)
 	write(t, a.appLog, "")
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), rules)
+	a.diagDir = filepath.Join(work, "diagnostics")
+	a.writeConfig("")
 	return a
+}
+
+// writeConfig writes the daemon's config.yaml: extra plus a diagnostics
+// directory of the test's own, so that a Fatal finding's bundle never
+// lands in this machine's /var/log.
+func (a *agent) writeConfig(extra string) {
+	a.t.Helper()
+	write(a.t, a.config, extra+"diagnostics:\n  dir: "+a.diagDir+"\n")
 }
 
 // installCert gives the fixture node a kubelet client certificate the way

@@ -124,7 +124,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	rulesDir := filepath.Join(root, "rules.d")
 	write(t, filepath.Join(rulesDir, "crash.yaml"), rules)
 	argsFor := func(stateDir string) []string {
-		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", filepath.Join(root, "none.yaml"), "-o", "none",
+		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", testbin.Config(t, filepath.Join(root, "conf"), ""), "-o", "none",
 			// Host probes look at the real host too (the kernel clock is not
 			// under --root) and would add findings this test does not expect.
 			"--probes=false"}

@@ -70,7 +70,7 @@ func start(t *testing.T, root, stateDir string) *daemon {
 	bin := testbin.Build(t)
 	d := &daemon{t: t, done: make(chan struct{})}
 	d.cmd = exec.Command(filepath.Join(bin, "nodehealthd"), "--root", root, "--state-dir", stateDir,
-		"--rules-dir", filepath.Join(root, "rules.d"), "--config", filepath.Join(root, "none.yaml"),
+		"--rules-dir", filepath.Join(root, "rules.d"), "--config", testbin.Config(t, filepath.Join(stateDir+".conf"), ""),
 		"--probes=false", "--cluster", "off", "-o", "json", "--metrics-address", "127.0.0.1:0")
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {

@@ -90,7 +90,7 @@ func start(tb testing.TB, env ...string) *daemon {
 	write(tb, filepath.Join(dir, "rules.d/npd.yaml"), rulesYAML(logPath))
 	d := &daemon{root: root, stateDir: filepath.Join(dir, "state"), stderr: &strings.Builder{}, done: make(chan struct{})}
 	args := []string{"--root", root, "--state-dir", d.stateDir, "--rules-dir", filepath.Join(dir, "rules.d"),
-		"--config", filepath.Join(dir, "none.yaml"), "--cluster", "off", "--probes=false", "-o", "none", "--metrics-address", "127.0.0.1:0"}
+		"--config", testbin.Config(tb, filepath.Join(dir, "conf"), ""), "--cluster", "off", "--probes=false", "-o", "none", "--metrics-address", "127.0.0.1:0"}
 	if profileDir != "" {
 		args = append(args, "--pprof")
 	}

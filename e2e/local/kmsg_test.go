@@ -63,7 +63,7 @@ func TestKmsgRecordReachesStatusWithinASecond(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	daemon := exec.CommandContext(ctx, filepath.Join(bin, "nodehealthd"), "--state-dir", stateDir,
-		"--rules-dir", rulesDir, "--config", filepath.Join(work, "none.yaml"), "-o", "none")
+		"--rules-dir", rulesDir, "--config", testbin.Config(t, filepath.Join(work, "conf"), ""), "-o", "none")
 	var logs bytes.Buffer
 	daemon.Stderr = &logs
 	if err := daemon.Start(); err != nil {

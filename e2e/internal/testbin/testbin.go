@@ -42,3 +42,20 @@ func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
+
+// Config writes a config.yaml for a test daemon into dir and returns its
+// path: extra, then a diagnostics directory under dir, so that a Fatal
+// finding's bundle (and the console summary's budget file) never lands in
+// this machine's /var/log.
+func Config(tb testing.TB, dir, extra string) string {
+	tb.Helper()
+	path := filepath.Join(dir, "config.yaml")
+	body := extra + "diagnostics:\n  dir: " + filepath.Join(dir, "diagnostics") + "\n"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
