@@ -263,8 +263,17 @@ func TestRequestFilesAreCheckedBeforeUse(t *testing.T) {
 	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
 	clear := `{"clear":{"reason":"Boom","allKeys":true,"by":"operator"}}`
 
-	foreign := writeRequest(t, h.stateDir, "1-1.json", clear)
-	if err := os.Chown(foreign, 65534, 65534); err != nil {
+	// Owned by another user before it appears in requests/: written as
+	// root and chowned in place, housekeeping could apply it in between.
+	staged := filepath.Join(h.stateDir, "staged-request")
+	if err := os.WriteFile(staged, []byte(clear), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(staged, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(h.stateDir, "requests", "1-1.json")
+	if err := os.Rename(staged, foreign); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the foreign request to be refused", h, func() bool { return strings.Contains(h.logs.String(), "only root's requests are applied") })
@@ -276,8 +285,10 @@ func TestRequestFilesAreCheckedBeforeUse(t *testing.T) {
 			t.Fatalf("a request being written was removed: %v\n%s", err, h.logs.String())
 		}
 	}
-	if st, _ := state.Read(h.stateDir); activeReasons(st) != "Boom/sda" {
-		t.Fatalf("active after a refused request: %s", activeReasons(st))
+	if st, err := state.Read(h.stateDir); err != nil {
+		t.Fatal(err)
+	} else if activeReasons(st) != "Boom/sda" {
+		t.Fatalf("active after a refused request: %q\n%s", activeReasons(st), h.logs.String())
 	}
 	writeRequest(t, h.stateDir, "2-1.json", clear)
 	h.waitState(func(st *state.State) bool { return len(st.Active) == 0 })
