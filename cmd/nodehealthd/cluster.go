@@ -43,6 +43,7 @@ func init() {
 			cfg.Root = e.root
 			cfg.Logger = e.log
 			cfg.UserAgent = "nodehealthd/" + version
+			cfg.Observer = daemonMetrics
 			p, err := cluster.New(cfg)
 			if err != nil {
 				return err

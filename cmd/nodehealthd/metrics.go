@@ -11,7 +11,7 @@ import (
 // subsystems can hand its hooks out without depending on the order in which
 // subsystems are set up: probes use daemonMetrics.ObserveProbe as
 // probe.Runner.Observe, the cluster publisher takes it as a
-// metrics.ClusterObserver.
+// cluster.Observer.
 var daemonMetrics = metrics.New(metrics.Options{Version: version})
 
 var (

@@ -107,7 +107,40 @@ type Config struct {
 	// UserAgent identifies the daemon in API server logs.
 	UserAgent string
 	Logger    *slog.Logger
+	// Observer is told of every write and every event given up (the
+	// daemon's metrics); nil tells no one.
+	Observer Observer
 }
+
+// Observer is what the publisher reports as it works. Calls come from the
+// worker goroutine and must not block.
+type Observer interface {
+	// Write reports one API request that changes the cluster and how it
+	// ended; err nil is success.
+	Write(kind string, err error)
+	// EventsDropped reports n occurrences of findings that will never be
+	// delivered as events, and why.
+	EventsDropped(why string, n int)
+}
+
+// Kinds of writes and reasons for dropping, as the Observer hears them.
+const (
+	WriteNodeStatus = "node_status"
+	WriteEvent      = "event"
+	// DropRateLimited: the reason already had MaxEventsPerReason distinct
+	// events waiting.
+	DropRateLimited = "rate_limited"
+	// DropRejected: the API server refused the event for good (invalid).
+	DropRejected = "rejected"
+	// DropExpired: the finding was older than an hour when credentials
+	// appeared (the API server would drop it within the hour anyway).
+	DropExpired = "expired"
+)
+
+type noObserver struct{}
+
+func (noObserver) Write(string, error)       {}
+func (noObserver) EventsDropped(string, int) {}
 
 // Publisher implements publish.Publisher and publish.Starter.
 type Publisher struct {
@@ -151,6 +184,9 @@ func New(cfg Config) (*Publisher, error) {
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, Component)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	switch {
 	case cfg.Heartbeat < time.Second:
@@ -342,6 +378,7 @@ func (w *worker) take() {
 		if !w.events.add(o) {
 			drop = append(drop, o.ID)
 			w.dropLog[o.Finding.Reason]++
+			w.cfg.Observer.EventsDropped(DropRateLimited, occurrences(&o.Finding))
 		}
 	}
 	if len(drop) > 0 {
@@ -568,6 +605,7 @@ func (w *worker) syncConditions(ctx context.Context, now time.Time) {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	node, err := w.api.patchNodeStatus(rctx, w.node, conditionPatch(want, now))
 	cancel()
+	w.cfg.Observer.Write(WriteNodeStatus, err)
 	done := time.Now()
 	if err != nil {
 		w.failures++
@@ -625,7 +663,20 @@ func (w *worker) syncEvents(ctx context.Context, now time.Time) {
 		rb.take(now)
 		sent++
 		err := w.sendEvent(ctx, g, now)
+		w.cfg.Observer.Write(WriteEvent, err)
 		done := time.Now()
+		if err != nil && isRejected(err) {
+			// Sending it again would be refused again and hold up every
+			// event behind it.
+			rb.refund()
+			w.events.done(g)
+			w.events.drop(g.key.reason, g.count)
+			w.cfg.Observer.EventsDropped(DropRejected, g.count)
+			w.sentAcks = append(w.sentAcks, g.ids...)
+			w.logOnce("rejected:"+g.key.reason, 10*time.Minute, slog.LevelError, "API server rejected an event; dropped",
+				"node", w.node, "reason", g.key.reason, "count", g.count, "err", err)
+			continue
+		}
 		if err != nil {
 			// The reason's budget limits what reaches people, so an
 			// outage must not spend it; the write budget stays spent,
@@ -708,6 +759,7 @@ func (w *worker) expireLocal(now time.Time) {
 	if n == 0 {
 		return
 	}
+	w.cfg.Observer.EventsDropped(DropExpired, n)
 	w.fb.Ack(ids...)
 	w.log.Warn("Warning findings too old to send as events once credentials appear were dropped", "count", n, "max_age", localEventMaxAge)
 }
@@ -763,6 +815,12 @@ func (w *worker) failed(what string, err error, failures int) time.Duration {
 	}
 	w.logOnce("error:"+what, time.Minute, slog.LevelWarn, "API call failed; retrying with backoff", "node", w.node, "what", what, "err", err, "failures", failures)
 	return backoff(failures, 30*time.Second)
+}
+
+// isRejected tells a request the API server will refuse however often it
+// is sent (an invalid object) from one worth retrying.
+func isRejected(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err)
 }
 
 // What failed, for logs and the status line.

@@ -35,6 +35,9 @@ type fakeAPI struct {
 	eventPatches map[string][]string
 	notFound     int // fail this many condition patches with 404
 	eventFails   int // fail this many event creations as if unreachable
+	// invalid refuses event creations whose message it names as the API
+	// server refuses an invalid object.
+	invalid string
 }
 
 var nodeGR = schema.GroupResource{Resource: "nodes"}
@@ -65,6 +68,9 @@ func (f *fakeAPI) createEvent(_ context.Context, ev *v1Event) (*v1Event, error) 
 	if f.eventFails > 0 {
 		f.eventFails--
 		return nil, errors.New("connection refused")
+	}
+	if f.invalid != "" && ev.Message == f.invalid {
+		return nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Event"}, ev.Name, nil)
 	}
 	for _, e := range f.created {
 		if e.Name == ev.Name {
@@ -549,5 +555,65 @@ func TestDiscoverBacksOff(t *testing.T) {
 	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute}
 	if !slices.Equal(gaps, want) {
 		t.Errorf("gaps between looks %v, want %v", gaps, want)
+	}
+}
+
+// observer records what the publisher reports to the metrics.
+type observer struct {
+	mu      sync.Mutex
+	writes  map[string]int
+	errs    map[string]int
+	dropped map[string]int
+}
+
+func (o *observer) Write(kind string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.writes[kind]++
+	if err != nil {
+		o.errs[kind]++
+	}
+}
+
+func (o *observer) EventsDropped(why string, n int) {
+	o.mu.Lock()
+	o.dropped[why] += n
+	o.mu.Unlock()
+}
+
+func (o *observer) get(m map[string]int, k string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return m[k]
+}
+
+// An event the API server refuses for good is dropped, acknowledged and
+// counted instead of being retried ahead of every event behind it; every
+// write reaches the observer (the daemon's metrics).
+func TestPublisherRejectedEventDroppedAndObserved(t *testing.T) {
+	f := &fakeAPI{invalid: "bad"}
+	obs := &observer{writes: map[string]int{}, errs: map[string]int{}, dropped: map[string]int{}}
+	p, fb := start(t, Config{Observer: obs}, f)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	bad := warning(1, "bad", t0)
+	bad.Finding.Count = 3
+	st := &state.State{Outbox: []state.Outbound{bad, warning(2, "good", t0.Add(time.Second))}}
+	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+	waitUntil(t, 5*time.Second, "the good event after the rejected one", func() bool {
+		_, c, _ := f.snapshot()
+		return len(c) == 1 && c[0].Message == "good"
+	})
+	waitUntil(t, time.Second, "both records acknowledged", func() bool { _, a := fb.last(); return len(a) == 2 })
+	if n := obs.get(obs.dropped, DropRejected); n != 3 {
+		t.Errorf("rejected occurrences reported: %d, want 3", n)
+	}
+	if obs.get(obs.writes, WriteEvent) != 2 || obs.get(obs.errs, WriteEvent) != 1 {
+		t.Errorf("event writes %d (errors %d), want 2 (1)", obs.get(obs.writes, WriteEvent), obs.get(obs.errs, WriteEvent))
+	}
+	if obs.get(obs.writes, WriteNodeStatus) < 1 || obs.get(obs.errs, WriteNodeStatus) != 0 {
+		t.Errorf("node status writes %d (errors %d)", obs.get(obs.writes, WriteNodeStatus), obs.get(obs.errs, WriteNodeStatus))
+	}
+	if l, _ := fb.last(); l.EventsDropped != 3 {
+		t.Errorf("link counts %d dropped, want 3", l.EventsDropped)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/nodehealthd/nodehealthd/internal/cluster"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/source"
@@ -27,31 +28,10 @@ import (
 
 const namespace = "nodehealthd"
 
-// Kinds of API writes the cluster publisher reports through Write. Events
-// are counted as emitted from successful writes of KindEvent, so that the
-// publisher reports each request once.
-const (
-	KindNodeStatus = "node_status"
-	KindEvent      = "event"
-)
-
-// Reasons for EventDropped. The pipeline reports ReasonOutboxFull itself
-// (from State.OutboxDropped); the cluster publisher reports the others.
-const (
-	ReasonOutboxFull  = "outbox_full"
-	ReasonRateLimited = "rate_limited"
-	ReasonRejected    = "rejected"
-)
-
-// ClusterObserver is what the cluster publisher calls; *Metrics implements
-// it. Calls are cheap and safe from any goroutine.
-type ClusterObserver interface {
-	// Write reports one API request that changes the cluster (a node
-	// status patch, an event create) and how it ended; err nil is success.
-	Write(kind string, err error)
-	// EventDropped reports an event that will never be delivered.
-	EventDropped(reason string)
-}
+// ReasonOutboxFull is the events_dropped_total reason the pipeline reports
+// itself (from State.OutboxDropped); the cluster publisher reports the
+// others (cluster.Drop*).
+const ReasonOutboxFull = "outbox_full"
 
 // Options configure New.
 type Options struct {
@@ -118,7 +98,7 @@ type snapshot struct {
 var (
 	_ publish.Publisher = (*Metrics)(nil)
 	_ publish.Ticker    = (*Metrics)(nil)
-	_ ClusterObserver   = (*Metrics)(nil)
+	_ cluster.Observer  = (*Metrics)(nil)
 )
 
 // New returns a Metrics with its own registry, including the Go runtime and
@@ -327,7 +307,8 @@ func (m *Metrics) ObserveProbe(probe string, took time.Duration, err error) {
 	}
 }
 
-// Write implements ClusterObserver.
+// Write implements cluster.Observer. Events are counted as emitted from
+// successful event writes, so that the publisher reports each request once.
 func (m *Metrics) Write(kind string, err error) {
 	m.apiWrites.WithLabelValues(kind).Inc()
 	errs := m.apiErrors.WithLabelValues(kind)
@@ -335,14 +316,14 @@ func (m *Metrics) Write(kind string, err error) {
 		errs.Inc()
 		return
 	}
-	if kind == KindEvent {
+	if kind == cluster.WriteEvent {
 		m.eventsEmitted.Inc()
 	}
 }
 
-// EventDropped implements ClusterObserver.
-func (m *Metrics) EventDropped(reason string) {
-	m.eventsDropped.WithLabelValues(reason).Inc()
+// EventsDropped implements cluster.Observer.
+func (m *Metrics) EventsDropped(reason string, n int) {
+	m.eventsDropped.WithLabelValues(reason).Add(float64(n))
 }
 
 // Ready reports whether the daemon has committed its state at least once,

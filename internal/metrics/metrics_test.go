@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/cluster"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/metrics"
@@ -85,10 +86,10 @@ func TestPublishSeries(t *testing.T) {
 	m.Publish(fullUpdate(t0))
 	m.ObserveProbe("pidmax", 20*time.Millisecond, nil)
 	m.ObserveProbe("pidmax", time.Second, errors.New("timeout"))
-	m.Write(metrics.KindEvent, nil)
-	m.Write(metrics.KindEvent, errors.New("forbidden"))
-	m.Write(metrics.KindNodeStatus, nil)
-	m.EventDropped(metrics.ReasonRateLimited)
+	m.Write(cluster.WriteEvent, nil)
+	m.Write(cluster.WriteEvent, errors.New("forbidden"))
+	m.Write(cluster.WriteNodeStatus, nil)
+	m.EventsDropped(cluster.DropRateLimited, 1)
 	s := scrape(t, srv.URL+"/metrics")
 
 	want := map[string]float64{
@@ -246,8 +247,8 @@ func TestMetricsDocumented(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	m.Publish(fullUpdate(t0))
 	m.ObserveProbe("p", time.Millisecond, errors.New("x"))
-	m.Write(metrics.KindEvent, errors.New("x"))
-	m.EventDropped(metrics.ReasonRejected)
+	m.Write(cluster.WriteEvent, errors.New("x"))
+	m.EventsDropped(cluster.DropRejected, 1)
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
