@@ -12,14 +12,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
@@ -279,7 +276,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	reloadCh := make(chan os.Signal, 1)
 	signal.Notify(reloadCh, syscall.SIGHUP)
 	defer signal.Stop(reloadCh)
-	watchCh, requestCh := d.watchFiles(ctx)
+	watch := d.watchFiles(ctx)
+	defer watch.close()
+	var reloadDue <-chan time.Time
 	d.replay()
 	d.commit(now)
 
@@ -362,8 +361,19 @@ func (d *Daemon) run(ctx context.Context) error {
 			}
 		case <-tick.C:
 			d.housekeeping(time.Now())
-		case <-requestCh:
-			d.housekeeping(time.Now())
+			// A rules directory created since the last look is watched
+			// from now on.
+			watch.follow(d.watchedDirs())
+		case name := <-watch.events:
+			what := d.changed(name)
+			if what&changedRequest != 0 {
+				d.housekeeping(time.Now())
+			}
+			if what&changedConfig != 0 {
+				// Editors write a file in several steps: reload once
+				// they are done.
+				reloadDue = time.After(reloadDebounce)
+			}
 		case <-d.fbKick:
 			d.commit(time.Now())
 		case <-reloadCh:
@@ -371,12 +381,16 @@ func (d *Daemon) run(ctx context.Context) error {
 			if d.reloadAndReport() {
 				start()
 			}
+			watch.follow(d.watchedDirs())
 			retick()
-		case <-watchCh:
+		case <-reloadDue:
+			reloadDue = nil
 			d.log.Info("rules or config changed on disk: reloading")
 			if d.reloadAndReport() {
 				start()
 			}
+			// config.yaml may have moved rulesDir.
+			watch.follow(d.watchedDirs())
 			retick()
 		}
 	}
@@ -729,55 +743,4 @@ func (d *Daemon) reloadAndReport() bool {
 	// Detectors read the config (probe sections, sets, overrides) when they
 	// are built, so any config change restarts them with the sources.
 	return !reflect.DeepEqual(old, d.inputs) || !reflect.DeepEqual(oldCfg, d.cfg)
-}
-
-// watchFiles signals when the config file or a rules file changes (debounced:
-// editors write files in several steps) and when nodehealthctl drops a
-// request, so that neither waits for the next housekeeping tick.
-func (d *Daemon) watchFiles(ctx context.Context) (config, requests <-chan struct{}) {
-	cfgOut, reqOut := make(chan struct{}, 1), make(chan struct{}, 1)
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		d.log.Warn("cannot watch rules for changes; reload with SIGHUP", "err", err)
-		return cfgOut, reqOut
-	}
-	reqDir := filepath.Join(d.store.Dir(), "requests")
-	for _, dir := range []string{d.rulesDir(), filepath.Dir(d.opts.ConfigPath), reqDir} {
-		if dir == "" {
-			continue
-		}
-		if err := w.Add(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			d.log.Debug("not watching", "dir", dir, "err", err)
-		}
-	}
-	signal := func(ch chan struct{}) {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	go func() {
-		defer w.Close()
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				switch {
-				case filepath.Dir(ev.Name) == reqDir:
-					signal(reqOut)
-				case ev.Name == d.opts.ConfigPath || filepath.Dir(ev.Name) == filepath.Clean(d.rulesDir()):
-					fire = time.After(300 * time.Millisecond)
-				}
-			case <-w.Errors:
-			case <-fire:
-				signal(cfgOut)
-			}
-		}
-	}()
-	return cfgOut, reqOut
 }
