@@ -4,7 +4,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/nodehealthd/nodehealthd/internal/cluster"
+	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
 )
 
 // Cluster publishing: conditions on the Node and Warning events, written

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"net"
 
-	"github.com/nodehealthd/nodehealthd/internal/metrics"
+	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 )
 
 // daemonMetrics exists whether or not the endpoint is served, so that other

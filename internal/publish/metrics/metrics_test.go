@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/cluster"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
+	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
+	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
