@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/hardware"
@@ -27,14 +25,16 @@ const ReasonNeuronDeviceCountMismatch = "NeuronDeviceCountMismatch"
 // nodes workloads use (/dev/neuron<N>): a device without its driver or its
 // node is invisible to the Neuron device plugin and to every job.
 type accelNeuron struct {
-	probeInfo
+	Base
 	// suspect is the problem seen on the previous check; a problem is
 	// reported only when two consecutive checks see it, since device
 	// nodes appear a moment after the driver binds at boot.
 	suspect string
 }
 
-var neuronDeviceCountMismatch = declare("neuron", time.Minute, reason.Reason{
+var neuronKind = Kind{Name: "neuron", Period: time.Minute}
+
+var neuronDeviceCountMismatch = neuronKind.Reason(reason.Reason{
 	Name: ReasonNeuronDeviceCountMismatch, Condition: finding.AcceleratedHardwareReady, Severity: finding.Fatal,
 	Description: "On a Neuron instance, a Neuron PCI device has no driver bound, or there are fewer /dev/neuron<N> device " +
 		"files than Neuron devices, on two consecutive checks. The missing devices are invisible to the Neuron device " +
@@ -44,22 +44,16 @@ var neuronDeviceCountMismatch = declare("neuron", time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("neuron", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := struct {
-			probeSettings `yaml:",inline"`
-		}{probeSettings{Period: time.Minute}}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
+	Register(neuronKind, NoSettings{}, func(env *Env, b Base, _ NoSettings) (Probe, error) {
 		if hardware.Detect(env.Root) != condition.Neuron {
 			return nil, nil
 		}
-		return &accelNeuron{probeInfo: probeInfo{name: "neuron", period: cfg.Period,
-			// A mismatch counts only when the next check sees it again.
-			needs: Needs{Checks: 2}}}, nil
+		return &accelNeuron{Base: b}, nil
 	})
 }
+
+// Needs: a mismatch counts only when the next check sees it again.
+func (p *accelNeuron) Needs() Needs { return Needs{Checks: 2} }
 
 func (p *accelNeuron) Check(ctx context.Context, env *Env) ([]Result, error) {
 	devs := hardware.NeuronDevices(env.Root)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
@@ -17,13 +16,10 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// clockSyncConfig is probes.clock-sync.
-type clockSyncConfig struct {
-	probeSettings `yaml:",inline"`
-}
+var clockSync = Kind{Name: "clock-sync", Period: 5 * time.Minute}
 
 type clockSyncProbe struct {
-	probeInfo
+	Base
 	// ntpSynchronized is readNTPSynchronized: systemd-timedated's
 	// NTPSynchronized over the system bus at socket. Tests replace it.
 	ntpSynchronized func(ctx context.Context, socket string) (bool, error)
@@ -38,7 +34,7 @@ type clockSyncProbe struct {
 // it exited on idle includes its start.
 const clockBusTimeout = 10 * time.Second
 
-var clockUnsynced = declare("clock-sync", 5*time.Minute, reason.Reason{
+var clockUnsynced = clockSync.Reason(reason.Reason{
 	Name: "ClockUnsynchronized", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "The kernel reports its clock as not synchronized to any time source: systemd-timedated's NTPSynchronized " +
 		"property, read over D-Bus, is false (it mirrors the kernel's STA_UNSYNC flag, which is read with adjtimex where " +
@@ -49,19 +45,13 @@ var clockUnsynced = declare("clock-sync", 5*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("clock-sync", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := clockSyncConfig{probeSettings: probeSettings{Period: 5 * time.Minute}}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		return &clockSyncProbe{
-			probeInfo: probeInfo{"clock-sync", cfg.Period,
-				Needs{LiveHost: "the kernel clock, through systemd-timedated or adjtimex"}},
-			ntpSynchronized: readNTPSynchronized,
-			adjtimex:        unix.Adjtimex,
-		}, nil
+	Register(clockSync, NoSettings{}, func(_ *Env, b Base, _ NoSettings) (Probe, error) {
+		return &clockSyncProbe{Base: b, ntpSynchronized: readNTPSynchronized, adjtimex: unix.Adjtimex}, nil
 	})
+}
+
+func (p *clockSyncProbe) Needs() Needs {
+	return Needs{LiveHost: "the kernel clock, through systemd-timedated or adjtimex"}
 }
 
 // Check asks whether the kernel clock is disciplined by a time source

@@ -11,46 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/procfs"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
-
-// probeSettings is the part of a probe's config section that every probe
-// has: an off switch and its period.
-type probeSettings struct {
-	Enabled *bool         `yaml:"enabled"`
-	Period  time.Duration `yaml:"period"`
-}
-
-func (s probeSettings) on() bool { return s.Enabled == nil || *s.Enabled }
-
-// decodeSettings decodes section into cfg (which embeds probeSettings
-// inline and already holds the defaults) and checks the period. It reports
-// whether the probe is switched on.
-func decodeSettings(section *yaml.Node, cfg any, s *probeSettings) (bool, error) {
-	if err := Decode(section, cfg); err != nil {
-		return false, err
-	}
-	if s.Period < time.Second {
-		return false, fmt.Errorf("period %v: want at least 1s", s.Period)
-	}
-	return s.on(), nil
-}
-
-// probeInfo implements the descriptive half of Probe.
-type probeInfo struct {
-	name   string
-	period time.Duration
-	needs  Needs
-}
-
-func (p probeInfo) Name() string          { return p.name }
-func (p probeInfo) Period() time.Duration { return p.period }
-func (p probeInfo) Needs() Needs          { return p.needs }
 
 // hostProcFS opens the host's procfs under env.Root.
 func hostProcFS(env *Env) (procfs.FS, error) {
@@ -139,4 +104,18 @@ func HostTags(root string, extra []string) map[string]bool {
 		}
 	}
 	return tags
+}
+
+// fractionSettings is the settings of a probe that fires when a share of a
+// kernel limit is used (probes.<name>.threshold).
+type fractionSettings struct {
+	// Threshold is the fraction of the limit in use that fires.
+	Threshold float64 `yaml:"threshold"`
+}
+
+func (s fractionSettings) Validate() error {
+	if s.Threshold <= 0 || s.Threshold > 1 {
+		return fmt.Errorf("threshold %v: want a fraction in (0, 1]", s.Threshold)
+	}
+	return nil
 }

@@ -6,25 +6,32 @@ import (
 	"strconv"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// largeEnvironmentConfig is probes.large-environment.
-type largeEnvironmentConfig struct {
-	probeSettings `yaml:",inline"`
+var largeEnvironmentKind = Kind{Name: "large-environment", Period: 5 * time.Minute}
+
+// largeEnvironmentSettings is probes.large-environment.
+type largeEnvironmentSettings struct {
 	// Threshold: a process with more environment variables than this fires.
 	Threshold int `yaml:"threshold"`
 }
 
-type largeEnvironmentProbe struct {
-	probeInfo
-	threshold int
+func (s largeEnvironmentSettings) Validate() error {
+	if s.Threshold < 1 {
+		return fmt.Errorf("threshold %d: want ≥ 1", s.Threshold)
+	}
+	return nil
 }
 
-var largeEnvironment = declare("large-environment", 5*time.Minute, reason.Reason{
+type largeEnvironmentProbe struct {
+	Base
+	largeEnvironmentSettings
+	needs Needs
+}
+
+var largeEnvironment = largeEnvironmentKind.Reason(reason.Reason{
 	Name: "LargeEnvironment", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "A process has more than 1000 environment variables (probes.large-environment.threshold), typically Kubernetes " +
 		"service links in a namespace with many services. A large environment slows every exec and can exceed the kernel's " +
@@ -33,18 +40,12 @@ var largeEnvironment = declare("large-environment", 5*time.Minute, reason.Reason
 })
 
 func init() {
-	Register("large-environment", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := largeEnvironmentConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 1000}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Threshold < 1 {
-			return nil, fmt.Errorf("threshold %d: want ≥ 1", cfg.Threshold)
-		}
-		return &largeEnvironmentProbe{probeInfo: probeInfo{"large-environment", cfg.Period, Needs{LiveHost: env.processesLiveHost()}}, threshold: cfg.Threshold}, nil
+	Register(largeEnvironmentKind, largeEnvironmentSettings{Threshold: 1000}, func(env *Env, b Base, s largeEnvironmentSettings) (Probe, error) {
+		return &largeEnvironmentProbe{b, s, Needs{LiveHost: env.processesLiveHost()}}, nil
 	})
 }
+
+func (p *largeEnvironmentProbe) Needs() Needs { return p.needs }
 
 // Check counts the non-empty entries of every /proc/<pid>/environ. A huge
 // environment (typically Kubernetes service links in a namespace with
@@ -58,7 +59,7 @@ func (p *largeEnvironmentProbe) Check(ctx context.Context, env *Env) ([]Result, 
 	for _, pr := range procs {
 		// Environ is -1 for a process that exited since the listing or
 		// could not be read: skip it.
-		if pr.Environ <= p.threshold {
+		if pr.Environ <= p.Threshold {
 			continue
 		}
 		out = append(out, largeEnvironment.Result(

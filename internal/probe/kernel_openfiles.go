@@ -5,25 +5,18 @@ import (
 	"fmt"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// openFilesConfig is probes.open-files.
-type openFilesConfig struct {
-	probeSettings `yaml:",inline"`
-	// Threshold is the fraction of fs.file-max allocated that fires.
-	Threshold float64 `yaml:"threshold"`
-}
+var openFiles = Kind{Name: "open-files", Period: 5 * time.Minute}
 
 type openFilesProbe struct {
-	probeInfo
-	threshold float64
+	Base
+	fractionSettings
 }
 
-var approachingMaxOpenFiles = declare("open-files", 5*time.Minute, reason.Reason{
+var approachingMaxOpenFiles = openFiles.Reason(reason.Reason{
 	Name: "ApproachingMaxOpenFiles", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "Allocated file handles (/proc/sys/fs/file-nr) reached 70% (probes.open-files.threshold) of fs.file-max. " +
 		"At the limit, opening files and sockets fails with ENFILE for every process on the node.",
@@ -32,18 +25,12 @@ var approachingMaxOpenFiles = declare("open-files", 5*time.Minute, reason.Reason
 })
 
 func init() {
-	Register("open-files", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := openFilesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
-			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
-		}
-		return &openFilesProbe{probeInfo: probeInfo{"open-files", cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
+	Register(openFiles, fractionSettings{Threshold: 0.70}, func(_ *Env, b Base, s fractionSettings) (Probe, error) {
+		return &openFilesProbe{b, s}, nil
 	})
 }
+
+func (p *openFilesProbe) Needs() Needs { return Needs{} }
 
 // Check reads /proc/sys/fs/file-nr: allocated, allocated-but-unused, max.
 func (p *openFilesProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
@@ -60,7 +47,7 @@ func (p *openFilesProbe) Check(ctx context.Context, env *Env) ([]Result, error) 
 	}
 	allocated, limit := float64(nr[0]), float64(nr[2])
 	ratio := allocated / limit
-	if ratio < p.threshold {
+	if ratio < p.Threshold {
 		return nil, nil
 	}
 	return []Result{approachingMaxOpenFiles.Result(

@@ -8,26 +8,19 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// pidMaxConfig is probes.pid-max.
-type pidMaxConfig struct {
-	probeSettings `yaml:",inline"`
-	// Threshold is the fraction of the PID limit in use that fires.
-	Threshold float64 `yaml:"threshold"`
-}
+var pidMax = Kind{Name: "pid-max", Period: 5 * time.Minute}
 
 type pidMaxProbe struct {
-	probeInfo
-	threshold float64
+	Base
+	fractionSettings
 }
 
-var approachingKernelPidMax = declare("pid-max", 5*time.Minute, reason.Reason{
+var approachingKernelPidMax = pidMax.Reason(reason.Reason{
 	Name: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "The tasks on the node (every thread holds a PID) use at least 70% (probes.pid-max.threshold) of the lower of " +
 		"kernel.pid_max and kernel.threads-max. At the limit, fork and thread creation fail (ForkFailedOutOfPIDs) and pods cannot start or be probed.",
@@ -36,16 +29,8 @@ var approachingKernelPidMax = declare("pid-max", 5*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("pid-max", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := pidMaxConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.70}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
-			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
-		}
-		return &pidMaxProbe{probeInfo: probeInfo{"pid-max", cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
+	Register(pidMax, fractionSettings{Threshold: 0.70}, func(_ *Env, b Base, s fractionSettings) (Probe, error) {
+		return &pidMaxProbe{b, s}, nil
 	})
 }
 
@@ -54,6 +39,8 @@ func init() {
 // every thread holds a PID and fork fails at whichever limit is reached
 // first, so a node running a few processes with thousands of threads each
 // would exhaust PIDs without NMA ever warning.
+func (p *pidMaxProbe) Needs() Needs { return Needs{} }
+
 func (p *pidMaxProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 	fs, err := hostProcFS(env)
 	if err != nil {
@@ -85,7 +72,7 @@ func (p *pidMaxProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 		inUse = len(procs)
 	}
 	ratio := float64(inUse) / float64(limit)
-	if ratio < p.threshold {
+	if ratio < p.Threshold {
 		return nil, nil
 	}
 	return []Result{approachingKernelPidMax.Result(

@@ -6,15 +6,14 @@ import (
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// zombiesConfig is probes.zombies.
-type zombiesConfig struct {
-	probeSettings `yaml:",inline"`
+var zombiesKind = Kind{Name: "zombies", Period: 5 * time.Minute}
+
+// zombiesSettings is probes.zombies.
+type zombiesSettings struct {
 	// Threshold is the number of zombie processes that counts as many.
 	Threshold int `yaml:"threshold"`
 	// Consecutive is how many checks in a row must see at least Threshold
@@ -23,15 +22,23 @@ type zombiesConfig struct {
 	Consecutive int `yaml:"consecutive"`
 }
 
+func (s zombiesSettings) Validate() error {
+	if s.Threshold < 1 || s.Consecutive < 1 {
+		return fmt.Errorf("threshold %d, consecutive %d: want both ≥ 1", s.Threshold, s.Consecutive)
+	}
+	return nil
+}
+
 type zombiesProbe struct {
-	probeInfo
-	threshold, consecutive int
+	Base
+	zombiesSettings
+	liveHost string
 
 	mu     sync.Mutex
 	streak int
 }
 
-var excessiveZombieProcesses = declare("zombies", 5*time.Minute, reason.Reason{
+var excessiveZombieProcesses = zombiesKind.Reason(reason.Reason{
 	Name: "ExcessiveZombieProcesses", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "At least 20 zombie processes (probes.zombies.threshold) were seen on 5 consecutive checks (probes.zombies.consecutive): " +
 		"a parent does not reap its exited children. Zombies keep their PIDs, so a growing pile leads to PID exhaustion.",
@@ -40,22 +47,12 @@ var excessiveZombieProcesses = declare("zombies", 5*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("zombies", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := zombiesConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 20, Consecutive: 5}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Threshold < 1 || cfg.Consecutive < 1 {
-			return nil, fmt.Errorf("threshold %d, consecutive %d: want both ≥ 1", cfg.Threshold, cfg.Consecutive)
-		}
-		return &zombiesProbe{
-			probeInfo: probeInfo{"zombies", cfg.Period,
-				Needs{Checks: cfg.Consecutive, LiveHost: env.processesLiveHost()}},
-			threshold: cfg.Threshold, consecutive: cfg.Consecutive,
-		}, nil
+	Register(zombiesKind, zombiesSettings{Threshold: 20, Consecutive: 5}, func(env *Env, b Base, s zombiesSettings) (Probe, error) {
+		return &zombiesProbe{Base: b, zombiesSettings: s, liveHost: env.processesLiveHost()}, nil
 	})
 }
+
+func (p *zombiesProbe) Needs() Needs { return Needs{Checks: p.Consecutive, LiveHost: p.liveHost} }
 
 // Check counts processes in state Z. NMA gates on a lifetime counter that
 // never decays, so five bad polls spread over weeks fire it; here the count
@@ -74,12 +71,12 @@ func (p *zombiesProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if zombies < p.threshold {
+	if zombies < p.Threshold {
 		p.streak = 0
 		return nil, nil
 	}
 	p.streak++
-	if p.streak < p.consecutive {
+	if p.streak < p.Consecutive {
 		return nil, nil
 	}
 	return []Result{excessiveZombieProcesses.Result(fmt.Sprintf("Detected %d zombie processes still running", zombies), "")}, nil

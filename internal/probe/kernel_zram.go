@@ -9,27 +9,21 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// zramConfig is probes.zram.
-type zramConfig struct {
-	probeSettings `yaml:",inline"`
-	// Threshold is the fraction of a device's disksize holding
-	// (uncompressed) data above which it fires.
-	Threshold float64 `yaml:"threshold"`
-}
+var zramKind = Kind{Name: "zram", Period: 5 * time.Minute}
 
+// zramProbe's threshold is the fraction of a device's disksize holding
+// (uncompressed) data above which it fires.
 type zramProbe struct {
-	probeInfo
-	threshold float64
+	Base
+	fractionSettings
 }
 
-var zramHighUsage = declare("zram", 5*time.Minute, reason.Reason{
+var zramHighUsage = zramKind.Reason(reason.Reason{
 	Name: "ZramHighUsage", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "A zram device holds uncompressed data amounting to more than 10% (probes.zram.threshold) of its size: the node " +
 		"is swapping into compressed memory, which costs CPU and is a sign of memory pressure. The key is the device.",
@@ -38,18 +32,12 @@ var zramHighUsage = declare("zram", 5*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("zram", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := zramConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 0.10}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Threshold <= 0 || cfg.Threshold > 1 {
-			return nil, fmt.Errorf("threshold %v: want a fraction in (0, 1]", cfg.Threshold)
-		}
-		return &zramProbe{probeInfo: probeInfo{"zram", cfg.Period, Needs{}}, threshold: cfg.Threshold}, nil
+	Register(zramKind, fractionSettings{Threshold: 0.10}, func(_ *Env, b Base, s fractionSettings) (Probe, error) {
+		return &zramProbe{b, s}, nil
 	})
 }
+
+func (p *zramProbe) Needs() Needs { return Needs{} }
 
 // Check compares each zram device's orig_data_size (first field of mm_stat)
 // with its disksize. Unused and unconfigured devices are skipped.
@@ -89,7 +77,7 @@ func (p *zramProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
 			continue
 		}
 		ratio := float64(orig) / float64(size)
-		if ratio <= p.threshold {
+		if ratio <= p.Threshold {
 			continue
 		}
 		out = append(out, zramHighUsage.Result(fmt.Sprintf("ZRAM device %s at %.1f%% capacity", dev, ratio*100), dev))

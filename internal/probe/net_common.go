@@ -17,39 +17,10 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/time/rate"
 
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
-
-// netSection is what every networking probe accepts besides its own
-// settings: a switch and the polling period.
-type netSection struct {
-	// Enabled defaults to true; false keeps the probe from being built.
-	Enabled *bool `yaml:"enabled"`
-	// Period overrides NMA's polling period.
-	Period time.Duration `yaml:"period"`
-}
-
-// decode fills cfg (which embeds netSection inline) from the probe's
-// section and reports whether the probe is enabled.
-func (s *netSection) decode(section *yaml.Node, cfg any) (bool, error) {
-	if err := Decode(section, cfg); err != nil {
-		return false, err
-	}
-	if s.Period < 0 {
-		return false, fmt.Errorf("period must not be negative")
-	}
-	return s.Enabled == nil || *s.Enabled, nil
-}
-
-func (s *netSection) period(def time.Duration) time.Duration {
-	if s.Period > 0 {
-		return s.Period
-	}
-	return def
-}
 
 // netVPCCNIPods returns the aws-node pod log directories that show the VPC
 // CNI is installed: NMA's test is a directory under /var/log/pods whose name

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
@@ -31,17 +29,24 @@ var netEFABursts = map[string]int{
 	"retrans_timeout_events":      100,
 }
 
-type netEFAConfig struct {
-	netSection `yaml:",inline"`
+var efaKind = Kind{Name: "efa", Period: time.Minute}
+
+type netEFASettings struct {
 	// Bursts overrides the bucket size per counter.
 	Bursts map[string]int `yaml:"bursts"`
 	// RefillEvery is how often one token returns to each bucket.
 	RefillEvery time.Duration `yaml:"refillEvery"`
 }
 
+func (s netEFASettings) Validate() error {
+	_, err := netBursts(netEFABursts, s.Bursts)
+	return errors.Join(err, PositiveDurations(map[string]time.Duration{"refillEvery": s.RefillEvery}))
+}
+
 type netEFA struct {
-	period, refill time.Duration
-	bursts         map[string]int
+	Base
+	refill time.Duration
+	bursts map[string]int
 	// counters persist across polls, keyed by "dev:port/counter".
 	counters map[string]*netCounter
 	// none says the last check found no EFA device (see Dormant).
@@ -52,7 +57,7 @@ type netEFA struct {
 // have none, and one appears only with a driver loaded late in boot.
 func (p *netEFA) Dormant() bool { return p.none.Load() }
 
-var efaErrorMetric = declare("efa", time.Minute, reason.Reason{
+var efaErrorMetric = efaKind.Reason(reason.Reason{
 	Name: "EFAErrorMetric", Condition: finding.NetworkingReady, Severity: finding.Warning,
 	Description: "An EFA device's hardware error counter (receive drops, RDMA read or write errors, unresponsive remote or " +
 		"impaired connection events, retransmissions) grew faster than its allowed burst (probes.efa.bursts). The key " +
@@ -63,26 +68,11 @@ var efaErrorMetric = declare("efa", time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("efa", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netEFAConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
-		bursts, err := netBursts(netEFABursts, cfg.Bursts)
-		if err != nil {
-			return nil, err
-		}
-		p := &netEFA{period: cfg.period(time.Minute), refill: time.Second, bursts: bursts, counters: map[string]*netCounter{}}
-		if cfg.RefillEvery > 0 {
-			p.refill = cfg.RefillEvery
-		}
-		return p, nil
+	Register(efaKind, netEFASettings{RefillEvery: time.Second}, func(_ *Env, b Base, s netEFASettings) (Probe, error) {
+		bursts, _ := netBursts(netEFABursts, s.Bursts)
+		return &netEFA{Base: b, refill: s.RefillEvery, bursts: bursts, counters: map[string]*netCounter{}}, nil
 	})
 }
-
-func (p *netEFA) Name() string          { return "efa" }
-func (p *netEFA) Period() time.Duration { return p.period }
 
 // Needs: a counter's first reading is only a baseline.
 func (p *netEFA) Needs() Needs { return Needs{Checks: 2} }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -43,8 +42,9 @@ var netENABursts = map[string]int{
 // statistics it printed before failing are still used.
 const netEthtoolPartial = 94
 
-type netENAConfig struct {
-	netSection `yaml:",inline"`
+var enaKind = Kind{Name: "ena-allowances", Period: 5 * time.Minute}
+
+type netENASettings struct {
 	// Bursts overrides the bucket size per counter.
 	Bursts map[string]int `yaml:"bursts"`
 	// RefillEvery is how often one token returns to each bucket.
@@ -53,29 +53,35 @@ type netENAConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+func (s netENASettings) Validate() error {
+	_, err := netBursts(netENABursts, s.Bursts)
+	return errors.Join(err, PositiveDurations(map[string]time.Duration{"refillEvery": s.RefillEvery, "timeout": s.Timeout}))
+}
+
 type netENA struct {
-	period, refill, timeout time.Duration
-	bursts                  map[string]int
+	Base
+	refill, timeout time.Duration
+	bursts          map[string]int
 	// counters persist across polls, keyed by interface then stat.
 	counters map[string]map[string]*netCounter
 }
 
 var (
-	bandwidthInExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+	bandwidthInExceeded = enaKind.Reason(reason.Reason{
 		Name: "BandwidthInExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "The ENA driver counted packets queued or dropped because the instance exceeded its inbound aggregate " +
 			"bandwidth allowance (bw_in_allowance_exceeded in ethtool -S), faster than the allowed burst " +
 			"(probes.ena-allowances.bursts). EC2 shapes the traffic, not the node. The key is the interface.",
 		Action: "Spread the inbound load over more nodes or move to an instance type with more network bandwidth.",
 	})
-	bandwidthOutExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+	bandwidthOutExceeded = enaKind.Reason(reason.Reason{
 		Name: "BandwidthOutExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "The ENA driver counted packets queued or dropped because the instance exceeded its outbound aggregate " +
 			"bandwidth allowance (bw_out_allowance_exceeded), faster than the allowed burst (probes.ena-allowances.bursts). " +
 			"The key is the interface.",
 		Action: "Spread the outbound load over more nodes or move to an instance type with more network bandwidth.",
 	})
-	conntrackExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+	conntrackExceeded = enaKind.Reason(reason.Reason{
 		Name: "ConntrackExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "The ENA driver counted packets dropped because the instance's connection tracking allowance was " +
 			"exhausted (conntrack_allowance_exceeded), faster than the allowed burst: new connections fail. This is EC2's " +
@@ -83,14 +89,14 @@ var (
 		Action: "Reduce the number of tracked connections (reuse connections, shorten idle timeouts) or move to a larger " +
 			"instance type.",
 	})
-	linkLocalExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+	linkLocalExceeded = enaKind.Reason(reason.Reason{
 		Name: "LinkLocalExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "The ENA driver counted packets dropped because traffic to link-local services (the Amazon DNS " +
 			"resolver, instance metadata, Time Sync) exceeded its packets-per-second allowance (linklocal_allowance_exceeded). " +
 			"DNS lookups from the node's pods fail intermittently. The key is the interface.",
 		Action: "Cache DNS on the node (NodeLocal DNSCache) and reduce instance metadata calls (SDK credential caching).",
 	})
-	ppsExceeded = declare("ena-allowances", 5*time.Minute, reason.Reason{
+	ppsExceeded = enaKind.Reason(reason.Reason{
 		Name: "PPSExceeded", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "The ENA driver counted packets queued or dropped because the instance exceeded its packets-per-second " +
 			"allowance (pps_allowance_exceeded), faster than the allowed burst. The key is the interface.",
@@ -99,30 +105,12 @@ var (
 )
 
 func init() {
-	Register("ena-allowances", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netENAConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
-		bursts, err := netBursts(netENABursts, cfg.Bursts)
-		if err != nil {
-			return nil, err
-		}
-		p := &netENA{period: cfg.period(5 * time.Minute), refill: 10 * time.Minute, timeout: 10 * time.Second,
-			bursts: bursts, counters: map[string]map[string]*netCounter{}}
-		if cfg.RefillEvery > 0 {
-			p.refill = cfg.RefillEvery
-		}
-		if cfg.Timeout > 0 {
-			p.timeout = cfg.Timeout
-		}
-		return p, nil
+	Register(enaKind, netENASettings{RefillEvery: 10 * time.Minute, Timeout: 10 * time.Second}, func(_ *Env, b Base, s netENASettings) (Probe, error) {
+		bursts, _ := netBursts(netENABursts, s.Bursts)
+		return &netENA{Base: b, refill: s.RefillEvery, timeout: s.Timeout, bursts: bursts,
+			counters: map[string]map[string]*netCounter{}}, nil
 	})
 }
-
-func (p *netENA) Name() string          { return "ena-allowances" }
-func (p *netENA) Period() time.Duration { return p.period }
 
 // Needs: a counter's first reading is only a baseline, and ethtool asks
 // the interfaces of the daemon's network namespace, not --root's.

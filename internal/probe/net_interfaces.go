@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
@@ -35,21 +33,45 @@ var netDefaultExcludedInterfaces = []string{
 	`^tunl[0-9]+$`, `^sit[0-9]+$`, `^ip6tnl[0-9]+$`, `^ib[0-9]+$`, `^ibp[0-9]+s[0-9]+(f[0-9]+)?$`,
 }
 
-type netInterfacesConfig struct {
-	netSection `yaml:",inline"`
+var interfacesKind = Kind{Name: "interfaces", Period: 5 * time.Minute}
+
+type netInterfacesSettings struct {
 	// ExcludedInterfaceNameRegexps replaces the default exclusions; an
 	// explicitly empty list disables them (NMA's semantics). docker*
 	// interfaces are always skipped, as NMA does: docker0 has no carrier
 	// whenever no container uses it.
-	ExcludedInterfaceNameRegexps *[]string `yaml:"excludedInterfaceNameRegexps"`
+	ExcludedInterfaceNameRegexps []string `yaml:"excludedInterfaceNameRegexps"`
 	// ConsistencyWindow is how old the previous observation of an
 	// interface may be and still confirm the current one (NMA's cache
 	// TTL).
 	ConsistencyWindow time.Duration `yaml:"consistencyWindow"`
 }
 
+func (s netInterfacesSettings) Validate() error {
+	_, err := s.excluded()
+	return errors.Join(err, PositiveDurations(map[string]time.Duration{"consistencyWindow": s.ConsistencyWindow}))
+}
+
+func (s netInterfacesSettings) excluded() ([]*regexp.Regexp, error) {
+	var out []*regexp.Regexp
+	var errs []error
+	for _, e := range s.ExcludedInterfaceNameRegexps {
+		if e == "" {
+			errs = append(errs, fmt.Errorf("excludedInterfaceNameRegexps: empty entry"))
+			continue
+		}
+		re, err := regexp.Compile(e)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("excludedInterfaceNameRegexps: %w", err))
+			continue
+		}
+		out = append(out, re)
+	}
+	return out, errors.Join(errs...)
+}
+
 type netInterfaces struct {
-	period   time.Duration
+	Base
 	window   time.Duration
 	excluded []*regexp.Regexp
 	prev     map[string]netIfObservation
@@ -61,7 +83,7 @@ type netIfObservation struct {
 }
 
 var (
-	interfaceNotUp = declare("interfaces", 5*time.Minute, reason.Reason{
+	interfaceNotUp = interfacesKind.Reason(reason.Reason{
 		Name: "InterfaceNotUp", Condition: finding.NetworkingReady, Severity: finding.Fatal,
 		Description: "A network interface (broadcast and multicast capable, not docker*, not excluded by " +
 			"probes.interfaces.excludedInterfaceNameRegexps) was administratively down on two consecutive checks less than " +
@@ -70,14 +92,14 @@ var (
 			"attachment in EC2). Bring it up or replace the node. An interface that is meant to be down can be excluded with " +
 			"probes.interfaces.excludedInterfaceNameRegexps.",
 	})
-	interfaceNotRunning = declare("interfaces", 5*time.Minute, reason.Reason{
+	interfaceNotRunning = interfacesKind.Reason(reason.Reason{
 		Name: "InterfaceNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
 		Description: "A network interface is up but not running (no carrier; operstate neither up nor unknown) on two " +
 			"consecutive checks less than 10 minutes apart: it is configured but carries no traffic. The key is the interface.",
 		Action: "Check the link and its driver (ip link show <if>, ethtool <if>, the driver's messages in dmesg). Detach and " +
 			"reattach the ENI or replace the node if the link does not come back.",
 	})
-	missingLoopbackInterface = declare("interfaces", 5*time.Minute, reason.Reason{
+	missingLoopbackInterface = interfacesKind.Reason(reason.Reason{
 		Name: "MissingLoopbackInterface", Condition: finding.NetworkingReady, Severity: finding.Fatal,
 		Description: "The host network namespace has no loopback interface. Everything that talks to localhost (the kubelet, " +
 			"the container runtime, health checks) fails.",
@@ -87,39 +109,12 @@ var (
 )
 
 func init() {
-	Register("interfaces", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netInterfacesConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
-		p := &netInterfaces{period: cfg.period(5 * time.Minute), window: 10 * time.Minute, prev: map[string]netIfObservation{}}
-		if cfg.ConsistencyWindow < 0 {
-			return nil, fmt.Errorf("consistencyWindow must not be negative")
-		}
-		if cfg.ConsistencyWindow > 0 {
-			p.window = cfg.ConsistencyWindow
-		}
-		exprs := netDefaultExcludedInterfaces
-		if cfg.ExcludedInterfaceNameRegexps != nil {
-			exprs = *cfg.ExcludedInterfaceNameRegexps
-		}
-		for _, e := range exprs {
-			if e == "" {
-				return nil, fmt.Errorf("excludedInterfaceNameRegexps: empty entry")
-			}
-			re, err := regexp.Compile(e)
-			if err != nil {
-				return nil, fmt.Errorf("excludedInterfaceNameRegexps: %w", err)
-			}
-			p.excluded = append(p.excluded, re)
-		}
-		return p, nil
+	defaults := netInterfacesSettings{ExcludedInterfaceNameRegexps: netDefaultExcludedInterfaces, ConsistencyWindow: 10 * time.Minute}
+	Register(interfacesKind, defaults, func(_ *Env, b Base, s netInterfacesSettings) (Probe, error) {
+		excluded, err := s.excluded()
+		return &netInterfaces{Base: b, window: s.ConsistencyWindow, excluded: excluded, prev: map[string]netIfObservation{}}, err
 	})
 }
-
-func (p *netInterfaces) Name() string          { return "interfaces" }
-func (p *netInterfaces) Period() time.Duration { return p.period }
 
 // Needs: a down or not-running interface counts only when the previous
 // check saw it so too.

@@ -2,14 +2,13 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -22,8 +21,9 @@ type netSandboxes interface {
 	SandboxIPs(ctx context.Context, id string) ([]string, error)
 }
 
-type netIPAMDConfig struct {
-	netSection `yaml:",inline"`
+var ipamdKind = Kind{Name: "ipamd", Period: 5 * time.Minute}
+
+type netIPAMDSettings struct {
 	// Window is how close together two not-running observations must be
 	// to report IPAMDNotRunning (NMA's 15 minutes).
 	Window time.Duration `yaml:"window"`
@@ -31,16 +31,25 @@ type netIPAMDConfig struct {
 	Process string `yaml:"process"`
 	// Unit is ipamd's systemd service on EKS Auto Mode nodes.
 	Unit string `yaml:"unit"`
-	// InconsistentState turns the CRI comparison on or off (default on).
-	InconsistentState *bool `yaml:"inconsistentState"`
+	// InconsistentState turns the CRI comparison on or off.
+	InconsistentState bool `yaml:"inconsistentState"`
 	// CacheFor is how long a sandbox's CRI answer is reused.
 	CacheFor time.Duration `yaml:"cacheFor"`
 }
 
+func (s netIPAMDSettings) Validate() error {
+	var errs []error
+	if s.Process == "" || s.Unit == "" {
+		errs = append(errs, fmt.Errorf("process %q, unit %q: want both set", s.Process, s.Unit))
+	}
+	return errors.Join(append(errs, PositiveDurations(map[string]time.Duration{"window": s.Window, "cacheFor": s.CacheFor}))...)
+}
+
 type netIPAMD struct {
-	period, window, cacheFor time.Duration
-	process, unit            string
-	auto                     bool
+	Base
+	window, cacheFor time.Duration
+	process, unit    string
+	auto             bool
 	// processesLiveHost is Env.processesLiveHost where the probe was
 	// built.
 	processesLiveHost string
@@ -58,7 +67,7 @@ type netSandboxAnswer struct {
 }
 
 var (
-	ipamdNotRunning = declare("ipamd", 5*time.Minute, reason.Reason{
+	ipamdNotRunning = ipamdKind.Reason(reason.Reason{
 		Name: "IPAMDNotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
 		Description: "The AWS VPC CNI is installed (an aws-node pod ran on this node) but its IP address manager, ipamd " +
 			"(process aws-k8s-agent; ipamd.service on EKS Auto Mode), was not running on two checks less than 15 minutes " +
@@ -67,7 +76,7 @@ var (
 			"/var/log/aws-routed-eni/ipamd.log, or journalctl -u ipamd on Auto Mode; fix the cause (image pull, IAM " +
 			"permissions, API server access) or replace the node.",
 	})
-	ipamdInconsistentState = declare("ipamd", 5*time.Minute, reason.Reason{
+	ipamdInconsistentState = ipamdKind.Reason(reason.Reason{
 		Name: "IPAMDInconsistentState", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "ipamd's checkpoint (/var/run/aws-node/ipam.json) gives a pod an IP address that the container runtime " +
 			"(CRI PodSandboxStatus) does not report for that pod's sandbox, so traffic for the pod can reach the wrong pod " +
@@ -79,39 +88,20 @@ var (
 )
 
 func init() {
-	Register("ipamd", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netIPAMDConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
-		p := &netIPAMD{period: cfg.period(5 * time.Minute), window: 15 * time.Minute, cacheFor: 2 * time.Hour,
-			process: "aws-k8s-agent", unit: "ipamd.service", auto: env.Tags["eks-auto"], processesLiveHost: env.processesLiveHost(),
-			sandboxIPs: map[string]netSandboxAnswer{}}
-		if cfg.Window > 0 {
-			p.window = cfg.Window
-		}
-		if cfg.CacheFor > 0 {
-			p.cacheFor = cfg.CacheFor
-		}
-		if cfg.Process != "" {
-			p.process = cfg.Process
-		}
-		if cfg.Unit != "" {
-			p.unit = cfg.Unit
-		}
+	defaults := netIPAMDSettings{Window: 15 * time.Minute, CacheFor: 2 * time.Hour, Process: "aws-k8s-agent", Unit: "ipamd.service",
+		InconsistentState: true}
+	Register(ipamdKind, defaults, func(env *Env, b Base, s netIPAMDSettings) (Probe, error) {
+		p := &netIPAMD{Base: b, window: s.Window, cacheFor: s.CacheFor, process: s.Process, unit: s.Unit,
+			auto: env.Tags["eks-auto"], processesLiveHost: env.processesLiveHost(), sandboxIPs: map[string]netSandboxAnswer{}}
 		if p.auto {
 			p.units = newNetDBusUnits(env.Root)
 		}
-		if cfg.InconsistentState == nil || *cfg.InconsistentState {
+		if s.InconsistentState {
 			p.sandboxes = newNetCRI(host.Path(env.Root, "/run/containerd/containerd.sock"))
 		}
 		return p, nil
 	})
 }
-
-func (p *netIPAMD) Name() string          { return "ipamd" }
-func (p *netIPAMD) Period() time.Duration { return p.period }
 
 // Needs: ipamd must be seen not running on two checks; off Auto Mode the
 // first check of an aws-node pod only notes it, so that is three.

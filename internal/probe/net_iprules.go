@@ -8,8 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
@@ -45,8 +43,9 @@ type netRouteSource interface {
 	Routes(ctx context.Context, family int) ([]netRoute, error)
 }
 
-type netIPRulesConfig struct {
-	netSection `yaml:",inline"`
+var ipRulesKind = Kind{Name: "ip-rules", Period: 5 * time.Minute}
+
+type netIPRulesSettings struct {
 	// Confirmations is how many consecutive checks must see a pod IP
 	// (or table) missing its entry before it is reported. The CNI writes
 	// the checkpoint before it installs a pod's rules and removes the
@@ -55,8 +54,15 @@ type netIPRulesConfig struct {
 	Confirmations int `yaml:"confirmations"`
 }
 
+func (s netIPRulesSettings) Validate() error {
+	if s.Confirmations < 1 {
+		return fmt.Errorf("confirmations %d: want at least 1", s.Confirmations)
+	}
+	return nil
+}
+
 type netIPRules struct {
-	period  time.Duration
+	Base
 	confirm int
 	src     netRouteSource
 	// misses counts consecutive checks that saw reason/key missing.
@@ -64,7 +70,7 @@ type netIPRules struct {
 }
 
 var (
-	missingIPRules = declare("ip-rules", 5*time.Minute, reason.Reason{
+	missingIPRules = ipRulesKind.Reason(reason.Reason{
 		Name: "MissingIPRules", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "A pod IP that ipamd handed out has no VPC CNI policy-routing rule (priority 512 to <ip> lookup main, " +
 			"or 1536 from <ip> for pods on a secondary ENI) on two consecutive checks (probes.ip-rules.confirmations), so " +
@@ -72,13 +78,13 @@ var (
 		Action: "Check ip rule show (ip -6 rule show for IPv6) and the VPC CNI logs in /var/log/aws-routed-eni; recreate " +
 			"the pod, or restart the aws-node pod when many pods are affected.",
 	})
-	missingIPRoutes = declare("ip-rules", 5*time.Minute, reason.Reason{
+	missingIPRoutes = ipRulesKind.Reason(reason.Reason{
 		Name: "MissingIPRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "A pod IP whose rule exists has no host route to the pod's interface (<ip> dev <veth> scope link) on " +
 			"two consecutive checks, so traffic from the node to the pod is dropped. The key is the pod IP.",
 		Action: "Check ip route show table all for the IP and the VPC CNI logs in /var/log/aws-routed-eni; recreate the pod.",
 	})
-	missingDefaultRoutes = declare("ip-rules", 5*time.Minute, reason.Reason{
+	missingDefaultRoutes = ipRulesKind.Reason(reason.Reason{
 		Name: "MissingDefaultRoutes", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "A route table used by a secondary ENI's pods (named by a priority 1536 rule) has no default route on " +
 			"two consecutive checks, so those pods cannot reach anything outside their subnet. The key is the address " +
@@ -89,29 +95,14 @@ var (
 )
 
 func init() {
-	Register("ip-rules", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netIPRulesConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
+	Register(ipRulesKind, netIPRulesSettings{Confirmations: 2}, func(env *Env, b Base, s netIPRulesSettings) (Probe, error) {
 		// Hybrid nodes do not run the VPC CNI's routing (NMA skips them).
 		if env.Tags["hybrid"] {
 			return nil, nil
 		}
-		if cfg.Confirmations < 0 {
-			return nil, fmt.Errorf("confirmations must not be negative")
-		}
-		p := &netIPRules{period: cfg.period(5 * time.Minute), confirm: 2, src: netNetlinkRoutes{}, misses: map[string]int{}}
-		if cfg.Confirmations > 0 {
-			p.confirm = cfg.Confirmations
-		}
-		return p, nil
+		return &netIPRules{Base: b, confirm: s.Confirmations, src: netNetlinkRoutes{}, misses: map[string]int{}}, nil
 	})
 }
-
-func (p *netIPRules) Name() string          { return "ip-rules" }
-func (p *netIPRules) Period() time.Duration { return p.period }
 
 // Needs: an entry counts as missing after p.confirm checks, and the rules
 // and routes are the daemon's own network namespace's, not --root's.

@@ -11,14 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-type netIPTablesConfig struct {
-	netSection `yaml:",inline"`
+var ipTablesKind = Kind{Name: "iptables", Period: 5 * time.Minute}
+
+type netIPTablesSettings struct {
 	// AllowedIPTablesChains are "table/chain" pairs whose reject rules
 	// are expected (NMA's networking.allowedIPTablesChains).
 	AllowedIPTablesChains []string `yaml:"allowedIPTablesChains"`
@@ -28,8 +27,22 @@ type netIPTablesConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+func (s netIPTablesSettings) Validate() error {
+	var errs []error
+	if s.KubeletPort < 1 || s.KubeletPort > 65535 {
+		errs = append(errs, fmt.Errorf("kubeletPort %d out of range", s.KubeletPort))
+	}
+	for _, e := range s.AllowedIPTablesChains {
+		table, chain, ok := strings.Cut(e, "/")
+		if !ok || table == "" || chain == "" || strings.Contains(chain, "/") || strings.TrimSpace(e) != e {
+			errs = append(errs, fmt.Errorf("allowedIPTablesChains: %q is not \"table/chain\"", e))
+		}
+	}
+	return errors.Join(append(errs, PositiveDurations(map[string]time.Duration{"timeout": s.Timeout}))...)
+}
+
 type netIPTables struct {
-	period      time.Duration
+	Base
 	timeout     time.Duration
 	port        int
 	allowed     map[string]bool // "table/chain"
@@ -38,7 +51,7 @@ type netIPTables struct {
 }
 
 var (
-	unexpectedRejectRule = declare("iptables", 5*time.Minute, reason.Reason{
+	unexpectedRejectRule = ipTablesKind.Reason(reason.Reason{
 		Name: "UnexpectedRejectRule", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "An iptables or ip6tables rule rejects or drops traffic (REJECT, DROP, --reject-with) and is not one " +
 			"of the expected rejects (kube-proxy's, Calico's, Cilium's and Docker's, or a chain listed in " +
@@ -47,7 +60,7 @@ var (
 		Action: "Find what installed the rule quoted in the message (iptables-save) and remove it; if it is intended, add " +
 			"its table/chain to probes.iptables.allowedIPTablesChains.",
 	})
-	portConflict = declare("iptables", 5*time.Minute, reason.Reason{
+	portConflict = ipTablesKind.Reason(reason.Reason{
 		Name: "PortConflict", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "A DNAT rule captures traffic to the kubelet's port (10250, probes.iptables.kubeletPort), so the API " +
 			"server's calls to the kubelet (logs, exec, metrics) go elsewhere.",
@@ -57,41 +70,19 @@ var (
 )
 
 func init() {
-	Register("iptables", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netIPTablesConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
+	Register(ipTablesKind, netIPTablesSettings{KubeletPort: 10250, Timeout: 30 * time.Second}, func(env *Env, b Base, s netIPTablesSettings) (Probe, error) {
 		p := &netIPTables{
-			period: cfg.period(5 * time.Minute), timeout: 30 * time.Second, port: 10250,
-			allowed: map[string]bool{}, missing: map[string]bool{},
+			Base: b, timeout: s.Timeout, port: s.KubeletPort, allowed: map[string]bool{}, missing: map[string]bool{},
 			// Hybrid nodes run the customer's own firewall (NMA skips
 			// the reject check there but keeps PortConflict).
 			checkReject: !env.Tags["hybrid"],
 		}
-		if cfg.Timeout > 0 {
-			p.timeout = cfg.Timeout
-		}
-		if cfg.KubeletPort < 0 || cfg.KubeletPort > 65535 {
-			return nil, fmt.Errorf("kubeletPort %d out of range", cfg.KubeletPort)
-		}
-		if cfg.KubeletPort > 0 {
-			p.port = cfg.KubeletPort
-		}
-		for _, e := range cfg.AllowedIPTablesChains {
-			table, chain, ok := strings.Cut(e, "/")
-			if !ok || table == "" || chain == "" || strings.Contains(chain, "/") || strings.TrimSpace(e) != e {
-				return nil, fmt.Errorf("allowedIPTablesChains: %q is not \"table/chain\"", e)
-			}
+		for _, e := range s.AllowedIPTablesChains {
 			p.allowed[e] = true
 		}
 		return p, nil
 	})
 }
-
-func (p *netIPTables) Name() string          { return "iptables" }
-func (p *netIPTables) Period() time.Duration { return p.period }
 
 // Needs: the *-save commands print the daemon's own network namespace's
 // rules, not --root's.

@@ -10,23 +10,27 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-type netMACPolicyConfig struct {
-	netSection `yaml:",inline"`
+var macPolicyKind = Kind{Name: "mac-address-policy", Period: 5 * time.Minute}
+
+type netMACPolicySettings struct {
 	// Timeout bounds each networkctl and systemd-analyze run.
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-type netMACPolicy struct {
-	period, timeout time.Duration
+func (s netMACPolicySettings) Validate() error {
+	return PositiveDurations(map[string]time.Duration{"timeout": s.Timeout})
 }
 
-var macAddressPolicyMisconfigured = declare("mac-address-policy", 5*time.Minute, reason.Reason{
+type netMACPolicy struct {
+	Base
+	timeout time.Duration
+}
+
+var macAddressPolicyMisconfigured = macPolicyKind.Reason(reason.Reason{
 	Name: "MACAddressPolicyMisconfigured", Condition: finding.NetworkingReady, Severity: finding.Warning,
 	Description: "On Ubuntu with the VPC CNI, a systemd .link file that applies to the node's interfaces sets " +
 		"MACAddressPolicy to something other than none (Ubuntu's default is persistent), so udev rewrites the MAC " +
@@ -36,28 +40,16 @@ var macAddressPolicyMisconfigured = declare("mac-address-policy", 5*time.Minute,
 })
 
 func init() {
-	Register("mac-address-policy", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netMACPolicyConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
+	Register(macPolicyKind, netMACPolicySettings{Timeout: 10 * time.Second}, func(env *Env, b Base, s netMACPolicySettings) (Probe, error) {
 		// Ubuntu's 99-default.link sets MACAddressPolicy=persistent,
 		// which makes udev rewrite the MAC of the veths the VPC CNI
 		// creates; other distributions ship "none".
 		if !env.Tags["ubuntu"] {
 			return nil, nil
 		}
-		p := &netMACPolicy{period: cfg.period(5 * time.Minute), timeout: 10 * time.Second}
-		if cfg.Timeout > 0 {
-			p.timeout = cfg.Timeout
-		}
-		return p, nil
+		return &netMACPolicy{Base: b, timeout: s.Timeout}, nil
 	})
 }
-
-func (p *netMACPolicy) Name() string          { return "mac-address-policy" }
-func (p *netMACPolicy) Period() time.Duration { return p.period }
 
 // Needs: networkctl and systemd-analyze answer for the running host.
 func (p *netMACPolicy) Needs() Needs {

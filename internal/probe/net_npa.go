@@ -2,17 +2,17 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-type netNPAConfig struct {
-	netSection `yaml:",inline"`
+var npaKind = Kind{Name: "network-policy-agent", Period: 5 * time.Minute}
+
+type netNPASettings struct {
 	// Unit is the network policy agent's systemd service.
 	Unit string `yaml:"unit"`
 	// NotRunningFor is how long the agent must stay not active before
@@ -23,11 +23,23 @@ type netNPAConfig struct {
 	RestartThreshold uint32 `yaml:"restartThreshold"`
 }
 
+func (s netNPASettings) Validate() error {
+	var errs []error
+	if s.Unit == "" {
+		errs = append(errs, fmt.Errorf("unit: want a systemd unit name"))
+	}
+	if s.RestartThreshold < 1 {
+		errs = append(errs, fmt.Errorf("restartThreshold %d: want at least 1", s.RestartThreshold))
+	}
+	return errors.Join(append(errs, PositiveDurations(map[string]time.Duration{"notRunningFor": s.NotRunningFor}))...)
+}
+
 type netNPA struct {
-	period, tolerance time.Duration
-	unit              string
-	threshold         uint32
-	units             netUnits
+	Base
+	tolerance time.Duration
+	unit      string
+	threshold uint32
+	units     netUnits
 
 	downSince    time.Time // zero while active
 	lastRestarts uint32
@@ -35,14 +47,14 @@ type netNPA struct {
 }
 
 var (
-	npaNotRunning = declare("network-policy-agent", 5*time.Minute, reason.Reason{
+	npaNotRunning = npaKind.Reason(reason.Reason{
 		Name: "NPANotRunning", Condition: finding.NetworkingReady, Severity: finding.Fatal,
 		Description: "On EKS Auto Mode, the network policy agent (aws-network-policy-agent.service) has not been active for " +
 			"15 minutes (probes.network-policy-agent.notRunningFor): network policies are no longer enforced or updated.",
 		Action: "Check systemctl status aws-network-policy-agent and its journal. Auto Mode nodes are managed: replace the " +
 			"node if the agent does not come back.",
 	})
-	npaRepeatedlyRestart = declare("network-policy-agent", 5*time.Minute, reason.Reason{
+	npaRepeatedlyRestart = npaKind.Reason(reason.Reason{
 		Name: "NPARepeatedlyRestart", Condition: finding.NetworkingReady, Severity: finding.Warning,
 		Description: "On EKS Auto Mode, the network policy agent restarted at least 5 times " +
 			"(probes.network-policy-agent.restartThreshold) between two checks.",
@@ -51,34 +63,17 @@ var (
 )
 
 func init() {
-	Register("network-policy-agent", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netNPAConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
+	defaults := netNPASettings{Unit: "aws-network-policy-agent.service", NotRunningFor: 15 * time.Minute, RestartThreshold: 5}
+	Register(npaKind, defaults, func(env *Env, b Base, s netNPASettings) (Probe, error) {
 		// Only EKS Auto Mode runs the agent as a systemd service; elsewhere
 		// it is a container in the aws-node pod.
 		if !env.Tags["eks-auto"] {
 			return nil, nil
 		}
-		p := &netNPA{period: cfg.period(5 * time.Minute), tolerance: 15 * time.Minute,
-			unit: "aws-network-policy-agent.service", threshold: 5, units: newNetDBusUnits(env.Root)}
-		if cfg.Unit != "" {
-			p.unit = cfg.Unit
-		}
-		if cfg.NotRunningFor > 0 {
-			p.tolerance = cfg.NotRunningFor
-		}
-		if cfg.RestartThreshold > 0 {
-			p.threshold = cfg.RestartThreshold
-		}
-		return p, nil
+		return &netNPA{Base: b, tolerance: s.NotRunningFor, unit: s.Unit, threshold: s.RestartThreshold,
+			units: newNetDBusUnits(env.Root)}, nil
 	})
 }
-
-func (p *netNPA) Name() string          { return "network-policy-agent" }
-func (p *netNPA) Period() time.Duration { return p.period }
 
 // Needs: the restart count's first reading is only a baseline, and the
 // agent must stay inactive for p.tolerance.

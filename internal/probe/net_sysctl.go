@@ -2,25 +2,37 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-type netSysctlConfig struct {
-	netSection `yaml:",inline"`
+var sysctlKind = Kind{Name: "network-sysctl", Period: 5 * time.Minute}
+
+type netSysctlSettings struct {
 	// Expected adds sysctls (dotted or slash form, e.g.
 	// net.ipv6.conf.all.forwarding) and the value each must have, or
 	// overrides the default net.ipv4.ip_forward: 1.
 	Expected map[string]string `yaml:"expected"`
+}
+
+func (s netSysctlSettings) Validate() error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(s.Expected)) {
+		if !netSysctlName.MatchString(k) {
+			errs = append(errs, fmt.Errorf("expected: bad sysctl name %q", k))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // netSysctlName allows dotted and slash-separated names; ".." and absolute
@@ -28,11 +40,11 @@ type netSysctlConfig struct {
 var netSysctlName = regexp.MustCompile(`^[A-Za-z0-9_-]+([./][A-Za-z0-9_-]+)*$`)
 
 type netSysctl struct {
-	period time.Duration
-	want   map[string]string
+	Base
+	want map[string]string
 }
 
-var networkSysctl = declare("network-sysctl", 5*time.Minute, reason.Reason{
+var networkSysctl = sysctlKind.Reason(reason.Reason{
 	Name: "NetworkSysctl", Condition: finding.NetworkingReady, Severity: finding.Warning,
 	Description: "A network sysctl differs from its expected value: net.ipv4.ip_forward must be 1 for pods to reach " +
 		"anything beyond the node, and probes.network-sysctl.expected adds others. The key is the sysctl.",
@@ -41,26 +53,16 @@ var networkSysctl = declare("network-sysctl", 5*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("network-sysctl", func(env *Env, section *yaml.Node) (Probe, error) {
-		var cfg netSysctlConfig
-		on, err := cfg.decode(section, &cfg)
-		if err != nil || !on {
-			return nil, err
-		}
-		p := &netSysctl{period: cfg.period(5 * time.Minute), want: map[string]string{"net.ipv4.ip_forward": "1"}}
-		for k, v := range cfg.Expected {
-			if !netSysctlName.MatchString(k) {
-				return nil, fmt.Errorf("expected: bad sysctl name %q", k)
-			}
+	Register(sysctlKind, netSysctlSettings{}, func(_ *Env, b Base, s netSysctlSettings) (Probe, error) {
+		p := &netSysctl{Base: b, want: map[string]string{"net.ipv4.ip_forward": "1"}}
+		for k, v := range s.Expected {
 			p.want[k] = strings.TrimSpace(v)
 		}
 		return p, nil
 	})
 }
 
-func (p *netSysctl) Name() string          { return "network-sysctl" }
-func (p *netSysctl) Period() time.Duration { return p.period }
-func (p *netSysctl) Needs() Needs          { return Needs{} }
+func (p *netSysctl) Needs() Needs { return Needs{} }
 
 // Check reports every sysctl whose value differs from the expected one
 // (pods cannot leave the node without ip_forward). A sysctl that cannot be

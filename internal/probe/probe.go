@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os/exec"
@@ -98,43 +97,36 @@ type Factory func(env *Env, section *yaml.Node) (Probe, error)
 var (
 	regMu     sync.Mutex
 	factories = map[string]Factory{}
+	kinds     = map[string]Kind{}
 )
 
-// Register adds a probe factory; probe files call it from init.
-func Register(name string, f Factory) {
+// register adds a probe factory (Register builds it from a declaration).
+func register(k Kind, f Factory) {
 	regMu.Lock()
 	defer regMu.Unlock()
-	if _, dup := factories[name]; dup {
-		panic("probe registered twice: " + name)
+	if _, dup := factories[k.Name]; dup {
+		panic("probe registered twice: " + k.Name)
 	}
-	factories[name] = f
+	factories[k.Name] = f
+	kinds[k.Name] = k
 }
 
 // Names lists the registered probes.
 func Names() []string {
 	regMu.Lock()
 	defer regMu.Unlock()
-	var out []string
-	for n := range factories {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return namesLocked()
 }
 
-// Decode decodes a probe's config section strictly into v; a nil section
-// leaves v at its defaults.
-func Decode(section *yaml.Node, v any) error {
-	if section == nil {
-		return nil
+// Kinds lists the registered probes' declarations, in name order.
+func Kinds() []Kind {
+	regMu.Lock()
+	defer regMu.Unlock()
+	out := make([]Kind, 0, len(kinds))
+	for _, n := range namesLocked() {
+		out = append(out, kinds[n])
 	}
-	b, err := yaml.Marshal(section)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytesReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(v)
+	return out
 }
 
 // Build instantiates every registered probe with its section of sections;
@@ -408,7 +400,6 @@ func ExecRunner(ctx context.Context, name string, args ...string) ([]byte, error
 	}
 	return out, nil
 }
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 func firstLine(b []byte) string {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {

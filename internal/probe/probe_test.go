@@ -76,19 +76,6 @@ func TestHungCheckTimesOut(t *testing.T) {
 	}
 }
 
-func TestDecodeIsStrict(t *testing.T) {
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte("threshold: 0.5\ntypo: 1\n"), &n); err != nil {
-		t.Fatal(err)
-	}
-	var v struct {
-		Threshold float64 `yaml:"threshold"`
-	}
-	if err := Decode(n.Content[0], &v); err == nil || !strings.Contains(err.Error(), "typo") {
-		t.Fatalf("want unknown-field error, got %v", err)
-	}
-}
-
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestTrackerAdoptsFindingsFromBeforeARestart(t *testing.T) {

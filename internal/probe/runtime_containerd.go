@@ -13,16 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// containerdDeprecationsConfig is probes.containerd-deprecations.
-type containerdDeprecationsConfig struct {
-	probeSettings `yaml:",inline"`
+// containerdDeprecationsSettings is probes.containerd-deprecations.
+type containerdDeprecationsSettings struct {
 	// Window: a deprecated feature used less than this long ago fires.
 	Window time.Duration `yaml:"window"`
 	// Command is the ctr binary (looked up in PATH).
@@ -31,17 +28,24 @@ type containerdDeprecationsConfig struct {
 	Address string `yaml:"address"`
 }
 
+func (s containerdDeprecationsSettings) Validate() error {
+	if s.Window <= 0 || s.Command == "" || s.Address == "" {
+		return fmt.Errorf("window, command and address must be set")
+	}
+	return nil
+}
+
 type containerdDeprecationsProbe struct {
-	probeInfo
-	window  time.Duration
-	command string
-	address string
+	Base
+	containerdDeprecationsSettings
 
 	mu          sync.Mutex
 	warnedNoCtr bool
 }
 
-var deprecatedContainerdConfiguration = declare("containerd-deprecations", time.Hour, reason.Reason{
+var containerdDeprecations = Kind{Name: "containerd-deprecations", Period: time.Hour}
+
+var deprecatedContainerdConfiguration = containerdDeprecations.Reason(reason.Reason{
 	Name: "DeprecatedContainerdConfiguration", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
 	Description: "containerd reports that a deprecated feature was used within the last hour (probes.containerd-deprecations.window; " +
 		"ctr deprecations list): a configuration option, a CRI or plugin API, or a Docker schema 1 image. The key is the " +
@@ -51,24 +55,14 @@ var deprecatedContainerdConfiguration = declare("containerd-deprecations", time.
 })
 
 func init() {
-	Register("containerd-deprecations", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := containerdDeprecationsConfig{
-			probeSettings: probeSettings{Period: time.Hour},
-			Window:        time.Hour, Command: "ctr", Address: "/run/containerd/containerd.sock",
-		}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Window <= 0 || cfg.Command == "" || cfg.Address == "" {
-			return nil, fmt.Errorf("window, command and address must be set")
-		}
-		return &containerdDeprecationsProbe{
-			probeInfo: probeInfo{"containerd-deprecations", cfg.Period, Needs{}},
-			window:    cfg.Window, command: cfg.Command, address: cfg.Address,
-		}, nil
-	})
+	Register(containerdDeprecations,
+		containerdDeprecationsSettings{Window: time.Hour, Command: "ctr", Address: "/run/containerd/containerd.sock"},
+		func(_ *Env, b Base, s containerdDeprecationsSettings) (Probe, error) {
+			return &containerdDeprecationsProbe{Base: b, containerdDeprecationsSettings: s}, nil
+		})
 }
+
+func (p *containerdDeprecationsProbe) Needs() Needs { return Needs{} }
 
 // containerdDeprecation is one entry of `ctr deprecations list --format=json`.
 type containerdDeprecation struct {
@@ -81,18 +75,18 @@ type containerdDeprecation struct {
 // The socket is passed explicitly rather than chrooting (as NMA does), so
 // a ctr shipped with nodehealthd works against a host mounted elsewhere.
 func (p *containerdDeprecationsProbe) Check(ctx context.Context, env *Env) ([]Result, error) {
-	sock := host.Path(env.Root, p.address)
+	sock := host.Path(env.Root, p.Address)
 	if _, err := os.Stat(sock); errors.Is(err, fs.ErrNotExist) {
 		// No containerd on this host (or not started yet): nothing of its
 		// can be deprecated.
 		return nil, nil
 	}
-	out, err := env.Run(ctx, p.command, "--address", sock, "deprecations", "list", "--format=json")
+	out, err := env.Run(ctx, p.Command, "--address", sock, "deprecations", "list", "--format=json")
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			p.mu.Lock()
 			if !p.warnedNoCtr && env.Log != nil {
-				env.Log.Info("ctr not found; containerd deprecation checks unavailable", "probe", p.name, "command", p.command)
+				env.Log.Info("ctr not found; containerd deprecation checks unavailable", "probe", p.Name(), "command", p.Command)
 			}
 			p.warnedNoCtr = true
 			p.mu.Unlock()
@@ -111,7 +105,7 @@ func (p *containerdDeprecationsProbe) Check(ctx context.Context, env *Env) ([]Re
 	now := env.Now()
 	var res []Result
 	for _, d := range deps {
-		if d.ID == "" || now.Sub(d.LastOccurrence) >= p.window {
+		if d.ID == "" || now.Sub(d.LastOccurrence) >= p.Window {
 			continue
 		}
 		res = append(res, deprecatedContainerdConfiguration.Result(d.ID+": "+d.Message, d.ID))

@@ -14,7 +14,6 @@ import (
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -22,8 +21,9 @@ import (
 )
 
 // repeatedRestartConfig is probes.repeated-restart.
-type repeatedRestartConfig struct {
-	probeSettings `yaml:",inline"`
+var repeatedRestartKind = Kind{Name: "repeated-restart", Period: 5 * time.Minute}
+
+type repeatedRestartSettings struct {
 	// Threshold: a unit fires once its NRestarts exceeds this and has grown
 	// since the previous check.
 	Threshold uint32 `yaml:"threshold"`
@@ -38,8 +38,8 @@ type serviceRestarts interface {
 }
 
 type repeatedRestartProbe struct {
-	probeInfo
-	threshold uint32
+	Base
+	repeatedRestartSettings
 	// socket is the system bus socket under env.Root.
 	socket string
 	// connect opens a client for one check; a connection is not kept
@@ -54,7 +54,7 @@ type repeatedRestartProbe struct {
 	warnedNoBus bool
 }
 
-var repeatedRestart = declare("repeated-restart", 5*time.Minute, reason.Reason{
+var repeatedRestart = repeatedRestartKind.Reason(reason.Reason{
 	Name: "${Unit}RepeatedRestart", Condition: finding.ContainerRuntimeReady, Severity: finding.Warning,
 	Description: "A systemd service has restarted more than 3 times (probes.repeated-restart.threshold, systemd's NRestarts) " +
 		"and again since the previous check. The reason names the unit, title-cased without .service: kubelet.service gives " +
@@ -65,26 +65,18 @@ var repeatedRestart = declare("repeated-restart", 5*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("repeated-restart", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := repeatedRestartConfig{probeSettings: probeSettings{Period: 5 * time.Minute}, Threshold: 3}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
+	Register(repeatedRestartKind, repeatedRestartSettings{Threshold: 3}, func(env *Env, b Base, s repeatedRestartSettings) (Probe, error) {
 		// Bottlerocket's host has no D-Bus system bus to ask (as in NMA).
 		if env.Tags["bottlerocket"] {
 			return nil, nil
 		}
-		return &repeatedRestartProbe{
-			probeInfo: probeInfo{"repeated-restart", cfg.Period,
-				// The first check's counts are only a baseline.
-				Needs{Checks: 2}},
-			threshold: cfg.Threshold,
-			socket:    host.Path(env.Root, "/run/dbus/system_bus_socket"),
-			connect:   dialSystemdRestarts,
-		}, nil
+		return &repeatedRestartProbe{Base: b, repeatedRestartSettings: s,
+			socket: host.Path(env.Root, "/run/dbus/system_bus_socket"), connect: dialSystemdRestarts}, nil
 	})
 }
+
+// Needs: the first check's counts are only a baseline.
+func (p *repeatedRestartProbe) Needs() Needs { return Needs{Checks: 2} }
 
 // Check reports EVERY service whose NRestarts is above the threshold and
 // grew since the previous check (NMA stops at the first one per poll).
@@ -100,7 +92,7 @@ func (p *repeatedRestartProbe) Check(ctx context.Context, env *Env) ([]Result, e
 		// nothing to check rather than a failure every period.
 		p.mu.Lock()
 		if !p.warnedNoBus && env.Log != nil {
-			env.Log.Info("no D-Bus system bus; systemd restart checks unavailable", "probe", p.name, "socket", p.socket)
+			env.Log.Info("no D-Bus system bus; systemd restart checks unavailable", "probe", p.Name(), "socket", p.socket)
 		}
 		p.warnedNoBus = true
 		p.mu.Unlock()
@@ -126,7 +118,7 @@ func (p *repeatedRestartProbe) Check(ctx context.Context, env *Env) ([]Result, e
 		} else if !known {
 			prev = 0
 		}
-		if n > p.threshold && n > prev {
+		if n > p.Threshold && n > prev {
 			out = append(out, repeatedRestart.Instance(restartReason(unit),
 				fmt.Sprintf("Systemd unit %q has restarted (NRestarts %d -> %d)", unit, prev, n), unit))
 		}

@@ -13,20 +13,26 @@ import (
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // ebsPerformanceConfig is probes.ebs-performance.
-type ebsPerformanceConfig struct {
-	probeSettings `yaml:",inline"`
+var ebsPerformance = Kind{Name: "ebs-performance", Period: 10 * time.Minute}
+
+type ebsPerformanceSettings struct {
 	// ExceededPerMinute: a counter that grew by more than this much time
 	// spent over a limit per minute between two checks fires (NMA: 5 s per
 	// minute, i.e. 50 s per 10-minute poll).
 	ExceededPerMinute time.Duration `yaml:"exceededPerMinute"`
+}
+
+func (s ebsPerformanceSettings) Validate() error {
+	if s.ExceededPerMinute <= 0 || s.ExceededPerMinute > time.Minute {
+		return fmt.Errorf("exceededPerMinute %v: want more than 0 and at most 1m", s.ExceededPerMinute)
+	}
+	return nil
 }
 
 // NVMeAdmin issues the two NVMe admin commands the EBS probe needs. The
@@ -41,7 +47,7 @@ type NVMeAdmin interface {
 }
 
 type ebsPerformanceProbe struct {
-	probeInfo
+	Base
 	perMinute time.Duration
 	admin     NVMeAdmin
 
@@ -102,25 +108,25 @@ var ebsCounters = [4]struct {
 var nvmeNamespaceRE = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
 
 var (
-	ebsVolumeIOPSExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+	ebsVolumeIOPSExceeded = ebsPerformance.Reason(reason.Reason{
 		Name: "EBSVolumeIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
 		Description: "The EBS volume reports (in its NVMe statistics) more than 5 s per minute (probes.ebs-performance.exceededPerMinute) " +
 			"spent above its provisioned IOPS since the previous check: EBS throttles its I/O. The key is the volume ID.",
 		Action: "Raise the volume's provisioned IOPS (gp3, io2) or spread the I/O over more volumes.",
 	})
-	ebsVolumeThroughputExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+	ebsVolumeThroughputExceeded = ebsPerformance.Reason(reason.Reason{
 		Name: "EBSVolumeThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
 		Description: "The EBS volume reports more than 5 s per minute spent above its provisioned throughput since the previous " +
 			"check: EBS throttles its I/O. The key is the volume ID.",
 		Action: "Raise the volume's provisioned throughput (gp3) or spread the I/O over more volumes.",
 	})
-	ebsInstanceIOPSExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+	ebsInstanceIOPSExceeded = ebsPerformance.Reason(reason.Reason{
 		Name: "EBSInstanceIOPSExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
 		Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS IOPS limit (all volumes " +
 			"together) since the previous check. The key is the volume ID.",
 		Action: "Move to an instance type with a higher EBS-optimized IOPS limit, or move I/O to instance storage.",
 	})
-	ebsInstanceThroughputExceeded = declare("ebs-performance", 10*time.Minute, reason.Reason{
+	ebsInstanceThroughputExceeded = ebsPerformance.Reason(reason.Reason{
 		Name: "EBSInstanceThroughputExceeded", Condition: finding.StorageReady, Severity: finding.Warning,
 		Description: "An EBS volume reports more than 5 s per minute spent above the instance's EBS throughput limit (all " +
 			"volumes together) since the previous check. The key is the volume ID.",
@@ -129,27 +135,17 @@ var (
 )
 
 func init() {
-	Register("ebs-performance", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := ebsPerformanceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ExceededPerMinute: 5 * time.Second}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.ExceededPerMinute <= 0 || cfg.ExceededPerMinute > time.Minute {
-			return nil, fmt.Errorf("exceededPerMinute %v: want more than 0 and at most 1m", cfg.ExceededPerMinute)
-		}
+	Register(ebsPerformance, ebsPerformanceSettings{ExceededPerMinute: 5 * time.Second}, func(env *Env, b Base, s ebsPerformanceSettings) (Probe, error) {
 		var admin NVMeAdmin = ioctlNVMeAdmin{}
 		if env.Privileged != nil {
 			admin = env.Privileged
 		}
-		return &ebsPerformanceProbe{
-			probeInfo: probeInfo{"ebs-performance", cfg.Period,
-				// A volume's first reading is only a baseline.
-				Needs{Checks: 2}},
-			perMinute: cfg.ExceededPerMinute, admin: admin,
-		}, nil
+		return &ebsPerformanceProbe{Base: b, perMinute: s.ExceededPerMinute, admin: admin}, nil
 	})
 }
+
+// Needs: a volume's first reading is only a baseline.
+func (p *ebsPerformanceProbe) Needs() Needs { return Needs{Checks: 2} }
 
 // ebsIdentity is what Identify Controller says about a device.
 type ebsIdentity struct {

@@ -7,23 +7,30 @@ import (
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // ioDelaysConfig is probes.io-delays.
-type ioDelaysConfig struct {
-	probeSettings `yaml:",inline"`
+var ioDelaysKind = Kind{Name: "io-delays", Period: 10 * time.Minute}
+
+type ioDelaysSettings struct {
 	// ThresholdTicks: a process that spent at least this many clock ticks
 	// (1/100 s) waiting for block I/O since the previous check fires.
 	ThresholdTicks uint64 `yaml:"thresholdTicks"`
 }
 
+func (s ioDelaysSettings) Validate() error {
+	if s.ThresholdTicks < 1 {
+		return fmt.Errorf("thresholdTicks %d: want ≥ 1", s.ThresholdTicks)
+	}
+	return nil
+}
+
 type ioDelaysProbe struct {
-	probeInfo
+	Base
 	threshold uint64
+	liveHost  string
 
 	mu sync.Mutex
 	// last is delayacct_blkio_ticks per process at the previous check.
@@ -42,7 +49,7 @@ type ioDelayKey struct {
 // /proc on every architecture Kubernetes nodes run.
 const clockTicksPerSecond = 100
 
-var ioDelays = declare("io-delays", 10*time.Minute, reason.Reason{
+var ioDelays = ioDelaysKind.Reason(reason.Reason{
 	Name: "IODelays", Condition: finding.StorageReady, Severity: finding.Warning,
 	Description: "A process spent at least 10 s (probes.io-delays.thresholdTicks, in 1/100 s) waiting for block I/O since the " +
 		"previous check (delayacct_blkio_ticks): its disk is too slow for the load. On kernel 5.14 and later the count " +
@@ -52,20 +59,13 @@ var ioDelays = declare("io-delays", 10*time.Minute, reason.Reason{
 })
 
 func init() {
-	Register("io-delays", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := ioDelaysConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, ThresholdTicks: 1000}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.ThresholdTicks < 1 {
-			return nil, fmt.Errorf("thresholdTicks %d: want ≥ 1", cfg.ThresholdTicks)
-		}
-		return &ioDelaysProbe{probeInfo: probeInfo{"io-delays", cfg.Period,
-			// A process's first reading is only a baseline.
-			Needs{Checks: 2, LiveHost: env.processesLiveHost()}}, threshold: cfg.ThresholdTicks}, nil
+	Register(ioDelaysKind, ioDelaysSettings{ThresholdTicks: 1000}, func(env *Env, b Base, s ioDelaysSettings) (Probe, error) {
+		return &ioDelaysProbe{Base: b, threshold: s.ThresholdTicks, liveHost: env.processesLiveHost()}, nil
 	})
 }
+
+// Needs: a process's first reading is only a baseline.
+func (p *ioDelaysProbe) Needs() Needs { return Needs{Checks: 2, LiveHost: p.liveHost} }
 
 // Check compares every process's cumulative block-I/O delay with the
 // previous check. A process seen for the first time only sets its

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -19,8 +18,9 @@ import (
 )
 
 // xfsFreeSpaceConfig is probes.xfs-free-space.
-type xfsFreeSpaceConfig struct {
-	probeSettings `yaml:",inline"`
+var xfsFreeSpace = Kind{Name: "xfs-free-space", Period: 10 * time.Minute}
+
+type xfsFreeSpaceSettings struct {
 	// Threshold: an average free extent smaller than this many blocks
 	// fires.
 	Threshold float64 `yaml:"threshold"`
@@ -28,10 +28,16 @@ type xfsFreeSpaceConfig struct {
 	Command string `yaml:"command"`
 }
 
+func (s xfsFreeSpaceSettings) Validate() error {
+	if s.Threshold <= 0 || s.Command == "" {
+		return fmt.Errorf("threshold %v, command %q: want a positive threshold and a command", s.Threshold, s.Command)
+	}
+	return nil
+}
+
 type xfsFreeSpaceProbe struct {
-	probeInfo
-	threshold float64
-	command   string
+	Base
+	xfsFreeSpaceSettings
 
 	mu sync.Mutex
 	// last holds the previous check's result per device, repeated when a
@@ -43,7 +49,7 @@ type xfsFreeSpaceProbe struct {
 // xfsAverageRE is NMA's pattern P-S6 for `freesp -s` output.
 var xfsAverageRE = regexp.MustCompile(`average free extent size ([-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)`)
 
-var xfsSmallAverageClusterSize = declare("xfs-free-space", 10*time.Minute, reason.Reason{
+var xfsSmallAverageClusterSize = xfsFreeSpace.Reason(reason.Reason{
 	Name: "XFSSmallAverageClusterSize", Condition: finding.StorageReady, Severity: finding.Warning,
 	Description: "An XFS filesystem's average free extent is below 16 blocks (probes.xfs-free-space.threshold; xfs_db " +
 		"freesp -s): free space is so fragmented that XFS may fail to allocate inodes and creating files fails with " +
@@ -53,18 +59,12 @@ var xfsSmallAverageClusterSize = declare("xfs-free-space", 10*time.Minute, reaso
 })
 
 func init() {
-	Register("xfs-free-space", func(env *Env, section *yaml.Node) (Probe, error) {
-		cfg := xfsFreeSpaceConfig{probeSettings: probeSettings{Period: 10 * time.Minute}, Threshold: 16, Command: "xfs_db"}
-		on, err := decodeSettings(section, &cfg, &cfg.probeSettings)
-		if err != nil || !on {
-			return nil, err
-		}
-		if cfg.Threshold <= 0 || cfg.Command == "" {
-			return nil, fmt.Errorf("threshold %v, command %q: want a positive threshold and a command", cfg.Threshold, cfg.Command)
-		}
-		return &xfsFreeSpaceProbe{probeInfo: probeInfo{"xfs-free-space", cfg.Period, Needs{}}, threshold: cfg.Threshold, command: cfg.Command}, nil
+	Register(xfsFreeSpace, xfsFreeSpaceSettings{Threshold: 16, Command: "xfs_db"}, func(_ *Env, b Base, s xfsFreeSpaceSettings) (Probe, error) {
+		return &xfsFreeSpaceProbe{Base: b, xfsFreeSpaceSettings: s}, nil
 	})
 }
+
+func (p *xfsFreeSpaceProbe) Needs() Needs { return Needs{} }
 
 // xfsMount is one XFS filesystem to inspect.
 type xfsMount struct{ source, mountPoint string }
@@ -125,7 +125,7 @@ func (p *xfsFreeSpaceProbe) Check(ctx context.Context, env *Env) ([]Result, erro
 			}
 			continue
 		}
-		if avg >= p.threshold {
+		if avg >= p.Threshold {
 			continue
 		}
 		r := xfsSmallAverageClusterSize.Result(
@@ -140,14 +140,14 @@ func (p *xfsFreeSpaceProbe) Check(ctx context.Context, env *Env) ([]Result, erro
 		return nil, errors.Join(errs...)
 	}
 	if len(errs) > 0 && env.Log != nil {
-		env.Log.Warn("some XFS filesystems could not be inspected", "probe", p.name, "err", errors.Join(errs...))
+		env.Log.Warn("some XFS filesystems could not be inspected", "probe", p.Name(), "err", errors.Join(errs...))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }
 
 func (p *xfsFreeSpaceProbe) average(ctx context.Context, env *Env, dev string) (float64, error) {
-	out, err := env.Run(ctx, p.command, "-r", "-c", "freesp -s", dev)
+	out, err := env.Run(ctx, p.Command, "-r", "-c", "freesp -s", dev)
 	if err != nil {
 		return 0, err
 	}
