@@ -129,6 +129,22 @@ func Kinds() []Kind {
 	return out
 }
 
+// BuildOne instantiates the registered probe name from its section; nil
+// when it does not apply to this host.
+func BuildOne(env *Env, name string, section yaml.Node) (Probe, error) {
+	regMu.Lock()
+	f, ok := factories[name]
+	regMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("config: probes.%s: no such probe (known: %v)", name, Names())
+	}
+	var sec *yaml.Node
+	if section.Kind != 0 {
+		sec = &section
+	}
+	return f(env, sec)
+}
+
 // Build instantiates every registered probe with its section of sections;
 // a section naming no registered probe is an error. Every problem is
 // reported, in name order, so that one pass of `nodehealthctl rules
@@ -189,9 +205,9 @@ type dormantProbe interface {
 // maxDormantWait bounds the wait between two checks of a dormant probe.
 const maxDormantWait = 10 * time.Minute
 
-// nextWait is the wait after a check of p; asleep counts the checks in a
+// NextWait is the wait after a check of p; asleep counts the checks in a
 // row that found p dormant, this one included.
-func nextWait(p Probe, asleep *int) time.Duration {
+func NextWait(p Probe, asleep *int) time.Duration {
 	period := p.Period()
 	d, ok := p.(dormantProbe)
 	if !ok || !d.Dormant() {
@@ -280,7 +296,7 @@ func (r *Runner) loop(ctx context.Context, p Probe, first time.Duration, emit de
 		case <-t.C:
 		}
 		r.checkOnce(ctx, p, tr, emit)
-		t.Reset(nextWait(p, &asleep))
+		t.Reset(NextWait(p, &asleep))
 	}
 }
 

@@ -17,32 +17,6 @@ func sectionNode(t *testing.T, s string) *yaml.Node {
 	return n.Content[0]
 }
 
-// Every probe reads period alike: 0 means its default, as absent does (the
-// network probes did so, the others refused 0s), and below MinPeriod is
-// refused (the network probes took 1ms).
-func TestEveryProbeReadsPeriodAlike(t *testing.T) {
-	env := &Env{Root: t.TempDir(), Log: discard(), Now: time.Now, Tags: map[string]bool{}}
-	for _, k := range Kinds() {
-		factory := factories[k.Name]
-		p, err := factory(env, sectionNode(t, "period: 0s"))
-		if err != nil {
-			t.Errorf("%s period 0s: %v", k.Name, err)
-		} else if p != nil && p.Period() != k.Period {
-			t.Errorf("%s period 0s: runs every %v, want its default %v", k.Name, p.Period(), k.Period)
-		}
-		for _, bad := range []string{"1ms", "-1m"} {
-			_, err := factory(env, sectionNode(t, "period: "+bad))
-			if err == nil || !strings.Contains(err.Error(), "period "+bad) || !strings.Contains(err.Error(), "at least 1s") {
-				t.Errorf("%s period %s: want an error about the period, got %v", k.Name, bad, err)
-			}
-		}
-		p, err = factory(env, sectionNode(t, "period: 2m"))
-		if err != nil || (p != nil && p.Period() != 2*time.Minute) {
-			t.Errorf("%s period 2m: got %v, %v", k.Name, p, err)
-		}
-	}
-}
-
 type testSettings struct {
 	Threshold float64       `yaml:"threshold"`
 	Window    time.Duration `yaml:"window"`
