@@ -460,7 +460,9 @@ func (d *Daemon) detectorEvent(ev detectorEvent) {
 // producer's findings pass through here.
 func (d *Daemon) observe(o policy.Observation) {
 	if f, ok := d.stage.Apply(o); ok {
+		n := len(d.changes.New)
 		d.st.Raise(f, d.opts.Outbox, &d.changes)
+		d.announceRecurrence(n)
 	}
 }
 
@@ -624,6 +626,7 @@ func (d *Daemon) commit(now time.Time) {
 	}
 	w, _ := d.stage.Windows()
 	d.st.Windows = w
+	d.st.History = d.stage.History()
 	d.updateConditions(now)
 	saved := d.persist(now)
 	if !saved && d.changes.Empty() && !d.condChanged && d.stats.SaveFailures == 0 {
@@ -703,14 +706,16 @@ func (d *Daemon) reload(initial bool) error {
 }
 
 func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
-	windows := d.st.Windows
+	windows, history := d.st.Windows, d.st.History
 	if d.stage != nil {
 		windows, _ = d.stage.Windows()
+		history = d.stage.History()
 	}
 	d.cfg, d.set = cfg, set
 	d.applyMemoryLimit()
 	d.engine = rules.NewEngine(set)
 	d.stage = set.Policy().Stage(d.bootID, windows)
+	d.stage.SetHistory(history)
 	d.inputs = set.Inputs()
 	d.dirty = true
 }
