@@ -212,6 +212,8 @@ func checkEscalation(name string, sev finding.Severity, cond string, e Escalatio
 			errs = append(errs, fmt.Errorf("escalate.reason %s: no rule, probe or NVML check produces this reason", e.Reason))
 		case to.Condition != cond:
 			errs = append(errs, fmt.Errorf("escalate.reason %s belongs to condition %s, not %s: a finding keeps its condition", e.Reason, to.Condition, cond))
+		case to.Severity != finding.Fatal:
+			errs = append(errs, fmt.Errorf("escalate.reason %s is a Warning reason: escalate to a Fatal one, which repair automation acts on", e.Reason))
 		}
 		if sev != finding.Fatal {
 			errs = append(errs, fmt.Errorf("escalate applies to Fatal findings, and %s is a %s", name, sev))

@@ -207,6 +207,7 @@ func TestCheckEscalation(t *testing.T) {
 		"X3Error":  {Escalate: &Escalation{AfterReboots: 1, Reason: "X3Error"}},
 		"X4Error":  {Escalate: &Escalation{AfterReboots: 1, Reason: "X${n}Error"}},
 		"WarnOnly": {Escalate: &Escalation{AfterReboots: 1, Reason: "Replaced"}},
+		"X5Error":  {Escalate: &Escalation{AfterReboots: 1, Reason: "WarnOnly"}},
 	})
 	for _, want := range []string{
 		"reasons.R: escalate.afterReboots must not be negative\nescalate.within must not be negative",
@@ -216,6 +217,7 @@ func TestCheckEscalation(t *testing.T) {
 		"reasons.X3Error: escalate.reason X3Error is the reason itself",
 		`reasons.X4Error: escalate.reason "X${n}Error" is not a reason`,
 		"reasons.WarnOnly: escalate applies to Fatal findings, and WarnOnly is a Warning",
+		"reasons.X5Error: escalate.reason WarnOnly is a Warning reason",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in:\n%s", want, got)
