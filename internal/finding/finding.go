@@ -213,8 +213,11 @@ type Clear struct {
 }
 
 // Matches reports whether c applies to f.
+// An escalated finding is also matched by the reason it was detected as,
+// so that the probe that raised it, or an operator who knows that name,
+// can clear it.
 func (c Clear) Matches(f *Finding) bool {
-	if f.Reason != c.Reason {
+	if f.Reason != c.Reason && (f.Recurrence == nil || !f.Recurrence.Escalated || f.Recurrence.Reason != c.Reason) {
 		return false
 	}
 	if c.Condition != "" && f.Condition != c.Condition {
