@@ -46,7 +46,7 @@ func TestGPUNVMLOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc, out, errs := ctl(t, "", "gpu", "--state-dir", dir)
-	if rc != 0 || !strings.Contains(out, "NVML: checks switched off (--nvml=false)") {
+	if rc != 0 || !strings.Contains(out, "NVML: checks switched off (nvml.enabled: false in config.yaml)") {
 		t.Fatalf("rc %d\n%s\n%s", rc, out, errs)
 	}
 }

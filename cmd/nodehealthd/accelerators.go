@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
@@ -21,22 +22,26 @@ func (e *env) setupAccelerators() {
 		e.opts.LiveSections = map[string]func() any{}
 	}
 	e.opts.LiveSections[nvidia.LiveSection] = func() any { return nvidia.DefaultStatus.Get() }
-	nvidia.DefaultStatus.SetEnabled(e.o.nvml)
-	if !e.o.nvml {
-		e.log.Info("NVML checks disabled by --nvml=false; NVIDIA XIDs are still read from kmsg")
-		return
-	}
 	// One library, one NVML worker and one IMDS cache for the process:
 	// detectors are rebuilt on every reload, and a worker stuck in a hung
-	// driver must not get a sibling.
-	lib := nvidia.OpenLibrary(e.o.nvmlLibrary)
+	// driver must not get a sibling. The library is opened on first use.
+	var lib nvml.Interface
 	caller := nvidia.NewCaller(e.log)
 	imds := nvidia.NewIMDS()
 	e.detectors = append(e.detectors, func(sc daemon.SourceContext) []detector.Detector {
+		nv := sc.Config.NVML
+		nvidia.DefaultStatus.SetEnabled(nv.On())
+		if !nv.On() {
+			sc.Logger.Info("NVML checks disabled by nvml.enabled: false in config.yaml; NVIDIA XIDs are still read from kmsg")
+			return nil
+		}
+		if lib == nil {
+			lib = nvidia.OpenLibrary(e.o.nvmlLibrary)
+		}
 		// XID events become findings by the rules the daemon runs.
 		return []detector.Detector{nvidia.New(nvidia.Options{
 			Lib: lib, Caller: caller, Root: sc.Root, Log: sc.Logger,
-			InstanceType: imds.InstanceType, Interval: e.o.nvmlInterval,
+			InstanceType: imds.InstanceType, Interval: nv.PollInterval(),
 		})}
 	})
 }

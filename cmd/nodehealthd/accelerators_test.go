@@ -36,7 +36,7 @@ func accelSetup(t *testing.T, root string, on bool) []string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	o := defaultOptions()
-	o.root, o.nvml = root, on
+	o.root = root
 	e := newEnv(context.Background(), log, &o, &config.Config{}, io.Discard)
 	e.detectors = append(e.detectors, func(daemon.SourceContext) []detector.Detector {
 		return []detector.Detector{accelOtherDetector{}}
@@ -44,7 +44,7 @@ func accelSetup(t *testing.T, root string, on bool) []string {
 	e.setupAccelerators()
 	opts := &e.opts
 	var names []string
-	for _, d := range opts.NewDetectors(daemon.SourceContext{Root: root, Config: &config.Config{}, Logger: log}) {
+	for _, d := range opts.NewDetectors(daemon.SourceContext{Root: root, Config: nvmlConfig(on), Logger: log}) {
 		names = append(names, d.Name())
 	}
 	return names
@@ -63,7 +63,7 @@ func TestAcceleratorsNothingElsewhere(t *testing.T) {
 		on   bool
 	}{
 		"no GPU":       {accelRoot(t, "0x1d0f", "0x020000"), true},
-		"--nvml=false": {accelRoot(t, "0x10de", "0x030200"), false},
+		"nvml.enabled: false": {accelRoot(t, "0x10de", "0x030200"), false},
 	} {
 		if names := accelSetup(t, c.root, c.on); len(names) != 1 || names[0] != "other" {
 			t.Errorf("%s: detectors %v, want only [other]", name, names)
@@ -72,7 +72,7 @@ func TestAcceleratorsNothingElsewhere(t *testing.T) {
 }
 
 // TestAcceleratorsPublishGPUStatus: on NVIDIA nodes the daemon publishes
-// the NVML status board for nodehealthctl gpu, also with --nvml=false so
+// the NVML status board for nodehealthctl gpu, also with nvml.enabled: false so
 // that it can say the checks are off; elsewhere it publishes nothing.
 func TestAcceleratorsPublishGPUStatus(t *testing.T) {
 	for name, c := range map[string]struct {
@@ -80,13 +80,14 @@ func TestAcceleratorsPublishGPUStatus(t *testing.T) {
 		vendor   string
 	}{
 		"NVIDIA":              {on: true, want: true, vendor: "0x10de"},
-		"NVIDIA --nvml=false": {on: false, want: true, vendor: "0x10de"},
+		"NVIDIA nvml.enabled: false": {on: false, want: true, vendor: "0x10de"},
 		"no GPU":              {on: true, want: false, vendor: "0x1d0f"},
 	} {
 		o := defaultOptions()
-		o.root, o.nvml = accelRoot(t, c.vendor, "0x030200"), c.on
+		o.root = accelRoot(t, c.vendor, "0x030200")
 		e := newEnv(context.Background(), slog.New(slog.DiscardHandler), &o, &config.Config{}, io.Discard)
 		e.setupAccelerators()
+		e.opts.NewDetectors(daemon.SourceContext{Root: o.root, Config: nvmlConfig(c.on), Logger: slog.New(slog.DiscardHandler)})
 		read, ok := e.opts.LiveSections[nvidia.LiveSection]
 		if ok != c.want {
 			t.Errorf("%s: gpu section published %v, want %v", name, ok, c.want)
@@ -98,4 +99,11 @@ func TestAcceleratorsPublishGPUStatus(t *testing.T) {
 			}
 		}
 	}
+}
+
+// nvmlConfig is a config.yaml with nvml.enabled set to on.
+func nvmlConfig(on bool) *config.Config {
+	var c config.Config
+	c.NVML.Enabled = &on
+	return &c
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/privhelper"
@@ -32,9 +31,7 @@ type options struct {
 	probes bool
 	tags   string
 
-	nvml         bool
-	nvmlLibrary  string
-	nvmlInterval time.Duration
+	nvmlLibrary string
 
 	helperSocket string
 	consolePath  string
@@ -70,13 +67,6 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.clusterMode, "cluster", "auto", "cluster publishing: auto (use the kubelet kubeconfig once it exists) or off (local mode only)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig to publish with (default: the kubelet's, found under --root)")
 	fs.StringVar(&c.NodeName, "node-name", "", "Node to publish to (default: kubelet --hostname-override, else the client certificate's node, else the hostname)")
-	fs.DurationVar(&c.Heartbeat, "cluster-heartbeat", cluster.DefaultHeartbeat, "how often unchanged conditions are written again (jittered up to +20%)")
-	fs.IntVar(&c.WriteBurst, "cluster-write-burst", cluster.DefaultWriteBurst, "API writes the node may make at once (condition patches and events)")
-	fs.Float64Var(&c.WritesPerMinute, "cluster-writes-per-minute", cluster.DefaultWritesPerMinute, "sustained API writes per minute once the burst is spent")
-	fs.IntVar(&c.EventBurst, "event-burst", cluster.DefaultEventBurst, "events one reason may send at once")
-	fs.Float64Var(&c.EventsPerMinute, "events-per-minute", cluster.DefaultEventsPerMinute, "sustained events per minute for one reason")
-	fs.IntVar(&c.MaxEventsPerReason, "max-pending-events-per-reason", cluster.DefaultMaxEventsPerReason, "distinct events of one reason that may wait for budget or the API server; more are dropped and counted")
-	fs.DurationVar(&c.ExecTimeout, "cluster-exec-timeout", cluster.DefaultExecTimeout, "how long the kubeconfig's exec credential plugin (aws eks get-token) may run before it is killed")
 	fs.DurationVar(&c.DiscoverInterval, "cluster-discover-interval", cluster.DefaultDiscoverInterval, "longest time between two looks for a missing kubelet kubeconfig (the first are 10s apart, then the gap doubles)")
 	fs.DurationVar(&c.FileCheckInterval, "cluster-file-check-interval", cluster.DefaultFileCheckInterval, "how often the kubeconfig and the kubelet's client certificate are checked for changes (rotation)")
 	fs.BoolVar(&c.NoWatch, "cluster-no-watch", false, "do not watch the Node: a re-registered or overwritten Node is repaired at the next heartbeat instead of at once")
@@ -84,9 +74,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.probes, "probes", true, "run the host probes (kernel, container runtime, storage and networking checks)")
 	fs.StringVar(&o.tags, "tags", "", "comma-separated host tags the host cannot tell itself (eks-auto, hybrid); the os-release ID is always added")
 
-	fs.BoolVar(&o.nvml, "nvml", true, "on NVIDIA nodes, check the GPUs through NVML (libnvidia-ml.so.1); XIDs are read from kmsg either way")
 	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of libnvidia-ml.so.1 (default: the dynamic linker's search path; e.g. /run/nvidia/driver/usr/lib64/libnvidia-ml.so.1 with the GPU operator's driver container)")
-	fs.DurationVar(&o.nvmlInterval, "nvml-interval", time.Minute, "how often NVML counters are polled (XID events are read as they happen)")
 
 	fs.StringVar(&o.helperSocket, "privileged-helper", "", "socket of nodehealthd's privileged helper, which does the probes' privileged reads "+
 		"(the systemd unit sets "+privhelper.DefaultSocket+"); empty: do them in this process")

@@ -96,8 +96,8 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	rec := record(t, c, node)
 	// A budget large enough that forty back-to-back samples measure
 	// latency, not the write budget (which TestWriteBudget checks).
-	a.start("--kubeconfig", kubeconfig, "--cluster-write-burst", "1000", "--cluster-writes-per-minute", "6000",
-		"--event-burst", "1000", "--events-per-minute", "6000")
+	a.writeConfig("cluster: {writeBurst: 1000, writesPerMinute: 6000, eventBurst: 1000, eventsPerMinute: 6000}\n")
+	a.start("--kubeconfig", kubeconfig)
 	a.connected(30 * time.Second)
 
 	kmsg := func(msg string) time.Time {
@@ -718,7 +718,7 @@ EOF
 
 // TestHungExecPluginIsKilledAndReported: an exec credential plugin that
 // hangs in a child process, printing secrets to stderr, is killed with its
-// child after --cluster-exec-timeout; the daemon says it cannot
+// child after cluster.execTimeout; the daemon says it cannot
 // authenticate in nodehealthctl status and /readyz, logs the failure once
 // and without the secrets, and publishes once the plugin answers.
 func TestHungExecPluginIsKilledAndReported(t *testing.T) {
@@ -767,7 +767,8 @@ wait
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	a.start("--node-name", node, "--cluster-exec-timeout", "1s", "--metrics-address", addr)
+	a.writeConfig("cluster: {execTimeout: 1s}\n")
+	a.start("--node-name", node, "--metrics-address", addr)
 
 	eventually(t, 30*time.Second, "the link says the publisher cannot authenticate", func() (bool, string) {
 		st := a.state()
@@ -916,9 +917,9 @@ func TestHealthyNodeRequestsPerHour(t *testing.T) {
 	a.useNodeCert(c)
 	// This machine's clock is not NTP-synchronised, which the clock probe
 	// reports as a Warning: switched off, the node is healthy.
-	a.writeConfig("probes:\n  clock-sync: {enabled: false}\n")
 	const hb = 2 * time.Second
-	a.start("--cluster-heartbeat", hb.String())
+	a.writeConfig("probes:\n  clock-sync: {enabled: false}\ncluster: {heartbeat: " + hb.String() + "}\n")
+	a.start()
 	a.connected(30 * time.Second)
 	connectedAt := time.Now()
 	time.Sleep(3 * time.Second)

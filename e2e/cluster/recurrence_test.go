@@ -32,9 +32,8 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	// An NVIDIA node (the driver column EKS's agent reads), so that
 	// AcceleratedHardwareReady is monitored; NVML is not there to ask.
 	write(t, filepath.Join(a.root, "proc/bus/pci/devices"), "3b00\t10de2330\t0\tnvidia\n")
-	a.writeConfig("reasons:\n  NvidiaXID79Error:\n    escalate: {afterReboots: 2, within: 24h, reason: NvidiaDeviceCountMismatch}\n")
+	a.writeConfig("nvml: {enabled: false}\nreasons:\n  NvidiaXID79Error:\n    escalate: {afterReboots: 2, within: 24h, reason: NvidiaDeviceCountMismatch}\n")
 	a.useNodeCert(c)
-	a.args = []string{"--nvml=false"}
 	rec := record(t, c, node)
 	gpu := func(n *corev1.Node) *corev1.NodeCondition { return cond(n, "AcceleratedHardwareReady") }
 	reboot := func(boot string, kmsg string, ago time.Duration) {

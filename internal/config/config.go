@@ -45,6 +45,10 @@ type Config struct {
 	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
 	// Diagnostics configures automatic bundles and the console summary.
 	Diagnostics Diagnostics `yaml:"diagnostics,omitempty"`
+	// Cluster tunes publishing to the API server.
+	Cluster ClusterSettings `yaml:"cluster,omitempty"`
+	// NVML tunes the GPU checks on NVIDIA nodes.
+	NVML NVMLSettings `yaml:"nvml,omitempty"`
 	// MemoryLimit is the daemon's soft memory limit (see MemoryLimitBytes):
 	// "48MiB", "1GiB", "off". Empty is DefaultMemoryLimit.
 	MemoryLimit string `yaml:"memoryLimit,omitempty"`
@@ -80,19 +84,16 @@ type Sources struct {
 
 // JournalSource configures the journal reader.
 type JournalSource struct {
-	Enabled *bool `yaml:"enabled,omitempty"`
+	Toggle `yaml:",inline"`
 	// PollInterval: the journal is read this often even though sd-journal
 	// reported no change; 0 is the reader's default.
 	PollInterval time.Duration `yaml:"pollInterval,omitempty"`
 }
 
-// On reports whether the journal reader runs (the default).
-func (j JournalSource) On() bool { return j.Enabled == nil || *j.Enabled }
-
 // FilesSource configures the log file tailer. Its intervals are the safety
 // net for the changes inotify does not report; 0 is the tailer's default.
 type FilesSource struct {
-	Enabled *bool `yaml:"enabled,omitempty"`
+	Toggle `yaml:",inline"`
 	// PollInterval: every file is read this often even though no event
 	// named it.
 	PollInterval time.Duration `yaml:"pollInterval,omitempty"`
@@ -101,12 +102,9 @@ type FilesSource struct {
 	RescanInterval time.Duration `yaml:"rescanInterval,omitempty"`
 }
 
-// On reports whether the tailer runs (the default).
-func (f FilesSource) On() bool { return f.Enabled == nil || *f.Enabled }
-
 // KmsgSource configures /dev/kmsg reading.
 type KmsgSource struct {
-	Enabled *bool `yaml:"enabled,omitempty"`
+	Toggle `yaml:",inline"`
 	// Facilities keeps only records of these syslog facilities; empty
 	// keeps all (userspace writes to /dev/kmsg carry facility 1).
 	Facilities []int `yaml:"facilities,omitempty"`
@@ -158,6 +156,9 @@ func Parse(b []byte, name string) (*Config, error) {
 			errs = append(errs, &problems.Problem{File: name, Line: c.lines["conditions."+t], Err: fmt.Errorf("conditions.%s: not a condition type", t)})
 		}
 	}
+	if key, err := c.Cluster.Check(); err != nil {
+		errs = append(errs, &problems.Problem{File: name, Line: c.lines["cluster."+key], Err: fmt.Errorf("cluster.%s: %w", key, err)})
+	}
 	if key, err := c.Diagnostics.validate(); err != nil {
 		errs = append(errs, &problems.Problem{File: name, Line: c.lines["diagnostics."+key], Err: fmt.Errorf("diagnostics.%s: %w", key, err)})
 	}
@@ -179,6 +180,7 @@ func (c *Config) checkIntervals() []error {
 		errs = append(errs, &problems.Problem{File: c.file, Line: c.lines[lineKey], Err: fmt.Errorf("%s: %v: want %s", key, d, want)})
 	}
 	check("housekeepingInterval", "housekeepingInterval", c.HousekeepingInterval, MaxHousekeepingInterval)
+	check("nvml.interval", "nvml.interval", c.NVML.Interval, 0)
 	check("sources.journal.pollInterval", "sources.journal", c.Sources.Journal.PollInterval, 0)
 	check("sources.files.pollInterval", "sources.files", c.Sources.Files.PollInterval, 0)
 	check("sources.files.rescanInterval", "sources.files", c.Sources.Files.RescanInterval, 0)

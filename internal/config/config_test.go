@@ -203,3 +203,24 @@ func TestRulesDirFor(t *testing.T) {
 		t.Errorf("default: %q", got)
 	}
 }
+
+func TestClusterAndNVMLSections(t *testing.T) {
+	c, err := Parse([]byte("cluster: {heartbeat: 2s, writeBurst: 3}\nnvml: {enabled: false, interval: 30s}\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Cluster.WithDefaults()
+	if s.Heartbeat != 2*time.Second || s.WriteBurst != 3 || s.EventBurst != DefaultEventBurst || s.ExecTimeout != DefaultExecTimeout {
+		t.Errorf("cluster settings %+v", s)
+	}
+	if c.NVML.On() || c.NVML.PollInterval() != 30*time.Second {
+		t.Errorf("nvml %+v", c.NVML)
+	}
+	if (&Config{}).NVML.PollInterval() != DefaultNVMLInterval {
+		t.Error("nvml interval default")
+	}
+	_, err = Parse([]byte("cluster:\n  heartbeat: 10ms\nnvml:\n  interval: 1ms\n"), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:2: cluster.heartbeat") || !strings.Contains(err.Error(), "c.yaml:4: nvml.interval") {
+		t.Errorf("want both problems with their lines, got %v", err)
+	}
+}

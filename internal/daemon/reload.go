@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 )
@@ -50,6 +51,11 @@ func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
 	d.stage.SetHistory(history)
 	d.inputs = set.Inputs()
 	d.dirty = true
+	for _, p := range d.opts.Publishers {
+		if r, ok := p.(publish.Reconfigurable); ok {
+			r.Reconfigure(cfg)
+		}
+	}
 }
 
 // reloadAndReport reloads after a signal or file change and reports whether

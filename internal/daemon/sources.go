@@ -12,7 +12,7 @@ import (
 func DefaultSources(sc SourceContext) []source.Source {
 	var out []source.Source
 	srcCfg := sc.Config.Sources
-	if sc.Inputs.Kmsg && (srcCfg.Kmsg.Enabled == nil || *srcCfg.Kmsg.Enabled) {
+	if sc.Inputs.Kmsg && srcCfg.Kmsg.On() {
 		out = append(out, kmsg.New(kmsg.Config{Root: sc.Root, Device: sc.KmsgDevice, Facilities: srcCfg.Kmsg.Facilities, BootID: sc.BootID, BootTime: sc.BootTime}))
 	}
 	if len(sc.Inputs.Identifiers)+len(sc.Inputs.Units) > 0 && srcCfg.Journal.On() {

@@ -28,7 +28,7 @@ const (
 	ReasonXIDWarningTemplate = "NvidiaXID${xid}Warning"
 )
 
-// pollPeriod is the default --nvml-interval, as documented for the polled
+// pollPeriod is the default nvml.interval of config.yaml, as documented for the polled
 // reasons.
 const pollPeriod = time.Minute
 

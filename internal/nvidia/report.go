@@ -72,7 +72,7 @@ func (r Report) nvmlLine(stamp func(time.Time) string) string {
 	s := r.NVML
 	switch {
 	case !s.Enabled:
-		return "NVML: checks switched off (--nvml=false); XIDs are still read from the kernel log"
+		return "NVML: checks switched off (nvml.enabled: false in config.yaml); XIDs are still read from the kernel log"
 	case s.Hung != "":
 		return fmt.Sprintf("NVML: HUNG in %s since %s; the readings below are from the poll at %s", s.Hung, stamp(s.HungSince), stamp(s.LastPoll))
 	case !s.Available:

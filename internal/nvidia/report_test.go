@@ -55,7 +55,7 @@ func TestReportSaysWhyNVMLIsNotRead(t *testing.T) {
 		st   Status
 		want string
 	}{
-		{Status{}, "NVML: checks switched off (--nvml=false)"},
+		{Status{}, "NVML: checks switched off (nvml.enabled: false in config.yaml)"},
 		{Status{Enabled: true, LastError: "NVML: the NVIDIA kernel driver is not loaded", FailingSince: at},
 			"NVML: UNAVAILABLE since 12:00: NVML: the NVIDIA kernel driver is not loaded\n"},
 		{Status{Enabled: true, Hung: "read GPU 0000:10:00", HungSince: at, LastPoll: at.Add(-time.Minute)},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -86,6 +87,13 @@ type Publisher interface {
 // cluster publisher delivers from the state's outbox.
 type Replayer interface {
 	Replay(findings []finding.Finding, cleared []state.Cleared)
+}
+
+// Reconfigurable is implemented by publishers with settings in
+// config.yaml: the pipeline hands them each configuration it installs, at
+// start and after every reload, in the pipeline goroutine (return quickly).
+type Reconfigurable interface {
+	Reconfigure(cfg *config.Config)
 }
 
 // Ticker is implemented by publishers that must know the pipeline is alive

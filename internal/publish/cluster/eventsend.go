@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/config"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
@@ -142,8 +143,35 @@ func (w *worker) flushDropLog(now time.Time) {
 	}
 	for reason, n := range w.dropLog {
 		w.log.Warn("events dropped by the per-reason rate limit", "reason", reason, "dropped", n,
-			"dropped_total", w.events.dropped[reason], "limit", fmt.Sprintf("%d distinct events waiting", w.cfg.MaxEventsPerReason))
+			"dropped_total", w.events.dropped[reason], "limit", fmt.Sprintf("%d distinct events waiting", w.cfg.MaxPendingEventsPerReason))
 	}
 	clear(w.dropLog)
 	w.dropLogAt = now.Add(time.Minute)
+}
+
+// reconfigure applies a new cluster section: budgets start full at their
+// new size, and a shorter heartbeat is due from the last write.
+func (w *worker) reconfigure(s config.ClusterSettings) {
+	old := w.cfg.ClusterSettings
+	w.cfg.ClusterSettings = s
+	now := time.Now()
+	if s.WriteBurst != old.WriteBurst || s.WritesPerMinute != old.WritesPerMinute {
+		w.budget = newBucket(s.WriteBurst, s.WritesPerMinute, now)
+	}
+	if s.EventBurst != old.EventBurst || s.EventsPerMinute != old.EventsPerMinute || s.MaxPendingEventsPerReason != old.MaxPendingEventsPerReason {
+		w.events.burst, w.events.perMinute, w.events.maxPerReason = s.EventBurst, s.EventsPerMinute, s.MaxPendingEventsPerReason
+		clear(w.events.reasons)
+	}
+	if s.Heartbeat < old.Heartbeat && !w.lastWrite.IsZero() {
+		w.heartbeat = minTime(w.heartbeat, w.lastWrite.Add(s.Heartbeat))
+	}
+	w.log.Info("cluster settings changed", "heartbeat", s.Heartbeat, "write_burst", s.WriteBurst, "writes_per_minute", s.WritesPerMinute,
+		"event_burst", s.EventBurst, "events_per_minute", s.EventsPerMinute, "max_pending_events_per_reason", s.MaxPendingEventsPerReason)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

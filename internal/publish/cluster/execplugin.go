@@ -25,11 +25,6 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/redact"
 )
 
-// DefaultExecTimeout bounds one run of a kubeconfig exec credential plugin
-// (`aws eks get-token` answers in a second or two; a cold instance
-// metadata service may take several).
-const DefaultExecTimeout = 30 * time.Second
-
 // Bounds on what a plugin may print: stdout is one ExecCredential, stderr
 // goes to the log.
 const (

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -115,7 +116,7 @@ func TestExecPluginTimeoutKillsProcessGroup(t *testing.T) {
 	kc := execKubeconfig(t, dir, srv.URL, hangingPlugin(t, dir))
 	var logs logBuffer
 	const timeout = 500 * time.Millisecond
-	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ExecTimeout: timeout}, kc, debugLogger(&logs))
+	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ClusterSettings: config.ClusterSettings{ExecTimeout: timeout}}, kc, debugLogger(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestExecPluginFailureNamesStderr(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs logBuffer
-	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ExecTimeout: time.Minute}, execKubeconfig(t, dir, "https://127.0.0.1:1", path), debugLogger(&logs))
+	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ClusterSettings: config.ClusterSettings{ExecTimeout: time.Minute}}, execKubeconfig(t, dir, "https://127.0.0.1:1", path), debugLogger(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ exec "`+dir+`/get-token"
 	defer srv.Close()
 	var logs logBuffer
 	p, err := New(Config{Kubeconfig: execKubeconfig(t, dir, srv.URL, plugin), NodeName: "node-1", NoWatch: true,
-		ExecTimeout: 300 * time.Millisecond, Logger: debugLogger(&logs)})
+		ClusterSettings: config.ClusterSettings{ExecTimeout: 300 * time.Millisecond}, Logger: debugLogger(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","s
 		fmt.Fprint(w, `{"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`)
 	}))
 	defer srv.Close()
-	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ExecTimeout: time.Minute}, execKubeconfig(t, dir, srv.URL, path), slog.Default())
+	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ClusterSettings: config.ClusterSettings{ExecTimeout: time.Minute}}, execKubeconfig(t, dir, srv.URL, path), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

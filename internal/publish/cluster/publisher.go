@@ -20,21 +20,16 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultHeartbeat          = 5 * time.Minute
-	DefaultDebounce           = 200 * time.Millisecond
-	DefaultDiscoverInterval   = time.Minute
-	DefaultFileCheckInterval  = 30 * time.Second
-	DefaultWriteBurst         = 20
-	DefaultWritesPerMinute    = 12
-	DefaultEventBurst         = 5
-	DefaultEventsPerMinute    = 1
-	DefaultMaxEventsPerReason = 20
+	DefaultDebounce          = 200 * time.Millisecond
+	DefaultDiscoverInterval  = time.Minute
+	DefaultFileCheckInterval = 30 * time.Second
 )
 
 // heartbeatJitter spreads heartbeats over [1, 1.2) × Heartbeat, as the
@@ -65,9 +60,10 @@ type Config struct {
 	Kubeconfig string
 	// NodeName overrides the node name.
 	NodeName string
-	// Heartbeat is how often unchanged conditions are written again to
-	// refresh lastHeartbeatTime (jittered up to +20%).
-	Heartbeat time.Duration
+	// ClusterSettings are config.yaml's cluster section (heartbeat, write
+	// and event budgets, exec plugin timeout); Reconfigure applies a new
+	// one to a running publisher.
+	config.ClusterSettings
 	// Debounce is the least time between two condition writes, so that a
 	// burst of changes becomes one write.
 	Debounce time.Duration
@@ -81,23 +77,9 @@ type Config struct {
 	// certificate are checked for changes (a few stat calls): the kubelet
 	// rotates its certificate long before the old one expires.
 	FileCheckInterval time.Duration
-	// WriteBurst and WritesPerMinute are the node's write budget for all
-	// writes (condition patches and events).
-	WriteBurst      int
-	WritesPerMinute float64
-	// EventBurst and EventsPerMinute are each reason's event budget.
-	EventBurst      int
-	EventsPerMinute float64
-	// MaxEventsPerReason bounds the distinct events of one reason waiting
-	// for budget or for the API server; beyond it findings are dropped and
-	// counted.
-	MaxEventsPerReason int
 	// NoWatch turns off the watch on the Node; re-registration and
 	// overwrites are then repaired at the next heartbeat.
 	NoWatch bool
-	// ExecTimeout bounds one run of the kubeconfig's exec credential
-	// plugin; it is killed after that.
-	ExecTimeout time.Duration
 	// UserAgent identifies the daemon in API server logs.
 	UserAgent string
 	Logger    *slog.Logger
@@ -121,7 +103,7 @@ type Observer interface {
 const (
 	WriteNodeStatus = "node_status"
 	WriteEvent      = "event"
-	// DropRateLimited: the reason already had MaxEventsPerReason distinct
+	// DropRateLimited: the reason already had MaxPendingEventsPerReason distinct
 	// events waiting.
 	DropRateLimited = "rate_limited"
 	// DropRejected: the API server refused the event for good (invalid).
@@ -150,7 +132,9 @@ type Publisher struct {
 	// seenState is set by the first Publish: only that one shows the link
 	// of the previous run; later ones show our own reports.
 	seenState bool
-	wake      chan struct{}
+	// settings is a new cluster section from Reconfigure, not yet applied.
+	settings *config.ClusterSettings
+	wake     chan struct{}
 
 	// testAPI replaces the API server connection in unit tests.
 	testAPI api
@@ -164,16 +148,10 @@ var (
 // New checks cfg and returns a Publisher; nothing happens until Start.
 func New(cfg Config) (*Publisher, error) {
 	// Zero means the default.
-	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.ClusterSettings = cfg.ClusterSettings.WithDefaults()
 	cfg.Debounce = cmp.Or(cfg.Debounce, DefaultDebounce)
 	cfg.DiscoverInterval = cmp.Or(cfg.DiscoverInterval, DefaultDiscoverInterval)
 	cfg.FileCheckInterval = cmp.Or(cfg.FileCheckInterval, DefaultFileCheckInterval)
-	cfg.WriteBurst = cmp.Or(cfg.WriteBurst, DefaultWriteBurst)
-	cfg.WritesPerMinute = cmp.Or(cfg.WritesPerMinute, DefaultWritesPerMinute)
-	cfg.EventBurst = cmp.Or(cfg.EventBurst, DefaultEventBurst)
-	cfg.EventsPerMinute = cmp.Or(cfg.EventsPerMinute, DefaultEventsPerMinute)
-	cfg.MaxEventsPerReason = cmp.Or(cfg.MaxEventsPerReason, DefaultMaxEventsPerReason)
-	cfg.ExecTimeout = cmp.Or(cfg.ExecTimeout, DefaultExecTimeout)
 	cfg.Root = cmp.Or(cfg.Root, "/")
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, Component)
 	if cfg.Logger == nil {
@@ -182,23 +160,33 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
+	if key, err := cfg.ClusterSettings.Check(); err != nil {
+		return nil, fmt.Errorf("cluster.%s: %w", key, err)
+	}
 	switch {
-	case cfg.Heartbeat < time.Second:
-		return nil, fmt.Errorf("cluster heartbeat %v: must be at least 1s", cfg.Heartbeat)
 	case cfg.DiscoverInterval < time.Second || cfg.FileCheckInterval < time.Second:
 		return nil, fmt.Errorf("cluster discover interval %v and file check interval %v: must be at least 1s", cfg.DiscoverInterval, cfg.FileCheckInterval)
 	case cfg.Debounce < 0:
 		return nil, fmt.Errorf("cluster debounce %v: must not be negative", cfg.Debounce)
-	case cfg.WriteBurst < 1 || cfg.WritesPerMinute <= 0:
-		return nil, fmt.Errorf("cluster write budget: burst %d and rate %v/min must be positive", cfg.WriteBurst, cfg.WritesPerMinute)
-	case cfg.EventBurst < 1 || cfg.EventsPerMinute <= 0:
-		return nil, fmt.Errorf("event budget: burst %d and rate %v/min must be positive", cfg.EventBurst, cfg.EventsPerMinute)
-	case cfg.MaxEventsPerReason < 1:
-		return nil, fmt.Errorf("max events per reason %d: must be positive", cfg.MaxEventsPerReason)
-	case cfg.ExecTimeout < 0:
-		return nil, fmt.Errorf("exec credential plugin timeout %v: must not be negative", cfg.ExecTimeout)
 	}
 	return &Publisher{cfg: cfg, log: cfg.Logger.With("subsystem", "cluster"), wake: make(chan struct{}, 1)}, nil
+}
+
+// Reconfigure implements publish.Reconfigurable: config.yaml's cluster
+// section, at start and after every reload. The worker applies it at its
+// next turn.
+func (p *Publisher) Reconfigure(cfg *config.Config) {
+	s := cfg.Cluster.WithDefaults()
+	if _, err := s.Check(); err != nil {
+		return // config.Parse refused it; the daemon kept the last good config
+	}
+	p.mu.Lock()
+	p.settings = &s
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Publish takes the conditions and the new outbox records of a commit. It
@@ -235,7 +223,7 @@ func (p *Publisher) Start(ctx context.Context, fb publish.Feedback) {
 	w := &worker{
 		p: p, cfg: &p.cfg, fb: fb, log: p.log,
 		eventSync: eventSync{
-			events:  newEventQueue(p.cfg.EventBurst, p.cfg.EventsPerMinute, p.cfg.MaxEventsPerReason),
+			events:  newEventQueue(p.cfg.EventBurst, p.cfg.EventsPerMinute, p.cfg.MaxPendingEventsPerReason),
 			budget:  newBucket(p.cfg.WriteBurst, p.cfg.WritesPerMinute, time.Now()),
 			dropLog: map[string]int{},
 		},
@@ -379,7 +367,12 @@ func (w *worker) take() {
 	w.p.inbox = nil
 	prior := w.p.prior
 	w.p.prior = nil
+	settings := w.p.settings
+	w.p.settings = nil
 	w.p.mu.Unlock()
+	if settings != nil && *settings != w.cfg.ClusterSettings {
+		w.reconfigure(*settings)
+	}
 	if prior != nil {
 		w.events.droppedTotal += prior.EventsDropped
 		w.events.restore(prior.Events, time.Now())

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -287,7 +288,7 @@ func TestPublisherDebouncesConditionWrites(t *testing.T) {
 
 func TestPublisherHeartbeat(t *testing.T) {
 	f := &fakeAPI{}
-	p, _ := start(t, Config{Heartbeat: time.Second}, f)
+	p, _ := start(t, Config{ClusterSettings: config.ClusterSettings{Heartbeat: time.Second}}, f)
 	p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
 	waitUntil(t, 3500*time.Millisecond, "two heartbeats", func() bool { ps, _, _ := f.snapshot(); return len(ps) >= 3 })
 	f.mu.Lock()
@@ -361,7 +362,7 @@ func TestPublisherEventsFoldAndCountUp(t *testing.T) {
 // starved.
 func TestPublisherEventRateLimitPerReason(t *testing.T) {
 	f := &fakeAPI{}
-	p, fb := start(t, Config{EventBurst: 3, EventsPerMinute: 0.001, MaxEventsPerReason: 5}, f)
+	p, fb := start(t, Config{ClusterSettings: config.ClusterSettings{EventBurst: 3, EventsPerMinute: 0.001, MaxPendingEventsPerReason: 5}}, f)
 	t0 := time.Now()
 	st := &state.State{}
 	for i := range 10 {
@@ -414,7 +415,7 @@ func TestBucket(t *testing.T) {
 // backlog would wait for minutes once the API server is back.
 func TestPublisherOutageKeepsReasonBudget(t *testing.T) {
 	f := &fakeAPI{eventFails: 4}
-	p, fb := start(t, Config{EventBurst: 2, EventsPerMinute: 0.001}, f)
+	p, fb := start(t, Config{ClusterSettings: config.ClusterSettings{EventBurst: 2, EventsPerMinute: 0.001}}, f)
 	t0 := time.Now()
 	st := &state.State{Outbox: []state.Outbound{warning(1, "a", t0), warning(2, "b", t0)}}
 	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
@@ -616,4 +617,20 @@ func TestPublisherRejectedEventDroppedAndObserved(t *testing.T) {
 	if l, _ := fb.last(); l.EventsDropped != 3 {
 		t.Errorf("link counts %d dropped, want 3", l.EventsDropped)
 	}
+}
+
+// config.yaml's cluster section applies to a running publisher: a shorter
+// heartbeat is due from the last write, not after the old one.
+func TestPublisherReconfigureHeartbeat(t *testing.T) {
+	f := &fakeAPI{}
+	var cfg Config
+	cfg.Heartbeat = time.Hour
+	p, _ := start(t, cfg, f)
+	since := time.Now().Add(-time.Minute)
+	p.Publish(publish.Update{Conditions: conds("", since), State: &state.State{}})
+	waitUntil(t, 2*time.Second, "first write", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
+	var next config.Config
+	next.Cluster.Heartbeat = time.Second
+	p.Reconfigure(&next)
+	waitUntil(t, 5*time.Second, "heartbeat at the new interval", func() bool { ps, _, _ := f.snapshot(); return len(ps) >= 2 })
 }

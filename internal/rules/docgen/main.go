@@ -160,7 +160,7 @@ func render(w io.Writer, cat *rules.File, infos []reason.Reason) error {
 		p("## Probe and NVML reasons\n\n")
 		p("Probes are periodic host checks rather than log rules: each is configured in `config.yaml`\n")
 		p("under `probes.<probe>` (`enabled`, `period` and its own thresholds). The NVML detector runs on\n")
-		p("NVIDIA nodes; the daemon's `--nvml` and `--nvml-interval` flags switch it and set its poll\n")
+		p("NVIDIA nodes; `nvml: {enabled, interval}` in config.yaml switches it and sets its poll\n")
 		p("period. Any of these reasons can be switched off (`reasons.<Reason>.enabled: false`), given\n")
 		p("another severity (`reasons.<Reason>.severity`), a threshold (`reasons.<Reason>.threshold`: only\n")
 		p("the count-th failing check or event within the window becomes a finding) or a recovery\n")
@@ -212,7 +212,7 @@ func detectorSource(in reason.Reason) string {
 	case isProbe:
 		return fmt.Sprintf("host probe `%s`, every %s by default (config `probes.%s`)", name, human(in.Period), name)
 	case in.Detector == "nvml" && in.Period != 0:
-		return fmt.Sprintf("NVML, polled every %s by default (`--nvml-interval`)", human(in.Period))
+		return fmt.Sprintf("NVML, polled every %s by default (`nvml.interval` in config.yaml)", human(in.Period))
 	case in.Detector == "nvml":
 		return "NVML, raised as it happens (not polled)"
 	case in.Period != 0:

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// ClusterSettings tune publishing to the API server (internal/publish/
+// cluster). Zero fields are the defaults below; they apply again on every
+// reload.
+type ClusterSettings struct {
+	// Heartbeat is how often unchanged conditions are written again to
+	// refresh lastHeartbeatTime (jittered up to +20%).
+	Heartbeat time.Duration `yaml:"heartbeat,omitempty"`
+	// WriteBurst and WritesPerMinute are the node's budget for all writes
+	// (condition patches and events).
+	WriteBurst      int     `yaml:"writeBurst,omitempty"`
+	WritesPerMinute float64 `yaml:"writesPerMinute,omitempty"`
+	// EventBurst and EventsPerMinute are each reason's event budget.
+	EventBurst      int     `yaml:"eventBurst,omitempty"`
+	EventsPerMinute float64 `yaml:"eventsPerMinute,omitempty"`
+	// MaxPendingEventsPerReason bounds the distinct events of one reason
+	// waiting for budget or the API server; more are dropped and counted.
+	MaxPendingEventsPerReason int `yaml:"maxPendingEventsPerReason,omitempty"`
+	// ExecTimeout bounds one run of the kubeconfig's exec credential
+	// plugin (aws eks get-token); it is killed after that.
+	ExecTimeout time.Duration `yaml:"execTimeout,omitempty"`
+}
+
+// Defaults of ClusterSettings.
+const (
+	DefaultHeartbeat                 = 5 * time.Minute
+	DefaultWriteBurst                = 20
+	DefaultWritesPerMinute           = 12
+	DefaultEventBurst                = 5
+	DefaultEventsPerMinute           = 1
+	DefaultMaxPendingEventsPerReason = 20
+	DefaultExecTimeout               = 30 * time.Second
+)
+
+// WithDefaults returns s with its zero fields set to the defaults.
+func (s ClusterSettings) WithDefaults() ClusterSettings {
+	or := func(v, d float64) float64 {
+		if v == 0 {
+			return d
+		}
+		return v
+	}
+	s.Heartbeat = time.Duration(or(float64(s.Heartbeat), float64(DefaultHeartbeat)))
+	s.WriteBurst = int(or(float64(s.WriteBurst), DefaultWriteBurst))
+	s.WritesPerMinute = or(s.WritesPerMinute, DefaultWritesPerMinute)
+	s.EventBurst = int(or(float64(s.EventBurst), DefaultEventBurst))
+	s.EventsPerMinute = or(s.EventsPerMinute, DefaultEventsPerMinute)
+	s.MaxPendingEventsPerReason = int(or(float64(s.MaxPendingEventsPerReason), DefaultMaxPendingEventsPerReason))
+	s.ExecTimeout = time.Duration(or(float64(s.ExecTimeout), float64(DefaultExecTimeout)))
+	return s
+}
+
+// Check returns the key and the problem of the first invalid field; zero
+// fields are valid (the defaults).
+func (s ClusterSettings) Check() (key string, err error) {
+	switch {
+	case s.Heartbeat != 0 && s.Heartbeat < time.Second:
+		return "heartbeat", fmt.Errorf("%v: want at least 1s", s.Heartbeat)
+	case s.WriteBurst < 0:
+		return "writeBurst", fmt.Errorf("%d: must be positive", s.WriteBurst)
+	case s.WritesPerMinute < 0:
+		return "writesPerMinute", fmt.Errorf("%v: must be positive", s.WritesPerMinute)
+	case s.EventBurst < 0:
+		return "eventBurst", fmt.Errorf("%d: must be positive", s.EventBurst)
+	case s.EventsPerMinute < 0:
+		return "eventsPerMinute", fmt.Errorf("%v: must be positive", s.EventsPerMinute)
+	case s.MaxPendingEventsPerReason < 0:
+		return "maxPendingEventsPerReason", fmt.Errorf("%d: must be positive", s.MaxPendingEventsPerReason)
+	case s.ExecTimeout < 0:
+		return "execTimeout", fmt.Errorf("%v: must not be negative", s.ExecTimeout)
+	}
+	return "", nil
+}
+
+// NVMLSettings tune the GPU checks through NVML on NVIDIA nodes
+// (internal/nvidia). They apply again on every reload; XIDs are read from
+// kmsg whatever they say.
+type NVMLSettings struct {
+	Toggle `yaml:",inline"`
+	// Interval is how often NVML counters are polled; 0 is DefaultNVMLInterval.
+	Interval time.Duration `yaml:"interval,omitempty"`
+}
+
+// DefaultNVMLInterval is NVMLSettings.Interval's default.
+const DefaultNVMLInterval = time.Minute
+
+// PollInterval is Interval or its default.
+func (n NVMLSettings) PollInterval() time.Duration {
+	if n.Interval == 0 {
+		return DefaultNVMLInterval
+	}
+	return n.Interval
+}
