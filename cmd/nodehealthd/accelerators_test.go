@@ -62,7 +62,7 @@ func TestAcceleratorsNothingElsewhere(t *testing.T) {
 		root string
 		on   bool
 	}{
-		"no GPU":       {accelRoot(t, "0x1d0f", "0x020000"), true},
+		"no GPU":              {accelRoot(t, "0x1d0f", "0x020000"), true},
 		"nvml.enabled: false": {accelRoot(t, "0x10de", "0x030200"), false},
 	} {
 		if names := accelSetup(t, c.root, c.on); len(names) != 1 || names[0] != "other" {
@@ -79,9 +79,9 @@ func TestAcceleratorsPublishGPUStatus(t *testing.T) {
 		on, want bool
 		vendor   string
 	}{
-		"NVIDIA":              {on: true, want: true, vendor: "0x10de"},
+		"NVIDIA":                     {on: true, want: true, vendor: "0x10de"},
 		"NVIDIA nvml.enabled: false": {on: false, want: true, vendor: "0x10de"},
-		"no GPU":              {on: true, want: false, vendor: "0x1d0f"},
+		"no GPU":                     {on: true, want: false, vendor: "0x1d0f"},
 	} {
 		o := defaultOptions()
 		o.root = accelRoot(t, c.vendor, "0x030200")
