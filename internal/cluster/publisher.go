@@ -23,6 +23,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/host"
@@ -107,6 +108,13 @@ type Config struct {
 	// UserAgent identifies the daemon in API server logs.
 	UserAgent string
 	Logger    *slog.Logger
+	// OnConnect, if set, is called from the worker each time it connects
+	// (at start, and again after the kubeconfig or the client certificate
+	// changed) with the client configuration and the node name, so that
+	// other clients act as the same node without discovering it again
+	// (internal/nodediag). ctx ends when that connection is dropped. It
+	// must return at once.
+	OnConnect func(ctx context.Context, rc *rest.Config, node string)
 }
 
 // Publisher implements publish.Publisher and publish.Starter.
@@ -233,6 +241,7 @@ type worker struct {
 	certStamp      fileStamp
 	obs            *obsSlot
 	stopWatch      context.CancelFunc
+	stopConn       context.CancelFunc
 	noKubeconfig   bool
 
 	// conditions
@@ -402,6 +411,11 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 	w.written, w.lastNode, w.uid, w.absent = nil, nil, "", false
 	w.retryAt, w.failures, w.eventRetryAt, w.eventFailures = now, 0, now, 0
 	w.startWatch(ctx)
+	if w.cfg.OnConnect != nil {
+		cctx, cancel := context.WithCancel(ctx)
+		w.stopConn = cancel
+		w.cfg.OnConnect(cctx, rest.CopyConfig(creds.config), node)
+	}
 }
 
 func (w *worker) startWatch(ctx context.Context) {
@@ -419,6 +433,10 @@ func (w *worker) disconnect() {
 	if w.stopWatch != nil {
 		w.stopWatch()
 		w.stopWatch = nil
+	}
+	if w.stopConn != nil {
+		w.stopConn()
+		w.stopConn = nil
 	}
 	w.obs, w.api, w.creds = nil, nil, nil
 	w.nextDiscover = time.Time{}
