@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+
+	"k8s.io/client-go/rest"
 
 	"github.com/nodehealthd/nodehealthd/internal/cluster"
 )
@@ -43,6 +46,14 @@ func init() {
 			cfg.Root = e.root
 			cfg.Logger = e.log
 			cfg.UserAgent = "nodehealthd/" + version
+			// Requests from the cluster (requests.go) act as the node
+			// this publisher found; they are set up after it.
+			cfg.OnConnect = func(ctx context.Context, rc *rest.Config, node string) {
+				if requests != nil {
+					requests.Connect(ctx, rc, node)
+				}
+			}
+			clusterOn = true
 			p, err := cluster.New(cfg)
 			if err != nil {
 				return err

@@ -64,5 +64,5 @@ func setupDiagnostics(e *env) error {
 		console.Configure(d.ConsoleOn(), d.BundleDir())
 		return append(dets, capturer.Detector())
 	}
-	return nil
+	return setupRequests(e, opts)
 }
