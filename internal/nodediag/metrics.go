@@ -21,7 +21,7 @@ var (
 	}, []string{"why"})
 	errorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "request_errors_total",
-		Help: "Failures around requested captures that are not a capture's result, by what failed (status, record, remove).",
+		Help: "Failures around requested captures that are not a capture's result, by what failed (status, record, remove, dir, client).",
 	}, []string{"what"})
 )
 

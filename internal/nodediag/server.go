@@ -391,7 +391,7 @@ func (s *Server) collect(ctx context.Context, log *slog.Logger, node string, lc 
 	}
 	var where string
 	if lc.Destination == DestinationNode {
-		s.scheduleRemoval(cfg, node)
+		// The worker's next step schedules its removal.
 		where = fmt.Sprintf("written to %s on the node (removed after %v)", res.Path, s.opts.RemoveAfter)
 	} else {
 		attempts, err := put(ctx, s.opts.HTTP, lc.Destination, res.Path, s.opts.sleep)
