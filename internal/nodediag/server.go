@@ -296,7 +296,7 @@ func (s *Server) writePending(ctx context.Context, c *conn, obj *NodeDiagnostic)
 	cs := CaptureStatus{Type: TypeLog, State: CaptureState{Completed: &p.Completed}}
 	if err := s.patch(ctx, c, obj.Status.with(cs)); err != nil {
 		s.pendingFails++
-		wait := backoff(s.pendingFails, refusedBackoff)
+		wait := backoff(s.pendingFails, 5*time.Minute)
 		s.log.Warn("cannot write the completed capture's status; retrying", "node", c.node, "err", err, "retry_in", wait.Round(time.Second))
 		s.retryAt = s.opts.Now().Add(wait)
 		return

@@ -19,13 +19,16 @@ const (
 )
 
 // Backoff limits by why a list or watch failed. A missing CRD (a cluster
-// without the EKS add-on or packaging/kubernetes/nodediagnostic-crd.yaml)
-// and a refusal (no RBAC) last until an operator acts, and every node of
-// the fleet asks: they are retried rarely.
+// without the EKS add-on or packaging/kubernetes/nodediagnostic-crd.yaml,
+// 404) and a refusal (no RBAC: the API server authorizes before it looks
+// for the resource, so a cluster with neither answers 403) last until an
+// operator acts, are the normal state of most clusters, and every node of
+// the fleet asks: each waits notServedBackoff from the first answer (one
+// list an hour, docs/cluster.md's request budget). A reconnection (a
+// rotated certificate) or a restart asks again at once.
 const (
-	missingBackoff = 10 * time.Minute
-	refusedBackoff = 5 * time.Minute
-	otherBackoff   = 30 * time.Second
+	notServedBackoff = time.Hour
+	otherBackoff     = 30 * time.Second
 )
 
 // listTimeout bounds one list request.
@@ -148,9 +151,9 @@ func (f *follower) failed(ctx context.Context, what string, err error) bool {
 	limit, kind := otherBackoff, ""
 	switch {
 	case apierrors.IsNotFound(err):
-		limit, kind = missingBackoff, "missing"
+		limit, kind = notServedBackoff, "missing"
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-		limit, kind = refusedBackoff, "refused"
+		limit, kind = notServedBackoff, "refused"
 	}
 	watchFailures.WithLabelValues(cmp.Or(kind, "other")).Inc()
 	switch {
@@ -160,11 +163,14 @@ func (f *follower) failed(ctx context.Context, what string, err error) bool {
 		f.log.Info("the API server has no NodeDiagnostic resource (CRD not installed): requests from the cluster are off until it is",
 			"node", f.node, "err", err, "check_every", limit, "install", "packaging/kubernetes/nodediagnostic-crd.yaml")
 	default:
-		f.log.Warn("the API server refuses to let the node read its NodeDiagnostic: requests from the cluster are off until it allows it",
+		f.log.Info("the API server does not let the node read its NodeDiagnostic (RBAC not installed): requests from the cluster are off until it does",
 			"node", f.node, "what", what, "err", err, "retry_max", limit, "install", "packaging/kubernetes/nodediagnostic-rbac.yaml")
 	}
 	if kind != "" {
 		f.quiet = kind
+	}
+	if kind != "" {
+		return f.sleep(ctx, backoff(100, limit))
 	}
 	return f.sleep(ctx, backoff(f.fails, limit))
 }
