@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"github.com/nodehealthd/nodehealthd/internal/cluster"
+	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
 )
 
 // Cluster publishing: conditions on the Node and Warning events, written
@@ -46,6 +46,7 @@ func init() {
 			cfg.Root = e.root
 			cfg.Logger = e.log
 			cfg.UserAgent = "nodehealthd/" + version
+			cfg.Observer = daemonMetrics
 			// Requests from the cluster (requests.go) act as the node
 			// this publisher found; they are set up after it.
 			cfg.OnConnect = func(ctx context.Context, rc *rest.Config, node string) {

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 
-	"github.com/nodehealthd/nodehealthd/internal/cluster"
+	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
 )
 
 // api is the calls the server makes, all on the node's own NodeDiagnostic;
