@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+
+	"k8s.io/client-go/rest"
 
 	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
 )
@@ -22,6 +25,14 @@ func (e *env) setupCluster() error {
 	cfg.Logger = e.log
 	cfg.UserAgent = "nodehealthd/" + version
 	cfg.Observer = e.metrics
+	// Requests from the cluster (requests.go) act as the node this
+	// publisher found; they are set up after it, before it starts.
+	cfg.OnConnect = func(ctx context.Context, rc *rest.Config, node string) {
+		if e.requests != nil {
+			e.requests.Connect(ctx, rc, node)
+		}
+	}
+	e.clusterOn = true
 	p, err := cluster.New(cfg)
 	if err != nil {
 		return err

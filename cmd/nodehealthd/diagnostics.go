@@ -45,5 +45,5 @@ func (e *env) setupDiagnostics() error {
 		console.Configure(d.ConsoleOn(), d.BundleDir())
 		return []detector.Detector{capturer.Detector()}
 	})
-	return nil
+	return e.setupRequests(opts)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/logging"
+	"github.com/nodehealthd/nodehealthd/internal/nodediag"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
 	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
@@ -129,6 +130,10 @@ type env struct {
 	// metricsAddr is the address the endpoint listens on (tests ask for
 	// port 0).
 	metricsAddr net.Addr
+	// clusterOn: cluster publishing is set up; requests serves the
+	// NodeDiagnostics of this node through its connection.
+	clusterOn bool
+	requests  *nodediag.Server
 }
 
 func newEnv(ctx context.Context, log *slog.Logger, o *options, cfg *config.Config, stdout io.Writer) *env {

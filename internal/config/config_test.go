@@ -108,7 +108,8 @@ func TestDiagnosticsDefaultsAndValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := c.Diagnostics
-	if d.BundleDir() != DefaultDiagnosticsDir || d.KeepBundles() != 3 || d.KeepBytes() != 200<<20 || !d.OnFatal.On() || !d.ConsoleOn() {
+	if d.BundleDir() != DefaultDiagnosticsDir || d.KeepBundles() != 3 || d.KeepBytes() != 200<<20 || !d.OnFatal.On() || !d.ConsoleOn() ||
+		!d.Requests.On() || d.Requests.Dir() != DefaultSupportDir {
 		t.Fatalf("defaults: %+v", d)
 	}
 	c, err = Parse([]byte(`diagnostics:
@@ -118,13 +119,15 @@ func TestDiagnosticsDefaultsAndValues(t *testing.T) {
   retention: {bundles: 5, size: 1GiB}
   upload: {s3: "s3://bucket/prefix/{node}/"}
   console: false
+  requests: {enabled: false, nodeDir: /srv/support}
 `), "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	d = c.Diagnostics
 	if d.BundleDir() != "/var/tmp/diag" || d.KeepBundles() != 5 || d.KeepBytes() != 1<<30 || d.OnFatal.On() || d.ConsoleOn() ||
-		!slices.Equal(d.OnWarning, []string{"SoftLockup", "AppCrash"}) || d.Upload.S3 != "s3://bucket/prefix/{node}/" {
+		!slices.Equal(d.OnWarning, []string{"SoftLockup", "AppCrash"}) || d.Upload.S3 != "s3://bucket/prefix/{node}/" ||
+		d.Requests.On() || d.Requests.Dir() != "/srv/support" {
 		t.Fatalf("values: %+v", d)
 	}
 }
@@ -132,6 +135,7 @@ func TestDiagnosticsDefaultsAndValues(t *testing.T) {
 func TestDiagnosticsRejectsBadValues(t *testing.T) {
 	for doc, want := range map[string]string{
 		"diagnostics:\n  dir: relative/dir\n":                   "c.yaml:2: diagnostics.dir",
+		"diagnostics:\n  requests: {nodeDir: support}\n":        "c.yaml:2: diagnostics.requests",
 		"diagnostics:\n  retention: {size: 12XB}\n":             "c.yaml:2: size \"12XB\"",
 		"diagnostics:\n  retention: {bundles: -1}\n":            "c.yaml:2: diagnostics.retention",
 		"diagnostics:\n  upload: {s3: \"https://bucket/p/\"}\n": "c.yaml:2: diagnostics.upload",

@@ -33,6 +33,34 @@ type Diagnostics struct {
 	// Collector is the nodehealthctl binary that collects (default: the
 	// one next to the daemon's executable, else nodehealthctl on $PATH).
 	Collector string `yaml:"collector,omitempty"`
+	// Requests serves captures requested by a NodeDiagnostic
+	// (internal/nodediag); it needs cluster publishing.
+	Requests Requests `yaml:"requests,omitempty"`
+}
+
+// Requests configures captures requested from the cluster.
+type Requests struct {
+	// Enabled watches the node's NodeDiagnostic (default on).
+	Enabled *bool `yaml:"enabled,omitempty"`
+	// NodeDir is where destination "node" leaves the bundle (default
+	// DefaultSupportDir), for download through the kubelet's node proxy.
+	NodeDir string `yaml:"nodeDir,omitempty"`
+}
+
+// DefaultSupportDir is where the EKS node agent leaves a NodeDiagnostic's
+// bundle for destination "node": /var/log is what the kubelet's
+// /logs/ endpoint serves.
+const DefaultSupportDir = "/var/log/support"
+
+// On reports whether requests are served (the default).
+func (r Requests) On() bool { return r.Enabled == nil || *r.Enabled }
+
+// Dir is NodeDir or its default.
+func (r Requests) Dir() string {
+	if r.NodeDir == "" {
+		return DefaultSupportDir
+	}
+	return r.NodeDir
 }
 
 // Retention bounds the bundles kept; the oldest go first.
@@ -93,6 +121,9 @@ var reasonName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*$`)
 func (d Diagnostics) validate() (key string, err error) {
 	if d.Dir != "" && !filepath.IsAbs(d.Dir) {
 		return "dir", fmt.Errorf("%q must be an absolute path", d.Dir)
+	}
+	if d.Requests.NodeDir != "" && !filepath.IsAbs(d.Requests.NodeDir) {
+		return "requests", fmt.Errorf("nodeDir %q must be an absolute path", d.Requests.NodeDir)
 	}
 	if d.Collector != "" && !filepath.IsAbs(d.Collector) {
 		return "collector", fmt.Errorf("%q must be an absolute path", d.Collector)

@@ -44,26 +44,33 @@ var (
 		return s
 	}()
 	coreParams                                  = runtime.NewParameterCodec(coreScheme)
-	coreSerializer runtime.NegotiatedSerializer = jsonOnly{func() runtime.SerializerInfo {
-		js := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, coreScheme, coreScheme, kjson.SerializerOptions{})
-		return runtime.SerializerInfo{
-			MediaType: runtime.ContentTypeJSON, MediaTypeType: "application", MediaTypeSubType: "json",
-			EncodesAsText: true, Serializer: js,
-			StreamSerializer: &runtime.StreamSerializerInfo{EncodesAsText: true, Serializer: js, Framer: kjson.Framer},
-		}
-	}()}
+	coreSerializer runtime.NegotiatedSerializer = JSONSerializer(coreScheme)
 )
 
-// jsonOnly is what CodecFactory.WithoutConversion does, for JSON alone:
-// objects are sent with their kind and version, and decoded as sent.
-type jsonOnly struct{ info runtime.SerializerInfo }
+// JSONSerializer is what CodecFactory.WithoutConversion does, for JSON
+// alone and the objects scheme knows: objects are sent with their kind and
+// version, and decoded as sent. Other clients of the node's identity
+// (internal/nodediag) use it for their own cut-down objects.
+func JSONSerializer(scheme *runtime.Scheme) runtime.NegotiatedSerializer {
+	js := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{})
+	return jsonOnly{scheme: scheme, info: runtime.SerializerInfo{
+		MediaType: runtime.ContentTypeJSON, MediaTypeType: "application", MediaTypeSubType: "json",
+		EncodesAsText: true, Serializer: js,
+		StreamSerializer: &runtime.StreamSerializerInfo{EncodesAsText: true, Serializer: js, Framer: kjson.Framer},
+	}}
+}
+
+type jsonOnly struct {
+	scheme *runtime.Scheme
+	info   runtime.SerializerInfo
+}
 
 func (j jsonOnly) SupportedMediaTypes() []runtime.SerializerInfo {
 	return []runtime.SerializerInfo{j.info}
 }
 
 func (j jsonOnly) EncoderForVersion(e runtime.Encoder, gv runtime.GroupVersioner) runtime.Encoder {
-	return runtime.WithVersionEncoder{Version: gv, Encoder: e, ObjectTyper: coreScheme}
+	return runtime.WithVersionEncoder{Version: gv, Encoder: e, ObjectTyper: j.scheme}
 }
 
 func (j jsonOnly) DecoderToVersion(d runtime.Decoder, _ runtime.GroupVersioner) runtime.Decoder {

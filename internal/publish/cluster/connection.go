@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
 
@@ -65,6 +67,11 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 	w.written, w.lastNode, w.uid, w.absent = nil, nil, "", false
 	w.retryAt, w.failures, w.eventRetryAt, w.eventFailures = now, 0, now, 0
 	w.startWatch(ctx)
+	if w.cfg.OnConnect != nil {
+		cctx, cancel := context.WithCancel(ctx)
+		w.stopConn = cancel
+		w.cfg.OnConnect(cctx, rest.CopyConfig(creds.config), node)
+	}
 }
 
 func (w *worker) startWatch(ctx context.Context) {
@@ -82,6 +89,10 @@ func (w *worker) disconnect() {
 	if w.stopWatch != nil {
 		w.stopWatch()
 		w.stopWatch = nil
+	}
+	if w.stopConn != nil {
+		w.stopConn()
+		w.stopConn = nil
 	}
 	w.obs, w.api, w.creds = nil, nil, nil
 	w.nextDiscover = time.Time{}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
@@ -86,6 +87,13 @@ type Config struct {
 	// Observer is told of every write and every event given up (the
 	// daemon's metrics); nil tells no one.
 	Observer Observer
+	// OnConnect, if set, is called from the worker each time it connects
+	// (at start, and again after the kubeconfig or the client certificate
+	// changed) with the client configuration and the node name, so that
+	// other clients act as the same node without discovering it again
+	// (internal/nodediag). ctx ends when that connection is dropped. It
+	// must return at once.
+	OnConnect func(ctx context.Context, rc *rest.Config, node string)
 }
 
 // Observer is what the publisher reports as it works. Calls come from the
@@ -259,6 +267,7 @@ type connection struct {
 	certStamp      fileStamp
 	obs            *obsSlot
 	stopWatch      context.CancelFunc
+	stopConn       context.CancelFunc
 	noKubeconfig   bool
 }
 
