@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/host"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -116,6 +117,7 @@ type Publisher struct {
 
 	mu       sync.Mutex
 	want     map[string]condition.Condition
+	owned    []string
 	haveWant bool
 	inbox    []state.Outbound
 	maxID    uint64
@@ -180,7 +182,9 @@ func (p *Publisher) Publish(u publish.Update) {
 		p.want = map[string]condition.Condition{}
 	}
 	p.haveWant = true
+	p.owned = finding.Conditions
 	if u.State != nil {
+		p.owned = u.State.OwnedConditions()
 		for _, o := range u.State.Outbox {
 			if o.ID > p.maxID {
 				p.inbox = append(p.inbox, o)
@@ -235,8 +239,9 @@ type worker struct {
 	stopWatch      context.CancelFunc
 	noKubeconfig   bool
 
-	// conditions
+	// conditions; owned are the types of ours (state.OwnedConditions)
 	want      map[string]condition.Condition
+	owned     []string
 	haveWant  bool
 	written   map[string]condition.Condition // nil: not written by this connection
 	lastWrite time.Time
@@ -325,7 +330,7 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) take() {
 	w.p.mu.Lock()
 	if w.p.haveWant {
-		w.want, w.haveWant = w.p.want, true
+		w.want, w.owned, w.haveWant = w.p.want, w.p.owned, true
 	}
 	inbox := w.p.inbox
 	w.p.inbox = nil
@@ -497,7 +502,7 @@ func (w *worker) observe(now time.Time) {
 	}
 	if !w.checkAt.IsZero() && !now.Before(w.checkAt) {
 		w.checkAt = time.Time{}
-		if w.lastNode != nil && w.written != nil && !w.reassert && !inSync(w.lastNode, w.written) {
+		if w.lastNode != nil && w.written != nil && !w.reassert && !inSync(w.lastNode, w.written, w.owned) {
 			w.overwritten(now)
 		}
 	}
@@ -522,7 +527,7 @@ func (w *worker) nodeSeen(n *v1Node, now time.Time) {
 		w.retryAt = now
 	}
 	w.absent, w.lastNode, w.uid = false, n, n.UID
-	if w.written != nil && !w.reassert && !inSync(n, w.written) && w.checkAt.IsZero() {
+	if w.written != nil && !w.reassert && !inSync(n, w.written, w.owned) && w.checkAt.IsZero() {
 		w.checkAt = now.Add(settle)
 	}
 }
@@ -566,7 +571,7 @@ func (w *worker) syncConditions(ctx context.Context, now time.Time) {
 	want := w.want
 	changed := w.written == nil || !sameConditions(want, w.written)
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	node, err := w.api.patchNodeStatus(rctx, w.node, conditionPatch(want, now))
+	node, err := w.api.patchNodeStatus(rctx, w.node, conditionPatch(want, w.owned, now))
 	cancel()
 	done := time.Now()
 	if err != nil {

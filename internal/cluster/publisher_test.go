@@ -203,7 +203,7 @@ func decode(t *testing.T, b []byte) map[string]map[string]string {
 
 func TestConditionPatchOnlyOurTypes(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
-	got := decode(t, conditionPatch(conds("SoftLockup", since), since.Add(time.Hour)))
+	got := decode(t, conditionPatch(conds("SoftLockup", since), nil, since.Add(time.Hour)))
 	if len(got) != len(finding.Conditions) {
 		t.Fatalf("patch has %d entries, want one per condition type of ours: %v", len(got), got)
 	}
@@ -229,20 +229,20 @@ func TestInSync(t *testing.T) {
 		node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: c.Type,
 			Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(since.Truncate(time.Second))})
 	}
-	if !inSync(node, want) {
+	if !inSync(node, want, nil) {
 		t.Fatal("identical conditions (second precision) not in sync")
 	}
 	node.Status.Conditions[1].Status = "False"
-	if inSync(node, want) {
+	if inSync(node, want, nil) {
 		t.Error("changed status in sync")
 	}
 	node.Status.Conditions[1].Status = "True"
 	node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: finding.NetworkingReady, Status: "True"})
-	if inSync(node, want) {
+	if inSync(node, want, nil) {
 		t.Error("an unmonitored type of ours on the Node is in sync")
 	}
 	node.Status.Conditions = node.Status.Conditions[:2]
-	if inSync(node, want) {
+	if inSync(node, want, nil) {
 		t.Error("a missing type is in sync")
 	}
 }
