@@ -185,10 +185,11 @@ func Parse(b []byte, path string, isCondition func(string) bool) (*Monitor, erro
 		if err := condition.ValidReason(r.Reason); err != nil {
 			rfail("%v", err)
 		}
-		if r.Timeout <= 0 || r.Timeout > timeout {
+		// An inherited value was checked with the monitor's.
+		if nr.Timeout != nil && (r.Timeout <= 0 || r.Timeout > timeout) {
 			rfail("timeout %v: want a positive duration no longer than the monitor's timeout %v (as NPD)", r.Timeout, timeout)
 		}
-		if r.Interval < minInterval {
+		if nr.InvokeInterval != nil && r.Interval < minInterval {
 			rfail("invoke_interval %v: want at least %v", r.Interval, minInterval)
 		}
 		if r.Path == "" {
