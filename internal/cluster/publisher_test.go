@@ -551,3 +551,32 @@ func TestDiscoverBacksOff(t *testing.T) {
 		t.Errorf("gaps between looks %v, want %v", gaps, want)
 	}
 }
+
+// TestConditionPatchCustomTypes: custom types are written like ours, and a
+// custom type owned but no longer wanted (deleted from config) is deleted
+// from the Node; the Node is out of sync while it is still there.
+func TestConditionPatchCustomTypes(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	want := conds("", since)
+	want["FooReady"] = condition.Condition{Type: "FooReady", Status: condition.False, Reason: "FooDown", Message: "foo is down", LastTransitionTime: since}
+	owned := append(slices.Clone(finding.Conditions), "FooReady", "GoneReady")
+	got := decode(t, conditionPatch(want, owned, since))
+	if f := got["FooReady"]; f["status"] != "False" || f["reason"] != "FooDown" || f["message"] != "foo is down" {
+		t.Errorf("FooReady entry: %v", f)
+	}
+	if g := got["GoneReady"]; g["$patch"] != "delete" {
+		t.Errorf("GoneReady was deleted from config and must be deleted from the Node: %v", g)
+	}
+	node := &v1Node{}
+	for _, c := range want {
+		node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: c.Type,
+			Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(c.LastTransitionTime)})
+	}
+	if !inSync(node, want, owned) {
+		t.Fatal("identical conditions not in sync")
+	}
+	node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: "GoneReady", Status: "True"})
+	if inSync(node, want, owned) {
+		t.Error("a removed custom type still on the Node is in sync")
+	}
+}
