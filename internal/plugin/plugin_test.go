@@ -126,9 +126,17 @@ type recorder struct {
 	cleared []finding.Clear
 }
 
-func (r *recorder) Raise(f finding.Finding) { r.mu.Lock(); r.raised = append(r.raised, f); r.mu.Unlock() }
-func (r *recorder) Observe(policy.Event)    {}
-func (r *recorder) Clear(c finding.Clear)   { r.mu.Lock(); r.cleared = append(r.cleared, c); r.mu.Unlock() }
+func (r *recorder) Raise(f finding.Finding) {
+	r.mu.Lock()
+	r.raised = append(r.raised, f)
+	r.mu.Unlock()
+}
+func (r *recorder) Observe(policy.Event) {}
+func (r *recorder) Clear(c finding.Clear) {
+	r.mu.Lock()
+	r.cleared = append(r.cleared, c)
+	r.mu.Unlock()
+}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
