@@ -164,3 +164,22 @@ func ValidReason(r string) error {
 	}
 	return nil
 }
+
+// Types lists the types of cs for display: the five in their order, then
+// custom types sorted.
+func Types(cs map[string]Condition) []string {
+	out := make([]string, 0, len(cs))
+	for _, t := range finding.Conditions {
+		if _, ok := cs[t]; ok {
+			out = append(out, t)
+		}
+	}
+	var custom []string
+	for t := range cs {
+		if !finding.IsCondition(t) {
+			custom = append(custom, t)
+		}
+	}
+	sort.Strings(custom)
+	return append(out, custom...)
+}

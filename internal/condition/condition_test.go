@@ -53,3 +53,17 @@ func TestAcceleratedHealthyReason(t *testing.T) {
 		t.Fatal(r)
 	}
 }
+
+func TestTypesFiveFirstThenCustomSorted(t *testing.T) {
+	cs := map[string]Condition{"ZooReady": {}, finding.StorageReady: {}, "AppReady": {}, finding.KernelReady: {}}
+	if got := strings.Join(Types(cs), ","); got != "KernelReady,StorageReady,AppReady,ZooReady" {
+		t.Fatal(got)
+	}
+}
+
+func TestComputeCustomHealthy(t *testing.T) {
+	cs := Compute(nil, []string{"FooReady"}, NoAccelerator, map[string]Declared{"FooReady": {HealthyReason: "FooOK", HealthyMessage: "foo fine"}}, nil, time.Unix(0, 0))
+	if c := cs["FooReady"]; c.Status != True || c.Reason != "FooOK" || c.Message != "foo fine" {
+		t.Fatalf("%+v", c)
+	}
+}
