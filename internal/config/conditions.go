@@ -50,7 +50,7 @@ func (c *Config) checkConditions() []error {
 				fail("not a valid condition type: %s", msg)
 			}
 			if cc.HealthyReason == "" {
-				fail("a custom condition type needs healthyReason (the reason it shows while True)")
+				fail("not one of the five condition types; a custom type needs healthyReason (the reason it shows while True)")
 			} else if err := condition.ValidReason(cc.HealthyReason); err != nil {
 				fail("healthyReason: %v", err)
 			}

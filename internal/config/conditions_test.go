@@ -63,7 +63,7 @@ func TestCustomConditionsRefused(t *testing.T) {
 		"config.yaml:2: conditions.Ready: is the kubelet's condition type",
 		"config.yaml:3: conditions.MemoryPressure: is the kubelet's condition type",
 		"config.yaml:4: conditions.KernelReady: healthyReason and healthyMessage of a built-in type are fixed",
-		"config.yaml:5: conditions.FooReady: a custom condition type needs healthyReason",
+		"config.yaml:5: conditions.FooReady: not one of the five condition types; a custom type needs healthyReason",
 		"config.yaml:6: conditions.bad type!: not a valid condition type",
 		"config.yaml:7: conditions.BarReady: healthyReason: reason \"not a reason\"",
 	} {
