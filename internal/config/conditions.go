@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
-
-	"k8s.io/apimachinery/pkg/util/validation"
+	"strings"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
@@ -46,8 +46,8 @@ func (c *Config) checkConditions() []error {
 				fail("healthyReason and healthyMessage of a built-in type are fixed (EKS's); only enabled may be set")
 			}
 		default:
-			for _, msg := range validation.IsQualifiedName(t) {
-				fail("not a valid condition type: %s", msg)
+			if !isQualifiedName(t) {
+				fail("not a valid condition type: want a Kubernetes qualified name (FooReady, example.com/FooReady)")
 			}
 			if cc.HealthyReason == "" {
 				fail("not one of the five condition types; a custom type needs healthyReason (the reason it shows while True)")
@@ -57,6 +57,25 @@ func (c *Config) checkConditions() []error {
 		}
 	}
 	return errs
+}
+
+// The API's qualified name (k8s.io/apimachinery's IsQualifiedName, which
+// nodehealthctl may not link: cmd/nodehealthd/deps_test.go): an optional
+// DNS subdomain prefix and a name of at most 63 characters.
+var (
+	qualifiedNameRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	dnsSubdomainRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+func isQualifiedName(s string) bool {
+	prefix, name, hasPrefix := strings.Cut(s, "/")
+	if !hasPrefix {
+		name, prefix = prefix, ""
+	}
+	if hasPrefix && (len(prefix) > 253 || !dnsSubdomainRE.MatchString(prefix)) {
+		return false
+	}
+	return len(name) <= 63 && qualifiedNameRE.MatchString(name)
 }
 
 // DeclaredConditions returns the custom condition types (beyond the five)

@@ -75,3 +75,15 @@ func TestCustomConditionsRefused(t *testing.T) {
 		t.Errorf("%d problems, want 6:\n%v", n, err)
 	}
 }
+
+func TestIsQualifiedName(t *testing.T) {
+	for s, want := range map[string]bool{
+		"FooReady": true, "example.com/FooReady": true, "a": true, "Foo_Mount-Ready.v2": true,
+		"": false, "bad type!": false, "-Foo": false, "Foo-": false, "Example.com/Foo": false, "a/b/c": false,
+		"/Foo": false, strings.Repeat("x", 64): false, strings.Repeat("x", 63): true,
+	} {
+		if got := isQualifiedName(s); got != want {
+			t.Errorf("isQualifiedName(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
