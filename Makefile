@@ -3,7 +3,7 @@
 #   make build      bin/nodehealthd, bin/nodehealthctl
 #   make packages   dist/*.deb and dist/*.rpm (nfpm, pinned by scripts/nfpm.sh)
 #   make lint-packages  lintian and rpmlint on them
-#   make test       unit tests (go test ./...)
+#   make test       unit tests under the race detector (go test -race ./...)
 #   make e2e        the systemd end-to-end suite (root, systemd-nspawn)
 #
 # Variables: VERSION (package and binary version), RELEASE (package
@@ -60,7 +60,7 @@ lint-packages:
 	rpmlint -r packaging/rpm/rpmlintrc $(DIST)/nodehealthd-$(VERSION)-$(RELEASE).*.rpm
 
 test:
-	go test ./...
+	go test -race ./...
 
 # The suite boots a Debian rootfs (scripts/rootfs.sh caches it) under
 # systemd-nspawn and installs the packages built here, plus a second deb

@@ -21,8 +21,11 @@ fi
 echo "== go vet"
 go vet ./...
 
-echo "== go test"
-go test -count=1 -timeout 40m ./...
+echo "== go test -race"
+# Every package under the race detector. The daemons the e2e tests start
+# are built without it (e2e/internal/testbin): their latency and memory
+# are part of what those tests check.
+go test -race -count=1 -timeout 60m ./...
 
 echo "== fuzz (short)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./internal/source/kmsg/

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/nodehealthd/nodehealthd/internal/cluster"
+	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
 )
 
 // Cluster publishing: conditions on the Node and Warning events, written
@@ -43,6 +43,7 @@ func init() {
 			cfg.Root = e.root
 			cfg.Logger = e.log
 			cfg.UserAgent = "nodehealthd/" + version
+			cfg.Observer = daemonMetrics
 			p, err := cluster.New(cfg)
 			if err != nil {
 				return err

@@ -4,14 +4,14 @@ import (
 	"flag"
 	"net"
 
-	"github.com/nodehealthd/nodehealthd/internal/metrics"
+	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 )
 
 // daemonMetrics exists whether or not the endpoint is served, so that other
 // subsystems can hand its hooks out without depending on the order in which
 // subsystems are set up: probes use daemonMetrics.ObserveProbe as
 // probe.Runner.Observe, the cluster publisher takes it as a
-// metrics.ClusterObserver.
+// cluster.Observer.
 var daemonMetrics = metrics.New(metrics.Options{Version: version})
 
 var (

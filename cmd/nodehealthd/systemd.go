@@ -4,8 +4,8 @@ import (
 	"flag"
 	"os"
 
-	"github.com/nodehealthd/nodehealthd/internal/journald"
-	"github.com/nodehealthd/nodehealthd/internal/systemd"
+	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
+	"github.com/nodehealthd/nodehealthd/internal/publish/systemd"
 )
 
 func init() {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -1162,4 +1163,44 @@ func TestReadOnlyStateDirStillPublishes(t *testing.T) {
 		st := a.state()
 		return st != nil && len(st.Active) == 1 && st.Active[0].Reason == "E2EKernelOops", "not yet"
 	})
+}
+
+// TestMetricsCountAPIWrites scrapes /metrics of a daemon publishing to a
+// real API server: the writes it made and the event it emitted are
+// counted (the publisher reports to the metrics, not only to the log).
+func TestMetricsCountAPIWrites(t *testing.T) {
+	c := cluster(t)
+	const node = "node-metrics"
+	createNode(t, c, node)
+	a := newAgent(t, node, "")
+	a.useNodeCert(c)
+	a.start("--metrics-address", "127.0.0.1:0")
+	a.connected(30 * time.Second)
+	m := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(a.logs.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", a.logs.String())
+	}
+	a.appendLine("WARN metrics")
+	sample := func(name string) float64 {
+		resp, err := http.Get("http://" + m[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				return v
+			}
+		}
+		return 0
+	}
+	eventually(t, 10*time.Second, "writes and the event counted", func() (bool, string) {
+		st, ev, em := sample(`nodehealthd_api_writes_total{kind="node_status"}`), sample(`nodehealthd_api_writes_total{kind="event"}`), sample("nodehealthd_events_emitted_total")
+		return st > 0 && ev > 0 && em > 0, fmt.Sprintf("node_status %v, event %v, emitted %v", st, ev, em)
+	})
+	if n := sample(`nodehealthd_api_write_errors_total{kind="node_status"}`); n != 0 {
+		t.Errorf("%v node status write errors against a healthy API server", n)
+	}
 }

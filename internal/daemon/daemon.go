@@ -7,19 +7,14 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"reflect"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
@@ -30,7 +25,6 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
-	"github.com/nodehealthd/nodehealthd/internal/ruleset"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/source/kmsg"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -139,84 +133,6 @@ type Daemon struct {
 	memLimitLogged bool
 }
 
-type detectorEvent struct {
-	raise   *finding.Finding
-	observe *policy.Event
-	clear   *finding.Clear
-}
-
-// emitter hands detector results to the pipeline goroutine.
-type emitter struct {
-	ctx context.Context
-	ch  chan<- detectorEvent
-}
-
-func (e emitter) Raise(f finding.Finding) {
-	select {
-	case e.ch <- detectorEvent{raise: &f}:
-	case <-e.ctx.Done():
-	}
-}
-
-func (e emitter) Observe(ev policy.Event) {
-	select {
-	case e.ch <- detectorEvent{observe: &ev}:
-	case <-e.ctx.Done():
-	}
-}
-
-func (e emitter) Clear(c finding.Clear) {
-	select {
-	case e.ch <- detectorEvent{clear: &c}:
-	case <-e.ctx.Done():
-	}
-}
-
-// Ack implements publish.Feedback.
-func (d *Daemon) Ack(ids ...uint64) {
-	d.fbMu.Lock()
-	d.acks = append(d.acks, ids...)
-	d.fbMu.Unlock()
-	d.kick()
-}
-
-func (d *Daemon) kick() {
-	select {
-	case d.fbKick <- struct{}{}:
-	default:
-	}
-}
-
-// SetClusterLink implements publish.Feedback.
-func (d *Daemon) SetClusterLink(l state.ClusterLink) {
-	d.fbMu.Lock()
-	d.link = &l
-	d.fbMu.Unlock()
-	d.kick()
-}
-
-// applyFeedback moves publisher feedback into the state.
-func (d *Daemon) applyFeedback() {
-	d.fbMu.Lock()
-	acks, link := d.acks, d.link
-	d.acks, d.link = nil, nil
-	d.fbMu.Unlock()
-	if len(acks) > 0 {
-		d.st.Ack(acks...)
-		d.dirty = true
-	}
-	if link != nil && (d.st.Cluster == nil || !d.st.Cluster.Equal(*link)) {
-		d.st.Cluster = link
-		d.dirty = true
-	}
-}
-
-type sourceResult struct {
-	name string
-	gen  int
-	err  error
-}
-
 // Run runs the daemon until ctx ends. It returns an error only when it
 // cannot start at all (state directory unusable); bad rules, a bad config
 // or missing sources are logged and worked around.
@@ -279,7 +195,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	reloadCh := make(chan os.Signal, 1)
 	signal.Notify(reloadCh, syscall.SIGHUP)
 	defer signal.Stop(reloadCh)
-	watchCh, requestCh := d.watchFiles(ctx)
+	watch := d.watchFiles(ctx)
+	defer watch.close()
+	var reloadDue <-chan time.Time
 	d.replay()
 	d.commit(now)
 
@@ -362,8 +280,19 @@ func (d *Daemon) run(ctx context.Context) error {
 			}
 		case <-tick.C:
 			d.housekeeping(time.Now())
-		case <-requestCh:
-			d.housekeeping(time.Now())
+			// A rules directory created since the last look is watched
+			// from now on.
+			watch.follow(d.watchedDirs())
+		case name := <-watch.events:
+			what := d.changed(name)
+			if what&changedRequest != 0 {
+				d.housekeeping(time.Now())
+			}
+			if what&changedConfig != 0 {
+				// Editors write a file in several steps: reload once
+				// they are done.
+				reloadDue = time.After(reloadDebounce)
+			}
 		case <-d.fbKick:
 			d.commit(time.Now())
 		case <-reloadCh:
@@ -371,106 +300,17 @@ func (d *Daemon) run(ctx context.Context) error {
 			if d.reloadAndReport() {
 				start()
 			}
+			watch.follow(d.watchedDirs())
 			retick()
-		case <-watchCh:
+		case <-reloadDue:
+			reloadDue = nil
 			d.log.Info("rules or config changed on disk: reloading")
 			if d.reloadAndReport() {
 				start()
 			}
+			// config.yaml may have moved rulesDir.
+			watch.follow(d.watchedDirs())
 			retick()
-		}
-	}
-}
-
-// runSource runs one source and reports how it ended. A source that fails
-// for a reason other than not existing here is restarted with backoff from
-// the last committed positions it was given.
-func runSource(ctx context.Context, s source.Source, start map[string]source.Position, out chan<- source.Batch, results chan<- sourceResult, gen int, log *slog.Logger) {
-	backoff := time.Second
-	for {
-		err := s.Run(ctx, start, out)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil || errors.Is(err, source.ErrUnavailable) {
-			select {
-			case results <- sourceResult{name: s.Name(), gen: gen, err: err}:
-			case <-ctx.Done():
-			}
-			return
-		}
-		log.Error("source failed; restarting", "source", s.Name(), "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-}
-
-func (d *Daemon) sourceStopped(r sourceResult) {
-	if errors.Is(r.err, source.ErrUnavailable) {
-		d.log.Warn("log source not available on this host; continuing without it", "source", r.name, "reason", r.err)
-		return
-	}
-	d.log.Info("source finished", "source", r.name)
-}
-
-// runDetector runs a detector, restarting it with backoff when it fails.
-func runDetector(ctx context.Context, det detector.Detector, emit detector.Emitter, log *slog.Logger) {
-	backoff := time.Second
-	for {
-		err := det.Run(ctx, emit)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			return
-		}
-		log.Error("detector failed; restarting", "detector", det.Name(), "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(2*backoff, 5*time.Minute)
-	}
-}
-
-func (d *Daemon) detectorEvent(ev detectorEvent) {
-	switch {
-	case ev.raise != nil:
-		d.observe(policy.Observation{Finding: *ev.raise})
-	case ev.observe != nil:
-		o, ok, err := d.set.Instantiate(*ev.observe)
-		if err != nil {
-			d.log.Warn("an event the rules cannot turn into a finding", "source", ev.observe.Source, "captures", ev.observe.Captures, "err", err)
-			return
-		}
-		if ok {
-			d.observe(o)
-		}
-	case ev.clear != nil:
-		d.st.Clear(*ev.clear, time.Now(), &d.changes)
-	}
-}
-
-// observe records what the policy stage makes of an observation: every
-// producer's findings pass through here.
-func (d *Daemon) observe(o policy.Observation) {
-	if f, ok := d.stage.Apply(o); ok {
-		d.st.Raise(f, d.opts.Outbox, &d.changes)
-	}
-}
-
-func (d *Daemon) drainEvents() {
-	for {
-		select {
-		case ev := <-d.events:
-			d.detectorEvent(ev)
-		default:
-			return
 		}
 	}
 }
@@ -612,177 +452,4 @@ func (d *Daemon) stop(err error) {
 	if d.fatal == nil {
 		d.fatal = fmt.Errorf("stopping: %w", err)
 	}
-}
-
-// commit saves the state and then tells the publishers; it is the only
-// place state reaches disk. When the state file cannot be written the
-// publishers are told anyway (see persist).
-func (d *Daemon) commit(now time.Time) {
-	d.applyFeedback()
-	if !d.dirty && d.changes.Empty() {
-		return
-	}
-	w, _ := d.stage.Windows()
-	d.st.Windows = w
-	d.updateConditions(now)
-	saved := d.persist(now)
-	if !saved && d.changes.Empty() && !d.condChanged && d.stats.SaveFailures == 0 {
-		return // backing off: nothing new to publish
-	}
-	u := publish.Update{Time: now, New: d.changes.New, Cleared: d.changes.Cleared, Repeats: d.changes.Repeats, Conditions: d.st.Conditions, ConditionsChanged: d.condChanged, State: d.st, Stats: d.stats}
-	if d.unsaved != nil {
-		ep := *d.unsaved
-		u.Unsaved = &ep
-	}
-	for _, p := range d.opts.Publishers {
-		p.Publish(u)
-	}
-	d.resetStats()
-	d.condChanged = false
-	if saved {
-		d.dirty = false
-		d.lastCommit = time.Now()
-	}
-	// The log publishers have written these; the mark reaches the file
-	// with the next save, and until then a restart writes them again.
-	if d.st.MarkLogged(d.changes.New, d.changes.Cleared) {
-		d.dirty = true
-	}
-	d.changes = state.Changes{}
-}
-
-func (d *Daemon) updateConditions(now time.Time) {
-	// Custom types are recorded as owned before they are computed, so that
-	// one deleted from config is removed from the Node after a restart too.
-	if d.st.DeclareConditions(d.cfg.DeclaredConditions(), now) {
-		d.condChanged = true
-	}
-	if d.st.UpdateConditions(d.cfg.Monitored(d.acc != condition.NoAccelerator), d.acc, now) {
-		d.condChanged = true
-	}
-}
-
-// replay gives the log publishers what was committed after their last
-// mark: a crash between a commit and its journal entries must not keep
-// those entries from the journal (at-least-once; replays are marked).
-func (d *Daemon) replay() {
-	fs, cs := d.st.Unlogged()
-	if len(fs) == 0 && len(cs) == 0 {
-		return
-	}
-	for _, p := range d.opts.Publishers {
-		if r, ok := p.(publish.Replayer); ok {
-			r.Replay(fs, cs)
-		}
-	}
-	d.st.MarkLogged(fs, cs)
-	d.dirty = true
-	d.log.Info("wrote findings that a stop kept from the log", "findings", len(fs), "cleared", len(cs))
-}
-
-func (d *Daemon) rulesDir() string { return d.cfg.RulesDirFor(d.opts.RulesDir) }
-
-// reload loads config and rules. On failure the previous good set stays; at
-// startup (no previous set) the built-in catalogue with defaults is used.
-// It reports whether the sources must restart because their inputs changed.
-func (d *Daemon) reload(initial bool) error {
-	cfg, set, err := ruleset.Load(d.opts.ConfigPath, d.opts.RulesDir)
-	if err != nil {
-		if !initial {
-			return err
-		}
-		cfg = &config.Config{}
-		builtin, berr := rules.Catalogue()
-		if berr != nil {
-			return fmt.Errorf("built-in catalogue: %w", berr)
-		}
-		set, berr = rules.Compile(builtin, rules.Options{})
-		if berr != nil {
-			return fmt.Errorf("built-in catalogue: %w", berr)
-		}
-		d.install(cfg, set)
-		return err
-	}
-	d.install(cfg, set)
-	return nil
-}
-
-func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
-	windows := d.st.Windows
-	if d.stage != nil {
-		windows, _ = d.stage.Windows()
-	}
-	d.cfg, d.set = cfg, set
-	d.applyMemoryLimit()
-	d.engine = rules.NewEngine(set)
-	d.stage = set.Policy().Stage(d.bootID, windows)
-	d.inputs = set.Inputs()
-	d.dirty = true
-}
-
-// reloadAndReport reloads after a signal or file change and reports whether
-// sources must restart.
-func (d *Daemon) reloadAndReport() bool {
-	old := d.inputs
-	oldCfg := d.cfg
-	if err := d.reload(false); err != nil {
-		d.log.Error("invalid rules or config; keeping the last good set", "err", err)
-		return false
-	}
-	d.log.Info("rules reloaded", "rules", len(d.set.Rules()))
-	d.commit(time.Now())
-	// Detectors read the config (probe sections, sets, overrides) when they
-	// are built, so any config change restarts them with the sources.
-	return !reflect.DeepEqual(old, d.inputs) || !reflect.DeepEqual(oldCfg, d.cfg)
-}
-
-// watchFiles signals when the config file or a rules file changes (debounced:
-// editors write files in several steps) and when nodehealthctl drops a
-// request, so that neither waits for the next housekeeping tick.
-func (d *Daemon) watchFiles(ctx context.Context) (config, requests <-chan struct{}) {
-	cfgOut, reqOut := make(chan struct{}, 1), make(chan struct{}, 1)
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		d.log.Warn("cannot watch rules for changes; reload with SIGHUP", "err", err)
-		return cfgOut, reqOut
-	}
-	reqDir := filepath.Join(d.store.Dir(), "requests")
-	for _, dir := range []string{d.rulesDir(), filepath.Dir(d.opts.ConfigPath), reqDir} {
-		if dir == "" {
-			continue
-		}
-		if err := w.Add(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			d.log.Debug("not watching", "dir", dir, "err", err)
-		}
-	}
-	signal := func(ch chan struct{}) {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	go func() {
-		defer w.Close()
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				switch {
-				case filepath.Dir(ev.Name) == reqDir:
-					signal(reqOut)
-				case ev.Name == d.opts.ConfigPath || filepath.Dir(ev.Name) == filepath.Clean(d.rulesDir()):
-					fire = time.After(300 * time.Millisecond)
-				}
-			case <-w.Errors:
-			case <-fire:
-				signal(cfgOut)
-			}
-		}
-	}()
-	return cfgOut, reqOut
 }

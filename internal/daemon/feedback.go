@@ -1,0 +1,42 @@
+package daemon
+
+import "github.com/nodehealthd/nodehealthd/internal/state"
+
+// Ack implements publish.Feedback.
+func (d *Daemon) Ack(ids ...uint64) {
+	d.fbMu.Lock()
+	d.acks = append(d.acks, ids...)
+	d.fbMu.Unlock()
+	d.kick()
+}
+
+func (d *Daemon) kick() {
+	select {
+	case d.fbKick <- struct{}{}:
+	default:
+	}
+}
+
+// SetClusterLink implements publish.Feedback.
+func (d *Daemon) SetClusterLink(l state.ClusterLink) {
+	d.fbMu.Lock()
+	d.link = &l
+	d.fbMu.Unlock()
+	d.kick()
+}
+
+// applyFeedback moves publisher feedback into the state.
+func (d *Daemon) applyFeedback() {
+	d.fbMu.Lock()
+	acks, link := d.acks, d.link
+	d.acks, d.link = nil, nil
+	d.fbMu.Unlock()
+	if len(acks) > 0 {
+		d.st.Ack(acks...)
+		d.dirty = true
+	}
+	if link != nil && (d.st.Cluster == nil || !d.st.Cluster.Equal(*link)) {
+		d.st.Cluster = link
+		d.dirty = true
+	}
+}
