@@ -6,23 +6,15 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/plugin"
 )
 
-// NPD custom plugins (config.yaml plugins:), run as one detector.
-func init() {
-	register(subsystem{name: "plugins", setup: setupPlugins})
-}
-
-func setupPlugins(e *env) error {
-	prev := e.opts.NewDetectors
-	e.opts.NewDetectors = func(sc daemon.SourceContext) []detector.Detector {
-		var dets []detector.Detector
-		if prev != nil {
-			dets = prev(sc)
-		}
+// setupPlugins: NPD custom plugins (config.yaml plugins:), run as one
+// detector.
+func (e *env) setupPlugins() {
+	e.detectors = append(e.detectors, func(sc daemon.SourceContext) []detector.Detector {
 		// The runner is built even without plugins: it clears what a
 		// plugin removed from the config left active.
 		r := &plugin.Runner{Log: sc.Logger.With("subsystem", "plugins"), Active: sc.Active,
 			Observe: func(source string, rule plugin.Rule, res plugin.Result) {
-				daemonMetrics.ObservePlugin(source, rule.Type, rule.Reason, string(res.Status))
+				e.metrics.ObservePlugin(source, rule.Type, rule.Reason, string(res.Status))
 			}}
 		if sc.Config != nil {
 			mons, err := plugin.LoadAll(sc.Config.PluginFiles(), sc.Config.IsDeclared)
@@ -33,7 +25,6 @@ func setupPlugins(e *env) error {
 			}
 			r.Monitors, r.User = mons, sc.Config.PluginUserName()
 		}
-		return append(dets, r)
-	}
-	return nil
+		return []detector.Detector{r}
+	})
 }

@@ -20,6 +20,9 @@ var (
 		"When the condition last changed status, as the Node shows it.", "condition")
 	descActive = desc("active_findings",
 		"Active Fatal findings, by condition and reason.", "condition", "reason")
+	descRecurrences = desc("reason_recurrences",
+		"Reboots an active Fatal finding survived: earlier boots within the reason's recurrence window that saw its reason (as detected, before any escalation); absent while none recurs.",
+		"condition", "reason")
 	descLag = desc("source_lag_seconds",
 		"Seconds between the newest record of a source and the commit that processed it, as of the source's last commit with records.",
 		"source")
@@ -43,7 +46,7 @@ var (
 type stateCollector struct{ m *Metrics }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCondition, descConditionTransition, descActive, descLag, descLastRecord,
+	for _, d := range []*prometheus.Desc{descCondition, descConditionTransition, descActive, descRecurrences, descLag, descLastRecord,
 		descSeq, descOffset, descOutbox, descPending, descConnected, descLastCommit} {
 		ch <- d
 	}
@@ -73,6 +76,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, n := range s.active {
 		gauge(descActive, float64(n), k[0], k[1])
+	}
+	for k, n := range s.recurrences {
+		gauge(descRecurrences, float64(n), k[0], k[1])
 	}
 	for src, v := range s.lag {
 		gauge(descLag, v, src)

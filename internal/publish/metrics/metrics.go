@@ -94,6 +94,10 @@ type snapshot struct {
 	outbox     int
 	cluster    *state.ClusterLink
 	unsaved    *state.SaveFailure
+
+	// recurrences is the most reboots an active finding of a reason (as
+	// detected) survived, by condition and reason.
+	recurrences map[[2]string]int
 }
 
 var (
@@ -271,8 +275,13 @@ func (m *Metrics) Publish(u publish.Update) {
 		return
 	}
 	s.active = map[[2]string]int{}
+	s.recurrences = map[[2]string]int{}
 	for _, f := range st.Active {
 		s.active[[2]string{f.Condition, f.Reason}]++
+		if r := f.Recurrence; r != nil {
+			k := [2]string{f.Condition, r.Reason}
+			s.recurrences[k] = max(s.recurrences[k], r.Reboots)
+		}
 	}
 	s.seq, s.offset = map[string]uint64{}, map[string]int64{}
 	for src, p := range st.Positions {

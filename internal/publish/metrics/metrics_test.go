@@ -36,13 +36,16 @@ func fullUpdate(now time.Time) publish.Update {
 	// A coalesced Warning: five identical ones.
 	warn := finding.Finding{ID: 2, Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Warning, Detected: now, Count: 5}
 	old := finding.Finding{ID: 0, Condition: finding.NetworkingReady, Reason: "IPAMDNotReady", Severity: finding.Fatal}
+	// An XID 48 that survived two reboots, escalated.
+	gpu := finding.Finding{ID: 3, Condition: finding.AcceleratedHardwareReady, Reason: "NvidiaXID140Error", Severity: finding.Fatal, Key: "0000:3b:00/48",
+		Recurrence: &finding.Recurrence{Reason: "NvidiaXID48Error", Reboots: 2, Within: 24 * time.Hour, Escalated: true}}
 	st := &state.State{
 		Positions: map[string]source.Position{
 			"kmsg":                {BootID: "b", Seq: 4711},
 			"journal":             {Cursor: "s=abc"},
 			"file:/var/log/x.log": {Inode: 12, Offset: 3456},
 		},
-		Active:        []finding.Finding{disk},
+		Active:        []finding.Finding{disk, gpu},
 		Outbox:        []state.Outbound{{ID: 2, Finding: warn}},
 		OutboxDropped: 3,
 		Cluster:       &state.ClusterLink{Node: "n", Connected: true, PendingWrites: 2},
@@ -103,6 +106,7 @@ func TestPublishSeries(t *testing.T) {
 		`nodehealthd_finding_repeats_total{condition="StorageReady",reason="XFSError",severity="Fatal"}`:     3,
 		`nodehealthd_findings_cleared_total{by="expiry",condition="NetworkingReady",reason="IPAMDNotReady"}`: 1,
 		`nodehealthd_active_findings{condition="StorageReady",reason="XFSError"}`:                            1,
+		`nodehealthd_reason_recurrences{condition="AcceleratedHardwareReady",reason="NvidiaXID48Error"}`:     2,
 		`nodehealthd_source_records_total{source="kmsg"}`:                                                    10,
 		`nodehealthd_source_records_total{source="journal"}`:                                                 5,
 		`nodehealthd_source_records_lost_total{source="kmsg"}`:                                               7,
@@ -166,6 +170,9 @@ func TestPublishSeries(t *testing.T) {
 	}
 	if s.family("nodehealthd_active_findings") {
 		t.Errorf("active_findings still reported after the finding ended: %v", keys(s, "nodehealthd_active_findings"))
+	}
+	if s.family("nodehealthd_reason_recurrences") {
+		t.Errorf("reason_recurrences still reported after the finding ended: %v", keys(s, "nodehealthd_reason_recurrences"))
 	}
 }
 
@@ -253,7 +260,7 @@ func TestMetricsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := os.ReadFile("../../docs/metrics.md")
+	doc, err := os.ReadFile("../../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}

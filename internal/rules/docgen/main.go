@@ -176,6 +176,7 @@ func render(w io.Writer, cat *rules.File, infos []reason.Reason) error {
 		}
 		p("\n")
 	}
+	renderRepair(w, cat, infos)
 	return nil
 }
 
