@@ -91,7 +91,7 @@ func TestRulesValidateReportsEveryProblem(t *testing.T) {
 	}
 	at := func(name string) string { return filepath.Join(dir, name) }
 	want := []string{
-		at("config.yaml") + ":3: conditions.NoSuchCondition: not a condition type",
+		at("config.yaml") + ":3: conditions.NoSuchCondition: not one of the five condition types; a custom type needs healthyReason (the reason it shows while True)",
 		at("rules.d/a.yaml") + ":1: yaml: ",
 		at("rules.d/b.yaml") + `:2: rule "B": exclude 1: error parsing regexp`,
 		at("rules.d/c.yaml") + `:8: rule "C1": unknown field typo`,

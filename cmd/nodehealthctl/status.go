@@ -65,7 +65,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	v := statusView{UpdatedAt: st.UpdatedAt, BootID: st.BootID, Active: st.Active, Lost: st.Lost, Cluster: st.Cluster,
 		WarningsLastHour: st.WarningsSince(now.Add(-time.Hour)), Daemon: live, LastSaveFailure: st.LastSaveFailure,
 		History: st.History}
-	for _, t := range finding.Conditions {
+	for _, t := range condition.Types(st.Conditions) {
 		if cond, ok := st.Conditions[t]; ok {
 			v.Conditions = append(v.Conditions, cond)
 		}

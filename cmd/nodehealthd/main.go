@@ -145,7 +145,7 @@ func newEnv(ctx context.Context, log *slog.Logger, o *options, cfg *config.Confi
 
 // wire sets up every subsystem, in this order: what prints, what reports
 // to systemd, the metrics endpoint, cluster publishing, the detectors
-// (probes, accelerators) and diagnostics.
+// (probes, plugins, accelerators) and diagnostics.
 func (e *env) wire() error {
 	e.setupOutput()
 	e.setupSystemd()
@@ -154,6 +154,7 @@ func (e *env) wire() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	e.setupProbes()
+	e.setupPlugins()
 	e.setupAccelerators()
 	if err := e.setupDiagnostics(); err != nil {
 		return fmt.Errorf("diagnostics: %w", err)

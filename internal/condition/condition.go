@@ -6,6 +6,7 @@ package condition
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -59,14 +60,30 @@ func Healthy(typ string, acc Accelerator) (reason, message string) {
 	return "Ready", "Monitoring is active"
 }
 
+// Declared is a condition type an operator declared beyond the five
+// (config.yaml conditions:), with what it says while healthy.
+type Declared struct {
+	HealthyReason  string `json:"healthyReason"`
+	HealthyMessage string `json:"healthyMessage,omitempty"`
+}
+
+// healthy is Healthy for the five and the declared reason of the others.
+func healthy(typ string, acc Accelerator, declared map[string]Declared) (reason, message string) {
+	if d, ok := declared[typ]; ok && !finding.IsCondition(typ) {
+		return d.HealthyReason, d.HealthyMessage
+	}
+	return Healthy(typ, acc)
+}
+
 // MaxMessageBytes bounds a condition message however many findings are
 // active; the Node object is shared with the kubelet and must stay small.
 const MaxMessageBytes = 1024
 
 // Compute derives the monitored conditions from the active findings.
 // prev carries the last computed conditions so that lastTransitionTime
-// survives recomputation (and, via the state file, restarts).
-func Compute(prev map[string]Condition, monitored []string, acc Accelerator, active []finding.Finding, now time.Time) map[string]Condition {
+// survives recomputation (and, via the state file, restarts). declared
+// gives the healthy reason and message of monitored types beyond the five.
+func Compute(prev map[string]Condition, monitored []string, acc Accelerator, declared map[string]Declared, active []finding.Finding, now time.Time) map[string]Condition {
 	byType := map[string][]finding.Finding{}
 	for _, f := range active {
 		if f.Severity == finding.Fatal {
@@ -79,7 +96,7 @@ func Compute(prev map[string]Condition, monitored []string, acc Accelerator, act
 		fs := byType[typ]
 		if len(fs) == 0 {
 			c.Status = True
-			c.Reason, c.Message = Healthy(typ, acc)
+			c.Reason, c.Message = healthy(typ, acc, declared)
 		} else {
 			sort.SliceStable(fs, func(i, j int) bool {
 				if !fs[i].Detected.Equal(fs[j].Detected) {
@@ -133,4 +150,36 @@ func AllHealthy(cs map[string]Condition) bool {
 		}
 	}
 	return true
+}
+
+// reasonRE is the API's format for a condition reason (metav1.Condition),
+// which tools that parse reasons expect of node conditions too.
+var reasonRE = regexp.MustCompile(`^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`)
+
+// ValidReason checks a reason an operator names (a custom type's healthy
+// reason, a plugin rule's reason).
+func ValidReason(r string) error {
+	if len(r) > 1024 || !reasonRE.MatchString(r) {
+		return fmt.Errorf("reason %q must be a letter followed by letters, digits, '_', ',' or ':' (CamelCase, as EKS's reasons)", r)
+	}
+	return nil
+}
+
+// Types lists the types of cs for display: the five in their order, then
+// custom types sorted.
+func Types(cs map[string]Condition) []string {
+	out := make([]string, 0, len(cs))
+	for _, t := range finding.Conditions {
+		if _, ok := cs[t]; ok {
+			out = append(out, t)
+		}
+	}
+	var custom []string
+	for t := range cs {
+		if !finding.IsCondition(t) {
+			custom = append(custom, t)
+		}
+	}
+	sort.Strings(custom)
+	return append(out, custom...)
 }

@@ -31,9 +31,16 @@ const DefaultPath = "/etc/nodehealthd/config.yaml"
 type Config struct {
 	// RulesDir holds operator rules (*.yaml); default /etc/nodehealthd/rules.d.
 	RulesDir string `yaml:"rulesDir,omitempty"`
-	// Conditions switches whole condition types off. A disabled type is
+	// Conditions switches whole condition types off and declares custom
+	// types (conditions.go). A disabled or undeclared type of ours is
 	// removed from the Node rather than left stale.
-	Conditions map[string]Toggle `yaml:"conditions,omitempty"`
+	Conditions map[string]ConditionConfig `yaml:"conditions,omitempty"`
+	// Plugins are node-problem-detector custom-plugin-monitor JSON files
+	// (internal/plugin); relative paths are relative to this file.
+	Plugins []string `yaml:"plugins,omitempty"`
+	// PluginUser is the user plugins run as; unset is DefaultPluginUser,
+	// "" the daemon's own user.
+	PluginUser *string `yaml:"pluginUser,omitempty"`
 	// Reasons overrides per reason (log rules, probes, NVML alike):
 	// enabled, severity, threshold, recovery (internal/policy).
 	Reasons map[string]policy.Override `yaml:"reasons,omitempty"`
@@ -151,11 +158,7 @@ func Parse(b []byte, name string) (*Config, error) {
 		errs = append(errs, &problems.Problem{File: name, Line: c.lines["memoryLimit"], Err: err})
 	}
 	errs = append(errs, c.checkIntervals()...)
-	for _, t := range slices.Sorted(maps.Keys(c.Conditions)) {
-		if !finding.IsCondition(t) {
-			errs = append(errs, &problems.Problem{File: name, Line: c.lines["conditions."+t], Err: fmt.Errorf("conditions.%s: not a condition type", t)})
-		}
-	}
+	errs = append(errs, c.checkConditions()...)
 	if key, err := c.Cluster.Check(); err != nil {
 		errs = append(errs, &problems.Problem{File: name, Line: c.lines["cluster."+key], Err: fmt.Errorf("cluster.%s: %w", key, err)})
 	}
@@ -212,21 +215,26 @@ func (c *Config) where(key string) (string, int) { return c.file, c.lines[key] }
 
 // RuleOptions is the part of the config the rule compiler needs.
 func (c *Config) RuleOptions() rules.Options {
-	opts := rules.Options{Policy: policy.New(c.Reasons), Sets: c.Sets}
+	opts := rules.Options{Policy: policy.New(c.Reasons), Sets: c.Sets, IsCondition: c.IsDeclared}
 	if c.file != "" {
 		opts.Where = c.where
 	}
 	return opts
 }
 
-// Monitored returns the enabled condition types; AcceleratedHardwareReady
-// only when the node has accelerators.
+// Monitored returns the enabled condition types, the five first;
+// AcceleratedHardwareReady only when the node has accelerators.
 func (c *Config) Monitored(accelerated bool) []string {
 	var out []string
 	for _, t := range finding.Conditions {
 		if t == finding.AcceleratedHardwareReady && !accelerated {
 			continue
 		}
+		if c.Conditions[t].On() {
+			out = append(out, t)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(c.DeclaredConditions())) {
 		if c.Conditions[t].On() {
 			out = append(out, t)
 		}

@@ -66,8 +66,8 @@ sources:
 	want := []string{
 		"config.yaml:7: unknown field sourcess",
 		"config.yaml:9: cannot unmarshal !!str `kern` into int",
-		"config.yaml:4: conditions.AlsoNope: not a condition type",
-		"config.yaml:2: conditions.Nope: not a condition type",
+		"config.yaml:4: conditions.AlsoNope: not one of the five condition types; a custom type needs healthyReason (the reason it shows while True)",
+		"config.yaml:2: conditions.Nope: not one of the five condition types; a custom type needs healthyReason (the reason it shows while True)",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("problems\n%q\nwant\n%q", got, want)

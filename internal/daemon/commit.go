@@ -47,6 +47,11 @@ func (d *Daemon) commit(now time.Time) {
 }
 
 func (d *Daemon) updateConditions(now time.Time) {
+	// Custom types are recorded as owned before they are computed, so that
+	// one deleted from config is removed from the Node after a restart too.
+	if d.st.DeclareConditions(d.cfg.DeclaredConditions(), now) {
+		d.condChanged = true
+	}
 	if d.st.UpdateConditions(d.cfg.Monitored(d.acc != condition.NoAccelerator), d.acc, now) {
 		d.condChanged = true
 	}

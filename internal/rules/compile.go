@@ -103,7 +103,7 @@ func Compile(f *File, opts Options) (*Set, error) {
 			continue
 		}
 		seen[name] = r.Origin
-		c, err := compileRule(r, sets)
+		c, err := compileRule(r, sets, opts.isCondition)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -143,7 +143,7 @@ func toSet(vals []string) map[string]bool {
 	return m
 }
 
-func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
+func compileRule(r Rule, sets map[string]map[string]bool, isCondition func(string) bool) (*compiled, error) {
 	var errs []error
 	fail := func(format string, args ...any) {
 		errs = append(errs, r.problem(fmt.Errorf(format, args...)))
@@ -152,8 +152,8 @@ func compileRule(r Rule, sets map[string]map[string]bool) (*compiled, error) {
 	if !nameRE.MatchString(c.name) {
 		fail("name %q must be letters, digits, '.', '_' or '-'", c.name)
 	}
-	if !finding.IsCondition(r.Condition) {
-		fail("condition %q is not one of %s", r.Condition, strings.Join(finding.Conditions, ", "))
+	if !isCondition(r.Condition) {
+		fail("condition %q is not one of %s, nor a custom type declared in config.yaml conditions:", r.Condition, strings.Join(finding.Conditions, ", "))
 	}
 	sev, err := finding.ParseSeverity(r.Severity)
 	if err != nil {

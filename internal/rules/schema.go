@@ -6,6 +6,7 @@ package rules
 import (
 	"fmt"
 
+	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
 )
@@ -64,9 +65,20 @@ type Options struct {
 	Policy *policy.Policy
 	// Sets replace the named sets of the rule files.
 	Sets map[string][]string
+	// IsCondition accepts the condition types config.yaml declares beyond
+	// the five; nil accepts the five only.
+	IsCondition func(string) bool
 	// Where locates a config key ("reasons.X", "sets.X") for messages;
 	// nil names the config without a line.
 	Where func(key string) (file string, line int)
+}
+
+// isCondition is IsCondition or the five.
+func (o Options) isCondition(t string) bool {
+	if o.IsCondition != nil {
+		return o.IsCondition(t)
+	}
+	return finding.IsCondition(t)
 }
 
 // problem reports err as a problem of the config key.

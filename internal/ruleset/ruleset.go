@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/plugin"
 	"github.com/nodehealthd/nodehealthd/internal/problems"
 	"github.com/nodehealthd/nodehealthd/internal/rules"
 
@@ -23,7 +24,7 @@ import (
 )
 
 // Load reads the config and the operator rules and compiles them over the
-// built-in catalogue. Each step goes on with what the one before could
+// built-in catalogue, and validates the plugin monitors the config names. Each step goes on with what the one before could
 // read, so that the error lists every problem of every file, ordered by
 // file and line.
 func Load(configPath, rulesDir string) (*config.Config, *rules.Set, error) {
@@ -35,7 +36,8 @@ func Load(configPath, rulesDir string) (*config.Config, *rules.Set, error) {
 	}
 	operator, lerr := rules.LoadDir(rulesDir)
 	set, serr := rules.Compile(rules.Merge(builtin, operator), cfg.RuleOptions())
-	if err := problems.Join(cerr, lerr, serr); err != nil {
+	_, perr := plugin.LoadAll(cfg.PluginFiles(), cfg.IsDeclared)
+	if err := problems.Join(cerr, lerr, serr, perr); err != nil {
 		return nil, nil, err
 	}
 	return cfg, set, nil

@@ -37,6 +37,38 @@ func TestLoadValidatesDetectorOverrides(t *testing.T) {
 	}
 }
 
+// TestCustomConditionsAndPlugins: an operator rule may report a custom
+// type declared in config.yaml, not an undeclared one; plugin monitors
+// are validated with the rest, every problem listed.
+func TestCustomConditionsAndPlugins(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	rulesDir := filepath.Join(dir, "rules.d")
+	write := func(p, s string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(rulesDir, "foo.yaml"), "rules:\n- name: foo\n  source: kmsg\n  condition: FooReady\n  reason: FooBroken\n  severity: Fatal\n  patterns: ['foo broke']\n")
+	write(filepath.Join(dir, "check.sh"), "#!/bin/sh\nexit 0\n")
+	write(filepath.Join(dir, "foo.json"), `{"plugin": "custom", "source": "foo", "rules": [{"type": "permanent", "condition": "FooReady", "reason": "FooDown", "path": "check.sh"}]}`)
+	write(filepath.Join(dir, "bar.json"), `{"plugin": "custom", "source": "bar", "rules": [{"type": "permanent", "condition": "BarReady", "reason": "BarDown", "path": "check.sh"}]}`)
+	write(cfg, "conditions:\n  FooReady: {healthyReason: FooOK}\nplugins: [foo.json]\n")
+	if _, _, err := Load(cfg, rulesDir); err != nil {
+		t.Fatalf("declared custom type refused: %v", err)
+	}
+	write(cfg, "plugins: [foo.json, bar.json]\n")
+	_, _, err := Load(cfg, rulesDir)
+	for _, want := range []string{`condition "FooReady" is not one of`, `foo.json: rules[0]: condition "FooReady" is not declared`, `bar.json: rules[0]: condition "BarReady" is not declared`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
+	}
+}
+
 // TestLoadValidatesEscalations: the catalogue's reasons and templates can
 // be escalated within their condition; every problem of a config is
 // reported at once, each with its line.

@@ -58,6 +58,9 @@ type State struct {
 	// so tools can recompute them after changing findings.
 	Monitored   []string              `json:"monitored,omitempty"`
 	Accelerator condition.Accelerator `json:"accelerator,omitempty"`
+	// Custom holds the condition types beyond the five the daemon owns
+	// (custom.go).
+	Custom map[string]CustomCondition `json:"customConditions,omitempty"`
 
 	// Outbox holds records waiting for a publisher that must not lose them
 	// (Kubernetes events); it survives restarts and API outages.
@@ -369,7 +372,7 @@ func (s *State) remove(match func(*finding.Finding) bool, now time.Time, by stri
 // changed.
 func (s *State) UpdateConditions(monitored []string, acc condition.Accelerator, now time.Time) bool {
 	s.Monitored, s.Accelerator = monitored, acc
-	next := condition.Compute(s.Conditions, monitored, acc, s.Active, now)
+	next := condition.Compute(s.Conditions, monitored, acc, s.declared(), s.Active, now)
 	changed := len(next) != len(s.Conditions)
 	for t, c := range next {
 		if p, ok := s.Conditions[t]; !ok || p != c {

@@ -18,11 +18,16 @@ import (
 // so the kubelet's conditions (and anyone else's) are left alone; a JSON
 // merge patch would replace the whole list. A type of ours that is not
 // monitored any more gets a delete directive, so that it does not stay on
-// the Node with a stale status.
-func conditionPatch(want map[string]condition.Condition, now time.Time) []byte {
+// the Node with a stale status; owned lists our types (the five and the
+// custom types declared now or before, state.OwnedConditions), nil the five.
+// Deleting a type the Node does not have is a no-op.
+func conditionPatch(want map[string]condition.Condition, owned []string, now time.Time) []byte {
+	if owned == nil {
+		owned = finding.Conditions
+	}
 	hb := metav1.NewTime(now)
-	items := make([]any, 0, len(finding.Conditions))
-	for _, t := range finding.Conditions {
+	items := make([]any, 0, len(owned))
+	for _, t := range owned {
 		c, ok := want[t]
 		if !ok {
 			items = append(items, map[string]string{"type": t, "$patch": "delete"})
@@ -48,12 +53,15 @@ func conditionPatch(want map[string]condition.Condition, now time.Time) []byte {
 // inSync reports whether the Node shows exactly the conditions we wrote:
 // each monitored type with our status, reason, message and transition time
 // (at the second precision the API keeps), and no other type of ours.
-func inSync(node *v1Node, want map[string]condition.Condition) bool {
+func inSync(node *v1Node, want map[string]condition.Condition, owned []string) bool {
+	if owned == nil {
+		owned = finding.Conditions
+	}
 	have := map[string]v1NodeCondition{}
 	for _, c := range node.Status.Conditions {
 		have[c.Type] = c
 	}
-	for _, t := range finding.Conditions {
+	for _, t := range owned {
 		w, wanted := want[t]
 		h, present := have[t]
 		if wanted != present {
@@ -99,7 +107,7 @@ func (w *worker) observe(now time.Time) {
 	}
 	if !w.checkAt.IsZero() && !now.Before(w.checkAt) {
 		w.checkAt = time.Time{}
-		if w.lastNode != nil && w.written != nil && !w.reassert && !inSync(w.lastNode, w.written) {
+		if w.lastNode != nil && w.written != nil && !w.reassert && !inSync(w.lastNode, w.written, w.owned) {
 			w.overwritten(now)
 		}
 	}
@@ -124,7 +132,7 @@ func (w *worker) nodeSeen(n *v1Node, now time.Time) {
 		w.retryAt = now
 	}
 	w.absent, w.lastNode, w.uid = false, n, n.UID
-	if w.written != nil && !w.reassert && !inSync(n, w.written) && w.checkAt.IsZero() {
+	if w.written != nil && !w.reassert && !inSync(n, w.written, w.owned) && w.checkAt.IsZero() {
 		w.checkAt = now.Add(settle)
 	}
 }
@@ -168,7 +176,7 @@ func (w *worker) syncConditions(ctx context.Context, now time.Time) {
 	want := w.want
 	changed := w.written == nil || !sameConditions(want, w.written)
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	node, err := w.api.patchNodeStatus(rctx, w.node, conditionPatch(want, now))
+	node, err := w.api.patchNodeStatus(rctx, w.node, conditionPatch(want, w.owned, now))
 	cancel()
 	w.cfg.Observer.Write(WriteNodeStatus, err)
 	done := time.Now()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -133,6 +134,7 @@ type Publisher struct {
 
 	mu       sync.Mutex
 	want     map[string]condition.Condition
+	owned    []string
 	haveWant bool
 	inbox    []state.Outbound
 	maxID    uint64
@@ -206,7 +208,9 @@ func (p *Publisher) Publish(u publish.Update) {
 		p.want = map[string]condition.Condition{}
 	}
 	p.haveWant = true
+	p.owned = finding.Conditions
 	if u.State != nil {
+		p.owned = u.State.OwnedConditions()
 		for _, o := range u.State.Outbox {
 			if o.ID > p.maxID {
 				p.inbox = append(p.inbox, o)
@@ -274,7 +278,9 @@ type connection struct {
 // conditionSync is what we want on the Node, what we last wrote, and what
 // the watch says is there.
 type conditionSync struct {
-	want      map[string]condition.Condition
+	want map[string]condition.Condition
+	// owned are the types of ours (state.OwnedConditions).
+	owned     []string
 	haveWant  bool
 	written   map[string]condition.Condition // nil: not written by this connection
 	lastWrite time.Time
@@ -370,7 +376,7 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) take() {
 	w.p.mu.Lock()
 	if w.p.haveWant {
-		w.want, w.haveWant = w.p.want, true
+		w.want, w.owned, w.haveWant = w.p.want, w.p.owned, true
 	}
 	inbox := w.p.inbox
 	w.p.inbox = nil

@@ -210,7 +210,7 @@ func decode(t *testing.T, b []byte) map[string]map[string]string {
 
 func TestConditionPatchOnlyOurTypes(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
-	got := decode(t, conditionPatch(conds("SoftLockup", since), since.Add(time.Hour)))
+	got := decode(t, conditionPatch(conds("SoftLockup", since), nil, since.Add(time.Hour)))
 	if len(got) != len(finding.Conditions) {
 		t.Fatalf("patch has %d entries, want one per condition type of ours: %v", len(got), got)
 	}
@@ -236,20 +236,20 @@ func TestInSync(t *testing.T) {
 		node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: c.Type,
 			Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(since.Truncate(time.Second))})
 	}
-	if !inSync(node, want) {
+	if !inSync(node, want, nil) {
 		t.Fatal("identical conditions (second precision) not in sync")
 	}
 	node.Status.Conditions[1].Status = "False"
-	if inSync(node, want) {
+	if inSync(node, want, nil) {
 		t.Error("changed status in sync")
 	}
 	node.Status.Conditions[1].Status = "True"
 	node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: finding.NetworkingReady, Status: "True"})
-	if inSync(node, want) {
+	if inSync(node, want, nil) {
 		t.Error("an unmonitored type of ours on the Node is in sync")
 	}
 	node.Status.Conditions = node.Status.Conditions[:2]
-	if inSync(node, want) {
+	if inSync(node, want, nil) {
 		t.Error("a missing type is in sync")
 	}
 }
@@ -556,6 +556,35 @@ func TestDiscoverBacksOff(t *testing.T) {
 	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute}
 	if !slices.Equal(gaps, want) {
 		t.Errorf("gaps between looks %v, want %v", gaps, want)
+	}
+}
+
+// TestConditionPatchCustomTypes: custom types are written like ours, and a
+// custom type owned but no longer wanted (deleted from config) is deleted
+// from the Node; the Node is out of sync while it is still there.
+func TestConditionPatchCustomTypes(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	want := conds("", since)
+	want["FooReady"] = condition.Condition{Type: "FooReady", Status: condition.False, Reason: "FooDown", Message: "foo is down", LastTransitionTime: since}
+	owned := append(slices.Clone(finding.Conditions), "FooReady", "GoneReady")
+	got := decode(t, conditionPatch(want, owned, since))
+	if f := got["FooReady"]; f["status"] != "False" || f["reason"] != "FooDown" || f["message"] != "foo is down" {
+		t.Errorf("FooReady entry: %v", f)
+	}
+	if g := got["GoneReady"]; g["$patch"] != "delete" {
+		t.Errorf("GoneReady was deleted from config and must be deleted from the Node: %v", g)
+	}
+	node := &v1Node{}
+	for _, c := range want {
+		node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: c.Type,
+			Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: metav1.NewTime(c.LastTransitionTime)})
+	}
+	if !inSync(node, want, owned) {
+		t.Fatal("identical conditions not in sync")
+	}
+	node.Status.Conditions = append(node.Status.Conditions, v1NodeCondition{Type: "GoneReady", Status: "True"})
+	if inSync(node, want, owned) {
+		t.Error("a removed custom type still on the Node is in sync")
 	}
 }
 

@@ -159,7 +159,7 @@ func (w *Writer) Publish(u publish.Update) {
 	if u.State.Cluster != nil {
 		s.node = u.State.Cluster.Node
 	}
-	for _, t := range finding.Conditions {
+	for _, t := range condition.Types(u.Conditions) {
 		if c, ok := u.Conditions[t]; ok {
 			s.conditions = append(s.conditions, c)
 			s.anyFalse = s.anyFalse || c.Status == condition.False

@@ -103,7 +103,7 @@ func (p *Publisher) Publish(u publish.Update) {
 		p.cleared(&u.Cleared[i], false)
 	}
 	if u.ConditionsChanged {
-		for _, t := range finding.Conditions {
+		for _, t := range condition.Types(u.Conditions) {
 			c, ok := u.Conditions[t]
 			if !ok {
 				continue

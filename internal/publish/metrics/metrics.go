@@ -67,6 +67,7 @@ type Metrics struct {
 	commits       prometheus.Counter
 	probeDuration *prometheus.HistogramVec
 	probeFailures *prometheus.CounterVec
+	pluginRuns    *prometheus.CounterVec
 	apiWrites     *prometheus.CounterVec
 	apiErrors     *prometheus.CounterVec
 	eventsEmitted prometheus.Counter
@@ -172,6 +173,10 @@ func New(opts Options) *Metrics {
 			Namespace: namespace, Name: "probe_failures_total",
 			Help: "Probe checks that could not run (error or timeout), by probe. A check that finds a problem is not a failure.",
 		}, []string{"probe"}),
+		pluginRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "plugin_runs_total",
+			Help: "Custom plugin runs, by plugin (the monitor's source), rule type, reason and result (ok, problem, unknown: other exit status, timed out and killed, or could not start).",
+		}, []string{"plugin", "type", "reason", "result"}),
 		apiWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "api_writes_total",
 			Help: "Write requests to the Kubernetes API server, by kind (node_status, event), successful or not.",
@@ -191,7 +196,7 @@ func New(opts Options) *Metrics {
 	}
 	m.reg.MustRegister(
 		m.findings, m.repeats, m.cleared, m.records, m.lost, m.truncated, m.ruleSeconds, m.stateWrite, m.saveFailures, m.commits,
-		m.probeDuration, m.probeFailures, m.apiWrites, m.apiErrors, m.eventsEmitted, m.eventsDropped,
+		m.probeDuration, m.probeFailures, m.pluginRuns, m.apiWrites, m.apiErrors, m.eventsEmitted, m.eventsDropped,
 		stateCollector{m},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "build_info",
@@ -314,6 +319,11 @@ func (m *Metrics) ObserveProbe(probe string, took time.Duration, err error) {
 		// before the first failure.
 		m.probeFailures.WithLabelValues(probe).Add(0)
 	}
+}
+
+// ObservePlugin counts one custom plugin run.
+func (m *Metrics) ObservePlugin(plugin, ruleType, reason, result string) {
+	m.pluginRuns.WithLabelValues(plugin, ruleType, reason, result).Inc()
 }
 
 // Write implements cluster.Observer. Events are counted as emitted from

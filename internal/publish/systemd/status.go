@@ -34,7 +34,7 @@ type Summary struct {
 // Summarize copies what the status line needs from a commit.
 func Summarize(st *state.State, conds map[string]condition.Condition, now time.Time) Summary {
 	var s Summary
-	for _, t := range finding.Conditions {
+	for _, t := range condition.Types(conds) {
 		c, ok := conds[t]
 		if !ok {
 			continue
