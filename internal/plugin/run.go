@@ -104,6 +104,11 @@ func Exec(ctx context.Context, r Rule, maxOutput int, cred *syscall.Credential) 
 		}
 		return Result{Status: Unknown, Output: why}
 	}
+	if cred != nil && errors.Is(err, syscall.EPERM) {
+		// The shipped unit keeps no capabilities: switching users needs
+		// the drop-in docs/plugins.md gives, or pluginUser: "".
+		return Result{Status: Unknown, Output: fmt.Sprintf("cannot run as uid %d: %v (under the systemd unit, add the plugin drop-in of docs/plugins.md, or set pluginUser: \"\" in config.yaml)", cred.Uid, err)}
+	}
 	return Result{Status: Unknown, Output: "cannot run: " + err.Error()}
 }
 
