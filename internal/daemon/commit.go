@@ -12,6 +12,7 @@ import (
 // place state reaches disk. When the state file cannot be written the
 // publishers are told anyway (see persist).
 func (d *Daemon) commit(now time.Time) {
+	defer func() { d.coalesce.at(d.st.CoalesceDue()) }()
 	d.applyFeedback()
 	if !d.dirty && d.changes.Empty() {
 		return
@@ -73,4 +74,38 @@ func (d *Daemon) replay() {
 	d.st.MarkLogged(fs, cs)
 	d.dirty = true
 	d.log.Info("wrote findings that a stop kept from the log", "findings", len(fs), "cleared", len(cs))
+}
+
+// dueTimer is a timer for one instant that moves: at sets it (the zero
+// time stops it), C is nil while it is stopped, so a select on it waits
+// for nothing.
+type dueTimer struct {
+	t   *time.Timer
+	due time.Time
+}
+
+func (d *dueTimer) at(due time.Time) {
+	if due.Equal(d.due) {
+		return
+	}
+	d.due = due
+	if d.t != nil {
+		d.t.Stop()
+	}
+	if due.IsZero() {
+		d.t = nil
+		return
+	}
+	d.t = time.NewTimer(time.Until(due))
+}
+
+// fired forgets the instant that has come, so that at sets the next one
+// even when it is the same.
+func (d *dueTimer) fired() { d.t, d.due = nil, time.Time{} }
+
+func (d *dueTimer) C() <-chan time.Time {
+	if d.t == nil {
+		return nil
+	}
+	return d.t.C
 }

@@ -131,6 +131,8 @@ type Daemon struct {
 	fatal error
 	// memLimitLogged says the soft memory limit has been logged.
 	memLimitLogged bool
+	// coalesce fires when the oldest pending repeats of a Warning are due.
+	coalesce dueTimer
 }
 
 // Run runs the daemon until ctx ends. It returns an error only when it
@@ -270,6 +272,15 @@ func (d *Daemon) run(ctx context.Context) error {
 		case <-deferred:
 			deferred = nil
 			d.commit(time.Now())
+		case <-d.coalesce.C():
+			// Repeats of a Warning waited their window: committed now,
+			// not at the next housekeeping tick, which may be much later.
+			d.coalesce.fired()
+			now := time.Now()
+			if d.st.FlushCoalesced(now, d.opts.Outbox, &d.changes) > 0 {
+				d.dirty = true
+			}
+			d.commit(now)
 		case ev := <-d.events:
 			d.detectorEvent(ev)
 			d.drainEvents()

@@ -57,3 +57,46 @@ func TestRulesDirMoveIsFollowed(t *testing.T) {
 		})
 	}
 }
+
+// A Warning seen again within the coalescing window is committed when the
+// window ends, whatever the housekeeping interval: a node whose daemon
+// ticks every minute must not hold a repeat (and its event count) that
+// long.
+func TestCoalescedRepeatCommittedWhenItsWindowEnds(t *testing.T) {
+	h := newHarness(t)
+	h.write("rules.d/warn.yaml", `rules:
+  - name: Blip
+    condition: KernelReady
+    reason: Blip
+    severity: Warning
+    source: kmsg
+    patterns: ['blip']
+`)
+	h.housekeeping = time.Minute
+	h.start()
+	defer h.stop()
+	blips := func(st *state.State) int {
+		n := 0
+		for _, f := range st.Recent {
+			if f.Reason == "Blip" {
+				n += max(1, f.Count)
+			}
+		}
+		return n
+	}
+	h.send("blip")
+	h.waitState(func(st *state.State) bool { return blips(st) == 1 })
+	sent := time.Now()
+	h.send("blip")
+	deadline := sent.Add(state.CoalesceWindow + 5*time.Second)
+	for {
+		st, err := state.Read(h.stateDir)
+		if err == nil && blips(st) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the repeat was not committed within the coalescing window (%v) and 5s", state.CoalesceWindow)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

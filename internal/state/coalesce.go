@@ -12,8 +12,8 @@ import (
 // then one finding at once and one more per window with the count of the
 // repeats, however many lines it is: the state file, the journal, the
 // console and the event outbox grow with the problems, not with the lines.
-// A repeat waits at most the window (plus a housekeeping tick) to be
-// committed.
+// A repeat waits the window to be committed: the daemon sets a timer for
+// CoalesceDue.
 const CoalesceWindow = 10 * time.Second
 
 // MaxCoalescing bounds the Warnings tracked for coalescing. When more
@@ -167,4 +167,16 @@ func (s *State) indexCoalescing() {
 		}
 		e.pending = i
 	}
+}
+
+// CoalesceDue is when the oldest pending repeats are due to be committed
+// (FlushCoalesced); zero when none are pending.
+func (s *State) CoalesceDue() time.Time {
+	var due time.Time
+	for i := range s.Coalescing {
+		if t := s.Coalescing[i].Since.Add(CoalesceWindow); due.IsZero() || t.Before(due) {
+			due = t
+		}
+	}
+	return due
 }
