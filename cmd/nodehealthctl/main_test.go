@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -225,5 +226,43 @@ func TestStatusShowsAStateNotPersisted(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &v); rc != 0 || err != nil || v.Daemon == nil || v.Daemon.Unsaved == nil || v.Daemon.Unsaved.Failures != 3 {
 		t.Fatalf("status -o json: rc %d err %v\n%s", rc, err, out)
+	}
+}
+
+// TestStatusShowsRecurrence: an active finding that recurred after reboots
+// says so, escalation included, and the reasons seen in several boots are
+// listed.
+func TestStatusShowsRecurrence(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	st := state.New("boot-2", now)
+	var ch state.Changes
+	st.Raise(finding.Finding{Condition: finding.AcceleratedHardwareReady, Reason: "NvidiaXID140Error", Severity: finding.Fatal, Key: "0000:3b:00/48",
+		Message: "detected XID-48", Source: "kmsg", Detected: now, LastSeen: now, Count: 1,
+		Recurrence: &finding.Recurrence{Reason: "NvidiaXID48Error", Reboots: 1, Within: 24 * time.Hour, Escalated: true}}, false, &ch)
+	st.History = policy.History{
+		"NvidiaXID48Error": {{BootID: "boot-1", At: now.Add(-time.Hour)}, {BootID: "boot-2", At: now}},
+		"Once":             {{BootID: "boot-1", At: now.Add(-time.Hour)}},
+	}
+	writeState(t, dir, st)
+	rc, out, errs := ctl(t, "", "status", "--state-dir", dir)
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errs)
+	}
+	for _, want := range []string{"RECURRING: NvidiaXID48Error recurred after 1 reboot in 24h, escalated", "Fatal reasons seen in several boots", "NvidiaXID48Error: 2 boots"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Once:") {
+		t.Errorf("a reason seen in one boot is listed:\n%s", out)
+	}
+	rc, out, _ = ctl(t, "", "status", "-o", "json", "--state-dir", dir)
+	var v struct {
+		Active  []finding.Finding `json:"active"`
+		History policy.History    `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); rc != 0 || err != nil || v.Active[0].Recurrence == nil || len(v.History["NvidiaXID48Error"]) != 2 {
+		t.Fatalf("json: rc %d err %v\n%s", rc, err, out)
 	}
 }

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/policy"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -29,6 +33,9 @@ type statusView struct {
 	// answers (not running, or in another network namespace).
 	Daemon          *state.Live        `json:"daemon,omitempty"`
 	LastSaveFailure *state.SaveFailure `json:"lastSaveFailure,omitempty"`
+	// History is the boots each Fatal reason was seen in, for recurrence
+	// after reboots.
+	History policy.History `json:"history,omitempty"`
 }
 
 // liveTimeout bounds the question to the daemon: status must answer even
@@ -56,7 +63,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	now := time.Now()
 	v := statusView{UpdatedAt: st.UpdatedAt, BootID: st.BootID, Active: st.Active, Lost: st.Lost, Cluster: st.Cluster,
-		WarningsLastHour: st.WarningsSince(now.Add(-time.Hour)), Daemon: live, LastSaveFailure: st.LastSaveFailure}
+		WarningsLastHour: st.WarningsSince(now.Add(-time.Hour)), Daemon: live, LastSaveFailure: st.LastSaveFailure,
+		History: st.History}
 	for _, t := range finding.Conditions {
 		if cond, ok := st.Conditions[t]; ok {
 			v.Conditions = append(v.Conditions, cond)
@@ -109,7 +117,11 @@ func printStatus(w io.Writer, v statusView, now time.Time) {
 	for _, f := range v.Active {
 		fmt.Fprintf(w, "  #%d %s %s/%s since %s (seen %d×, last %s) [%s]: %s\n", f.ID, f.Severity, f.Condition, f.Reason,
 			stamp(f.Detected, now), f.Count, stamp(f.LastSeen, now), f.Source, f.Message)
+		if r := f.Recurrence; r != nil {
+			fmt.Fprintf(w, "      RECURRING: %s\n", r.Describe())
+		}
 	}
+	printRecurrences(w, v.History, now)
 	fmt.Fprintf(w, "\nWarnings in the last hour: %d\n", v.WarningsLastHour)
 	for _, f := range v.RecentWarnings {
 		fmt.Fprintf(w, "  %s %s/%s: %s [%s]\n", stamp(f.Detected, now), f.Condition, f.Reason, f.Message, f.Source)
@@ -153,4 +165,25 @@ func stamp(t, now time.Time) string {
 		return t.Format("15:04:05")
 	}
 	return t.Format("2006-01-02 15:04:05")
+}
+
+// printRecurrences lists the Fatal reasons seen in more than one boot:
+// what a reboot did not cure.
+func printRecurrences(w io.Writer, h policy.History, now time.Time) {
+	var lines []string
+	for _, r := range slices.Sorted(maps.Keys(h)) {
+		ss := h[r]
+		if len(ss) < 2 {
+			continue
+		}
+		var at []string
+		for _, s := range ss {
+			at = append(at, stamp(s.At, now))
+		}
+		lines = append(lines, fmt.Sprintf("  %s: %d boots (%s)", r, len(ss), strings.Join(at, ", ")))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nFatal reasons seen in several boots (last %d boots each):\n%s\n", policy.MaxBootsPerReason, strings.Join(lines, "\n"))
 }

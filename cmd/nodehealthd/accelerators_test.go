@@ -34,17 +34,15 @@ func accelRoot(t *testing.T, vendor, class string) string {
 
 func accelSetup(t *testing.T, root string, on bool) []string {
 	t.Helper()
-	old := nvmlOn
-	nvmlOn = on
-	t.Cleanup(func() { nvmlOn = old })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	opts := &daemon.Options{NewDetectors: func(daemon.SourceContext) []detector.Detector {
+	o := defaultOptions()
+	o.root, o.nvml = root, on
+	e := newEnv(context.Background(), log, &o, &config.Config{}, io.Discard)
+	e.detectors = append(e.detectors, func(daemon.SourceContext) []detector.Detector {
 		return []detector.Detector{accelOtherDetector{}}
-	}}
-	e := &env{ctx: context.Background(), log: log, root: root, cfg: &config.Config{}, opts: opts}
-	if err := setupAccelerators(e); err != nil {
-		t.Fatal(err)
-	}
+	})
+	e.setupAccelerators()
+	opts := &e.opts
 	var names []string
 	for _, d := range opts.NewDetectors(daemon.SourceContext{Root: root, Config: &config.Config{}, Logger: log}) {
 		names = append(names, d.Name())
@@ -85,15 +83,11 @@ func TestAcceleratorsPublishGPUStatus(t *testing.T) {
 		"NVIDIA --nvml=false": {on: false, want: true, vendor: "0x10de"},
 		"no GPU":              {on: true, want: false, vendor: "0x1d0f"},
 	} {
-		old := nvmlOn
-		nvmlOn = c.on
-		opts := &daemon.Options{}
-		e := &env{ctx: context.Background(), log: slog.New(slog.DiscardHandler), root: accelRoot(t, c.vendor, "0x030200"), cfg: &config.Config{}, opts: opts}
-		if err := setupAccelerators(e); err != nil {
-			t.Fatal(err)
-		}
-		nvmlOn = old
-		read, ok := opts.LiveSections[nvidia.LiveSection]
+		o := defaultOptions()
+		o.root, o.nvml = accelRoot(t, c.vendor, "0x030200"), c.on
+		e := newEnv(context.Background(), slog.New(slog.DiscardHandler), &o, &config.Config{}, io.Discard)
+		e.setupAccelerators()
+		read, ok := e.opts.LiveSections[nvidia.LiveSection]
 		if ok != c.want {
 			t.Errorf("%s: gpu section published %v, want %v", name, ok, c.want)
 			continue

@@ -18,8 +18,8 @@ var forbiddenDeps = map[string][]string{
 	// The command validates and lists what the daemon runs; it needs
 	// neither the pipeline nor a cluster client.
 	"github.com/nodehealthd/nodehealthd/cmd/nodehealthctl": {
-		"github.com/nodehealthd/nodehealthd/internal/daemon", "github.com/nodehealthd/nodehealthd/internal/cluster",
-		"github.com/nodehealthd/nodehealthd/internal/metrics", "k8s.io/", "google.golang.org/grpc",
+		"github.com/nodehealthd/nodehealthd/internal/daemon", "github.com/nodehealthd/nodehealthd/internal/publish/cluster",
+		"github.com/nodehealthd/nodehealthd/internal/publish/metrics", "k8s.io/", "google.golang.org/grpc",
 	},
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,51 +17,33 @@ import (
 // console summary. Both are publishers configured from config.yaml's
 // diagnostics section, again on every reload; upload outcomes come back
 // through a detector.
-var consolePath string
-
-func init() {
-	register(subsystem{
-		name: "diagnostics",
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&consolePath, "diagnostics-console", consolesummary.DefaultPath,
-				"where the summary goes while a condition is False (diagnostics.console in config.yaml switches it)")
-		},
-		setup: setupDiagnostics,
-	})
-}
-
-func setupDiagnostics(e *env) error {
+func (e *env) setupDiagnostics() error {
 	cfg := e.cfg.Diagnostics
-	opts := capture.Options{Log: e.log, Root: e.root}
+	opts := capture.Options{Log: e.log, Root: e.o.root}
 	if path, err := capture.FindCollector(cfg.Collector); err != nil {
 		e.log.Error("diagnostics bundles cannot be captured", "err", err)
 		opts.CollectorErr = err
 	} else {
 		configDir := filepath.Dir(e.opts.ConfigPath)
-		opts.Collector = capture.NewCollector(path, e.log, "--root", e.root, "--daemon-paths",
-			"--state-dir", e.stateDir, "--config-dir", configDir)
+		opts.Collector = capture.NewCollector(path, e.log, "--root", e.o.root, "--daemon-paths",
+			"--state-dir", e.o.stateDir, "--config-dir", configDir)
 	}
 	capturer := capture.New(opts, cfg)
-	console := consolesummary.New(consolesummary.Options{Path: consolePath, Log: e.log})
+	console := consolesummary.New(consolesummary.Options{Path: e.o.consolePath, Log: e.log})
 	console.Configure(cfg.ConsoleOn(), cfg.BundleDir())
 	e.opts.Publishers = append(e.opts.Publishers, capturer, console)
 	for _, c := range append(capture.Collectors(), consolesummary.Collectors()...) {
-		if err := daemonMetrics.Registry().Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		if err := e.metrics.Registry().Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
 	}
 	// The daemon builds detectors again whenever the config changes: the
 	// moment to hand the new diagnostics section to both publishers.
-	prev := e.opts.NewDetectors
-	e.opts.NewDetectors = func(sc daemon.SourceContext) []detector.Detector {
-		var dets []detector.Detector
-		if prev != nil {
-			dets = prev(sc)
-		}
+	e.detectors = append(e.detectors, func(sc daemon.SourceContext) []detector.Detector {
 		d := sc.Config.Diagnostics
 		capturer.Configure(d)
 		console.Configure(d.ConsoleOn(), d.BundleDir())
-		return append(dets, capturer.Detector())
-	}
+		return []detector.Detector{capturer.Detector()}
+	})
 	return nil
 }

@@ -21,12 +21,14 @@ import (
 func TestDiagnosticsWiring(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range 2 {
-		opts := &daemon.Options{ConfigPath: filepath.Join(t.TempDir(), "config.yaml"),
-			NewDetectors: func(daemon.SourceContext) []detector.Detector { return []detector.Detector{accelOtherDetector{}} }}
-		e := &env{ctx: context.Background(), log: log, root: "/", stateDir: t.TempDir(), cfg: &config.Config{}, opts: opts}
-		if err := setupDiagnostics(e); err != nil {
+		o := defaultOptions()
+		o.configPath, o.stateDir = filepath.Join(t.TempDir(), "config.yaml"), t.TempDir()
+		e := newEnv(context.Background(), log, &o, &config.Config{}, io.Discard)
+		e.detectors = append(e.detectors, func(daemon.SourceContext) []detector.Detector { return []detector.Detector{accelOtherDetector{}} })
+		if err := e.setupDiagnostics(); err != nil {
 			t.Fatal(err)
 		}
+		opts := &e.opts
 		var capt, cons bool
 		for _, p := range opts.Publishers {
 			switch p.(type) {

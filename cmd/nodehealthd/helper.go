@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -20,33 +21,21 @@ import (
 // The privileged helper (internal/privhelper): the daemon's flag that
 // points probes at it, and the "privileged-helper" command that runs it.
 
-// helperSocket is --privileged-helper.
-var helperSocket string
-
-func init() {
-	register(subsystem{
-		name: "privileged-helper",
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&helperSocket, "privileged-helper", "", "socket of nodehealthd's privileged helper, which does the probes' privileged reads "+
-				"(the systemd unit sets "+privhelper.DefaultSocket+"); empty: do them in this process")
-		},
-	})
-}
-
 // privileged is what probes use for privileged reads: the helper when
 // --privileged-helper names it, else nil (in-process).
-func privileged() probe.Privileged {
-	if helperSocket == "" {
+func (e *env) privileged() probe.Privileged {
+	if e.o.helperSocket == "" {
 		return nil
 	}
-	return privhelper.NewClient(helperSocket)
+	return privhelper.NewClient(e.o.helperSocket)
 }
 
 // runHelper is "nodehealthd privileged-helper [--listen PATH]". Under
 // systemd it serves the socket nodehealthd-helper.socket passes it;
 // --listen is for running it by hand.
-func runHelper(args []string) int {
+func runHelper(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nodehealthd privileged-helper", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	listen := fs.String("listen", "", "listen on this Unix socket instead of the one systemd passes")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -54,7 +43,7 @@ func runHelper(args []string) int {
 		}
 		return 2
 	}
-	log := logging.New(os.Stderr, 0).With("component", "privileged-helper")
+	log := logging.New(stderr, 0).With("component", "privileged-helper")
 	var l net.Listener
 	if *listen != "" {
 		_ = os.Remove(*listen)
@@ -71,12 +60,12 @@ func runHelper(args []string) int {
 	} else {
 		ls, err := activation.Listeners()
 		if err != nil || len(ls) != 1 || ls[0] == nil {
-			fmt.Fprintf(os.Stderr, "nodehealthd privileged-helper: want exactly one socket from systemd (nodehealthd-helper.socket) or --listen; got %d (%v)\n", len(ls), err)
+			fmt.Fprintf(stderr, "nodehealthd privileged-helper: want exactly one socket from systemd (nodehealthd-helper.socket) or --listen; got %d (%v)\n", len(ls), err)
 			return 2
 		}
 		l = ls[0]
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("serving", "socket", l.Addr().String())
 	if err := privhelper.NewServer(log).Serve(ctx, l); err != nil {

@@ -9,137 +9,172 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
+	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/logging"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
+	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
+	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/source/kmsg"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// env is what a subsystem sees when it wires itself in.
-type env struct {
-	ctx      context.Context
-	log      *slog.Logger
-	root     string
-	stateDir string
-	// cfg is the configuration at start (nil fields = defaults); it is
-	// loaded again by the daemon on reload.
-	cfg  *config.Config
-	opts *daemon.Options
-}
-
-// A subsystem is an optional part of the daemon (systemd integration,
-// cluster publishing, metrics, probes) that registers itself from its own
-// file of this package, the way node_exporter collectors do.
-type subsystem struct {
-	name string
-	// flags adds the subsystem's flags.
-	flags func(fs *flag.FlagSet)
-	// setup adds publishers or detectors to e.opts; an error stops the
-	// daemon before it starts.
-	setup func(e *env) error
-}
-
-var subsystems []subsystem
-
-func register(s subsystem) { subsystems = append(subsystems, s) }
-
 func main() {
-	os.Exit(run())
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run() int {
-	if len(os.Args) > 1 && os.Args[1] == "privileged-helper" {
-		return runHelper(os.Args[2:])
+// run is the whole command; it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "privileged-helper" {
+		return runHelper(ctx, args[1:], stderr)
 	}
-	fs := flag.NewFlagSet("nodehealthd", flag.ContinueOnError)
-	root := fs.String("root", "/", "host root: every host path is read under it (e.g. /.bottlerocket/rootfs)")
-	stateDir := fs.String("state-dir", "/var/lib/nodehealthd", "directory of the state file")
-	configPath := fs.String("config", config.DefaultPath, "configuration file (missing = defaults)")
-	rulesDir := fs.String("rules-dir", "", "operator rules directory (default: config rulesDir, else /etc/nodehealthd/rules.d)")
-	output := fs.String("o", "text", "how findings are printed on stdout: text, json or none")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	for _, s := range subsystems {
-		if s.flags != nil {
-			s.flags(fs)
-		}
-	}
+	var o options
+	fs := newFlagSet(&o)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: nodehealthd [flags]\n       nodehealthd privileged-helper [--listen PATH]\n\nMonitors this node's kernel, container runtime, storage, networking and accelerators.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if *showVersion {
-		fmt.Println("nodehealthd", version)
+	if o.version {
+		fmt.Fprintln(stdout, "nodehealthd", version)
 		return 0
 	}
-	level, err := logging.ParseLevel(*logLevel)
+	if err := o.resolveOutput(); err != nil {
+		fmt.Fprintln(stderr, "nodehealthd:", err)
+		return 2
+	}
+	level, err := logging.ParseLevel(o.logLevel)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "nodehealthd:", err)
+		fmt.Fprintln(stderr, "nodehealthd:", err)
 		return 2
 	}
-	log := logging.New(os.Stderr, level)
-
-	opts := daemon.Options{
-		Root:       *root,
-		StateDir:   *stateDir,
-		ConfigPath: *configPath,
-		RulesDir:   *rulesDir,
-		Logger:     log,
-	}
-	if *root == "/" {
-		if dev := kmsg.Inherited(); dev != nil {
-			opts.KmsgDevice = dev
-			log.Info("reading the kernel log from the device systemd opened", "device", dev.Name())
-		}
-	}
-	switch *output {
-	case "text", "json":
-		opts.Publishers = append(opts.Publishers, console.New(os.Stdout, *output == "json"))
-	case "none":
-	default:
-		fmt.Fprintf(os.Stderr, "nodehealthd: -o %q: want text, json or none\n", *output)
-		return 2
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	log := logging.New(stderr, level)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	cfg, err := config.Load(*configPath)
+	cfg, err := config.Load(o.configPath)
 	if err != nil {
-		// The daemon reports it again and runs with defaults; subsystems
-		// get defaults too.
+		// The daemon reports it again and runs with defaults; the
+		// subsystems get defaults too.
 		log.Error("config unreadable; using defaults", "err", err)
 		cfg = &config.Config{}
 	}
-	e := &env{ctx: ctx, log: log, root: *root, stateDir: *stateDir, cfg: cfg, opts: &opts}
-	for _, s := range subsystems {
-		if s.setup == nil {
-			continue
-		}
-		if err := s.setup(e); err != nil {
-			log.Error("cannot start", "subsystem", s.name, "err", err)
-			return 1
-		}
+	e := newEnv(ctx, log, &o, cfg, stdout)
+	if o.once.enabled {
+		// Before anything binds a port or contacts the API server.
+		return e.runOnce()
 	}
-	log.Info("nodehealthd starting", "version", version, "root", *root, "state_dir", *stateDir)
-	if err := daemon.Run(ctx, opts); err != nil {
+	if err := e.wire(); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	log.Info("nodehealthd starting", "version", version, "root", o.root, "state_dir", o.stateDir)
+	if err := daemon.Run(ctx, e.opts); err != nil {
 		log.Error("nodehealthd cannot run", "err", err)
 		return 1
 	}
 	log.Info("nodehealthd stopped")
 	return 0
+}
+
+// resolveOutput checks -o and fills in its default: under systemd every
+// finding is a structured journal entry, and printing it on stdout (the
+// journal too) would log it twice.
+func (o *options) resolveOutput() error {
+	switch o.output {
+	case "":
+		o.output = "text"
+		if journald.UnderJournal() {
+			o.output = "none"
+		}
+	case "text", "json", "none":
+	default:
+		return fmt.Errorf("-o %q: want text, json or none", o.output)
+	}
+	return nil
+}
+
+// env is what the subsystems are wired from, and what they share: the
+// daemon's options they add to, the metrics registry, the detector
+// factories.
+type env struct {
+	ctx    context.Context
+	log    *slog.Logger
+	o      *options
+	stdout io.Writer
+	// cfg is the configuration at start (nil fields = defaults); the
+	// daemon loads it again on every reload.
+	cfg  *config.Config
+	opts daemon.Options
+	// metrics exists whether or not the endpoint is served: the cluster
+	// publisher and the probes report to it.
+	metrics *metrics.Metrics
+	// detectors build the detectors each time the daemon (re)starts them.
+	detectors []func(daemon.SourceContext) []detector.Detector
+	// metricsAddr is the address the endpoint listens on (tests ask for
+	// port 0).
+	metricsAddr net.Addr
+}
+
+func newEnv(ctx context.Context, log *slog.Logger, o *options, cfg *config.Config, stdout io.Writer) *env {
+	e := &env{ctx: ctx, log: log, o: o, cfg: cfg, stdout: stdout, metrics: metrics.New(metrics.Options{Version: version})}
+	e.opts = daemon.Options{Root: o.root, StateDir: o.stateDir, ConfigPath: o.configPath, RulesDir: o.rulesDir, Logger: log}
+	e.opts.NewDetectors = e.newDetectors
+	return e
+}
+
+// wire sets up every subsystem, in this order: what prints, what reports
+// to systemd, the metrics endpoint, cluster publishing, the detectors
+// (probes, accelerators) and diagnostics.
+func (e *env) wire() error {
+	e.setupOutput()
+	e.setupSystemd()
+	e.setupMetrics()
+	if err := e.setupCluster(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	e.setupProbes()
+	e.setupAccelerators()
+	if err := e.setupDiagnostics(); err != nil {
+		return fmt.Errorf("diagnostics: %w", err)
+	}
+	return nil
+}
+
+// setupOutput adds the console publisher -o asks for, and reads the kernel
+// log from the device systemd opened, if it did.
+func (e *env) setupOutput() {
+	if e.o.output == "text" || e.o.output == "json" {
+		e.opts.Publishers = append(e.opts.Publishers, console.New(e.stdout, e.o.output == "json"))
+	}
+	if e.o.root == "/" {
+		if dev := kmsg.Inherited(); dev != nil {
+			e.opts.KmsgDevice = dev
+			e.log.Info("reading the kernel log from the device systemd opened", "device", dev.Name())
+		}
+	}
+}
+
+// newDetectors is daemon.Options.NewDetectors: every subsystem's detectors.
+func (e *env) newDetectors(sc daemon.SourceContext) []detector.Detector {
+	var dets []detector.Detector
+	for _, build := range e.detectors {
+		dets = append(dets, build(sc)...)
+	}
+	return dets
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -11,49 +10,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/daemon"
+	"github.com/nodehealthd/nodehealthd/internal/config"
 )
 
 // TestMetricsLoopbackByDefault starts the metrics subsystem with its default
 // address (only the port changed to a free one) and checks that the
 // endpoint answers on loopback and not on any other address of this host.
 func TestMetricsLoopbackByDefault(t *testing.T) {
-	var sub *subsystem
-	for i := range subsystems {
-		if subsystems[i].name == "metrics" {
-			sub = &subsystems[i]
-		}
-	}
-	if sub == nil {
-		t.Fatal("metrics subsystem not registered")
-	}
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	sub.flags(fs)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	host, _, err := net.SplitHostPort(metricsAddress)
+	o := defaultOptions()
+	host, _, err := net.SplitHostPort(o.metricsAddress)
 	if err != nil {
-		t.Fatalf("default --metrics-address %q: %v", metricsAddress, err)
+		t.Fatalf("default --metrics-address %q: %v", o.metricsAddress, err)
 	}
-	if err := fs.Set("metrics-address", net.JoinHostPort(host, "0")); err != nil {
-		t.Fatal(err)
-	}
-
+	o.metricsAddress = net.JoinHostPort(host, "0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var opts daemon.Options
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := setupMetrics(&env{ctx: ctx, log: log, opts: &opts}); err != nil {
-		t.Fatal(err)
-	}
-	if metricsAddr == nil {
+	e := newEnv(ctx, slog.New(slog.DiscardHandler), &o, &config.Config{}, io.Discard)
+	e.setupMetrics()
+	if e.metricsAddr == nil {
 		t.Fatal("metrics endpoint not listening")
 	}
-	if len(opts.Publishers) != 1 {
-		t.Errorf("publishers = %d, want the metrics publisher", len(opts.Publishers))
+	if len(e.opts.Publishers) != 1 {
+		t.Errorf("publishers = %d, want the metrics publisher", len(e.opts.Publishers))
 	}
-	bound := metricsAddr.(*net.TCPAddr)
+	bound := e.metricsAddr.(*net.TCPAddr)
 	if !bound.IP.IsLoopback() {
 		t.Errorf("default metrics address bound to %s, want loopback", bound)
 	}

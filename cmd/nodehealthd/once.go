@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,19 +22,6 @@ import (
 // what they could not check, and exit. It is for checking a node (or a
 // fixture tree) by hand and in CI: no jitter, no hysteresis, no state file,
 // no publishing.
-var (
-	runOnce bool
-	// onceWindow is --once-window: the time over which a probe that
-	// needs several checks is checked.
-	onceWindow time.Duration
-	// onceLiveHost is --once-live-host: run the probes that read the
-	// running host even under a --root other than /.
-	onceLiveHost bool
-	onceFS       *flag.FlagSet
-	// onceExit and onceOut are os.Exit and os.Stdout; tests replace them.
-	onceExit           = os.Exit
-	onceOut  io.Writer = os.Stdout
-)
 
 // Exit statuses of --once. Findings are the command working, so they exit
 // 0 like a healthy node; so do inconclusive and skipped probes, which are
@@ -54,49 +39,23 @@ const (
 	onceCheckTimeout = 30 * time.Second
 )
 
-func init() {
-	s := subsystem{
-		name: "once",
-		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&runOnce, "once", false, "check every host probe against --root, print the findings and the probes that failed, "+
-				"could not conclude or were skipped (-o text or json), and exit: 0 when every probe ran, 1 when one failed")
-			fs.DurationVar(&onceWindow, "once-window", defaultOnceWindow, "with --once, the time over which a probe that needs several "+
-				"checks (counter deltas, a state seen twice) is checked, its checks spread evenly over it; 0 checks every probe once "+
-				"and reports those probes as inconclusive")
-			fs.BoolVar(&onceLiveHost, "once-live-host", false, "with --once and a --root other than /, also run the probes that read "+
-				"the running host rather than the tree (kernel clock, netlink, iptables): for a root that is this host's own file "+
-				"system, as in Bottlerocket's host container")
-			onceFS = fs
-		},
-		setup: setupOnce,
+// runOnce is --once; it returns the exit status.
+func (e *env) runOnce() int {
+	if e.o.once.window < 0 {
+		e.log.Error("invalid option", "err", fmt.Sprintf("--once-window %v: must not be negative", e.o.once.window))
+		return onceUsage
 	}
-	// First in line: --once must finish before any other subsystem binds a
-	// port or contacts the API server.
-	subsystems = append([]subsystem{s}, subsystems...)
-}
-
-func setupOnce(e *env) error {
-	if !runOnce {
-		return nil
-	}
-	if onceWindow < 0 {
-		e.log.Error("invalid option", "err", fmt.Sprintf("--once-window %v: must not be negative", onceWindow))
-		onceExit(onceUsage)
-		return nil
-	}
-	format := "text"
-	if f := onceFS.Lookup("o"); f != nil {
-		format = f.Value.String()
-	}
-	tags := probe.HostTags(e.root, strings.Split(probeTags, ","))
-	opts := onceOptions{window: onceWindow, liveHost: onceLiveHost}
-	onceExit(probeOnce(e.ctx, e.root, e.cfg, tags, e.log, onceOut, format, opts))
-	return nil
+	return e.probeOnce(e.ctx, e.o.root, e.cfg, e.hostTags(), e.log, e.stdout, e.o.output, e.o.once)
 }
 
 // onceOptions are --once's own flags.
 type onceOptions struct {
-	window   time.Duration
+	enabled bool
+	// window is --once-window: the time over which a probe that needs
+	// several checks is checked.
+	window time.Duration
+	// liveHost is --once-live-host: run the probes that read the running
+	// host even under a --root other than /.
 	liveHost bool
 }
 
@@ -143,11 +102,11 @@ type onceOutcome struct {
 // over opts.window, all probes at once, and prints the findings and the
 // probes that failed, could not conclude or were skipped, sorted by probe.
 // It returns the exit status.
-func probeOnce(ctx context.Context, root string, cfg *config.Config, tags map[string]bool, log *slog.Logger, w io.Writer, format string, opts onceOptions) int {
+func (e *env) probeOnce(ctx context.Context, root string, cfg *config.Config, tags map[string]bool, log *slog.Logger, w io.Writer, format string, opts onceOptions) int {
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
-	penv := newProbeEnv(root, log, tags)
+	penv := e.probeEnv(root, log, tags)
 	probes, err := probe.Build(penv, cfg.Probes)
 	if err != nil {
 		log.Error("cannot build host probes", "err", err)

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,26 +25,10 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 )
 
-// newTestFlagSet registers the -o flag and the flags of the once and probes
-// subsystems, which resets their variables to the defaults.
-func newTestFlagSet(t *testing.T) *flag.FlagSet {
-	t.Helper()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.String("o", "text", "")
-	for _, s := range subsystems {
-		if s.name == "once" || s.name == "probes" {
-			s.flags(fs)
-		}
-	}
-	return fs
-}
-
-func subsystemNames() []string {
-	var out []string
-	for _, s := range subsystems {
-		out = append(out, s.name)
-	}
-	return out
+// probeOnce runs --once's checks as the daemon with default options does.
+func probeOnce(ctx context.Context, root string, cfg *config.Config, tags map[string]bool, log *slog.Logger, w io.Writer, format string, opts onceOptions) int {
+	o := defaultOptions()
+	return newEnv(ctx, log, &o, cfg, w).probeOnce(ctx, root, cfg, tags, log, w, format, opts)
 }
 
 type fakeDetector string
@@ -406,57 +390,39 @@ func TestOnceBadProbeConfig(t *testing.T) {
 	}
 }
 
-func TestOnceSubsystemRunsFirstAndExits(t *testing.T) {
-	if subsystems[0].name != "once" {
-		t.Fatalf("subsystem order %v: --once must be set up first", subsystemNames())
-	}
-	fs := newTestFlagSet(t)
+// --once runs the probes and exits before anything else is set up (it
+// binds no port: a metrics address in use does not matter to it).
+func TestOnceRunsAndExits(t *testing.T) {
 	root := onceTree(t)
-	if err := fs.Parse([]string{"--once", "-o", "json", "--tags", "hybrid", "--once-window", "20ms"}); err != nil {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { runOnce, probeTags, onceWindow = false, "", defaultOnceWindow }()
-	exited := -1
+	defer busy.Close()
 	var out bytes.Buffer
-	onceExit, onceOut = func(code int) { exited = code }, &out
-	defer func() { onceExit, onceOut = os.Exit, os.Stdout }()
-	var opts daemon.Options
-	if err := setupOnce(&env{ctx: context.Background(), log: quietLog(), root: root, cfg: &config.Config{}, opts: &opts}); err != nil {
-		t.Fatal(err)
-	}
-	if exited != 0 {
-		t.Fatalf("--once exit code %d, want 0", exited)
+	args := []string{"--once", "-o", "json", "--tags", "hybrid", "--once-window", "20ms", "--root", root,
+		"--config", filepath.Join(t.TempDir(), "none.yaml"), "--metrics-address", busy.Addr().String(), "--cluster", "bogus"}
+	if code := run(context.Background(), args, &out, io.Discard); code != 0 {
+		t.Fatalf("--once exit code %d, want 0\n%s", code, out.String())
 	}
 	if !strings.Contains(out.String(), `"reason":"ZramHighUsage"`) {
 		t.Fatalf("-o json output:\n%s", out.String())
 	}
-
-	if err := fs.Parse([]string{"--once-window", "-1s"}); err != nil {
-		t.Fatal(err)
-	}
-	exited, out = -1, bytes.Buffer{}
-	if err := setupOnce(&env{ctx: context.Background(), log: quietLog(), root: root, cfg: &config.Config{}, opts: &opts}); err != nil {
-		t.Fatal(err)
-	}
-	if exited != 2 || out.Len() != 0 {
-		t.Fatalf("negative --once-window: exit %d, output %q; want 2 and nothing run", exited, out.String())
+	out.Reset()
+	if code := run(context.Background(), []string{"--once", "--once-window", "-1s", "--root", root}, &out, io.Discard); code != 2 || out.Len() != 0 {
+		t.Fatalf("negative --once-window: exit %d, output %q; want 2 and nothing run", code, out.String())
 	}
 }
 
 func TestProbesComposeNewDetectors(t *testing.T) {
-	fs := newTestFlagSet(t)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	var opts daemon.Options
-	other := fakeDetector("accelerators")
-	opts.NewDetectors = func(daemon.SourceContext) []detector.Detector { return []detector.Detector{other} }
 	root := onceTree(t)
-	e := &env{ctx: context.Background(), log: quietLog(), root: root, cfg: &config.Config{}, opts: &opts}
-	if err := setupProbes(e); err != nil {
-		t.Fatal(err)
-	}
-	dets := opts.NewDetectors(daemon.SourceContext{Root: root, Config: &config.Config{}, Logger: quietLog()})
+	o := defaultOptions()
+	o.root = root
+	e := newEnv(context.Background(), quietLog(), &o, &config.Config{}, io.Discard)
+	other := fakeDetector("accelerators")
+	e.detectors = append(e.detectors, func(daemon.SourceContext) []detector.Detector { return []detector.Detector{other} })
+	e.setupProbes()
+	dets := e.opts.NewDetectors(daemon.SourceContext{Root: root, Config: &config.Config{}, Logger: quietLog()})
 	if len(dets) != 2 || dets[0] != other {
 		t.Fatalf("detectors %v: want the earlier one kept and the probe runner added", dets)
 	}
@@ -466,23 +432,18 @@ func TestProbesComposeNewDetectors(t *testing.T) {
 	}
 	// A broken probes section falls back to defaults instead of no probes.
 	bad, _ := config.Parse([]byte("probes:\n  zram:\n    threshold: 7\n"), "test")
-	dets = opts.NewDetectors(daemon.SourceContext{Root: root, Config: bad, Logger: quietLog()})
+	dets = e.opts.NewDetectors(daemon.SourceContext{Root: root, Config: bad, Logger: quietLog()})
 	if len(dets) != 2 || len(dets[1].(*probe.Runner).Probes) != len(r.Probes) {
 		t.Fatalf("bad section: %v", dets)
 	}
 }
 
 func TestProbesFlagOff(t *testing.T) {
-	fs := newTestFlagSet(t)
-	if err := fs.Parse([]string{"--probes=false"}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { probesOn = true }()
-	var opts daemon.Options
-	if err := setupProbes(&env{ctx: context.Background(), log: quietLog(), root: t.TempDir(), cfg: &config.Config{}, opts: &opts}); err != nil {
-		t.Fatal(err)
-	}
-	if opts.NewDetectors != nil {
+	o := defaultOptions()
+	o.probes, o.root = false, t.TempDir()
+	e := newEnv(context.Background(), quietLog(), &o, &config.Config{}, io.Discard)
+	e.setupProbes()
+	if len(e.detectors) != 0 {
 		t.Fatal("--probes=false still installed probes")
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"log/slog"
 	"strings"
 	"time"
@@ -14,52 +13,32 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/probe"
 )
 
-// Host probes: periodic checks of the kernel, container runtime, storage
-// and networking (internal/probe), run as one detector.
-var (
-	probesOn  bool
-	probeTags string
-)
-
-func init() {
-	register(subsystem{
-		name: "probes",
-		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&probesOn, "probes", true, "run the host probes (kernel, container runtime, storage and networking checks)")
-			fs.StringVar(&probeTags, "tags", "", "comma-separated host tags the host cannot tell itself (eks-auto, hybrid); the os-release ID is always added")
-		},
-		setup: setupProbes,
+// setupProbes: periodic checks of the kernel, container runtime, storage
+// and networking (internal/probe/...), run as one detector.
+func (e *env) setupProbes() {
+	if !e.o.probes {
+		e.log.Info("host probes disabled by --probes=false")
+		return
+	}
+	tags := e.hostTags()
+	e.detectors = append(e.detectors, func(sc daemon.SourceContext) []detector.Detector {
+		penv := e.probeEnv(sc.Root, sc.Logger, tags)
+		probes := buildProbes(penv, sc.Config, sc.Logger)
+		if len(probes) == 0 {
+			return nil
+		}
+		return []detector.Detector{&probe.Runner{Env: penv, Probes: probes, Observe: e.metrics.ObserveProbe, Seed: sc.Active}}
 	})
 }
 
-func setupProbes(e *env) error {
-	if !probesOn {
-		e.log.Info("host probes disabled by --probes=false")
-		return nil
-	}
-	tags := probe.HostTags(e.root, strings.Split(probeTags, ","))
-	// Another subsystem (accelerators) may have set NewDetectors already,
-	// or set it after us and keep ours the same way: compose, never
-	// replace.
-	prev := e.opts.NewDetectors
-	e.opts.NewDetectors = func(sc daemon.SourceContext) []detector.Detector {
-		var dets []detector.Detector
-		if prev != nil {
-			dets = prev(sc)
-		}
-		penv := newProbeEnv(sc.Root, sc.Logger, tags)
-		probes := buildProbes(penv, sc.Config, sc.Logger)
-		if len(probes) == 0 {
-			return dets
-		}
-		return append(dets, &probe.Runner{Env: penv, Probes: probes, Observe: daemonMetrics.ObserveProbe, Seed: sc.Active})
-	}
-	return nil
+// hostTags are --tags and what the host says of itself.
+func (e *env) hostTags() map[string]bool {
+	return probe.HostTags(e.o.root, strings.Split(e.o.tags, ","))
 }
 
-// newProbeEnv is the real environment probes run in.
-func newProbeEnv(root string, log *slog.Logger, tags map[string]bool) *probe.Env {
-	return &probe.Env{Root: root, Log: log, Now: time.Now, Tags: tags, Run: probe.ExecRunner, Privileged: privileged()}
+// probeEnv is the real environment probes run in.
+func (e *env) probeEnv(root string, log *slog.Logger, tags map[string]bool) *probe.Env {
+	return &probe.Env{Root: root, Log: log, Now: time.Now, Tags: tags, Run: probe.ExecRunner, Privileged: e.privileged()}
 }
 
 // buildProbes builds every registered probe from the config's probes

@@ -1,39 +1,23 @@
 package main
 
 import (
-	"flag"
 	"os"
 
-	"github.com/nodehealthd/nodehealthd/internal/journald"
-	"github.com/nodehealthd/nodehealthd/internal/systemd"
+	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
+	"github.com/nodehealthd/nodehealthd/internal/publish/systemd"
 )
 
-func init() {
-	register(subsystem{
-		name: "systemd",
-		flags: func(fs *flag.FlagSet) {
-			// Under systemd every finding is a structured journal entry;
-			// printing it to stdout as well would log it twice (stdout is
-			// the journal too). An explicit -o still wins.
-			if journald.UnderJournal() {
-				if f := fs.Lookup("o"); f != nil {
-					f.DefValue = "none"
-					_ = f.Value.Set("none")
-				}
-			}
-		},
-		setup: setupSystemd,
-	})
-}
-
-func setupSystemd(e *env) error {
+// setupSystemd: under systemd, findings become journal entries of their
+// own, and the daemon reports readiness, its STATUS= line and watchdog
+// pings.
+func (e *env) setupSystemd() {
 	if journald.UnderJournal() {
 		// The logger already writes structured journal entries (see
 		// internal/logging); findings get entries of their own.
 		e.opts.Publishers = append(e.opts.Publishers, journald.NewPublisher(e.log))
 	}
 	if os.Getenv("NOTIFY_SOCKET") == "" {
-		return nil
+		return
 	}
 	n := systemd.New(e.log)
 	if wd := n.Watchdog(); wd > 0 {
@@ -44,5 +28,4 @@ func setupSystemd(e *env) error {
 	}
 	e.log.Debug("systemd notification enabled", "watchdog", n.Watchdog())
 	e.opts.Publishers = append(e.opts.Publishers, n)
-	return nil
 }

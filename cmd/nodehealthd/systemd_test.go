@@ -1,22 +1,10 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"syscall"
 	"testing"
 )
-
-func systemdSubsystem(t *testing.T) subsystem {
-	t.Helper()
-	for _, s := range subsystems {
-		if s.name == "systemd" {
-			return s
-		}
-	}
-	t.Fatal("systemd subsystem not registered")
-	return subsystem{}
-}
 
 // Under systemd (stderr is the journal stream) findings are journal
 // entries, so printing them on stdout is off unless -o asks for it.
@@ -37,16 +25,20 @@ func TestOutputDefaultUnderJournal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("JOURNAL_STREAM", tc.stream)
-			fs := flag.NewFlagSet("nodehealthd", flag.ContinueOnError)
-			fs.String("o", "text", "")
-			fs.String("log-level", "info", "")
-			systemdSubsystem(t).flags(fs)
-			if err := fs.Parse(tc.args); err != nil {
+			var o options
+			if err := newFlagSet(&o).Parse(tc.args); err != nil {
 				t.Fatal(err)
 			}
-			if got := fs.Lookup("o").Value.String(); got != tc.want {
-				t.Errorf("-o = %q, want %q", got, tc.want)
+			if err := o.resolveOutput(); err != nil {
+				t.Fatal(err)
+			}
+			if o.output != tc.want {
+				t.Errorf("-o = %q, want %q", o.output, tc.want)
 			}
 		})
+	}
+	o := options{output: "yaml"}
+	if err := o.resolveOutput(); err == nil {
+		t.Error("-o yaml accepted")
 	}
 }

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/internal/journald"
+	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 )
 
 // maxExposure bounds `systemd-analyze security nodehealthd.service`: the

@@ -18,6 +18,7 @@ func (d *Daemon) commit(now time.Time) {
 	}
 	w, _ := d.stage.Windows()
 	d.st.Windows = w
+	d.st.History = d.stage.History()
 	d.updateConditions(now)
 	saved := d.persist(now)
 	if !saved && d.changes.Empty() && !d.condChanged && d.stats.SaveFailures == 0 {

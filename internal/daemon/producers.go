@@ -129,7 +129,9 @@ func (d *Daemon) detectorEvent(ev detectorEvent) {
 // producer's findings pass through here.
 func (d *Daemon) observe(o policy.Observation) {
 	if f, ok := d.stage.Apply(o); ok {
+		n := len(d.changes.New)
 		d.st.Raise(f, d.opts.Outbox, &d.changes)
+		d.announceRecurrence(n)
 	}
 }
 

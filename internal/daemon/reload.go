@@ -38,14 +38,16 @@ func (d *Daemon) reload(initial bool) error {
 }
 
 func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
-	windows := d.st.Windows
+	windows, history := d.st.Windows, d.st.History
 	if d.stage != nil {
 		windows, _ = d.stage.Windows()
+		history = d.stage.History()
 	}
 	d.cfg, d.set = cfg, set
 	d.applyMemoryLimit()
 	d.engine = rules.NewEngine(set)
 	d.stage = set.Policy().Stage(d.bootID, windows)
+	d.stage.SetHistory(history)
 	d.inputs = set.Inputs()
 	d.dirty = true
 }

@@ -89,6 +89,47 @@ type Finding struct {
 	Count    int      `json:"count"`
 	BootID   string   `json:"bootID,omitempty"`
 	Recovery Recovery `json:"recovery"`
+	// Recurrence is set when the reason was also seen in earlier boots
+	// within its recurrence window (internal/policy): a reboot did not
+	// cure it.
+	Recurrence *Recurrence `json:"recurrence,omitempty"`
+}
+
+// Recurrence says that a Fatal reason came back after reboots.
+type Recurrence struct {
+	// Reason is the reason as detected; the finding's Reason differs from
+	// it when the recurrence was escalated.
+	Reason string `json:"reason"`
+	// Reboots is how many earlier boots within Within saw Reason.
+	Reboots int           `json:"reboots"`
+	Within  time.Duration `json:"within"`
+	// Escalated says the finding carries the escalation's reason.
+	Escalated bool `json:"escalated,omitempty"`
+}
+
+// Describe says what r means, for messages: "recurred after 2 reboots in
+// 24h", naming the reason detected when it was escalated.
+func (r *Recurrence) Describe() string {
+	reboots := "reboots"
+	if r.Reboots == 1 {
+		reboots = "reboot"
+	}
+	s := fmt.Sprintf("recurred after %d %s in %s", r.Reboots, reboots, window(r.Within))
+	if r.Escalated {
+		s = r.Reason + " " + s + ", escalated"
+	}
+	return s
+}
+
+// window writes a duration as operators write it: 24h, 90m.
+func window(d time.Duration) string {
+	switch {
+	case d > 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d > 0 && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }
 
 // Identity is what makes two Fatal findings "the same problem".
@@ -172,8 +213,11 @@ type Clear struct {
 }
 
 // Matches reports whether c applies to f.
+// An escalated finding is also matched by the reason it was detected as,
+// so that the probe that raised it, or an operator who knows that name,
+// can clear it.
 func (c Clear) Matches(f *Finding) bool {
-	if f.Reason != c.Reason {
+	if f.Reason != c.Reason && (f.Recurrence == nil || !f.Recurrence.Escalated || f.Recurrence.Reason != c.Reason) {
 		return false
 	}
 	if c.Condition != "" && f.Condition != c.Condition {

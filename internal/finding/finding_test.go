@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCleanMessageRedactsBeforeItCuts(t *testing.T) {
@@ -47,5 +48,41 @@ func TestCleanerIsCleanMessage(t *testing.T) {
 	}
 	if len(c.seen) > cleanerEntries {
 		t.Fatalf("remembers %d messages, bound %d", len(c.seen), cleanerEntries)
+	}
+}
+
+// TestClearMatchesEscalatedByDetectedReason: the probe that raised a
+// finding clears it by the reason it raised, also once the finding was
+// escalated to another reason; a finding that only recurred is not
+// matched by a reason it never had.
+func TestClearMatchesEscalatedByDetectedReason(t *testing.T) {
+	esc := Finding{Reason: "Replaced", Key: "k", Recurrence: &Recurrence{Reason: "Detected", Reboots: 1, Escalated: true}}
+	for _, c := range []struct {
+		clear Clear
+		f     Finding
+		want  bool
+	}{
+		{Clear{Reason: "Detected", Key: "k"}, esc, true},
+		{Clear{Reason: "Replaced", Key: "k"}, esc, true},
+		{Clear{Reason: "Detected", Key: "other"}, esc, false},
+		{Clear{Reason: "Other", Key: "k"}, Finding{Reason: "R", Key: "k", Recurrence: &Recurrence{Reason: "Other", Reboots: 1}}, false},
+	} {
+		if got := c.clear.Matches(&c.f); got != c.want {
+			t.Errorf("%+v matches %s/%s = %v, want %v", c.clear, c.f.Reason, c.f.Key, got, c.want)
+		}
+	}
+}
+
+func TestRecurrenceDescribe(t *testing.T) {
+	for _, c := range []struct {
+		r    Recurrence
+		want string
+	}{
+		{Recurrence{Reason: "R", Reboots: 1, Within: 24 * time.Hour}, "recurred after 1 reboot in 24h"},
+		{Recurrence{Reason: "R", Reboots: 3, Within: 90 * time.Minute, Escalated: true}, "R recurred after 3 reboots in 90m, escalated"},
+	} {
+		if got := c.r.Describe(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.r, got, c.want)
+		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/mattn/go-isatty"
 
-	"github.com/nodehealthd/nodehealthd/internal/journald"
+	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 )
 
 // ParseLevel accepts debug, info, warn and error.

@@ -19,7 +19,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
 // Override is what an operator may change per reason in config.yaml
@@ -29,6 +28,9 @@ type Override struct {
 	Severity  string     `yaml:"severity,omitempty"`
 	Threshold *Threshold `yaml:"threshold,omitempty"`
 	Recovery  *Recovery  `yaml:"recovery,omitempty"`
+	// Escalate reports a Fatal reason that recurs after reboots as
+	// another reason (recur.go).
+	Escalate *Escalation `yaml:"escalate,omitempty"`
 }
 
 // Threshold makes the Count-th observation within Window (per reason and
@@ -150,35 +152,42 @@ func (p *Policy) apply(reason string, sev finding.Severity, th Threshold, rec fi
 // Check reports, in reason order, every override that names a reason known
 // does not produce or holds a value that cannot work. problem turns the
 // config key ("reasons.X") and the error into the caller's error.
-func (p *Policy) Check(known reason.Set, problem func(key string, err error) error) []error {
+func (p *Policy) Check(known Producers, problem func(key string, err error) error) []error {
 	if p == nil {
 		return nil
 	}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(p.overrides)) {
-		if err := checkOverride(p.overrides[name], known.Has(name)); err != nil {
+		if err := checkOverride(name, p.overrides[name], known); err != nil {
 			errs = append(errs, problem("reasons."+name, err))
 		}
 	}
 	return errs
 }
 
-func checkOverride(ov Override, known bool) error {
-	if !known {
+func checkOverride(name string, ov Override, known Producers) error {
+	prod, ok := known.Produced(name)
+	if !ok {
 		return errors.New("no rule, probe or NVML check produces this reason")
 	}
+	var errs []error
+	sev := prod.Severity
 	if ov.Severity != "" {
-		if _, err := finding.ParseSeverity(ov.Severity); err != nil {
-			return err
+		s, err := finding.ParseSeverity(ov.Severity)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			sev = s
 		}
 	}
 	if ov.Threshold != nil {
-		if err := ov.Threshold.Check(); err != nil {
-			return err
-		}
+		errs = append(errs, ov.Threshold.Check())
 	}
 	if ov.Recovery != nil {
-		return ov.Recovery.Check()
+		errs = append(errs, ov.Recovery.Check())
 	}
-	return nil
+	if ov.Escalate != nil {
+		errs = append(errs, checkEscalation(name, sev, prod.Condition, *ov.Escalate, known))
+	}
+	return errors.Join(errs...)
 }

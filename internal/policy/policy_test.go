@@ -100,10 +100,20 @@ func TestApplyCleans(t *testing.T) {
 	}
 }
 
+// fakeProducers maps reasons and reason templates to what produces them.
+type fakeProducers map[string]Produced
+
+func (f fakeProducers) Produced(name string) (Produced, bool) {
+	for r, p := range f {
+		if r == name || (len(reason.Refs(r)) > 0 && reason.Matcher(r).MatchString(name)) {
+			return p, true
+		}
+	}
+	return Produced{}, false
+}
+
 func TestCheck(t *testing.T) {
-	var known reason.Set
-	known.Add("A")
-	known.Add("${Unit}RepeatedRestart")
+	known := fakeProducers{"A": {finding.KernelReady, finding.Warning}, "${Unit}RepeatedRestart": {finding.KernelReady, finding.Warning}}
 	no := false
 	p := New(map[string]Override{
 		"A":                      {Enabled: &no, Threshold: &Threshold{Count: 2, Window: Duration(time.Minute)}, Recovery: &Recovery{ExpireAfter: Duration(time.Hour)}},

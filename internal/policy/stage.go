@@ -57,6 +57,8 @@ type Stage struct {
 	windows Windows
 	dirty   bool
 	cleaner finding.Cleaner
+	// history is the recurrence memory (recur.go); nil reports none.
+	history History
 }
 
 // Stage returns a stage applying p, stamping findings with bootID and
@@ -95,6 +97,9 @@ func (s *Stage) Apply(o Observation) (finding.Finding, bool) {
 	f.Message = s.cleaner.Clean(f.Message)
 	f.Key = finding.Truncate(f.Key, maxKeyBytes)
 	f.BootID = s.bootID
+	if s.history != nil && f.Severity == finding.Fatal && !f.Recovery.KeepAcrossReboot {
+		s.recur(&f)
+	}
 	return f, true
 }
 

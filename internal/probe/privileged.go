@@ -48,27 +48,27 @@ type Process struct {
 	Environ int `json:"environ"`
 }
 
-// processes lists the host's processes through the helper when there is
+// Processes lists the host's processes through the helper when there is
 // one, else from Root's /proc.
-func (e *Env) processes(ctx context.Context, environ bool) ([]Process, error) {
+func (e *Env) Processes(ctx context.Context, environ bool) ([]Process, error) {
 	if e.Privileged != nil {
 		return e.Privileged.Processes(ctx, environ)
 	}
 	return ScanProcesses(ctx, host.Path(e.Root, "/proc"), environ)
 }
 
-// processesLiveHost is Needs.LiveHost of a probe that lists processes: the
+// ProcessesLiveHost is Needs.LiveHost of a probe that lists processes: the
 // helper reads its own /proc, the running host's, whatever Root is.
-func (e *Env) processesLiveHost() string {
+func (e *Env) ProcessesLiveHost() string {
 	if e.Privileged != nil {
 		return "the process table, through the privileged helper"
 	}
 	return ""
 }
 
-// command runs a command of PrivilegedCommands through the helper when
+// Command runs a command of PrivilegedCommands through the helper when
 // there is one, else directly.
-func (e *Env) command(ctx context.Context, name string) ([]byte, error) {
+func (e *Env) Command(ctx context.Context, name string) ([]byte, error) {
 	if e.Privileged != nil {
 		return e.Privileged.Command(ctx, name)
 	}
@@ -98,9 +98,9 @@ func ScanProcesses(ctx context.Context, procRoot string, environ bool) ([]Proces
 		}
 		p := Process{PID: pid, Environ: -1}
 		dir := procRoot + "/" + ent.Name()
-		var st procStat
+		var st ProcStat
 		if buf, err = readInto(buf, dir+"/stat"); err == nil {
-			st, err = parseProcStat(buf)
+			st, err = ParseProcStat(buf)
 		}
 		if err == nil {
 			p.Comm, p.State, p.Starttime, p.BlkioTicks = st.Comm, string(st.State), st.Starttime, st.BlkioTicks
@@ -171,6 +171,17 @@ func DirectNVMeAdmin() NVMeAdmin { return ioctlNVMeAdmin{} }
 // EBSLogPageID and EBSLogPageSize name the only NVMe log page the probes
 // read (the EBS statistics page), so that the helper can refuse others.
 const (
-	EBSLogPageID   = ebsLogPageID
-	EBSLogPageSize = ebsLogPageSize
+	EBSLogPageID   = 0xD0
+	EBSLogPageSize = 4096
 )
+
+// NVMeAdmin issues the two NVMe admin commands the EBS probe needs. The
+// ioctl is behind it so that tests feed recorded identify data and log
+// pages, and so that the systemd service, which lacks CAP_SYS_ADMIN, can
+// have the privileged helper issue them.
+type NVMeAdmin interface {
+	// IdentifyController returns the 4096-byte Identify Controller data.
+	IdentifyController(ctx context.Context, dev string) ([]byte, error)
+	// LogPage returns size bytes of log page lid.
+	LogPage(ctx context.Context, dev string, lid uint8, size int) ([]byte, error)
+}

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os/exec"
@@ -98,43 +97,52 @@ type Factory func(env *Env, section *yaml.Node) (Probe, error)
 var (
 	regMu     sync.Mutex
 	factories = map[string]Factory{}
+	kinds     = map[string]Kind{}
 )
 
-// Register adds a probe factory; probe files call it from init.
-func Register(name string, f Factory) {
+// register adds a probe factory (Register builds it from a declaration).
+func register(k Kind, f Factory) {
 	regMu.Lock()
 	defer regMu.Unlock()
-	if _, dup := factories[name]; dup {
-		panic("probe registered twice: " + name)
+	if _, dup := factories[k.Name]; dup {
+		panic("probe registered twice: " + k.Name)
 	}
-	factories[name] = f
+	factories[k.Name] = f
+	kinds[k.Name] = k
 }
 
 // Names lists the registered probes.
 func Names() []string {
 	regMu.Lock()
 	defer regMu.Unlock()
-	var out []string
-	for n := range factories {
-		out = append(out, n)
+	return namesLocked()
+}
+
+// Kinds lists the registered probes' declarations, in name order.
+func Kinds() []Kind {
+	regMu.Lock()
+	defer regMu.Unlock()
+	out := make([]Kind, 0, len(kinds))
+	for _, n := range namesLocked() {
+		out = append(out, kinds[n])
 	}
-	sort.Strings(out)
 	return out
 }
 
-// Decode decodes a probe's config section strictly into v; a nil section
-// leaves v at its defaults.
-func Decode(section *yaml.Node, v any) error {
-	if section == nil {
-		return nil
+// BuildOne instantiates the registered probe name from its section; nil
+// when it does not apply to this host.
+func BuildOne(env *Env, name string, section yaml.Node) (Probe, error) {
+	regMu.Lock()
+	f, ok := factories[name]
+	regMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("config: probes.%s: no such probe (known: %v)", name, Names())
 	}
-	b, err := yaml.Marshal(section)
-	if err != nil {
-		return err
+	var sec *yaml.Node
+	if section.Kind != 0 {
+		sec = &section
 	}
-	dec := yaml.NewDecoder(bytesReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(v)
+	return f(env, sec)
 }
 
 // Build instantiates every registered probe with its section of sections;
@@ -197,9 +205,9 @@ type dormantProbe interface {
 // maxDormantWait bounds the wait between two checks of a dormant probe.
 const maxDormantWait = 10 * time.Minute
 
-// nextWait is the wait after a check of p; asleep counts the checks in a
+// NextWait is the wait after a check of p; asleep counts the checks in a
 // row that found p dormant, this one included.
-func nextWait(p Probe, asleep *int) time.Duration {
+func NextWait(p Probe, asleep *int) time.Duration {
 	period := p.Period()
 	d, ok := p.(dormantProbe)
 	if !ok || !d.Dormant() {
@@ -288,7 +296,7 @@ func (r *Runner) loop(ctx context.Context, p Probe, first time.Duration, emit de
 		case <-t.C:
 		}
 		r.checkOnce(ctx, p, tr, emit)
-		t.Reset(nextWait(p, &asleep))
+		t.Reset(NextWait(p, &asleep))
 	}
 }
 
@@ -408,7 +416,6 @@ func ExecRunner(ctx context.Context, name string, args ...string) ([]byte, error
 	}
 	return out, nil
 }
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 func firstLine(b []byte) string {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/policy"
 )
@@ -76,19 +74,6 @@ func TestHungCheckTimesOut(t *testing.T) {
 	}
 }
 
-func TestDecodeIsStrict(t *testing.T) {
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte("threshold: 0.5\ntypo: 1\n"), &n); err != nil {
-		t.Fatal(err)
-	}
-	var v struct {
-		Threshold float64 `yaml:"threshold"`
-	}
-	if err := Decode(n.Content[0], &v); err == nil || !strings.Contains(err.Error(), "typo") {
-		t.Fatalf("want unknown-field error, got %v", err)
-	}
-}
-
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestTrackerAdoptsFindingsFromBeforeARestart(t *testing.T) {
@@ -104,28 +89,6 @@ func TestTrackerAdoptsFindingsFromBeforeARestart(t *testing.T) {
 	tr.Apply(time.Unix(2, 0), nil, rec)
 	if len(rec.cleared) != 1 || rec.cleared[0].Reason != "InterfaceNotUp" || rec.cleared[0].Key != "eth1" {
 		t.Fatalf("cleared %+v, want only the adopted InterfaceNotUp/eth1", rec.cleared)
-	}
-}
-
-// TestBuildReportsEverySection: an operator fixing config.yaml should see
-// every bad probes section at once, not one per attempt.
-func TestBuildReportsEverySection(t *testing.T) {
-	var doc map[string]yaml.Node
-	if err := yaml.Unmarshal([]byte("pid-max: {threshold: 2}\nzombies: {typo: 1}\nnope: {}\nzram: {period: 1m}\n"), &doc); err != nil {
-		t.Fatal(err)
-	}
-	env := &Env{Root: t.TempDir(), Log: discard(), Now: time.Now, Tags: map[string]bool{}}
-	probes, err := Build(env, doc)
-	if err == nil || probes != nil {
-		t.Fatalf("want an error and no probes, got %v, %v", probes, err)
-	}
-	for _, want := range []string{"probes.nope: no such probe", "probes.pid-max: threshold 2", "probes.zombies:", "typo"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
-	if strings.Contains(err.Error(), "probes.zram") {
-		t.Errorf("a valid section is reported:\n%v", err)
 	}
 }
 

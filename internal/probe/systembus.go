@@ -8,10 +8,10 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 )
 
-// dialSystemBus connects to the system bus at socket (under the host root,
+// DialSystemBus connects to the system bus at socket (under the host root,
 // so that the host container and fixture trees work) and authenticates as
 // this process's uid. godbus closes the connection when ctx ends.
-func dialSystemBus(ctx context.Context, socket string) (*godbus.Conn, error) {
+func DialSystemBus(ctx context.Context, socket string) (*godbus.Conn, error) {
 	c, err := godbus.Dial("unix:path="+socket, godbus.WithContext(ctx))
 	if err != nil {
 		return nil, err

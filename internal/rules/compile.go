@@ -94,7 +94,7 @@ func Compile(f *File, opts Options) (*Set, error) {
 	seen := map[string]string{}
 	// Overrides may name what the rules produce, switched off or not, and
 	// what the detectors declare.
-	known := reason.Declared()
+	known := declaredProducers()
 	for i := range f.Rules {
 		r := f.Rules[i]
 		name := r.EffectiveName()
@@ -108,7 +108,7 @@ func Compile(f *File, opts Options) (*Set, error) {
 			errs = append(errs, err)
 			continue
 		}
-		known.Add(c.reason)
+		known.add(c.reason, policy.Produced{Condition: r.Condition, Severity: c.severity})
 		if !c.templated && !opts.Policy.Enabled(c.reason) {
 			continue
 		}

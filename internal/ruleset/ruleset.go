@@ -18,7 +18,7 @@ import (
 	// starts a detector.
 	_ "github.com/nodehealthd/nodehealthd/internal/capture"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
-	_ "github.com/nodehealthd/nodehealthd/internal/probe"
+	_ "github.com/nodehealthd/nodehealthd/internal/probe/all"
 	_ "github.com/nodehealthd/nodehealthd/internal/state"
 )
 

@@ -41,6 +41,9 @@ type State struct {
 	Lost map[string]uint64 `json:"lost,omitempty"`
 	// Windows is the policy stage's threshold state.
 	Windows policy.Windows `json:"windows,omitempty"`
+	// History is the boots each Fatal reason was seen in, for recurrence
+	// after reboots (bounded: policy.MaxBootsPerReason, MaxHistoryReasons).
+	History policy.History `json:"history,omitempty"`
 
 	// Active holds the active Fatal findings.
 	Active []finding.Finding `json:"active"`

@@ -26,6 +26,7 @@ import (
 	// Imported for the reasons they declare.
 	_ "github.com/nodehealthd/nodehealthd/internal/capture"
 	_ "github.com/nodehealthd/nodehealthd/internal/nvidia"
+	_ "github.com/nodehealthd/nodehealthd/internal/probe/all"
 	_ "github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -175,6 +176,7 @@ func render(w io.Writer, cat *rules.File, infos []reason.Reason) error {
 		}
 		p("\n")
 	}
+	renderRepair(w, cat, infos)
 	return nil
 }
 
