@@ -12,13 +12,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -46,14 +44,7 @@ var ourTypes = []string{"KernelReady", "ContainerRuntimeReady", "NetworkingReady
 // and a Warning finding must become an Event, each within 2 s of the write.
 // Forty samples give the finding-to-API latency.
 func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to read and write /dev/kmsg")
-	}
-	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err != nil {
-		t.Skipf("/dev/kmsg not writable: %v", err)
-	} else {
-		f.Close()
-	}
+	daemontest.RequireKmsg(t)
 	c := cluster(t)
 	const node = "node-kmsg"
 	n := createNode(t, c, node)
@@ -100,18 +91,7 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	a.start("--kubeconfig", kubeconfig)
 	a.connected(30 * time.Second)
 
-	kmsg := func(msg string) time.Time {
-		f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		at := time.Now()
-		if _, err := f.WriteString("<3>" + msg + "\n"); err != nil {
-			t.Fatal(err)
-		}
-		return at
-	}
+	kmsg := func(msg string) time.Time { return daemontest.WriteKmsg(t, msg) }
 	const samples = 20
 	var condLat, eventLat []time.Duration
 	for i := 1; i <= samples; i++ {
@@ -752,20 +732,13 @@ wait
 		filepath.Join(a.root, "etc/kubernetes/pki/ca.crt"), kubetest.User{ExecCommand: "/usr/local/bin/e2e-get-token"}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := daemontest.FreeAddr(t)
 	readyz := func() (int, string) {
-		resp, err := http.Get("http://" + addr + "/readyz")
+		code, body, err := daemontest.Get(addr, "/readyz")
 		if err != nil {
 			return 0, err.Error()
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return code, body
 	}
 	a.writeConfig("cluster: {execTimeout: 1s}\n")
 	a.start("--node-name", node, "--metrics-address", addr)
@@ -1189,25 +1162,14 @@ func TestMetricsCountAPIWrites(t *testing.T) {
 	a.useNodeCert(c)
 	a.start("--metrics-address", "127.0.0.1:0")
 	a.connected(30 * time.Second)
-	m := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(a.logs.String())
-	if m == nil {
-		t.Fatalf("no metrics address in the log:\n%s", a.logs.String())
-	}
+	addr := a.d.MetricsAddr(t, 0)
 	a.appendLine("WARN metrics")
 	sample := func(name string) float64 {
-		resp, err := http.Get("http://" + m[1] + "/metrics")
+		m, err := daemontest.Scrape(addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(body), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && f[0] == name {
-				v, _ := strconv.ParseFloat(f[1], 64)
-				return v
-			}
-		}
-		return 0
+		return m[name]
 	}
 	eventually(t, 10*time.Second, "writes and the event counted", func() (bool, string) {
 		st, ev, em := sample(`nodehealthd_api_writes_total{kind="node_status"}`), sample(`nodehealthd_api_writes_total{kind="event"}`), sample("nodehealthd_events_emitted_total")

@@ -3,7 +3,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -144,39 +143,25 @@ type agent struct {
 	certDir  string // host path of the kubelet's pki dir, under root
 	args     []string
 
-	cmd     *exec.Cmd
+	d       *daemontest.Daemon // the running daemon; nil when stopped
 	cleanup bool
-	exited  chan struct{}
-	logs    *syncBuffer
+	logs    *syncBuffer // every run's output
 	peakRSS int64
 	rssMu   sync.Mutex
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// The e2e packages' generic helpers under the names this package's tests
+// use.
+type syncBuffer = daemontest.Buffer
 
 func write(t *testing.T, path, content string) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	daemontest.Write(t, path, content)
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	return daemontest.Eventually(t, d, what, cond)
 }
 
 func randomHex(n int) string {
@@ -198,8 +183,7 @@ func newAgent(t *testing.T, node, kmsg string) *agent {
 	a.config = filepath.Join(a.root, "etc/nodehealthd/config.yaml")
 	a.appLog = filepath.Join(a.root, "var/log/e2e/app.log")
 	a.certDir = "/var/lib/kubelet/pki"
-	write(t, filepath.Join(a.root, "proc/stat"), fmt.Sprintf("cpu  1 2 3 4\nbtime %d\n", time.Now().Add(-time.Hour).Unix()))
-	write(t, filepath.Join(a.root, "proc/sys/kernel/random/boot_id"), "e2e00000-0000-4000-8000-"+randomHex(6)+"\n")
+	daemontest.WriteBoot(t, a.root, "e2e00000-0000-4000-8000-"+randomHex(6))
 	write(t, filepath.Join(a.root, "dev/kmsg"), kmsg)
 	write(t, a.appLog, "")
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), rules)
@@ -255,7 +239,6 @@ func (a *agent) useNodeCert(c *kubetest.Cluster, groups ...string) kubetest.Issu
 
 func (a *agent) start(extra ...string) {
 	a.t.Helper()
-	bin := testbin.Build(a.t)
 	args := []string{"--root", a.root, "--state-dir", a.stateDir, "--rules-dir", a.rulesDir, "--config", a.config,
 		"-o", "none", "--metrics-address=", "--log-level", "debug",
 		// Host probes run against this machine and would add their own
@@ -263,17 +246,8 @@ func (a *agent) start(extra ...string) {
 		// these tests count the findings they inject.
 		"--probes=false"}
 	args = append(append(args, a.args...), extra...)
-	a.cmd = exec.Command(filepath.Join(bin, "nodehealthd"), args...)
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	fmt.Fprintf(a.logs, "---- start %s\n", strings.Join(args, " "))
-	if err := a.cmd.Start(); err != nil {
-		a.t.Fatal(err)
-	}
-	a.exited = make(chan struct{})
-	cmd, exited := a.cmd, a.exited
-	go func() { _ = cmd.Wait(); close(exited) }()
-	go a.sampleRSS(cmd.Process.Pid, exited)
+	a.d = daemontest.Start(a.t, args, daemontest.Options{Log: a.logs})
+	go a.sampleRSS(a.d)
 	if !a.cleanup {
 		a.cleanup = true
 		a.t.Cleanup(func() {
@@ -287,32 +261,24 @@ func (a *agent) start(extra ...string) {
 
 // stop ends the daemon with sig (SIGKILL for a crash).
 func (a *agent) stop(sig syscall.Signal) {
-	if a.cmd == nil {
+	if a.d == nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(sig)
-	select {
-	case <-a.exited:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.exited
-	}
-	fmt.Fprintf(a.logs, "---- stopped with %v\n", sig)
-	a.cmd = nil
+	a.d.Stop(sig)
+	a.d = nil
 }
 
-func (a *agent) sampleRSS(pid int, exited <-chan struct{}) {
+func (a *agent) sampleRSS(d *daemontest.Daemon) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if kb := statusKB(pid, "VmHWM:"); kb > 0 {
+		if kb, err := daemontest.StatusKB(d.Pid(), "VmHWM"); err == nil {
 			a.rssMu.Lock()
 			a.peakRSS = max(a.peakRSS, kb)
 			a.rssMu.Unlock()
-			recordRSS(kb)
 		}
 		select {
-		case <-exited:
+		case <-d.Exited():
 			return
 		case <-tick.C:
 		}
@@ -324,31 +290,6 @@ func (a *agent) peak() float64 {
 	a.rssMu.Lock()
 	defer a.rssMu.Unlock()
 	return float64(a.peakRSS) / 1024
-}
-
-func statusKB(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-var (
-	rssMu      sync.Mutex
-	rssPeakAll int64
-)
-
-func recordRSS(kb int64) {
-	rssMu.Lock()
-	rssPeakAll = max(rssPeakAll, kb)
-	rssMu.Unlock()
 }
 
 // appendLine appends to the fixture's application log and returns when.
@@ -372,24 +313,6 @@ func (a *agent) state() *state.State {
 		return nil
 	}
 	return st
-}
-
-// eventually polls cond every 25ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var last string
-	for {
-		ok, why := cond()
-		if ok {
-			return time.Since(start)
-		}
-		last = why
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v (last: %s)", what, d, last)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 func createNode(t *testing.T, c *kubetest.Cluster, name string) *corev1.Node {

@@ -4,17 +4,16 @@
 package crash
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/source/journal/journaltest"
@@ -70,11 +69,10 @@ const (
 
 func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	journaltest.Require(t)
-	bin := testbin.Build(t)
+	// Built before the calibration run, which must time the daemon alone.
+	testbin.Build(t)
 	root := t.TempDir()
-	boot := time.Now().Add(-time.Hour).Truncate(time.Second)
-	write(t, filepath.Join(root, "proc/stat"), fmt.Sprintf("cpu  1 2 3 4\nbtime %d\n", boot.Unix()))
-	write(t, filepath.Join(root, "proc/sys/kernel/random/boot_id"), "0c8b1e0c-3b5c-4a5e-9a3e-000000000001\n")
+	boot := daemontest.WriteBoot(t, root, "0c8b1e0c-3b5c-4a5e-9a3e-000000000001")
 
 	// kmsg: noise with tokens spread through it, in the raw record form.
 	var km strings.Builder
@@ -93,7 +91,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 		}
 		fmt.Fprintf(&km, "6,%d,%d,-;%s\n", i, 1000000+i*10, msg)
 	}
-	write(t, filepath.Join(root, "dev/kmsg"), km.String())
+	daemontest.Write(t, filepath.Join(root, "dev/kmsg"), km.String())
 
 	// journal: noise and tokens from the matched identifier, plus entries
 	// of other identifiers the matches must skip.
@@ -122,7 +120,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	})
 
 	rulesDir := filepath.Join(root, "rules.d")
-	write(t, filepath.Join(rulesDir, "crash.yaml"), rules)
+	daemontest.Write(t, filepath.Join(rulesDir, "crash.yaml"), rules)
 	argsFor := func(stateDir string) []string {
 		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", testbin.Config(t, filepath.Join(root, "conf"), ""), "-o", "none",
 			// Host probes look at the real host too (the kernel clock is not
@@ -134,7 +132,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	// Kill delays are then drawn from a fraction of it, so that kills land
 	// mid-stream whether the machine is fast or loaded.
 	calDir := filepath.Join(t.TempDir(), "calibrate")
-	full := timeFullRun(t, bin, argsFor(calDir), calDir)
+	full := timeFullRun(t, argsFor(calDir), calDir)
 	t.Logf("an uninterrupted run takes %v", full.Round(time.Millisecond))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	// Each run gets at most about an eighth of the streams' work after its
@@ -145,10 +143,12 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	minDelay, window := full/10, full/8
 	var stateDir string
 	var kills, midStream int
+	killed := &daemontest.Buffer{}
+	killed.LogOnFailure(t, "killed runs")
 	for attempt := 1; ; attempt++ {
 		stateDir = filepath.Join(t.TempDir(), "state")
 		var finished bool
-		kills, midStream, finished = killRepeatedly(t, bin, argsFor(stateDir), stateDir, minDelay, window, rng)
+		kills, midStream, finished = killRepeatedly(t, argsFor(stateDir), stateDir, killed, minDelay, window, rng)
 		if midStream >= 3 || attempt == 3 {
 			break
 		}
@@ -163,12 +163,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	}
 	args := argsFor(stateDir)
 	// A last run without interruption finishes the streams.
-	cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	d := daemontest.Start(t, args, daemontest.Options{})
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if done, _ := progress(t, stateDir); done == total() {
@@ -176,11 +171,10 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	_ = cmd.Wait()
+	d.Stop(syscall.SIGTERM)
 	t.Logf("%d kills, %d of them after progress and before the end of the streams", kills, midStream)
 	if midStream < 3 {
-		t.Fatalf("only %d kills landed mid-stream; the test did not exercise crash recovery (log of last run:\n%s)", midStream, logs.String())
+		t.Fatalf("only %d kills landed mid-stream; the test did not exercise crash recovery", midStream)
 	}
 
 	st, err := state.Read(stateDir)
@@ -246,16 +240,12 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 // streams are done (at most 30 times). It returns the kills, how many of
 // them came after progress and before the end of the streams, and whether
 // the streams were done.
-func killRepeatedly(t *testing.T, bin string, args []string, stateDir string, minDelay, window time.Duration, rng *rand.Rand) (kills, midStream int, finished bool) {
+func killRepeatedly(t *testing.T, args []string, stateDir string, log *daemontest.Buffer, minDelay, window time.Duration, rng *rand.Rand) (kills, midStream int, finished bool) {
 	prevPos := ""
 	for kills < 30 {
-		cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		d := daemontest.Start(t, args, daemontest.Options{Log: log})
 		time.Sleep(minDelay + time.Duration(rng.Int64N(int64(window))))
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
+		d.Stop(syscall.SIGKILL)
 		kills++
 		done, pos := progress(t, stateDir)
 		if pos != prevPos && done < total() && pos != "" {
@@ -272,24 +262,16 @@ func killRepeatedly(t *testing.T, bin string, args []string, stateDir string, mi
 
 // timeFullRun runs the daemon until it has committed every test finding
 // and returns how long that took.
-func timeFullRun(t *testing.T, bin string, args []string, stateDir string) time.Duration {
-	cmd := exec.Command(filepath.Join(bin, "nodehealthd"), args...)
+func timeFullRun(t *testing.T, args []string, stateDir string) time.Duration {
+	t.Helper()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	for time.Since(start) < 2*time.Minute {
-		if done, _ := progress(t, stateDir); done == total() {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("calibration run did not finish within 2 minutes")
-	return 0
+	d := daemontest.Start(t, args, daemontest.Options{})
+	defer d.Stop(syscall.SIGTERM)
+	d.Eventually(t, 2*time.Minute, "the calibration run commits every test finding", func() (bool, string) {
+		done, _ := progress(t, stateDir)
+		return done == total(), fmt.Sprintf("%d of %d", done, total())
+	})
+	return time.Since(start)
 }
 
 func total() int { return kmsgTokens + fatalTokens + journalTokens + pairs }
@@ -308,14 +290,4 @@ func progress(t *testing.T, dir string) (int, string) {
 		}
 	}
 	return n, fmt.Sprint(st.Positions["kmsg"].Seq, st.Positions["journal"].Cursor)
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

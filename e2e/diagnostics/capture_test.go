@@ -7,9 +7,7 @@ package diagnostics
 
 import (
 	"archive/tar"
-	"bufio"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/s3upload/s3test"
 )
@@ -33,26 +32,16 @@ const reasons = 5
 type daemon struct {
 	root, stateDir, diagDir, console, logFile string
 	bin                                       string
+	*daemontest.Daemon
 
 	mu    sync.Mutex
 	lines []line
-	logs  strings.Builder
 }
 
 // line is one JSON line of -o json, stamped when it was read.
 type line struct {
 	Event, Condition, Reason, Status, Message string
 	seen                                      time.Time
-}
-
-func put(t *testing.T, p, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // start runs the daemon on a fixture root whose /var/log/e2e.log is read
@@ -64,55 +53,30 @@ func start(t *testing.T, extraDiag string, env []string) *daemon {
 	d := &daemon{bin: bin, root: filepath.Join(work, "root"), stateDir: filepath.Join(work, "state"),
 		diagDir: filepath.Join(work, "diagnostics"), console: filepath.Join(work, "console")}
 	d.logFile = filepath.Join(d.root, "var/log/e2e.log")
-	put(t, filepath.Join(d.root, "proc/sys/kernel/hostname"), "node-e2e\n")
-	put(t, filepath.Join(d.root, "proc/sys/kernel/random/boot_id"), "5b8e6c1e-0000-4000-8000-000000000001\n")
-	put(t, d.logFile, "")
-	put(t, d.console, "")
+	daemontest.Write(t, filepath.Join(d.root, "proc/sys/kernel/hostname"), "node-e2e\n")
+	daemontest.Write(t, filepath.Join(d.root, "proc/sys/kernel/random/boot_id"), "5b8e6c1e-0000-4000-8000-000000000001\n")
+	daemontest.Write(t, d.logFile, "")
+	daemontest.Write(t, d.console, "")
 	var rules strings.Builder
 	rules.WriteString("rules:\n")
 	for i := 1; i <= reasons; i++ {
 		fmt.Fprintf(&rules, "  - name: E2EFatal%d\n    condition: KernelReady\n    reason: E2EFatal%d\n    severity: Fatal\n    source: file\n    paths: [/var/log/e2e.log]\n    patterns: ['e2e-fatal-%d (?P<what>\\S+)']\n    message: 'fatal %d: ${what}'\n", i, i, i, i)
 	}
-	put(t, filepath.Join(work, "rules.d/e2e.yaml"), rules.String())
-	put(t, filepath.Join(work, "etc/config.yaml"), "diagnostics:\n  dir: "+d.diagDir+"\n"+extraDiag)
+	daemontest.Write(t, filepath.Join(work, "rules.d/e2e.yaml"), rules.String())
+	daemontest.Write(t, filepath.Join(work, "etc/config.yaml"), "diagnostics:\n  dir: "+d.diagDir+"\n"+extraDiag)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "nodehealthd"), "--root", d.root, "--state-dir", d.stateDir,
+	d.Daemon = daemontest.Start(t, []string{"--root", d.root, "--state-dir", d.stateDir,
 		"--config", filepath.Join(work, "etc/config.yaml"), "--rules-dir", filepath.Join(work, "rules.d"),
-		"-o", "json", "--cluster", "off", "--metrics-address", "", "--diagnostics-console", d.console)
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &lockedWriter{mu: &d.mu, b: &d.logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
+		"-o", "json", "--cluster", "off", "--metrics-address", "", "--diagnostics-console", d.console},
+		daemontest.Options{Env: env, Stdout: func(b []byte) {
 			var l line
-			if json.Unmarshal(sc.Bytes(), &l) == nil {
+			if json.Unmarshal(b, &l) == nil {
 				l.seen = time.Now()
 				d.mu.Lock()
 				d.lines = append(d.lines, l)
 				d.mu.Unlock()
 			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		<-read
-		if t.Failed() {
-			d.mu.Lock()
-			t.Logf("daemon log:\n%s", d.logs.String())
-			d.mu.Unlock()
-		}
-	})
+		}})
 	// The tailer starts after the first commit, at the end of a file that
 	// was there before: lines written before it looks would be skipped.
 	// A line that matches nothing shows when it reads.
@@ -121,41 +85,19 @@ func start(t *testing.T, extraDiag string, env []string) *daemon {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	waitFor(t, 20*time.Second, "the tailer to read e2e.log", func() bool {
+	d.Eventually(t, 20*time.Second, "the tailer to read e2e.log", func() (bool, string) {
 		f.WriteString("warm-up\n")
 		time.Sleep(100 * time.Millisecond)
 		b, err := os.ReadFile(filepath.Join(d.stateDir, "state.json"))
 		if err != nil {
-			return false
+			return false, err.Error()
 		}
 		var st struct {
 			Positions map[string]struct{ Offset int64 } `json:"positions"`
 		}
-		return json.Unmarshal(b, &st) == nil && st.Positions["file:/var/log/e2e.log"].Offset > 0
+		return json.Unmarshal(b, &st) == nil && st.Positions["file:/var/log/e2e.log"].Offset > 0, fmt.Sprintf("positions %v", st.Positions)
 	})
 	return d
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // fire appends a line for reason i and returns when it was written.
@@ -176,16 +118,16 @@ func (d *daemon) fire(t *testing.T, i int) time.Time {
 func (d *daemon) condition(t *testing.T, status, reason string, since time.Time) time.Time {
 	t.Helper()
 	var at time.Time
-	waitFor(t, 20*time.Second, "KernelReady="+status+" "+reason, func() bool {
+	d.Eventually(t, 20*time.Second, "KernelReady="+status+" "+reason, func() (bool, string) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, l := range d.lines {
 			if l.Event == "condition" && l.Condition == "KernelReady" && l.Status == status && (reason == "" || l.Reason == reason) && !l.seen.Before(since) {
 				at = l.seen
-				return true
+				return true, ""
 			}
 		}
-		return false
+		return false, fmt.Sprintf("%d lines printed", len(d.lines))
 	})
 	return at
 }
@@ -277,7 +219,7 @@ func TestFatalFindingsCaptureBundles(t *testing.T) {
 		}
 		if i == 1 {
 			// The acceptance's first half: one bundle within 60 s.
-			waitFor(t, 60*time.Second, "the bundle of "+reason, func() bool { return d.bundleOf(t, reason) != "" })
+			d.Eventually(t, 60*time.Second, "the bundle of "+reason, func() (bool, string) { return d.bundleOf(t, reason) != "", "no bundle" })
 			t.Logf("%s: bundle after %v", reason, time.Since(fired[i]).Round(time.Millisecond))
 			if n := len(d.bundles(t)); n != 1 {
 				t.Fatalf("%d bundles for one transition: %v", n, d.bundles(t))
@@ -294,8 +236,8 @@ func TestFatalFindingsCaptureBundles(t *testing.T) {
 		d.condition(t, "True", "", fired[i])
 	}
 	last := fmt.Sprintf("E2EFatal%d", reasons)
-	waitFor(t, 4*time.Minute, "the last reason's bundle, and retention", func() bool {
-		return d.bundleOf(t, last) != "" && len(d.bundles(t)) <= 3
+	d.Eventually(t, 4*time.Minute, "the last reason's bundle, and retention", func() (bool, string) {
+		return d.bundleOf(t, last) != "" && len(d.bundles(t)) <= 3, fmt.Sprintf("bundles %v", d.bundles(t))
 	})
 	got := d.bundles(t)
 	slices.Sort(got)
@@ -353,7 +295,9 @@ func TestUploadOutcomeIsAFinding(t *testing.T) {
 	}
 	fired := d.fire(t, 1)
 	d.condition(t, "False", "E2EFatal1", fired)
-	waitFor(t, 90*time.Second, "DiagnosticsUploaded in nodehealthctl status", func() bool { return recent("DiagnosticsUploaded") != nil })
+	d.Eventually(t, 90*time.Second, "DiagnosticsUploaded in nodehealthctl status", func() (bool, string) {
+		return recent("DiagnosticsUploaded") != nil, "not in recentWarnings"
+	})
 	b := d.bundleOf(t, "E2EFatal1")
 	key := "bundles/node-e2e/" + b
 	got, ok := srv.Object("diag-bucket", key)
@@ -370,7 +314,9 @@ func TestUploadOutcomeIsAFinding(t *testing.T) {
 	d.condition(t, "True", "", fired)
 	fired = d.fire(t, 2)
 	d.condition(t, "False", "E2EFatal2", fired)
-	waitFor(t, 3*time.Minute, "DiagnosticsUploadFailed in nodehealthctl status", func() bool { return recent("DiagnosticsUploadFailed") != nil })
+	d.Eventually(t, 3*time.Minute, "DiagnosticsUploadFailed in nodehealthctl status", func() (bool, string) {
+		return recent("DiagnosticsUploadFailed") != nil, "not in recentWarnings"
+	})
 	if f := recent("DiagnosticsUploadFailed"); f["severity"] != "Warning" || !strings.Contains(fmt.Sprint(f["message"]), "E2EFatal2") {
 		t.Errorf("DiagnosticsUploadFailed: %v", f)
 	}

@@ -6,16 +6,12 @@
 package faults
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -40,124 +37,51 @@ const rules = `rules:
     message: 'fault ${n}'
 `
 
-// daemon is one nodehealthd process and what it printed.
+// daemon is one nodehealthd process and the lines it printed.
 type daemon struct {
+	*daemontest.Daemon
 	t       *testing.T
-	cmd     *exec.Cmd
+	metrics string
 	mu      sync.Mutex
 	lines   []console.Line
-	logs    bytes.Buffer
-	metrics string
-	done    chan struct{}
 }
 
 func fixture(t *testing.T) (root string) {
 	root = t.TempDir()
-	boot := time.Now().Add(-time.Hour)
-	write(t, filepath.Join(root, "proc/stat"), fmt.Sprintf("cpu  1 2 3 4\nbtime %d\n", boot.Unix()))
-	write(t, filepath.Join(root, "proc/sys/kernel/random/boot_id"), "0c8b1e0c-3b5c-4a5e-9a3e-00000000fa17\n")
-	write(t, filepath.Join(root, "rules.d/faults.yaml"), rules)
+	daemontest.WriteBoot(t, root, "0c8b1e0c-3b5c-4a5e-9a3e-00000000fa17")
+	daemontest.Write(t, filepath.Join(root, "rules.d/faults.yaml"), rules)
 	if err := os.MkdirAll(filepath.Join(root, "var/log"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return root
 }
 
-var metricsAddr = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
-
 func start(t *testing.T, root, stateDir string) *daemon {
 	t.Helper()
-	bin := testbin.Build(t)
-	d := &daemon{t: t, done: make(chan struct{})}
-	d.cmd = exec.Command(filepath.Join(bin, "nodehealthd"), "--root", root, "--state-dir", stateDir,
+	d := &daemon{t: t}
+	d.Daemon = daemontest.Start(t, []string{"--root", root, "--state-dir", stateDir,
 		"--rules-dir", filepath.Join(root, "rules.d"), "--config", testbin.Config(t, filepath.Join(stateDir+".conf"), ""),
-		"--probes=false", "--cluster", "off", "-o", "json", "--metrics-address", "127.0.0.1:0")
-	stdout, err := d.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := d.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
+		"--probes=false", "--cluster", "off", "-o", "json", "--metrics-address", "127.0.0.1:0"},
+		daemontest.Options{Stdout: func(b []byte) {
 			var l console.Line
-			if json.Unmarshal(sc.Bytes(), &l) == nil {
+			if json.Unmarshal(b, &l) == nil {
 				d.mu.Lock()
 				d.lines = append(d.lines, l)
 				d.mu.Unlock()
 			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.logs.Write(sc.Bytes())
-			d.logs.WriteByte('\n')
-			if m := metricsAddr.FindSubmatch(sc.Bytes()); m != nil {
-				d.metrics = string(m[1])
-			}
-			d.mu.Unlock()
-		}
-	}()
-	go func() { wg.Wait(); _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(d.stop)
-	d.wait("the metrics endpoint", func() bool { return d.metrics != "" })
+		}})
+	d.metrics = d.MetricsAddr(t, 30*time.Second)
 	return d
 }
 
-func (d *daemon) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
-// wait polls cond with the daemon's output locked.
+// wait polls cond with the printed lines locked.
 func (d *daemon) wait(what string, cond func() bool) {
 	d.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	d.Eventually(d.t, 30*time.Second, what, func() (bool, string) {
 		d.mu.Lock()
-		ok := cond()
-		d.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-d.done:
-			d.t.Fatalf("the daemon exited while waiting for %s:\n%s", what, d.logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, d.logText())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (d *daemon) logText() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.logs.String()
+		defer d.mu.Unlock()
+		return cond(), "not yet"
+	})
 }
 
 // printed counts the finding lines of reason (locked by the caller).
@@ -173,24 +97,22 @@ func (d *daemon) printed(reason string) int {
 
 func (d *daemon) get(path string) (int, string) {
 	d.t.Helper()
-	resp, err := http.Get("http://" + d.metrics + path)
+	code, body, err := daemontest.Get(d.metrics, path)
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return code, body
 }
 
-var saveFailures = regexp.MustCompile(`(?m)^nodehealthd_state_save_failures_total (\S+)$`)
-
 func (d *daemon) saveFailures() float64 {
-	_, body := d.get("/metrics")
-	m := saveFailures.FindStringSubmatch(body)
-	if m == nil {
+	m, err := daemontest.Scrape(d.metrics)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	v, ok := m["nodehealthd_state_save_failures_total"]
+	if !ok {
 		d.t.Fatalf("no nodehealthd_state_save_failures_total in /metrics")
 	}
-	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
 }
 
@@ -341,15 +263,5 @@ func TestStateDirFillsWhileRunning(t *testing.T) {
 	}
 	if !found {
 		t.Error("the warning published while the disk was full is missing from the state written afterwards")
-	}
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

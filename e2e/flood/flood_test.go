@@ -22,21 +22,16 @@
 package flood
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -63,12 +58,10 @@ func (r result) perLine() time.Duration { return r.cpu / time.Duration(r.lines) 
 
 // daemon is a running nodehealthd on a fixture root.
 type daemon struct {
-	cmd      *exec.Cmd
+	*daemontest.Daemon
 	root     string
 	stateDir string
 	metrics  string // host:port of /metrics
-	stderr   *strings.Builder
-	done     chan struct{}
 }
 
 func binary(tb testing.TB) string {
@@ -84,92 +77,37 @@ func start(tb testing.TB, env ...string) *daemon {
 	tb.Helper()
 	dir := tb.TempDir()
 	root := filepath.Join(dir, "root")
-	write(tb, filepath.Join(root, "proc/stat"), fmt.Sprintf("cpu  1 2 3 4\nbtime %d\n", time.Now().Add(-time.Hour).Unix()))
-	write(tb, filepath.Join(root, "proc/sys/kernel/random/boot_id"), "0c8b1e0c-3b5c-4a5e-9a3e-00000000f100\n")
-	write(tb, filepath.Join(root, logPath), "")
-	write(tb, filepath.Join(dir, "rules.d/npd.yaml"), rulesYAML(logPath))
-	d := &daemon{root: root, stateDir: filepath.Join(dir, "state"), stderr: &strings.Builder{}, done: make(chan struct{})}
+	daemontest.WriteBoot(tb, root, "0c8b1e0c-3b5c-4a5e-9a3e-00000000f100")
+	daemontest.Write(tb, filepath.Join(root, logPath), "")
+	daemontest.Write(tb, filepath.Join(dir, "rules.d/npd.yaml"), rulesYAML(logPath))
+	d := &daemon{root: root, stateDir: filepath.Join(dir, "state")}
 	args := []string{"--root", root, "--state-dir", d.stateDir, "--rules-dir", filepath.Join(dir, "rules.d"),
 		"--config", testbin.Config(tb, filepath.Join(dir, "conf"), ""), "--cluster", "off", "--probes=false", "-o", "none", "--metrics-address", "127.0.0.1:0"}
 	if profileDir != "" {
 		args = append(args, "--pprof")
 	}
-	d.cmd = exec.Command(binary(tb), args...)
-	d.cmd.Env = append(os.Environ(), env...)
-	errPipe, err := d.cmd.StderrPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		defer close(d.done)
-		re := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
-		sc := bufio.NewScanner(errPipe)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-			if d.stderr.Len() < 1<<20 {
-				d.stderr.WriteString(sc.Text() + "\n")
-			}
-		}
-	}()
-	tb.Cleanup(func() { d.stop() })
-	select {
-	case d.metrics = <-addr:
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("daemon did not serve metrics within 30s:\n%s", d.logs())
-	}
+	d.Daemon = daemontest.Start(tb, args, daemontest.Options{Bin: binary(tb), Env: env})
+	d.metrics = d.MetricsAddr(tb, 30*time.Second)
 	d.waitOffset(tb, 0, 30*time.Second)
 	return d
-}
-
-func (d *daemon) stop() {
-	if d.cmd.ProcessState != nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-	}
-	_ = d.cmd.Wait()
-}
-
-func (d *daemon) logs() string {
-	select {
-	case <-d.done:
-		return d.stderr.String()
-	case <-time.After(time.Second):
-		return "(logs still being written)"
-	}
 }
 
 // waitOffset waits until the state file holds off as the file's position.
 func (d *daemon) waitOffset(tb testing.TB, off int64, limit time.Duration) {
 	tb.Helper()
-	deadline := time.Now().Add(limit)
-	for {
+	d.Eventually(tb, limit, fmt.Sprintf("position %d committed", off), func() (bool, string) {
 		st, err := state.Read(d.stateDir)
-		if err == nil {
-			if p, ok := st.Positions["file:"+logPath]; ok && p.Offset == off {
-				return
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("position %d not committed within %v (state: %v, %v):\n%s", off, limit, st != nil, err, d.logs())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		p, ok := st.Positions["file:"+logPath]
+		return ok && p.Offset == off, fmt.Sprintf("position %+v", p)
+	})
 }
 
 // cpu is the daemon's utime+stime.
 func (d *daemon) cpu(tb testing.TB) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.Pid()))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -181,20 +119,13 @@ func (d *daemon) cpu(tb testing.TB) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// status returns a "VmX:" field of /proc/PID/status in bytes.
+// status returns a field of /proc/PID/status in bytes.
 func (d *daemon) status(tb testing.TB, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	kb, err := daemontest.StatusKB(d.Pid(), field)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	tb.Fatalf("no %s in /proc/PID/status", field)
-	return 0
+	return kb << 10
 }
 
 // run floods a new daemon with f and measures it.
@@ -256,35 +187,28 @@ func (r result) check() error {
 	return nil
 }
 
-var seriesRE = regexp.MustCompile(`^(nodehealthd_[a-z_]+)\{([^}]*)\} (\S+)$`)
+var (
+	labelled    = regexp.MustCompile(`^(nodehealthd_[a-z_]+)\{([^}]*)\}$`)
+	reasonLabel = regexp.MustCompile(`reason="([^"]*)"`)
+)
 
 // scrape reads the per-reason finding counters of /metrics.
 func (d *daemon) scrape(tb testing.TB) (findings, repeats map[string]int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metrics+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	m, err := daemontest.Scrape(d.metrics)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	findings, repeats = map[string]int{}, map[string]int{}
-	reasonRE := regexp.MustCompile(`reason="([^"]*)"`)
-	for _, l := range strings.Split(string(body), "\n") {
-		m := seriesRE.FindStringSubmatch(l)
-		if m == nil {
+	for series, v := range m {
+		l := labelled.FindStringSubmatch(series)
+		if l == nil {
 			continue
 		}
-		v, _ := strconv.ParseFloat(m[3], 64)
 		reason := ""
-		if rm := reasonRE.FindStringSubmatch(m[2]); rm != nil {
-			reason = rm[1]
+		if r := reasonLabel.FindStringSubmatch(l[2]); r != nil {
+			reason = r[1]
 		}
-		switch m[1] {
+		switch l[1] {
 		case "nodehealthd_findings_total":
 			findings[reason] += int(v)
 		case "nodehealthd_finding_repeats_total":
@@ -308,14 +232,12 @@ func (d *daemon) profile(tb testing.TB, name string) <-chan struct{} {
 		return done
 	}
 	get := func(path, file string) {
-		resp, err := http.Get("http://" + d.metrics + path)
+		_, b, err := daemontest.Get(d.metrics, path)
 		if err != nil {
 			tb.Error(err)
 			return
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if err := os.WriteFile(filepath.Join(profileDir, file), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(profileDir, file), []byte(b), 0o644); err != nil {
 			tb.Error(err)
 		}
 	}
@@ -326,16 +248,6 @@ func (d *daemon) profile(tb testing.TB, name string) <-chan struct{} {
 	}()
 	time.Sleep(100 * time.Millisecond) // let the profile start
 	return done
-}
-
-func write(tb testing.TB, path, content string) {
-	tb.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // The two cases of the issue's table.

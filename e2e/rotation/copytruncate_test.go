@@ -4,24 +4,17 @@
 package rotation
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 )
 
 const (
@@ -65,57 +58,32 @@ const config = `sources:
 // file would leave a whole generation unread, which the daemon does not
 // handle (rotations are minutes apart, not milliseconds).
 func TestCopyTruncateUnderLoad(t *testing.T) {
-	bin := testbin.Build(t)
 	root := t.TempDir()
-	write(t, filepath.Join(root, "proc/stat"), fmt.Sprintf("cpu  1 2 3 4\nbtime %d\n", time.Now().Add(-time.Hour).Unix()))
-	write(t, filepath.Join(root, "proc/sys/kernel/random/boot_id"), "0c8b1e0c-3b5c-4a5e-9a3e-000000000002\n")
-	write(t, filepath.Join(root, "rules.d/rotation.yaml"), rule)
-	write(t, filepath.Join(root, "config.yaml"), config)
+	daemontest.WriteBoot(t, root, "0c8b1e0c-3b5c-4a5e-9a3e-000000000002")
+	daemontest.Write(t, filepath.Join(root, "rules.d/rotation.yaml"), rule)
+	daemontest.Write(t, filepath.Join(root, "config.yaml"), config)
 	file := filepath.Join(root, logPath)
-	write(t, file, "")
+	daemontest.Write(t, file, "")
 
 	begin := time.Now()
-	addr := freeAddr(t)
-	cmd := exec.Command(filepath.Join(bin, "nodehealthd"), "--root", root, "--state-dir", filepath.Join(root, "state"),
+	addr := daemontest.FreeAddr(t)
+	d := daemontest.Start(t, []string{"--root", root, "--state-dir", filepath.Join(root, "state"),
 		"--rules-dir", filepath.Join(root, "rules.d"), "--config", filepath.Join(root, "config.yaml"), "-o", "none",
-		"--probes=false", "--cluster", "off", "--metrics-address", addr)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := &daemonLog{}
-	logsDone := make(chan struct{})
-	go func() {
-		defer close(logsDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.add(sc.Text())
-		}
-	}()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		<-logsDone
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
+		"--probes=false", "--cluster", "off", "--metrics-address", addr}, daemontest.Options{})
 
 	source := "file:" + logPath
 	// Following once the file's start position is committed.
-	waitUntil(t, 15*time.Second, "the daemon follows the file", func() bool {
-		_, ok := scrape(addr)[`nodehealthd_source_offset_bytes{source="`+source+`"}`]
-		return ok
+	d.Eventually(t, 15*time.Second, "the daemon follows the file", func() (bool, string) {
+		m, err := daemontest.Scrape(addr)
+		_, ok := m[`nodehealthd_source_offset_bytes{source="`+source+`"}`]
+		return ok, fmt.Sprintf("no offset for %s (%v)", source, err)
 	})
 
 	t.Logf("following after %v", time.Since(begin))
 	var read, lost float64
 	// reached reports that the daemon has read or counted more than n lines.
 	reached := func(n int) bool {
-		m := scrape(addr)
+		m, _ := daemontest.Scrape(addr)
 		read, lost = m[`nodehealthd_source_records_total{source="`+source+`"}`], m[`nodehealthd_source_records_lost_total{source="`+source+`"}`]
 		return read+lost > float64(n)
 	}
@@ -128,7 +96,9 @@ func TestCopyTruncateUnderLoad(t *testing.T) {
 		w.mu.Unlock()
 		// A line written after the rotation is read only once the
 		// truncation has been noticed.
-		waitUntil(t, 30*time.Second, fmt.Sprintf("the daemon gets past rotation %d", r), func() bool { return reached(before) })
+		d.Eventually(t, 30*time.Second, fmt.Sprintf("the daemon gets past rotation %d", r), func() (bool, string) {
+			return reached(before), fmt.Sprintf("%v read + %v lost, %d written", read, lost, before)
+		})
 		t.Logf("rotation %d passed after %v", r, time.Since(begin))
 	}
 	time.Sleep(between)
@@ -152,10 +122,10 @@ func TestCopyTruncateUnderLoad(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%v lines counted lost although every rotated copy was there to read", lost)
 	}
-	if n := logs.count("file truncated; read its last lines from the rotated copy"); n != rotations {
+	if n := d.Log.Count("file truncated; read its last lines from the rotated copy"); n != rotations {
 		t.Errorf("the daemon noticed %d rotations, want %d", n, rotations)
 	}
-	if n := logs.count("no rotated copy"); n != 0 {
+	if n := d.Log.Count("no rotated copy"); n != 0 {
 		t.Errorf("the daemon found no rotated copy %d times", n)
 	}
 }
@@ -229,7 +199,7 @@ func rotate(t *testing.T, file string) {
 		gz := gzip.NewWriter(&z)
 		gz.Write(b)
 		gz.Close()
-		write(t, file+".2.gz", z.String())
+		daemontest.Write(t, file+".2.gz", z.String())
 		if err := os.Remove(file + ".1"); err != nil {
 			t.Fatal(err)
 		}
@@ -250,90 +220,6 @@ func rotate(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	if err := os.Truncate(file, 0); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// daemonLog keeps the daemon's log lines.
-type daemonLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *daemonLog) add(s string) {
-	l.mu.Lock()
-	l.lines = append(l.lines, s)
-	l.mu.Unlock()
-}
-
-func (l *daemonLog) count(sub string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, s := range l.lines {
-		if strings.Contains(s, sub) {
-			n++
-		}
-	}
-	return n
-}
-
-func (l *daemonLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
-// scrape returns the samples of the daemon's /metrics, by series; none when
-// it does not answer.
-func scrape(addr string) map[string]float64 {
-	m := map[string]float64{}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return m
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		i := strings.LastIndexByte(line, ' ')
-		if strings.HasPrefix(line, "#") || i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			m[line[:i]] = v
-		}
-	}
-	return m
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func write(t *testing.T, p, s string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

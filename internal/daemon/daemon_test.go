@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -114,14 +115,18 @@ func (h *harness) start() {
 	h.waitState(func(st *state.State) bool { return true })
 }
 
-// run starts the daemon without waiting for its state file.
-func (h *harness) run() {
+// run starts the daemon without waiting for its state file; adjust, when
+// given, changes the harness's options first.
+func (h *harness) run(adjust ...func(*Options)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
 	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, nil)),
 		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} },
 		Publishers: h.pubs, HousekeepingInterval: h.housekeeping}
+	for _, f := range adjust {
+		f(&opts)
+	}
 	go func() { h.done <- Run(ctx, opts) }()
 }
 
@@ -141,19 +146,32 @@ func (h *harness) send(msgs ...string) {
 	h.feed.ch <- source.Batch{Source: "kmsg", Records: recs, Position: source.Position{BootID: "boot-1", Seq: h.seq}}
 }
 
-func (h *harness) waitState(cond func(*state.State) bool) *state.State {
+// eventually polls cond until it holds; when d passes first, the test
+// fails with what, the last reason cond gave and the daemon's log.
+func (h *harness) eventually(d time.Duration, what string, cond func() (bool, string)) {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(d)
 	for {
-		st, err := state.Read(h.stateDir)
-		if err == nil && cond(st) {
-			return st
+		ok, last := cond()
+		if ok {
+			return
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("state never reached the expected condition; last read err %v\nlogs:\n%s", err, h.logs.String())
+			h.t.Fatalf("%s: not within %v (last: %s)\nlogs:\n%s", what, d, last, h.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (h *harness) waitState(cond func(*state.State) bool) *state.State {
+	h.t.Helper()
+	var st *state.State
+	h.eventually(10*time.Second, "state reaches the expected condition", func() (bool, string) {
+		var err error
+		st, err = state.Read(h.stateDir)
+		return err == nil && cond(st), fmt.Sprintf("read err %v", err)
+	})
+	return st
 }
 
 func activeReasons(st *state.State) string {
@@ -225,15 +243,11 @@ func TestInvalidReloadKeepsLastGoodRules(t *testing.T) {
 	// one log entry names both.
 	h.write("rules.d/a.yaml", "rules:\n  - name: A\n   reason: A\n")
 	h.write("rules.d/test.yaml", "rules:\n  - name: Broken\n    condition: NotACondition\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for !slices.ContainsFunc(strings.Split(h.logs.String(), "\n"), func(l string) bool {
-		return strings.Contains(l, "keeping the last good set") && strings.Contains(l, "a.yaml:1: yaml:") && strings.Contains(l, `test.yaml:2: rule \"Broken\"`)
-	}) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload error naming both files' problems logged:\n%s", h.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.eventually(5*time.Second, "a reload error naming both files' problems logged", func() (bool, string) {
+		return slices.ContainsFunc(strings.Split(h.logs.String(), "\n"), func(l string) bool {
+			return strings.Contains(l, "keeping the last good set") && strings.Contains(l, "a.yaml:1: yaml:") && strings.Contains(l, `test.yaml:2: rule \"Broken\"`)
+		}), "not logged"
+	})
 	h.send("boom sdc")
 	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sdc" })
 }
@@ -342,24 +356,16 @@ func TestHousekeepingIntervalFollowsConfig(t *testing.T) {
 	defer h.stop()
 	waitLog := func(substr string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(h.logs.String(), substr) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the log:\n%s", substr, h.logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		h.eventually(10*time.Second, fmt.Sprintf("%q in the log", substr), func() (bool, string) {
+			return strings.Contains(h.logs.String(), substr), "not logged"
+		})
 	}
 	h.write("config.yaml", "housekeepingInterval: 2m\n")
 	waitLog("housekeepingInterval: 2m0s: want between 1s and 1m0s")
 	h.write("config.yaml", "housekeepingInterval: 1s\n")
 	waitLog("rules reloaded")
 	from := ticks.get()
-	deadline := time.Now().Add(10 * time.Second)
-	for ticks.get() < from+4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d housekeeping ticks in 10s after setting housekeepingInterval: 1s", ticks.get()-from)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.eventually(10*time.Second, "4 housekeeping ticks after setting housekeepingInterval: 1s", func() (bool, string) {
+		return ticks.get() >= from+4, fmt.Sprintf("%d ticks", ticks.get()-from)
+	})
 }

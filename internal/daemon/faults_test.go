@@ -45,21 +45,13 @@ func (r *recorder) Publish(u publish.Update) {
 }
 
 // wait polls cond under the recorder's lock.
-func (r *recorder) wait(t *testing.T, what string, logs *syncBuffer, cond func(r *recorder) bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+func (r *recorder) wait(h *harness, what string, cond func(r *recorder) bool) {
+	h.t.Helper()
+	h.eventually(15*time.Second, "publishers see "+what, func() (bool, string) {
 		r.mu.Lock()
-		ok := cond(r)
-		r.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publishers never saw %s; logs:\n%s", what, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer r.mu.Unlock()
+		return cond(r), "not seen"
+	})
 }
 
 func (r *recorder) published(reason string) bool {
@@ -81,13 +73,7 @@ func faultHarness(t *testing.T) (*harness, *recorder, *syncBuffer) {
 
 func waitFor(t *testing.T, what string, h *harness, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; logs:\n%s", what, h.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.eventually(15*time.Second, what, func() (bool, string) { return cond(), "not yet" })
 }
 
 // A state directory that cannot be created must not stop detection or
@@ -103,7 +89,7 @@ func TestUnwritableStateDirKeepsDetectingAndPublishing(t *testing.T) {
 	h.run()
 	defer h.stop()
 	h.send("boom sda")
-	rec.wait(t, "the finding, the condition and the save failure", h.logs, func(r *recorder) bool {
+	rec.wait(h, "the finding, the condition and the save failure", func(r *recorder) bool {
 		return r.published("Boom") && r.published(reasonNotPersisted) && r.conds[finding.KernelReady] == "False/Boom" &&
 			r.unsaved != nil && r.unsaved.Failures >= 2 && r.failures >= 2
 	})
@@ -130,7 +116,7 @@ func TestUnwritableStateDirKeepsDetectingAndPublishing(t *testing.T) {
 	if !seen {
 		t.Error("the warning published while unsaved is missing from the state written afterwards")
 	}
-	rec.wait(t, "the end of the episode", h.logs, func(r *recorder) bool { return r.unsaved == nil })
+	rec.wait(h, "the end of the episode", func(r *recorder) bool { return r.unsaved == nil })
 	if !strings.Contains(h.logs.String(), "state file written again") {
 		t.Errorf("recovery not logged:\n%s", h.logs.String())
 	}
@@ -165,7 +151,7 @@ func TestReadOnlyStateDirRaisesFilesystemReadOnly(t *testing.T) {
 	h.run() // read-only from the start
 	defer h.stop()
 	h.send("boom sdb")
-	rec.wait(t, "FilesystemReadOnly on StorageReady and the new finding", h.logs, func(r *recorder) bool {
+	rec.wait(h, "FilesystemReadOnly on StorageReady and the new finding", func(r *recorder) bool {
 		return r.published("Boom") && r.conds[finding.StorageReady] == "False/FilesystemReadOnly" && r.unsaved != nil
 	})
 	rec.mu.Lock()
@@ -219,7 +205,7 @@ func TestClearStaysQueuedUntilSaved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.wait(t, "the clear", h.logs, func(r *recorder) bool { return len(r.cleared) == 1 && r.unsaved != nil })
+	rec.wait(h, "the clear", func(r *recorder) bool { return len(r.cleared) == 1 && r.unsaved != nil })
 	if !strings.Contains(out.String(), "cleared KernelReady/Boom") {
 		t.Errorf("the clear was not printed:\n%s", out.String())
 	}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -74,14 +73,10 @@ func TestOverridesApplyToEveryKind(t *testing.T) {
 	h.write("rules.d/kinds.yaml", kindRules)
 	h.write("config.yaml", kindConfig)
 	det := &scripted{steps: make(chan func(detector.Emitter))}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
-	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
-		Logger:               slog.New(slog.NewTextHandler(h.logs, nil)),
-		NewSources:           func(SourceContext) []source.Source { return []source.Source{h.feed} },
-		NewDetectors:         func(SourceContext) []detector.Detector { return []detector.Detector{det} },
-		HousekeepingInterval: 20 * time.Millisecond}
-	go func() { h.done <- Run(ctx, opts) }()
+	h.housekeeping = 20 * time.Millisecond
+	h.run(func(o *Options) {
+		o.NewDetectors = func(SourceContext) []detector.Detector { return []detector.Detector{det} }
+	})
 	defer h.stop()
 	h.waitState(func(*state.State) bool { return true })
 	if logs := h.logs.String(); strings.Contains(logs, "invalid rules or config") || strings.Contains(logs, "starting without operator rules or config") {

@@ -2,14 +2,12 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
-	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -29,13 +27,9 @@ func (o *oneShot) Run(ctx context.Context, emit detector.Emitter) error {
 // startWithDetectors is harness.start with detectors besides the feed.
 func (h *harness) startWithDetectors(dets ...detector.Detector) {
 	h.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
-	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
-		Logger:       slog.New(slog.NewTextHandler(h.logs, nil)),
-		NewSources:   func(SourceContext) []source.Source { return []source.Source{h.feed} },
-		NewDetectors: func(SourceContext) []detector.Detector { return dets }}
-	go func() { h.done <- Run(ctx, opts) }()
+	h.run(func(o *Options) {
+		o.NewDetectors = func(SourceContext) []detector.Detector { return dets }
+	})
 	h.waitState(func(st *state.State) bool { return true })
 }
 

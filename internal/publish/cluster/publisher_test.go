@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -178,6 +179,9 @@ func conds(kernel string, since time.Time) map[string]condition.Condition {
 	return out
 }
 
+// waitUntil polls f. In a synctest bubble the clock moves only while every
+// goroutine of the bubble waits, so d is exact there, not a guess at how
+// fast the machine is.
 func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -256,61 +260,69 @@ func TestInSync(t *testing.T) {
 
 // Changes within the debounce coalesce; the last one always goes out.
 func TestPublisherDebouncesConditionWrites(t *testing.T) {
-	f := &fakeAPI{}
-	p, fb := start(t, Config{Debounce: 300 * time.Millisecond}, f)
-	since := time.Now().Add(-time.Minute)
-	p.Publish(publish.Update{Conditions: conds("", since), State: &state.State{}})
-	waitUntil(t, time.Second, "first write", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
-	for i := range 5 {
-		p.Publish(publish.Update{Conditions: conds(fmt.Sprintf("Reason%d", i), since), State: &state.State{}})
-		time.Sleep(20 * time.Millisecond)
-	}
-	waitUntil(t, 2*time.Second, "last change written", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		p, fb := start(t, Config{Debounce: 300 * time.Millisecond}, f)
+		since := time.Now().Add(-time.Minute)
+		p.Publish(publish.Update{Conditions: conds("", since), State: &state.State{}})
+		waitUntil(t, time.Second, "first write", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
+		for i := range 5 {
+			p.Publish(publish.Update{Conditions: conds(fmt.Sprintf("Reason%d", i), since), State: &state.State{}})
+			time.Sleep(20 * time.Millisecond)
+		}
+		waitUntil(t, 2*time.Second, "last change written", func() bool {
+			ps, _, _ := f.snapshot()
+			return decode(t, ps[len(ps)-1])[finding.KernelReady]["reason"] == "Reason4"
+		})
+		time.Sleep(400 * time.Millisecond)
 		ps, _, _ := f.snapshot()
-		return decode(t, ps[len(ps)-1])[finding.KernelReady]["reason"] == "Reason4"
+		// The bubble's clock is exact: one write for the five changes,
+		// the debounce after the first.
+		if len(ps) != 2 {
+			t.Errorf("5 changes within the debounce made %d writes, want 1", len(ps)-1)
+		}
+		f.mu.Lock()
+		gap := f.patchTimes[1].Sub(f.patchTimes[0])
+		f.mu.Unlock()
+		if gap != 300*time.Millisecond {
+			t.Errorf("writes %v apart, debounce is 300ms", gap)
+		}
+		l, _ := fb.last()
+		if !l.Connected || l.Node != "node-1" || l.PendingWrites != 0 || l.LastSuccess.IsZero() {
+			t.Errorf("link %+v", l)
+		}
 	})
-	time.Sleep(400 * time.Millisecond)
-	ps, _, _ := f.snapshot()
-	if len(ps) > 3 {
-		t.Errorf("5 changes within the debounce made %d writes", len(ps)-1)
-	}
-	f.mu.Lock()
-	gap := f.patchTimes[1].Sub(f.patchTimes[0])
-	f.mu.Unlock()
-	if gap < 300*time.Millisecond {
-		t.Errorf("writes %v apart, debounce is 300ms", gap)
-	}
-	l, _ := fb.last()
-	if !l.Connected || l.Node != "node-1" || l.PendingWrites != 0 || l.LastSuccess.IsZero() {
-		t.Errorf("link %+v", l)
-	}
 }
 
 func TestPublisherHeartbeat(t *testing.T) {
-	f := &fakeAPI{}
-	p, _ := start(t, Config{ClusterSettings: config.ClusterSettings{Heartbeat: time.Second}}, f)
-	p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
-	waitUntil(t, 3500*time.Millisecond, "two heartbeats", func() bool { ps, _, _ := f.snapshot(); return len(ps) >= 3 })
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i := 1; i < len(f.patchTimes); i++ {
-		if d := f.patchTimes[i].Sub(f.patchTimes[i-1]); d < time.Second || d > 1300*time.Millisecond {
-			t.Errorf("heartbeat interval %v, want [1s, 1.2s)", d)
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		p, _ := start(t, Config{ClusterSettings: config.ClusterSettings{Heartbeat: time.Second}}, f)
+		p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
+		waitUntil(t, 3500*time.Millisecond, "two heartbeats", func() bool { ps, _, _ := f.snapshot(); return len(ps) >= 3 })
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i := 1; i < len(f.patchTimes); i++ {
+			if d := f.patchTimes[i].Sub(f.patchTimes[i-1]); d < time.Second || d >= 1200*time.Millisecond {
+				t.Errorf("heartbeat interval %v, want [1s, 1.2s)", d)
+			}
 		}
-	}
+	})
 }
 
 // A missing Node is retried until it exists; the link says why meanwhile.
 func TestPublisherRetriesMissingNode(t *testing.T) {
-	f := &fakeAPI{notFound: 2}
-	p, fb := start(t, Config{}, f)
-	p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
-	waitUntil(t, time.Second, "link shows the missing Node", func() bool {
-		l, _ := fb.last()
-		return !l.Connected && l.LastError == "node node-1 is not registered (yet)"
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{notFound: 2}
+		p, fb := start(t, Config{}, f)
+		p.Publish(publish.Update{Conditions: conds("", time.Now()), State: &state.State{}})
+		waitUntil(t, time.Second, "link shows the missing Node", func() bool {
+			l, _ := fb.last()
+			return !l.Connected && l.LastError == "node node-1 is not registered (yet)"
+		})
+		waitUntil(t, 5*time.Second, "written once the Node exists", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
+		waitUntil(t, time.Second, "link connected", func() bool { l, _ := fb.last(); return l.Connected && l.LastError == "" })
 	})
-	waitUntil(t, 5*time.Second, "written once the Node exists", func() bool { ps, _, _ := f.snapshot(); return len(ps) == 1 })
-	waitUntil(t, time.Second, "link connected", func() bool { l, _ := fb.last(); return l.Connected && l.LastError == "" })
 }
 
 func warning(id uint64, msg string, at time.Time) state.Outbound {
@@ -320,75 +332,79 @@ func warning(id uint64, msg string, at time.Time) state.Outbound {
 // Identical warnings become one event with a count; a later repeat counts
 // the same event up; every record is acknowledged once delivered.
 func TestPublisherEventsFoldAndCountUp(t *testing.T) {
-	f := &fakeAPI{}
-	p, fb := start(t, Config{}, f)
-	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
-	st := &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0), warning(2, "stuck 22s", t0.Add(time.Second)), warning(3, "stuck 30s", t0.Add(2*time.Second)), warning(4, "stuck 22s", t0.Add(3*time.Second))}}
-	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
-	waitUntil(t, 2*time.Second, "two events", func() bool { _, c, _ := f.snapshot(); return len(c) == 2 })
-	_, created, _ := f.snapshot()
-	e := created[0]
-	if e.Message != "stuck 22s" || e.Count != 3 || !e.FirstTimestamp.Time.Equal(t0) || !e.LastTimestamp.Time.Equal(t0.Add(3*time.Second)) {
-		t.Errorf("folded event: %q count %d first %v last %v", e.Message, e.Count, e.FirstTimestamp, e.LastTimestamp)
-	}
-	if e.InvolvedObject.UID != types.UID("uid-1") || e.InvolvedObject.Kind != "Node" || e.Type != "Warning" || e.Reason != "SoftLockup" ||
-		e.Source.Component != Component || e.ReportingController != Component || e.Namespace != "default" {
-		t.Errorf("event fields: %+v", e)
-	}
-	waitUntil(t, time.Second, "acks", func() bool { _, a := fb.last(); return len(a) == 4 })
-	// The pipeline keeps showing acknowledged records until it applies
-	// the acks; they must not be sent again.
-	st.Outbox = append(st.Outbox, warning(5, "stuck 22s", t0.Add(10*time.Second)))
-	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
-	waitUntil(t, 2*time.Second, "count-up patch", func() bool { _, _, ep := f.snapshot(); return len(ep[e.Name]) == 1 })
-	_, created, ep := f.snapshot()
-	if len(created) != 2 {
-		t.Errorf("%d events created, want 2 (the repeat counts the first one up)", len(created))
-	}
-	var patch map[string]any
-	_ = json.Unmarshal([]byte(ep[e.Name][0]), &patch)
-	if patch["count"] != float64(4) {
-		t.Errorf("count-up patch %s, want count 4", ep[e.Name][0])
-	}
-	_, acks := fb.last()
-	slices.Sort(acks)
-	if !slices.Equal(acks, []uint64{1, 2, 3, 4, 5}) {
-		t.Errorf("acks %v", acks)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		p, fb := start(t, Config{}, f)
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+		st := &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0), warning(2, "stuck 22s", t0.Add(time.Second)), warning(3, "stuck 30s", t0.Add(2*time.Second)), warning(4, "stuck 22s", t0.Add(3*time.Second))}}
+		p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+		waitUntil(t, 2*time.Second, "two events", func() bool { _, c, _ := f.snapshot(); return len(c) == 2 })
+		_, created, _ := f.snapshot()
+		e := created[0]
+		if e.Message != "stuck 22s" || e.Count != 3 || !e.FirstTimestamp.Time.Equal(t0) || !e.LastTimestamp.Time.Equal(t0.Add(3*time.Second)) {
+			t.Errorf("folded event: %q count %d first %v last %v", e.Message, e.Count, e.FirstTimestamp, e.LastTimestamp)
+		}
+		if e.InvolvedObject.UID != types.UID("uid-1") || e.InvolvedObject.Kind != "Node" || e.Type != "Warning" || e.Reason != "SoftLockup" ||
+			e.Source.Component != Component || e.ReportingController != Component || e.Namespace != "default" {
+			t.Errorf("event fields: %+v", e)
+		}
+		waitUntil(t, time.Second, "acks", func() bool { _, a := fb.last(); return len(a) == 4 })
+		// The pipeline keeps showing acknowledged records until it applies
+		// the acks; they must not be sent again.
+		st.Outbox = append(st.Outbox, warning(5, "stuck 22s", t0.Add(10*time.Second)))
+		p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+		waitUntil(t, 2*time.Second, "count-up patch", func() bool { _, _, ep := f.snapshot(); return len(ep[e.Name]) == 1 })
+		_, created, ep := f.snapshot()
+		if len(created) != 2 {
+			t.Errorf("%d events created, want 2 (the repeat counts the first one up)", len(created))
+		}
+		var patch map[string]any
+		_ = json.Unmarshal([]byte(ep[e.Name][0]), &patch)
+		if patch["count"] != float64(4) {
+			t.Errorf("count-up patch %s, want count 4", ep[e.Name][0])
+		}
+		_, acks := fb.last()
+		slices.Sort(acks)
+		if !slices.Equal(acks, []uint64{1, 2, 3, 4, 5}) {
+			t.Errorf("acks %v", acks)
+		}
+	})
 }
 
 // One reason flooding distinct messages: its burst goes out, 20 wait, the
 // rest are dropped, acknowledged and counted; another reason is not
 // starved.
 func TestPublisherEventRateLimitPerReason(t *testing.T) {
-	f := &fakeAPI{}
-	p, fb := start(t, Config{ClusterSettings: config.ClusterSettings{EventBurst: 3, EventsPerMinute: 0.001, MaxPendingEventsPerReason: 5}}, f)
-	t0 := time.Now()
-	st := &state.State{}
-	for i := range 10 {
-		st.Outbox = append(st.Outbox, warning(uint64(i+1), fmt.Sprintf("stuck %ds", i), t0))
-	}
-	other := warning(11, "other", t0)
-	other.Finding.Reason = "KernelBug"
-	st.Outbox = append(st.Outbox, other)
-	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
-	waitUntil(t, 2*time.Second, "burst sent", func() bool { _, c, _ := f.snapshot(); return len(c) == 4 })
-	time.Sleep(200 * time.Millisecond)
-	_, created, _ := f.snapshot()
-	perReason := map[string]int{}
-	for _, e := range created {
-		perReason[e.Reason]++
-	}
-	if perReason["SoftLockup"] != 3 || perReason["KernelBug"] != 1 {
-		t.Errorf("events per reason %v, want SoftLockup 3 (its burst) and KernelBug 1", perReason)
-	}
-	waitUntil(t, time.Second, "link", func() bool { l, _ := fb.last(); return l.EventsDropped == 5 && l.PendingWrites == 2 })
-	_, acks := fb.last()
-	slices.Sort(acks)
-	// Dropped 6..10, delivered 1..3 and 11; 4 and 5 wait for budget.
-	if !slices.Equal(acks, []uint64{1, 2, 3, 6, 7, 8, 9, 10, 11}) {
-		t.Errorf("acks %v", acks)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		p, fb := start(t, Config{ClusterSettings: config.ClusterSettings{EventBurst: 3, EventsPerMinute: 0.001, MaxPendingEventsPerReason: 5}}, f)
+		t0 := time.Now()
+		st := &state.State{}
+		for i := range 10 {
+			st.Outbox = append(st.Outbox, warning(uint64(i+1), fmt.Sprintf("stuck %ds", i), t0))
+		}
+		other := warning(11, "other", t0)
+		other.Finding.Reason = "KernelBug"
+		st.Outbox = append(st.Outbox, other)
+		p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+		waitUntil(t, 2*time.Second, "burst sent", func() bool { _, c, _ := f.snapshot(); return len(c) == 4 })
+		time.Sleep(200 * time.Millisecond)
+		_, created, _ := f.snapshot()
+		perReason := map[string]int{}
+		for _, e := range created {
+			perReason[e.Reason]++
+		}
+		if perReason["SoftLockup"] != 3 || perReason["KernelBug"] != 1 {
+			t.Errorf("events per reason %v, want SoftLockup 3 (its burst) and KernelBug 1", perReason)
+		}
+		waitUntil(t, time.Second, "link", func() bool { l, _ := fb.last(); return l.EventsDropped == 5 && l.PendingWrites == 2 })
+		_, acks := fb.last()
+		slices.Sort(acks)
+		// Dropped 6..10, delivered 1..3 and 11; 4 and 5 wait for budget.
+		if !slices.Equal(acks, []uint64{1, 2, 3, 6, 7, 8, 9, 10, 11}) {
+			t.Errorf("acks %v", acks)
+		}
+	})
 }
 
 func TestBucket(t *testing.T) {
@@ -414,16 +430,18 @@ func TestBucket(t *testing.T) {
 // Failed sends during an outage must not spend the reason's budget, or the
 // backlog would wait for minutes once the API server is back.
 func TestPublisherOutageKeepsReasonBudget(t *testing.T) {
-	f := &fakeAPI{eventFails: 4}
-	p, fb := start(t, Config{ClusterSettings: config.ClusterSettings{EventBurst: 2, EventsPerMinute: 0.001}}, f)
-	t0 := time.Now()
-	st := &state.State{Outbox: []state.Outbound{warning(1, "a", t0), warning(2, "b", t0)}}
-	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
-	waitUntil(t, 10*time.Second, "both events after the failures", func() bool { _, c, _ := f.snapshot(); return len(c) == 2 })
-	_, acks := fb.last()
-	if len(acks) != 2 {
-		t.Errorf("acks %v", acks)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{eventFails: 4}
+		p, fb := start(t, Config{ClusterSettings: config.ClusterSettings{EventBurst: 2, EventsPerMinute: 0.001}}, f)
+		t0 := time.Now()
+		st := &state.State{Outbox: []state.Outbound{warning(1, "a", t0), warning(2, "b", t0)}}
+		p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+		waitUntil(t, 10*time.Second, "both events after the failures", func() bool { _, c, _ := f.snapshot(); return len(c) == 2 })
+		_, acks := fb.last()
+		if len(acks) != 2 {
+			t.Errorf("acks %v", acks)
+		}
+	})
 }
 
 func TestEventQueueBoundsIdenticalFlood(t *testing.T) {
@@ -444,52 +462,54 @@ func TestEventQueueBoundsIdenticalFlood(t *testing.T) {
 // event up rather than creating a second one; events older than the API
 // server keeps them are not.
 func TestPublisherCountsUpAfterRestart(t *testing.T) {
-	f := &fakeAPI{}
-	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
-	first, fb := start(t, Config{}, f)
-	first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0)}}})
-	var link state.ClusterLink
-	waitUntil(t, 2*time.Second, "event remembered in the link and acknowledged", func() bool {
-		var acks []uint64
-		link, acks = fb.last()
-		return len(link.Events) == 1 && len(acks) == 1
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+		first, fb := start(t, Config{}, f)
+		first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0)}}})
+		var link state.ClusterLink
+		waitUntil(t, 2*time.Second, "event remembered in the link and acknowledged", func() bool {
+			var acks []uint64
+			link, acks = fb.last()
+			return len(link.Events) == 1 && len(acks) == 1
+		})
+		_, created, _ := f.snapshot()
+		if len(created) != 1 {
+			t.Fatalf("%d events created, want 1", len(created))
+		}
+		name := created[0].Name
+		if e := link.Events[0]; e.Name != name || e.Count != 1 || e.Reason != "SoftLockup" || e.Message != "stuck 22s" || e.NodeUID != "uid-1" {
+			t.Fatalf("remembered event %+v, want %s count 1", e, name)
+		}
+
+		// The pipeline saves what it is told in order: the acknowledgement
+		// must come after the link that remembers the event, or a restart in
+		// between would create the event a second time.
+		fb.mu.Lock()
+		if len(fb.remembered) != 1 || fb.remembered[0] != 1 {
+			t.Errorf("acknowledged with %v events remembered, want after the link remembering 1", fb.remembered)
+		}
+		fb.mu.Unlock()
+
+		// A new run (the first's memory is gone) starts from the saved link.
+		stale := state.SentEvent{Condition: finding.KernelReady, Reason: "SoftLockup", Message: "stuck 99s", Name: "node-1.old",
+			Count: 5, First: t0.Add(-2 * time.Hour), Written: time.Now().Add(-2 * time.Hour), NodeUID: "uid-1"}
+		link.Events = append(link.Events, stale)
+		second, fb2 := start(t, Config{}, f)
+		st := &state.State{Cluster: &link, Outbox: []state.Outbound{warning(2, "stuck 22s", t0.Add(time.Minute)), warning(3, "stuck 99s", t0.Add(time.Minute))}}
+		second.Publish(publish.Update{Conditions: conds("", t0), State: st})
+		waitUntil(t, 2*time.Second, "both repeats delivered", func() bool { _, a := fb2.last(); return len(a) == 2 })
+		_, created, ep := f.snapshot()
+		if len(ep[name]) != 1 || !strings.Contains(ep[name][0], `"count":2`) {
+			t.Errorf("repeat after restart: patches of %s %v, want one count-up to 2", name, ep[name])
+		}
+		if len(ep["node-1.old"]) != 0 {
+			t.Errorf("an event older than the API server keeps events was counted up: %v", ep["node-1.old"])
+		}
+		if len(created) != 2 || created[1].Message != "stuck 99s" {
+			t.Errorf("created %d events, want the first plus a new one for the stale repeat", len(created))
+		}
 	})
-	_, created, _ := f.snapshot()
-	if len(created) != 1 {
-		t.Fatalf("%d events created, want 1", len(created))
-	}
-	name := created[0].Name
-	if e := link.Events[0]; e.Name != name || e.Count != 1 || e.Reason != "SoftLockup" || e.Message != "stuck 22s" || e.NodeUID != "uid-1" {
-		t.Fatalf("remembered event %+v, want %s count 1", e, name)
-	}
-
-	// The pipeline saves what it is told in order: the acknowledgement
-	// must come after the link that remembers the event, or a restart in
-	// between would create the event a second time.
-	fb.mu.Lock()
-	if len(fb.remembered) != 1 || fb.remembered[0] != 1 {
-		t.Errorf("acknowledged with %v events remembered, want after the link remembering 1", fb.remembered)
-	}
-	fb.mu.Unlock()
-
-	// A new run (the first's memory is gone) starts from the saved link.
-	stale := state.SentEvent{Condition: finding.KernelReady, Reason: "SoftLockup", Message: "stuck 99s", Name: "node-1.old",
-		Count: 5, First: t0.Add(-2 * time.Hour), Written: time.Now().Add(-2 * time.Hour), NodeUID: "uid-1"}
-	link.Events = append(link.Events, stale)
-	second, fb2 := start(t, Config{}, f)
-	st := &state.State{Cluster: &link, Outbox: []state.Outbound{warning(2, "stuck 22s", t0.Add(time.Minute)), warning(3, "stuck 99s", t0.Add(time.Minute))}}
-	second.Publish(publish.Update{Conditions: conds("", t0), State: st})
-	waitUntil(t, 2*time.Second, "both repeats delivered", func() bool { _, a := fb2.last(); return len(a) == 2 })
-	_, created, ep := f.snapshot()
-	if len(ep[name]) != 1 || !strings.Contains(ep[name][0], `"count":2`) {
-		t.Errorf("repeat after restart: patches of %s %v, want one count-up to 2", name, ep[name])
-	}
-	if len(ep["node-1.old"]) != 0 {
-		t.Errorf("an event older than the API server keeps events was counted up: %v", ep["node-1.old"])
-	}
-	if len(created) != 2 || created[1].Message != "stuck 99s" {
-		t.Errorf("created %d events, want the first plus a new one for the stale repeat", len(created))
-	}
 }
 
 // A crash after the API server created an event but before its
@@ -498,41 +518,43 @@ func TestPublisherCountsUpAfterRestart(t *testing.T) {
 // it exists; the run counts that event up to the records waiting instead
 // of creating a duplicate.
 func TestPublisherAdoptsEventSentBeforeCrash(t *testing.T) {
-	f := &fakeAPI{}
-	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
-	first, _ := start(t, Config{}, f)
-	outbox := []state.Outbound{warning(7, "stuck 22s", t0), warning(8, "stuck 22s", t0.Add(time.Second))}
-	first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: outbox}})
-	waitUntil(t, 2*time.Second, "event created", func() bool { _, c, _ := f.snapshot(); return len(c) == 1 })
-	_, created, _ := f.snapshot()
-	name := created[0].Name
-	if !strings.HasSuffix(name, ".7") || created[0].Count != 2 {
-		t.Fatalf("event %s count %d: want a name ending in the oldest finding's ID 7, count 2", name, created[0].Count)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+		first, _ := start(t, Config{}, f)
+		outbox := []state.Outbound{warning(7, "stuck 22s", t0), warning(8, "stuck 22s", t0.Add(time.Second))}
+		first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: outbox}})
+		waitUntil(t, 2*time.Second, "event created", func() bool { _, c, _ := f.snapshot(); return len(c) == 1 })
+		_, created, _ := f.snapshot()
+		name := created[0].Name
+		if !strings.HasSuffix(name, ".7") || created[0].Count != 2 {
+			t.Fatalf("event %s count %d: want a name ending in the oldest finding's ID 7, count 2", name, created[0].Count)
+		}
 
-	// The acknowledgements and the link never reached the state file; a
-	// new repeat came in meanwhile.
-	second, fb2 := start(t, Config{}, f)
-	outbox = append(outbox, warning(9, "stuck 22s", t0.Add(2*time.Second)))
-	second.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: outbox}})
-	waitUntil(t, 2*time.Second, "records acknowledged", func() bool { _, a := fb2.last(); return len(a) == 3 })
-	_, created, _ = f.snapshot()
-	if len(created) != 1 {
-		t.Fatalf("%d events created, want the one from before the crash only", len(created))
-	}
-	if created[0].Count != 3 {
-		t.Errorf("event count %d, want 3 (the three records, each counted once)", created[0].Count)
-	}
+		// The acknowledgements and the link never reached the state file; a
+		// new repeat came in meanwhile.
+		second, fb2 := start(t, Config{}, f)
+		outbox = append(outbox, warning(9, "stuck 22s", t0.Add(2*time.Second)))
+		second.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: outbox}})
+		waitUntil(t, 2*time.Second, "records acknowledged", func() bool { _, a := fb2.last(); return len(a) == 3 })
+		_, created, _ = f.snapshot()
+		if len(created) != 1 {
+			t.Fatalf("%d events created, want the one from before the crash only", len(created))
+		}
+		if created[0].Count != 3 {
+			t.Errorf("event count %d, want 3 (the three records, each counted once)", created[0].Count)
+		}
 
-	// An event of that name that is not this group's (another message)
-	// is left alone: the group gets an event of its own.
-	third, fb3 := start(t, Config{}, f)
-	third.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(7, "other text", t0)}}})
-	waitUntil(t, 2*time.Second, "record acknowledged", func() bool { _, a := fb3.last(); return len(a) == 1 })
-	_, created, _ = f.snapshot()
-	if len(created) != 2 || created[1].Message != "other text" || created[1].Name == name || created[0].Count != 3 {
-		t.Errorf("foreign event under the same name: %d events, the first's count %d", len(created), created[0].Count)
-	}
+		// An event of that name that is not this group's (another message)
+		// is left alone: the group gets an event of its own.
+		third, fb3 := start(t, Config{}, f)
+		third.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(7, "other text", t0)}}})
+		waitUntil(t, 2*time.Second, "record acknowledged", func() bool { _, a := fb3.last(); return len(a) == 1 })
+		_, created, _ = f.snapshot()
+		if len(created) != 2 || created[1].Message != "other text" || created[1].Name == name || created[0].Count != 3 {
+			t.Errorf("foreign event under the same name: %d events, the first's count %d", len(created), created[0].Count)
+		}
+	})
 }
 
 // A missing kubeconfig is looked for 10s, 20s, 40s… apart, up to
@@ -621,31 +643,33 @@ func (o *observer) get(m map[string]int, k string) int {
 // counted instead of being retried ahead of every event behind it; every
 // write reaches the observer (the daemon's metrics).
 func TestPublisherRejectedEventDroppedAndObserved(t *testing.T) {
-	f := &fakeAPI{invalid: "bad"}
-	obs := &observer{writes: map[string]int{}, errs: map[string]int{}, dropped: map[string]int{}}
-	p, fb := start(t, Config{Observer: obs}, f)
-	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
-	bad := warning(1, "bad", t0)
-	bad.Finding.Count = 3
-	st := &state.State{Outbox: []state.Outbound{bad, warning(2, "good", t0.Add(time.Second))}}
-	p.Publish(publish.Update{Conditions: conds("", t0), State: st})
-	waitUntil(t, 5*time.Second, "the good event after the rejected one", func() bool {
-		_, c, _ := f.snapshot()
-		return len(c) == 1 && c[0].Message == "good"
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{invalid: "bad"}
+		obs := &observer{writes: map[string]int{}, errs: map[string]int{}, dropped: map[string]int{}}
+		p, fb := start(t, Config{Observer: obs}, f)
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+		bad := warning(1, "bad", t0)
+		bad.Finding.Count = 3
+		st := &state.State{Outbox: []state.Outbound{bad, warning(2, "good", t0.Add(time.Second))}}
+		p.Publish(publish.Update{Conditions: conds("", t0), State: st})
+		waitUntil(t, 5*time.Second, "the good event after the rejected one", func() bool {
+			_, c, _ := f.snapshot()
+			return len(c) == 1 && c[0].Message == "good"
+		})
+		waitUntil(t, time.Second, "both records acknowledged", func() bool { _, a := fb.last(); return len(a) == 2 })
+		if n := obs.get(obs.dropped, DropRejected); n != 3 {
+			t.Errorf("rejected occurrences reported: %d, want 3", n)
+		}
+		if obs.get(obs.writes, WriteEvent) != 2 || obs.get(obs.errs, WriteEvent) != 1 {
+			t.Errorf("event writes %d (errors %d), want 2 (1)", obs.get(obs.writes, WriteEvent), obs.get(obs.errs, WriteEvent))
+		}
+		if obs.get(obs.writes, WriteNodeStatus) < 1 || obs.get(obs.errs, WriteNodeStatus) != 0 {
+			t.Errorf("node status writes %d (errors %d)", obs.get(obs.writes, WriteNodeStatus), obs.get(obs.errs, WriteNodeStatus))
+		}
+		if l, _ := fb.last(); l.EventsDropped != 3 {
+			t.Errorf("link counts %d dropped, want 3", l.EventsDropped)
+		}
 	})
-	waitUntil(t, time.Second, "both records acknowledged", func() bool { _, a := fb.last(); return len(a) == 2 })
-	if n := obs.get(obs.dropped, DropRejected); n != 3 {
-		t.Errorf("rejected occurrences reported: %d, want 3", n)
-	}
-	if obs.get(obs.writes, WriteEvent) != 2 || obs.get(obs.errs, WriteEvent) != 1 {
-		t.Errorf("event writes %d (errors %d), want 2 (1)", obs.get(obs.writes, WriteEvent), obs.get(obs.errs, WriteEvent))
-	}
-	if obs.get(obs.writes, WriteNodeStatus) < 1 || obs.get(obs.errs, WriteNodeStatus) != 0 {
-		t.Errorf("node status writes %d (errors %d)", obs.get(obs.writes, WriteNodeStatus), obs.get(obs.errs, WriteNodeStatus))
-	}
-	if l, _ := fb.last(); l.EventsDropped != 3 {
-		t.Errorf("link counts %d dropped, want 3", l.EventsDropped)
-	}
 }
 
 // config.yaml's cluster section applies to a running publisher: a shorter

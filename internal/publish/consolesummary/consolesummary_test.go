@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
@@ -205,26 +206,27 @@ func TestQuietUnlessFalseOrOff(t *testing.T) {
 }
 
 // TestRunWritesInBackground: the goroutine started by Start writes after
-// a Publish; a console that cannot be opened is counted, not fatal.
+// a Publish; a console that cannot be opened is counted, not fatal. In a
+// synctest bubble, synctest.Wait says when the writer is done: no polling.
 func TestRunWritesInBackground(t *testing.T) {
-	work := t.TempDir()
-	console := filepath.Join(work, "console")
-	w := newWriter(t, console, work, &clock{now: t0})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w.Start(ctx, nil)
-	w.Publish(update("boot-1", "in the background", true))
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(read(t, console), "in the background") {
-		if time.Now().After(deadline) {
+	synctest.Test(t, func(t *testing.T) {
+		work := t.TempDir()
+		console := filepath.Join(work, "console")
+		w := newWriter(t, console, work, &clock{now: t0})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w.Start(ctx, nil)
+		w.Publish(update("boot-1", "in the background", true))
+		// Every goroutine of the bubble waits: the writer has written.
+		synctest.Wait()
+		if !strings.Contains(read(t, console), "in the background") {
 			t.Fatal("no summary written by the writer goroutine")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	bad := newWriter(t, filepath.Join(work, "no", "such", "console"), t.TempDir(), &clock{now: t0})
-	bad.Publish(update("boot-1", "x", true))
-	bad.step()
-	if !bad.failing {
-		t.Error("an unwritable console was not noticed")
-	}
+		bad := newWriter(t, filepath.Join(work, "no", "such", "console"), t.TempDir(), &clock{now: t0})
+		bad.Publish(update("boot-1", "x", true))
+		bad.step()
+		if !bad.failing {
+			t.Error("an unwritable console was not noticed")
+		}
+	})
 }

@@ -1,0 +1,48 @@
+package daemontest
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Buffer keeps a daemon's output: its writers are the command's copy
+// goroutines, its readers the test. The zero value is ready to use.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Count returns how many lines hold sub.
+func (b *Buffer) Count(sub string) int {
+	n := 0
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// LogOnFailure prints the buffer, as name's log, when tb has failed by its
+// end.
+func (b *Buffer) LogOnFailure(tb testing.TB, name string) {
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("%s log:\n%s", name, b.String())
+		}
+	})
+}
