@@ -110,6 +110,9 @@ type Daemon struct {
 	fbMu sync.Mutex
 	acks []uint64
 	link *state.ClusterLink
+	// sentEvents is the cluster publisher's event memory, when it sent one.
+	sentEvents     []state.SentEvent
+	haveSentEvents bool
 	// lastCommit is when the state was last saved.
 	lastCommit time.Time
 	// fbKick wakes the pipeline so that feedback reaches the state file

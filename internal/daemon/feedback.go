@@ -1,6 +1,10 @@
 package daemon
 
-import "github.com/nodehealthd/nodehealthd/internal/state"
+import (
+	"slices"
+
+	"github.com/nodehealthd/nodehealthd/internal/state"
+)
 
 // Ack implements publish.Feedback.
 func (d *Daemon) Ack(ids ...uint64) {
@@ -25,12 +29,26 @@ func (d *Daemon) SetClusterLink(l state.ClusterLink) {
 	d.kick()
 }
 
+// SetSentEvents implements publish.Feedback.
+func (d *Daemon) SetSentEvents(evs []state.SentEvent) {
+	d.fbMu.Lock()
+	d.sentEvents, d.haveSentEvents = evs, true
+	d.fbMu.Unlock()
+	d.kick()
+}
+
 // applyFeedback moves publisher feedback into the state.
 func (d *Daemon) applyFeedback() {
 	d.fbMu.Lock()
 	acks, link := d.acks, d.link
+	evs, haveEvs := d.sentEvents, d.haveSentEvents
 	d.acks, d.link = nil, nil
+	d.sentEvents, d.haveSentEvents = nil, false
 	d.fbMu.Unlock()
+	if haveEvs && !slices.Equal(d.st.SentEvents, evs) {
+		d.st.SentEvents = evs
+		d.dirty = true
+	}
 	if len(acks) > 0 {
 		d.st.Ack(acks...)
 		d.dirty = true

@@ -65,6 +65,10 @@ type Feedback interface {
 	Ack(ids ...uint64)
 	// SetClusterLink records the state of the API server link.
 	SetClusterLink(state.ClusterLink)
+	// SetSentEvents records the cluster publisher's memory of the events
+	// it sent (State.SentEvents). Set before the Ack of the records they
+	// deliver, it is committed with them.
+	SetSentEvents([]state.SentEvent)
 }
 
 // Starter is implemented by publishers that run their own goroutines; the

@@ -75,6 +75,12 @@ type State struct {
 	coalescing map[coalesceKey]*coalesceEntry
 	// Cluster describes the link to the API server, for status output.
 	Cluster *ClusterLink `json:"cluster,omitempty"`
+	// SentEvents is the cluster publisher's memory of the Kubernetes
+	// events it sent recently enough to be counted up when the same
+	// Warning repeats, so that a repeat after a restart patches the
+	// existing event instead of creating a second one. It is the
+	// publisher's alone; the pipeline only keeps it.
+	SentEvents []SentEvent `json:"sentEvents,omitempty"`
 
 	// Logged is how far the log publishers (journal, console) have written
 	// the findings and clears above, so that a restart writes again what a
@@ -130,10 +136,10 @@ type ClusterLink struct {
 	// Unauthenticated says the last call failed for want of credentials:
 	// the exec credential plugin failed or the API server answered 401.
 	Unauthenticated bool `json:"unauthenticated,omitempty"`
-	// Events are the Kubernetes events sent recently enough to be counted
-	// up when the same Warning repeats, so that a repeat after a restart
-	// patches the existing event instead of creating a second one.
-	Events []SentEvent `json:"events,omitempty"`
+	// FormerEvents is where state files written before SentEvents had a
+	// section of its own kept it; read once (decode moves it), never
+	// written.
+	FormerEvents []SentEvent `json:"events,omitempty"`
 }
 
 // Equal reports whether l and o say the same.
@@ -141,7 +147,7 @@ func (l ClusterLink) Equal(o ClusterLink) bool {
 	return l.Node == o.Node && l.Connected == o.Connected && l.LastSuccess.Equal(o.LastSuccess) &&
 		l.LastError == o.LastError && l.PendingWrites == o.PendingWrites &&
 		l.CredentialPath == o.CredentialPath && l.EventsDropped == o.EventsDropped &&
-		l.Unauthenticated == o.Unauthenticated && slices.Equal(l.Events, o.Events)
+		l.Unauthenticated == o.Unauthenticated
 }
 
 // SentEvent is a Kubernetes event the cluster publisher created: the

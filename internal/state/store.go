@@ -233,6 +233,12 @@ func decode(b []byte) (*State, error) {
 	if st.Conditions == nil {
 		st.Conditions = map[string]condition.Condition{}
 	}
+	if st.Cluster != nil && len(st.Cluster.FormerEvents) > 0 {
+		if len(st.SentEvents) == 0 {
+			st.SentEvents = st.Cluster.FormerEvents
+		}
+		st.Cluster.FormerEvents = nil
+	}
 	return &st, nil
 }
 

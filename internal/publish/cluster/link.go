@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -89,7 +90,6 @@ func (w *worker) report() {
 		Node: w.node, Connected: w.connected && w.api != nil, LastSuccess: w.lastSuccess, LastError: w.lastErr,
 		Unauthenticated: w.unauthenticated,
 		PendingWrites:   pending, EventsDropped: w.events.droppedTotal,
-		Events: w.events.snapshot(time.Now()),
 	}
 	if w.creds != nil {
 		l.CredentialPath = w.creds.path
@@ -97,6 +97,13 @@ func (w *worker) report() {
 	if !w.linkSent || !l.Equal(w.reported) {
 		w.reported, w.linkSent = l, true
 		w.fb.SetClusterLink(l)
+	}
+	// The memory of sent events goes before the acknowledgements of the
+	// records they delivered: a restart in between must find the event to
+	// count up, not create a second one.
+	if evs := w.events.snapshot(time.Now()); !w.eventsReported || !slices.Equal(evs, w.reportedEvents) {
+		w.reportedEvents, w.eventsReported = evs, true
+		w.fb.SetSentEvents(evs)
 	}
 	if len(w.sentAcks) > 0 {
 		w.fb.Ack(w.sentAcks...)

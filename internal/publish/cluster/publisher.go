@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -138,7 +139,7 @@ type Publisher struct {
 	haveWant bool
 	inbox    []state.Outbound
 	maxID    uint64
-	prior    *state.ClusterLink
+	prior    *priorRun
 	// seenState is set by the first Publish: only that one shows the link
 	// of the previous run; later ones show our own reports.
 	seenState bool
@@ -199,6 +200,14 @@ func (p *Publisher) Reconfigure(cfg *config.Config) {
 	}
 }
 
+// priorRun is what the state file kept from the previous run: its link
+// (for the dropped count, and so that a stale "connected" is replaced) and
+// the events it sent.
+type priorRun struct {
+	link   *state.ClusterLink
+	events []state.SentEvent
+}
+
 // Publish takes the conditions and the new outbox records of a commit. It
 // runs in the pipeline goroutine and never waits for the network.
 func (p *Publisher) Publish(u publish.Update) {
@@ -217,9 +226,12 @@ func (p *Publisher) Publish(u publish.Update) {
 				p.maxID = o.ID
 			}
 		}
-		if !p.seenState && u.State.Cluster != nil {
-			l := *u.State.Cluster
-			p.prior = &l
+		if !p.seenState {
+			p.prior = &priorRun{events: slices.Clone(u.State.SentEvents)}
+			if u.State.Cluster != nil {
+				l := *u.State.Cluster
+				p.prior.link = &l
+			}
 		}
 		p.seenState = true
 	}
@@ -316,8 +328,11 @@ type link struct {
 	lastErr     string
 	reported    state.ClusterLink
 	linkSent    bool
-	hadLink     bool // the state file holds a link from an earlier run
-	logged      map[string]time.Time
+	// reportedEvents is the memory of sent events last reported.
+	reportedEvents []state.SentEvent
+	eventsReported bool
+	hadLink        bool // the state file holds a link from an earlier run
+	logged         map[string]time.Time
 	// unauthenticated: the last call failed for want of credentials the
 	// API server accepts.
 	unauthenticated bool
@@ -389,8 +404,10 @@ func (w *worker) take() {
 		w.reconfigure(*settings)
 	}
 	if prior != nil {
-		w.events.droppedTotal += prior.EventsDropped
-		w.events.restore(prior.Events, time.Now())
+		w.events.restore(prior.events, time.Now())
+	}
+	if prior != nil && prior.link != nil {
+		w.events.droppedTotal += prior.link.EventsDropped
 		w.hadLink = true
 	}
 	var drop []uint64

@@ -120,20 +120,30 @@ type fakeFeedback struct {
 	mu    sync.Mutex
 	acks  []uint64
 	links []state.ClusterLink
-	// remembered is how many events the latest link remembered when each
-	// ack arrived.
+	// events is the latest memory of sent events.
+	events []state.SentEvent
+	// remembered is how many events the memory held when each ack
+	// arrived.
 	remembered []int
 }
 
 func (f *fakeFeedback) Ack(ids ...uint64) {
 	f.mu.Lock()
 	f.acks = append(f.acks, ids...)
-	n := 0
-	if len(f.links) > 0 {
-		n = len(f.links[len(f.links)-1].Events)
-	}
-	f.remembered = append(f.remembered, n)
+	f.remembered = append(f.remembered, len(f.events))
 	f.mu.Unlock()
+}
+
+func (f *fakeFeedback) SetSentEvents(evs []state.SentEvent) {
+	f.mu.Lock()
+	f.events = slices.Clone(evs)
+	f.mu.Unlock()
+}
+
+func (f *fakeFeedback) sent() []state.SentEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events)
 }
 
 func (f *fakeFeedback) SetClusterLink(l state.ClusterLink) {
@@ -457,7 +467,7 @@ func TestEventQueueBoundsIdenticalFlood(t *testing.T) {
 	}
 }
 
-// The events a run sent are kept in the state file (the cluster link), so
+// The events a run sent are kept in the state file (their own section), so
 // that after a restart a repeat of the same Warning counts the existing
 // event up rather than creating a second one; events older than the API
 // server keeps them are not.
@@ -468,22 +478,24 @@ func TestPublisherCountsUpAfterRestart(t *testing.T) {
 		first, fb := start(t, Config{}, f)
 		first.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{Outbox: []state.Outbound{warning(1, "stuck 22s", t0)}}})
 		var link state.ClusterLink
-		waitUntil(t, 2*time.Second, "event remembered in the link and acknowledged", func() bool {
+		var sent []state.SentEvent
+		waitUntil(t, 2*time.Second, "event remembered and acknowledged", func() bool {
 			var acks []uint64
 			link, acks = fb.last()
-			return len(link.Events) == 1 && len(acks) == 1
+			sent = fb.sent()
+			return len(sent) == 1 && len(acks) == 1
 		})
 		_, created, _ := f.snapshot()
 		if len(created) != 1 {
 			t.Fatalf("%d events created, want 1", len(created))
 		}
 		name := created[0].Name
-		if e := link.Events[0]; e.Name != name || e.Count != 1 || e.Reason != "SoftLockup" || e.Message != "stuck 22s" || e.NodeUID != "uid-1" {
+		if e := sent[0]; e.Name != name || e.Count != 1 || e.Reason != "SoftLockup" || e.Message != "stuck 22s" || e.NodeUID != "uid-1" {
 			t.Fatalf("remembered event %+v, want %s count 1", e, name)
 		}
 
 		// The pipeline saves what it is told in order: the acknowledgement
-		// must come after the link that remembers the event, or a restart in
+		// must come after the memory that holds the event, or a restart in
 		// between would create the event a second time.
 		fb.mu.Lock()
 		if len(fb.remembered) != 1 || fb.remembered[0] != 1 {
@@ -491,12 +503,13 @@ func TestPublisherCountsUpAfterRestart(t *testing.T) {
 		}
 		fb.mu.Unlock()
 
-		// A new run (the first's memory is gone) starts from the saved link.
+		// A new run (the first's memory is gone) starts from the saved
+		// section.
 		stale := state.SentEvent{Condition: finding.KernelReady, Reason: "SoftLockup", Message: "stuck 99s", Name: "node-1.old",
 			Count: 5, First: t0.Add(-2 * time.Hour), Written: time.Now().Add(-2 * time.Hour), NodeUID: "uid-1"}
-		link.Events = append(link.Events, stale)
+		sent = append(sent, stale)
 		second, fb2 := start(t, Config{}, f)
-		st := &state.State{Cluster: &link, Outbox: []state.Outbound{warning(2, "stuck 22s", t0.Add(time.Minute)), warning(3, "stuck 99s", t0.Add(time.Minute))}}
+		st := &state.State{Cluster: &link, SentEvents: sent, Outbox: []state.Outbound{warning(2, "stuck 22s", t0.Add(time.Minute)), warning(3, "stuck 99s", t0.Add(time.Minute))}}
 		second.Publish(publish.Update{Conditions: conds("", t0), State: st})
 		waitUntil(t, 2*time.Second, "both repeats delivered", func() bool { _, a := fb2.last(); return len(a) == 2 })
 		_, created, ep := f.snapshot()
