@@ -76,6 +76,13 @@ func (w *worker) logOnce(key string, every time.Duration, level slog.Level, msg 
 
 // report tells the pipeline how the link is, when that changed.
 func (w *worker) report() {
+	if !w.restored {
+		// Nothing is said before the state of the previous run is seen:
+		// a link or an event memory reported now would replace the saved
+		// ones before the first Publish hands them over, and the events
+		// of the last run would be created again instead of counted up.
+		return
+	}
 	if w.creds == nil && w.api == nil && !w.linkSent && !w.hadLink {
 		// Local mode: say nothing, so that status shows local mode. A
 		// link left by an earlier run is replaced, not left claiming

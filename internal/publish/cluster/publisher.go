@@ -328,6 +328,9 @@ type link struct {
 	lastErr     string
 	reported    state.ClusterLink
 	linkSent    bool
+	// restored is set once the first Publish handed over the state of the
+	// previous run; report says nothing before.
+	restored bool
 	// reportedEvents is the memory of sent events last reported.
 	reportedEvents []state.SentEvent
 	eventsReported bool
@@ -405,6 +408,7 @@ func (w *worker) take() {
 	}
 	if prior != nil {
 		w.events.restore(prior.events, time.Now())
+		w.restored = true
 	}
 	if prior != nil && prior.link != nil {
 		w.events.droppedTotal += prior.link.EventsDropped

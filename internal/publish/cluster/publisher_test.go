@@ -700,3 +700,34 @@ func TestPublisherReconfigureHeartbeat(t *testing.T) {
 	p.Reconfigure(&next)
 	waitUntil(t, 5*time.Second, "heartbeat at the new interval", func() bool { ps, _, _ := f.snapshot(); return len(ps) >= 2 })
 }
+
+// The worker connects before the pipeline's first Publish: it must not
+// report a link or an event memory until it has seen the saved ones, or the
+// pipeline replaces them (applyFeedback) before handing them over, and the
+// events of the previous run are created again instead of counted up.
+func TestPublisherSaysNothingBeforeTheSavedState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAPI{}
+		p, fb := start(t, Config{}, f)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		fb.mu.Lock()
+		links, evs := len(fb.links), fb.events
+		fb.mu.Unlock()
+		if links != 0 || evs != nil {
+			t.Fatalf("before the first Publish the worker reported %d links and events %v", links, evs)
+		}
+		t0 := time.Now().Add(-time.Minute)
+		saved := state.SentEvent{Condition: finding.KernelReady, Reason: "SoftLockup", Message: "stuck 22s", Name: "node-1.saved",
+			Count: 1, First: t0, Written: t0, NodeUID: "uid-1"}
+		f.mu.Lock()
+		f.created = append(f.created, &v1Event{ObjectMeta: metav1.ObjectMeta{Name: "node-1.saved"}, Count: 1})
+		f.mu.Unlock()
+		p.Publish(publish.Update{Conditions: conds("", t0), State: &state.State{SentEvents: []state.SentEvent{saved},
+			Outbox: []state.Outbound{warning(2, "stuck 22s", time.Now())}}})
+		waitUntil(t, 2*time.Second, "the saved event counted up", func() bool { _, _, ep := f.snapshot(); return len(ep["node-1.saved"]) == 1 })
+		if got := fb.sent(); len(got) != 1 || got[0].Name != "node-1.saved" || got[0].Count != 2 {
+			t.Errorf("memory after the count-up: %+v", got)
+		}
+	})
+}
