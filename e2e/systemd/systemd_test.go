@@ -562,6 +562,34 @@ Restart=no
 		c.sh("rm /etc/systemd/system/nodehealthd.service.d/e2e-watchdog.conf && systemctl daemon-reload")
 	})
 
+	// docs/plugins.md's drop-in is what lets the capability-less unit run
+	// NPD plugins as nobody: without it the switch is refused (an unknown
+	// run, the condition untouched); with it the plugin's exit 1 makes the
+	// custom condition False with its output.
+	t.Run("NPD plugin as nobody with the documented drop-in", func(t *testing.T) {
+		c.t = t
+		c.writeFile("/etc/nodehealthd/plugins/check_foo.sh", "#!/bin/sh\necho \"foo is missing (uid $(id -u))\"\nexit 1\n")
+		c.sh("chmod 755 /etc/nodehealthd/plugins/check_foo.sh")
+		c.writeFile("/etc/nodehealthd/plugins/foo.json", `{"plugin": "custom",
+  "pluginConfig": {"invoke_interval": "1s", "timeout": "2s", "max_output_length": 80, "concurrency": 1},
+  "source": "foo-monitor",
+  "conditions": [{"type": "FooReady", "reason": "FooFine", "message": "foo is fine"}],
+  "rules": [{"type": "permanent", "condition": "FooReady", "reason": "FooMissing", "path": "/etc/nodehealthd/plugins/check_foo.sh"}]}
+`)
+		c.sh("cp -p /etc/nodehealthd/config.yaml /root/config.yaml.orig")
+		c.writeFile("/etc/nodehealthd/config.yaml", "conditions:\n  FooReady: {healthyReason: FooFine, healthyMessage: foo is fine}\nplugins: [/etc/nodehealthd/plugins/foo.json]\n")
+		c.writeFile("/etc/systemd/system/nodehealthd.service.d/plugins.conf", "[Service]\nCapabilityBoundingSet=CAP_SETUID CAP_SETGID\nSystemCallFilter=@setuid\n")
+		c.sh("systemctl daemon-reload && systemctl restart nodehealthd")
+		c.eventually(30*time.Second, "FooMissing active with the plugin's output, run as nobody", func() string {
+			st := c.status()
+			if f := find(st.Active, "FooMissing", "foo is missing (uid 65534)"); f == nil || f.Condition != "FooReady" {
+				return fmt.Sprintf("active %+v\n%s", st.Active, c.sh("journalctl -u nodehealthd --no-pager -n 20 | grep -i plugin || true"))
+			}
+			return ""
+		})
+		c.sh("rm -r /etc/systemd/system/nodehealthd.service.d/plugins.conf /etc/nodehealthd/plugins && mv /root/config.yaml.orig /etc/nodehealthd/config.yaml && systemctl daemon-reload && systemctl restart nodehealthd")
+	})
+
 	t.Run("remove stops and disables, purge removes state", func(t *testing.T) {
 		c.t = t
 		c.sh("test -s /var/lib/nodehealthd/state.json")
