@@ -14,15 +14,34 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/host"
 )
 
-// connect finds and loads the kubeconfig and starts following the Node.
+// dialFunc makes the client the worker publishes with and names the node:
+// it sets w.api and w.node (and w.creds when there are credentials) and
+// reports whether it did. The daemon's is dialKubeconfig; unit tests give
+// a fake API server.
+type dialFunc func(ctx context.Context, w *worker) bool
+
+// connect makes a client and starts following the Node.
 func (w *worker) connect(ctx context.Context, now time.Time) {
 	w.nextDiscover = now.Add(discoverDelay(w.discoverMisses, w.cfg.DiscoverInterval))
 	w.discoverMisses++
-	if w.p.testAPI != nil {
-		w.api, w.node = w.p.testAPI, w.cfg.NodeName
-		w.startWatch(ctx)
+	if !w.p.dial(ctx, w) {
 		return
 	}
+	w.noKubeconfig, w.discoverMisses = false, 0
+	w.certStamp = certStamp(w.creds)
+	w.nextFiles = now.Add(w.cfg.FileCheckInterval)
+	w.written, w.lastNode, w.uid, w.absent = nil, nil, "", false
+	w.retryAt, w.failures, w.eventRetryAt, w.eventFailures = now, 0, now, 0
+	w.startWatch(ctx)
+	if w.cfg.OnConnect != nil && w.creds != nil {
+		cctx, cancel := context.WithCancel(ctx)
+		w.stopConn = cancel
+		w.cfg.OnConnect(cctx, rest.CopyConfig(w.creds.config), w.node)
+	}
+}
+
+// dialKubeconfig finds and loads the kubelet's kubeconfig.
+func dialKubeconfig(ctx context.Context, w *worker) bool {
 	path, err := findKubeconfig(w.cfg.Root, w.cfg.Kubeconfig)
 	if err != nil {
 		if !w.noKubeconfig {
@@ -42,7 +61,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 			w.log.Info(msg, "looked_in", where, "err", err, "check_every", fmt.Sprintf("%v, growing to %v", firstDiscover, w.cfg.DiscoverInterval))
 			w.lastErr = "no kubeconfig: " + err.Error()
 		}
-		return
+		return false
 	}
 	creds, err := loadCredentials(ctx, w.cfg, path, w.log)
 	var client restAPI
@@ -52,9 +71,8 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 	if err != nil {
 		w.lastErr = "kubeconfig: " + err.Error()
 		w.logOnce("kubeconfig", 10*time.Minute, slog.LevelError, "cannot use the kubelet kubeconfig; retrying", "kubeconfig", path, "err", err, "retry_every", w.cfg.DiscoverInterval)
-		return
+		return false
 	}
-	w.noKubeconfig, w.discoverMisses = false, 0
 	node, source := resolveNodeName(w.cfg.Root, w.cfg.NodeName, creds.certNode)
 	w.log.Info("publishing to the cluster", "node", node, "node_name_from", source, "kubeconfig", path, "credentials", creds.kind)
 	if creds.certNode != "" && creds.certNode != node {
@@ -62,16 +80,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) {
 			"node", node, "certificate_node", creds.certNode)
 	}
 	w.creds, w.api, w.node = creds, client, node
-	w.certStamp = certStamp(creds)
-	w.nextFiles = now.Add(w.cfg.FileCheckInterval)
-	w.written, w.lastNode, w.uid, w.absent = nil, nil, "", false
-	w.retryAt, w.failures, w.eventRetryAt, w.eventFailures = now, 0, now, 0
-	w.startWatch(ctx)
-	if w.cfg.OnConnect != nil {
-		cctx, cancel := context.WithCancel(ctx)
-		w.stopConn = cancel
-		w.cfg.OnConnect(cctx, rest.CopyConfig(creds.config), node)
-	}
+	return true
 }
 
 func (w *worker) startWatch(ctx context.Context) {

@@ -147,8 +147,8 @@ type Publisher struct {
 	settings *config.ClusterSettings
 	wake     chan struct{}
 
-	// testAPI replaces the API server connection in unit tests.
-	testAPI api
+	// dial makes the API client (dialKubeconfig).
+	dial dialFunc
 }
 
 var (
@@ -180,7 +180,7 @@ func New(cfg Config) (*Publisher, error) {
 	case cfg.Debounce < 0:
 		return nil, fmt.Errorf("cluster debounce %v: must not be negative", cfg.Debounce)
 	}
-	return &Publisher{cfg: cfg, log: cfg.Logger.With("subsystem", "cluster"), wake: make(chan struct{}, 1)}, nil
+	return &Publisher{cfg: cfg, log: cfg.Logger.With("subsystem", "cluster"), wake: make(chan struct{}, 1), dial: dialKubeconfig}, nil
 }
 
 // Reconfigure implements publish.Reconfigurable: config.yaml's cluster

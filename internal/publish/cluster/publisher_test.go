@@ -169,7 +169,10 @@ func start(t *testing.T, cfg Config, f *fakeAPI) (*Publisher, *fakeFeedback) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.testAPI = f
+	p.dial = func(_ context.Context, w *worker) bool {
+		w.api, w.node = f, w.cfg.NodeName
+		return true
+	}
 	fb := &fakeFeedback{}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
