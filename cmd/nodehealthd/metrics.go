@@ -18,7 +18,10 @@ func (e *env) setupMetrics() {
 		e.log.Error("cannot serve metrics; running without /metrics, /healthz and /readyz", "addr", e.o.metricsAddress, "err", err)
 		return
 	}
+	if e.o.pprof && !metrics.Profiler {
+		e.log.Error("--pprof: this binary was built without the profiler; build it with make build TAGS=pprof")
+	}
 	e.metricsAddr = ln.Addr()
-	e.log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", e.o.pprof)
+	e.log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", e.o.pprof && metrics.Profiler)
 	go metrics.Serve(e.ctx, ln, e.metrics.Handler(e.o.pprof, e.log), e.log)
 }

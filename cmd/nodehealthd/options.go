@@ -61,7 +61,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.StringVar(&o.metricsAddress, "metrics-address", metrics.DefaultAddress,
 		"address for /metrics, /healthz and /readyz (empty disables; keep it on loopback unless the port is firewalled)")
-	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the metrics address")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the metrics address (binaries built with make build TAGS=pprof)")
 
 	c := &o.cluster
 	fs.StringVar(&o.clusterMode, "cluster", "auto", "cluster publishing: auto (use the kubelet kubeconfig once it exists) or off (local mode only)")

@@ -84,6 +84,8 @@ func start(tb testing.TB, env ...string) *daemon {
 	args := []string{"--root", root, "--state-dir", d.stateDir, "--rules-dir", filepath.Join(dir, "rules.d"),
 		"--config", testbin.Config(tb, filepath.Join(dir, "conf"), ""), "--cluster", "off", "--probes=false", "-o", "none", "--metrics-address", "127.0.0.1:0"}
 	if profileDir != "" {
+		// The binary must have the profiler: make build TAGS=pprof, given
+		// as NODEHEALTHD_BIN (docs/performance.md).
 		args = append(args, "--pprof")
 	}
 	d.Daemon = daemontest.Start(tb, args, daemontest.Options{Bin: binary(tb), Env: env})

@@ -214,10 +214,15 @@ func TestReadiness(t *testing.T) {
 	if code, _ := get(t, srv.URL+"/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("/debug/pprof/ = %d without pprof, want 404", code)
 	}
+	// Only a binary built with the profiler serves it (go test -tags pprof).
+	want := http.StatusNotFound
+	if metrics.Profiler {
+		want = http.StatusOK
+	}
 	withPprof := httptest.NewServer(m.Handler(true, discardLog()))
 	defer withPprof.Close()
-	if code, _ := get(t, withPprof.URL+"/debug/pprof/"); code != http.StatusOK {
-		t.Errorf("/debug/pprof/ = %d with pprof, want 200", code)
+	if code, _ := get(t, withPprof.URL+"/debug/pprof/"); code != want {
+		t.Errorf("/debug/pprof/ = %d with pprof (profiler built: %v), want %d", code, metrics.Profiler, want)
 	}
 }
 

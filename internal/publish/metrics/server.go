@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,8 +17,9 @@ import (
 // /metrics (and pprof) to every pod and the VPC.
 const DefaultAddress = "127.0.0.1:9723"
 
-// Handler serves /metrics, /healthz, /readyz and, with pprof, the runtime
-// profiles under /debug/pprof/.
+// Handler serves /metrics, /healthz, /readyz and, with pprof in a binary
+// built with the profiler (Profiler), the runtime profiles under
+// /debug/pprof/.
 func (m *Metrics) Handler(withPprof bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
@@ -40,11 +40,7 @@ func (m *Metrics) Handler(withPprof bool, log *slog.Logger) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		servePprof(mux)
 	}
 	return mux
 }
