@@ -71,6 +71,13 @@ func start(t *testing.T, root, stateDir string) *daemon {
 			}
 		}})
 	d.metrics = d.MetricsAddr(t, 30*time.Second)
+	// The metrics endpoint is up before the pipeline opens its state. A
+	// log file created before that is older than the daemon's first start
+	// and is followed from its end (internal/source/tail): wait for the
+	// pipeline, which logs its memory limit once the state is open.
+	d.Eventually(t, 30*time.Second, "the pipeline started", func() (bool, string) {
+		return strings.Contains(d.Log.String(), `msg="soft memory limit"`), "not yet"
+	})
 	return d
 }
 
