@@ -10,6 +10,8 @@ import (
 	"os"
 	"regexp"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/kubewatch"
 )
 
 // RedactURL is s fit for a log line or a status message: a presigned URL's
@@ -70,7 +72,7 @@ func put(ctx context.Context, client *http.Client, dest, path string, wait func(
 	}
 	var last error
 	for attempt := 1; attempt <= uploadAttempts; attempt++ {
-		if attempt > 1 && !wait(ctx, backoff(attempt, 10*time.Second)) {
+		if attempt > 1 && !wait(ctx, kubewatch.Backoff(attempt, 10*time.Second)) {
 			return attempt - 1, ctx.Err()
 		}
 		retry, err := putOnce(ctx, client, dest, path, fi.Size())

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/capture"
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/kubewatch"
 )
 
 // requestTimeout bounds one status write.
@@ -116,7 +117,7 @@ func New(opts Options, cfg config.Diagnostics) *Server {
 		opts.RemoveAfter = DefaultRemoveAfter
 	}
 	if opts.sleep == nil {
-		opts.sleep = sleep
+		opts.sleep = kubewatch.Sleep
 	}
 	return &Server{
 		opts: opts, log: opts.Log.With("component", "nodediagnostic"), cfg: cfg,
@@ -178,7 +179,7 @@ func (s *Server) followLocked() {
 		c := s.conn
 		ctx, cancel := context.WithCancel(c.ctx)
 		s.stopFollow = cancel
-		f := &follower{api: c.api, node: c.node, log: s.log, sleep: sleep, seen: func(d *NodeDiagnostic) {
+		f := &follower{api: c.api, node: c.node, log: s.log, sleep: kubewatch.Sleep, seen: func(d *NodeDiagnostic) {
 			s.mu.Lock()
 			if s.conn == c && ctx.Err() == nil {
 				s.latest = d
@@ -296,7 +297,7 @@ func (s *Server) writePending(ctx context.Context, c *conn, obj *NodeDiagnostic)
 	cs := CaptureStatus{Type: TypeLog, State: CaptureState{Completed: &p.Completed}}
 	if err := s.patch(ctx, c, obj.Status.with(cs)); err != nil {
 		s.pendingFails++
-		wait := backoff(s.pendingFails, 5*time.Minute)
+		wait := kubewatch.Backoff(s.pendingFails, 5*time.Minute)
 		s.log.Warn("cannot write the completed capture's status; retrying", "node", c.node, "err", err, "retry_in", wait.Round(time.Second))
 		s.retryAt = s.opts.Now().Add(wait)
 		return

@@ -4,18 +4,11 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/kubewatch"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/watch"
-)
-
-// Watches are renewed at random times in this range, so that a fleet of
-// nodes does not renew in step.
-const (
-	minWatchTimeout = 60 * time.Minute
-	maxWatchTimeout = 120 * time.Minute
 )
 
 // Backoff limits by why a list or watch failed. A missing CRD (a cluster
@@ -50,100 +43,41 @@ type follower struct {
 	quiet string
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 func (f *follower) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		lctx, cancel := context.WithTimeout(ctx, listTimeout)
-		list, err := f.api.list(lctx, f.node)
-		cancel()
-		if err != nil {
-			if !f.failed(ctx, "list", err) {
-				return
-			}
-			continue
-		}
-		f.answered()
-		var obj *NodeDiagnostic
-		for i := range list.Items {
-			if list.Items[i].Name == f.node {
-				obj = &list.Items[i]
-			}
-		}
-		f.seen(obj)
-		rv := list.ResourceVersion
-		for ctx.Err() == nil {
-			started := time.Now()
-			w, err := f.api.watch(ctx, f.node, rv, minWatchTimeout+rand.N(maxWatchTimeout-minWatchTimeout))
+	kubewatch.Follow(ctx, kubewatch.Source[*NodeDiagnostic]{
+		List: func(ctx context.Context) (*NodeDiagnostic, bool, string, error) {
+			lctx, cancel := context.WithTimeout(ctx, listTimeout)
+			defer cancel()
+			list, err := f.api.list(lctx, f.node)
 			if err != nil {
-				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-					break
-				}
-				if !f.failed(ctx, "watch", err) {
-					return
-				}
-				continue
+				return nil, false, "", err
 			}
-			var relist bool
-			rv, relist = f.follow(w, rv)
-			w.Stop()
-			if relist {
-				break
-			}
-			// A watch the server ends at once (a proxy, the CRD being
-			// deleted) must not become a request loop.
-			if time.Since(started) < 5*time.Second {
-				f.fails++
-				if !f.sleep(ctx, backoff(f.fails, otherBackoff)) {
-					return
+			for i := range list.Items {
+				if list.Items[i].Name == f.node {
+					return &list.Items[i], true, list.ResourceVersion, nil
 				}
 			}
-		}
+			return nil, false, list.ResourceVersion, nil
+		},
+		Watch: func(ctx context.Context, rv string, timeout time.Duration) (watch.Interface, error) {
+			return f.api.watch(ctx, f.node, rv, timeout)
+		},
+	}, f, f.sleep, otherBackoff)
+}
+
+// Seen implements kubewatch.Handler.
+func (f *follower) Seen(d *NodeDiagnostic, found bool) {
+	switch {
+	case !found:
+		f.seen(nil)
+	case d.Name == f.node:
+		f.seen(d)
 	}
 }
 
-// follow reads a watch until it ends and returns the resourceVersion to
-// resume from, and whether that version is gone.
-func (f *follower) follow(w watch.Interface, rv string) (string, bool) {
-	for ev := range w.ResultChan() {
-		d, _ := ev.Object.(*NodeDiagnostic)
-		switch ev.Type {
-		case watch.Added, watch.Modified:
-			if d != nil && d.Name == f.node {
-				rv = d.ResourceVersion
-				f.seen(d)
-			}
-		case watch.Deleted:
-			if d != nil {
-				rv = d.ResourceVersion
-			}
-			f.seen(nil)
-		case watch.Bookmark:
-			if d != nil {
-				rv = d.ResourceVersion
-			}
-		case watch.Error:
-			err := apierrors.FromObject(ev.Object)
-			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				return rv, true
-			}
-		}
-	}
-	return rv, false
-}
-
-// failed logs and counts a failed list or watch, waits before the next
-// try, and says whether to go on.
-func (f *follower) failed(ctx context.Context, what string, err error) bool {
+// Failed implements kubewatch.Handler: it logs and counts a failed list or
+// watch, waits before the next try, and says whether to go on.
+func (f *follower) Failed(ctx context.Context, what string, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -170,26 +104,16 @@ func (f *follower) failed(ctx context.Context, what string, err error) bool {
 		f.quiet = kind
 	}
 	if kind != "" {
-		return f.sleep(ctx, backoff(100, limit))
+		return f.sleep(ctx, kubewatch.Backoff(100, limit))
 	}
-	return f.sleep(ctx, backoff(f.fails, limit))
+	return f.sleep(ctx, kubewatch.Backoff(f.fails, limit))
 }
 
-// answered notes a list the API server accepted.
-func (f *follower) answered() {
+// Answered implements kubewatch.Handler: a list or watch the API server
+// accepted.
+func (f *follower) Answered() {
 	if f.quiet != "" {
 		f.log.Info("the node can read its NodeDiagnostic again: serving requests from the cluster", "node", f.node)
 	}
 	f.fails, f.quiet = 0, ""
-}
-
-// backoff is exponential from 500ms to max with ±20% jitter, so that
-// nodes that failed together do not retry together.
-func backoff(failures int, max time.Duration) time.Duration {
-	d := 500 * time.Millisecond
-	for i := 1; i < failures && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }

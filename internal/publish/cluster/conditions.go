@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/kubewatch"
 )
 
 // conditionPatch is a strategic merge patch of nodes/<name>/status that
@@ -151,7 +152,7 @@ func (w *worker) overwritten(now time.Time) {
 	n := len(w.overwrote)
 	w.reassert = true
 	if n > 1 {
-		w.retryAt = maxTime(w.retryAt, now.Add(backoff(n, 5*time.Minute)))
+		w.retryAt = maxTime(w.retryAt, now.Add(kubewatch.Backoff(n, 5*time.Minute)))
 	}
 	w.logOnce("overwritten", time.Minute, slog.LevelWarn, "our conditions on the Node were changed by another client; writing them again",
 		"node", w.node, "times_in_10m", n, "hint", "another agent (e.g. the EKS node monitoring agent) may own the same condition types")

@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/nodehealthd/nodehealthd/internal/kubewatch"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -33,22 +34,22 @@ func (w *worker) failed(what string, err error, failures int) time.Duration {
 		// host, so retrying costs the API server nothing and ends the
 		// outage as soon as it answers.
 		w.unauthenticated = true
-		return backoff(failures, 30*time.Second)
+		return kubewatch.Backoff(failures, 30*time.Second)
 	case what == whatConditions && apierrors.IsNotFound(err):
 		w.lastErr = fmt.Sprintf("node %s is not registered (yet)", w.node)
 		w.logOnce("notfound", 10*time.Minute, slog.LevelInfo, "Node not registered yet; retrying quietly", "node", w.node)
-		return backoff(failures, 30*time.Second)
+		return kubewatch.Backoff(failures, 30*time.Second)
 	case apierrors.IsForbidden(err):
 		w.lastErr += fmt.Sprintf(" (are the credentials node %s's?)", w.node)
 		w.logOnce("forbidden:"+w.lastErr, 10*time.Minute, slog.LevelError, "API server refused the write", "node", w.node, "what", what, "err", err)
-		return backoff(failures, refusedBackoff)
+		return kubewatch.Backoff(failures, refusedBackoff)
 	case apierrors.IsUnauthorized(err):
 		w.unauthenticated = true
 		w.logOnce("unauthorized", 10*time.Minute, slog.LevelError, "API server does not accept the kubelet credentials", "node", w.node, "what", what, "err", err)
-		return backoff(failures, refusedBackoff)
+		return kubewatch.Backoff(failures, refusedBackoff)
 	}
 	w.logOnce("error:"+what, time.Minute, slog.LevelWarn, "API call failed; retrying with backoff", "node", w.node, "what", what, "err", err, "failures", failures)
-	return backoff(failures, 30*time.Second)
+	return kubewatch.Backoff(failures, 30*time.Second)
 }
 
 // isRejected tells a request the API server will refuse however often it

@@ -3,19 +3,12 @@ package cluster
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/kubewatch"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/watch"
-)
-
-// Watch timeouts are long and randomised: each renewal is a request, and
-// a fleet of nodes must not renew in step.
-const (
-	minWatchTimeout = 60 * time.Minute
-	maxWatchTimeout = 120 * time.Minute
 )
 
 // nodeObs is what the watch learnt.
@@ -68,10 +61,11 @@ func (s *obsSlot) take() (nodeObs, bool) {
 // that the Node was re-registered or that another client overwrote our
 // conditions, without polling it.
 func watchNode(ctx context.Context, a api, node string, out *obsSlot, log *slog.Logger) {
-	(&nodeWatch{api: a, node: node, out: out, log: log, sleep: sleep}).run(ctx)
+	(&nodeWatch{api: a, node: node, out: out, log: log, sleep: kubewatch.Sleep}).run(ctx)
 }
 
-// nodeWatch is one watchNode loop.
+// nodeWatch is one watchNode loop: the kubewatch.Handler that hands what
+// it learns to the worker.
 type nodeWatch struct {
 	api  api
 	node string
@@ -86,75 +80,45 @@ type nodeWatch struct {
 	refused bool
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 func (nw *nodeWatch) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		lctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		list, err := nw.api.listNode(lctx, nw.node)
-		cancel()
-		if err != nil {
-			if !nw.failed(ctx, "list", err) {
-				return
+	kubewatch.Follow(ctx, kubewatch.Source[*v1Node]{
+		List: func(ctx context.Context) (*v1Node, bool, string, error) {
+			lctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			list, err := nw.api.listNode(lctx, nw.node)
+			if err != nil || len(list.Items) == 0 {
+				return nil, false, listRV(list), err
 			}
-			continue
-		}
-		nw.answered()
-		o := nodeObs{hasNode: true, reachable: true}
-		if len(list.Items) > 0 {
-			o.node = &list.Items[0]
-		}
-		nw.out.put(o)
-		rv := list.ResourceVersion
-		for ctx.Err() == nil {
-			started := time.Now()
-			timeout := minWatchTimeout + rand.N(maxWatchTimeout-minWatchTimeout)
-			w, err := nw.api.watchNode(ctx, nw.node, rv, timeout)
-			if err != nil {
-				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-					break
-				}
-				if !nw.failed(ctx, "watch", err) {
-					return
-				}
-				continue
-			}
-			nw.answered()
-			nw.out.put(nodeObs{reachable: true})
-			var relist bool
-			rv, relist = follow(w, rv, nw.out)
-			w.Stop()
-			if relist {
-				break
-			}
-			// A watch that ends at once (the server closing it, a proxy)
-			// must not turn into a request loop.
-			if time.Since(started) < 5*time.Second {
-				nw.fails++
-				if !nw.sleep(ctx, backoff(nw.fails, 30*time.Second)) {
-					return
-				}
-			}
-		}
-	}
+			return &list.Items[0], true, list.ResourceVersion, nil
+		},
+		Watch: func(ctx context.Context, rv string, timeout time.Duration) (watch.Interface, error) {
+			return nw.api.watchNode(ctx, nw.node, rv, timeout)
+		},
+	}, nw, nw.sleep, 30*time.Second)
 }
 
-// failed waits before the next try after a failed list or watch, and says
-// whether to go on. A refusal (401, 403: credentials of another node, a
-// missing permission) lasts until someone fixes the node, so it is retried
-// as rarely as refused writes and logged once per episode. Other failures
-// (an unreachable server, a failing credential plugin, which logs itself)
-// show in the worker's writes.
-func (nw *nodeWatch) failed(ctx context.Context, what string, err error) bool {
+func listRV(l *v1NodeList) string {
+	if l == nil {
+		return ""
+	}
+	return l.ResourceVersion
+}
+
+// Seen implements kubewatch.Handler: the Node, or (nil) that it is gone.
+func (nw *nodeWatch) Seen(n *v1Node, found bool) {
+	if !found {
+		n = nil
+	}
+	nw.out.put(nodeObs{hasNode: true, node: n})
+}
+
+// Failed implements kubewatch.Handler: it waits before the next try after
+// a failed list or watch, and says whether to go on. A refusal (401, 403:
+// credentials of another node, a missing permission) lasts until someone
+// fixes the node, so it is retried as rarely as refused writes and logged
+// once per episode. Other failures (an unreachable server, a failing
+// credential plugin, which logs itself) show in the worker's writes.
+func (nw *nodeWatch) Failed(ctx context.Context, what string, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -173,59 +137,20 @@ func (nw *nodeWatch) failed(ctx context.Context, what string, err error) bool {
 	default:
 		nw.log.Debug("cannot read own Node", "node", nw.node, "what", what, "err", err)
 	}
-	return nw.sleep(ctx, backoff(nw.fails, limit))
+	return nw.sleep(ctx, kubewatch.Backoff(nw.fails, limit))
 }
 
-// answered notes a list or watch the API server accepted.
-func (nw *nodeWatch) answered() {
+// Answered implements kubewatch.Handler: the API server is reachable.
+func (nw *nodeWatch) Answered() {
 	nw.fails = 0
 	if nw.refused {
 		nw.refused = false
 		nw.log.Info("API server lets us read our own Node again", "node", nw.node)
 	}
-}
-
-// follow reads a watch until it ends and returns the resourceVersion to
-// resume from, and whether the server said that version is gone.
-func follow(w watch.Interface, rv string, out *obsSlot) (string, bool) {
-	for ev := range w.ResultChan() {
-		switch ev.Type {
-		case watch.Added, watch.Modified:
-			if n, ok := ev.Object.(*v1Node); ok {
-				rv = n.ResourceVersion
-				out.put(nodeObs{hasNode: true, node: n})
-			}
-		case watch.Deleted:
-			if n, ok := ev.Object.(*v1Node); ok {
-				rv = n.ResourceVersion
-			}
-			out.put(nodeObs{hasNode: true})
-		case watch.Bookmark:
-			if n, ok := ev.Object.(*v1Node); ok {
-				rv = n.ResourceVersion
-			}
-		case watch.Error:
-			err := apierrors.FromObject(ev.Object)
-			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				return rv, true
-			}
-		}
-	}
-	return rv, false
+	nw.out.put(nodeObs{reachable: true})
 }
 
 // refusedBackoff caps the backoff of calls refused (401, 403) or made
 // without credentials: they fail until someone fixes the node, and a fleet
 // of misconfigured nodes must not keep the API server busy.
 const refusedBackoff = 5 * time.Minute
-
-// backoff is exponential from 500ms to max with ±20% jitter, so that
-// nodes that failed together do not retry together.
-func backoff(failures int, max time.Duration) time.Duration {
-	d := 500 * time.Millisecond
-	for i := 1; i < failures && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}

@@ -1,0 +1,114 @@
+package kubewatch
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+type handler struct {
+	seen     []string // resourceVersion, or "none"
+	answered int
+	failed   []string
+}
+
+func (h *handler) Seen(o *metav1.PartialObjectMetadata, found bool) {
+	if !found {
+		h.seen = append(h.seen, "none")
+		return
+	}
+	h.seen = append(h.seen, o.ResourceVersion)
+}
+func (h *handler) Answered() { h.answered++ }
+func (h *handler) Failed(ctx context.Context, what string, err error) bool {
+	h.failed = append(h.failed, what)
+	return ctx.Err() == nil
+}
+
+// A watch resumes from the last version seen; a version the server no
+// longer has means a new list; a failed list is the handler's to decide.
+func TestFollowResumesAndRelists(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := &handler{}
+	lists, watchedFrom := 0, []string{}
+	src := Source[*metav1.PartialObjectMetadata]{
+		List: func(context.Context) (*metav1.PartialObjectMetadata, bool, string, error) {
+			lists++
+			switch lists {
+			case 1:
+				return nil, false, "", errors.New("connection refused")
+			case 2:
+				return meta("10"), true, "10", nil
+			}
+			cancel()
+			return nil, false, "30", nil
+		},
+		Watch: func(_ context.Context, rv string, _ time.Duration) (watch.Interface, error) {
+			watchedFrom = append(watchedFrom, rv)
+			w := watch.NewFakeWithChanSize(3, false)
+			switch len(watchedFrom) {
+			case 1:
+				w.Modify(meta("11"))
+				w.Delete(meta("12"))
+				w.Stop()
+			case 2:
+				w.Error(&apierrors.NewResourceExpired("too old").ErrStatus)
+			}
+			return w, nil
+		},
+	}
+	Follow(ctx, src, h, func(ctx context.Context, _ time.Duration) bool { return ctx.Err() == nil }, time.Second)
+	if len(h.failed) != 1 || h.failed[0] != "list" {
+		t.Errorf("failures %v, want the first list", h.failed)
+	}
+	if want := []string{"10", "11", "none", "none"}; !slices.Equal(h.seen, want) {
+		t.Errorf("seen %v, want %v", h.seen, want)
+	}
+	if want := []string{"10", "12"}; !slices.Equal(watchedFrom, want) {
+		t.Errorf("watched from %v, want %v (resumed after the last event)", watchedFrom, want)
+	}
+	if lists != 3 {
+		t.Errorf("%d lists, want 3 (the expired version relisted)", lists)
+	}
+}
+
+// A watch the server ends at once is retried with a growing backoff, not
+// in a request loop.
+func TestFollowBacksOffWatchesThatEndAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	src := Source[*metav1.PartialObjectMetadata]{
+		List: func(context.Context) (*metav1.PartialObjectMetadata, bool, string, error) {
+			return nil, false, "1", nil
+		},
+		Watch: func(context.Context, string, time.Duration) (watch.Interface, error) {
+			w := watch.NewFake()
+			w.Stop()
+			return w, nil
+		},
+	}
+	Follow(ctx, src, &handler{}, func(_ context.Context, d time.Duration) bool {
+		waits = append(waits, d)
+		return len(waits) < 6
+	}, 8*time.Second)
+	if len(waits) != 6 {
+		t.Fatalf("waits %v", waits)
+	}
+	for i := 1; i < len(waits); i++ {
+		if waits[i] < waits[i-1]*3/2 && waits[i] < 8*time.Second*8/10 {
+			t.Errorf("waits %v: want each about twice the last, up to 8s", waits)
+		}
+	}
+}
+
+func meta(rv string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}}
+}
