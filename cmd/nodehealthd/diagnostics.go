@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"path/filepath"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodehealthd/nodehealthd/internal/capture"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
@@ -32,10 +29,8 @@ func (e *env) setupDiagnostics() error {
 	console := consolesummary.New(consolesummary.Options{Path: e.o.consolePath, Log: e.log})
 	console.Configure(cfg.ConsoleOn(), cfg.BundleDir())
 	e.opts.Publishers = append(e.opts.Publishers, capturer, console)
-	for _, c := range append(capture.Collectors(), consolesummary.Collectors()...) {
-		if err := e.metrics.Registry().Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-			return err
-		}
+	if err := e.metrics.Register(append(capture.Collectors(), consolesummary.Collectors()...)...); err != nil {
+		return err
 	}
 	// The daemon builds detectors again whenever the config changes: the
 	// moment to hand the new diagnostics section to both publishers.

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"errors"
-
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/nodehealthd/nodehealthd/internal/capture"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
@@ -22,10 +18,8 @@ func (e *env) setupRequests(opts capture.Options) error {
 	srv := nodediag.New(nodediag.Options{
 		Collector: opts.Collector, CollectorErr: opts.CollectorErr, StateDir: e.o.stateDir, Log: e.log,
 	}, e.cfg.Diagnostics)
-	for _, c := range nodediag.Collectors() {
-		if err := e.metrics.Registry().Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-			return err
-		}
+	if err := e.metrics.Register(nodediag.Collectors()...); err != nil {
+		return err
 	}
 	// The daemon builds detectors again whenever the config changes: the
 	// moment to hand the server the new diagnostics section.

@@ -212,6 +212,18 @@ func New(opts Options) *Metrics {
 // Registry is the registry /metrics serves.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// Register adds the series of another package (capture, nodediag,
+// consolesummary keep theirs in package variables); a collector already
+// registered is not an error, so that setting a subsystem up twice is not.
+func (m *Metrics) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Tick implements publish.Ticker: the pipeline is alive even when there is
 // nothing to commit.
 func (m *Metrics) Tick(now time.Time) {
