@@ -30,6 +30,8 @@ var approachingKernelPidMax = pidMax.Reason(reason.Reason{
 		"limit pods with the kubelet's podPidsLimit. If the load is legitimate, raise kernel.pid_max and kernel.threads-max.",
 })
 
+func (p *pidMaxProbe) Needs() probe.Needs { return probe.Needs{} }
+
 func init() {
 	probe.Register(pidMax, fractionSettings{Threshold: 0.70}, func(_ *probe.Env, b probe.Base, s fractionSettings) (probe.Probe, error) {
 		return &pidMaxProbe{b, s}, nil
@@ -41,8 +43,6 @@ func init() {
 // every thread holds a PID and fork fails at whichever limit is reached
 // first, so a node running a few processes with thousands of threads each
 // would exhaust PIDs without NMA ever warning.
-func (p *pidMaxProbe) Needs() probe.Needs { return probe.Needs{} }
-
 func (p *pidMaxProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Result, error) {
 	fs, err := probe.HostProcFS(env)
 	if err != nil {

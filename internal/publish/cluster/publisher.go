@@ -188,8 +188,10 @@ func New(cfg Config) (*Publisher, error) {
 // next turn.
 func (p *Publisher) Reconfigure(cfg *config.Config) {
 	s := cfg.Cluster.WithDefaults()
-	if _, err := s.Check(); err != nil {
-		return // config.Parse refused it; the daemon kept the last good config
+	if key, err := s.Check(); err != nil {
+		// config.Parse refuses such a file, so this is a caller's bug.
+		p.log.Error("cluster settings refused; keeping the current ones", "key", "cluster."+key, "err", err)
+		return
 	}
 	p.mu.Lock()
 	p.settings = &s
