@@ -74,7 +74,7 @@ func cmdRulesValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	// config.Load returns what it could decode even on error.
 	cfg, _ := config.Load(c.configPath)
-	if _, perr := probe.Build(validationEnv(), cfg.Probes); perr != nil {
+	if _, perr := probe.Build(validationEnv(), cfg.Probes.Sections); perr != nil {
 		fmt.Fprintf(stderr, "invalid probes configuration:\n%v\n", perr)
 		err = errors.Join(err, perr)
 	}

@@ -106,8 +106,12 @@ func (e *env) probeOnce(ctx context.Context, root string, cfg *config.Config, ta
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
+	if !cfg.Probes.On() {
+		log.Warn("host probes disabled by probes.enabled: false in the configuration; nothing to check")
+		return onceOK
+	}
 	penv := e.probeEnv(root, log, tags)
-	probes, err := probe.Build(penv, cfg.Probes)
+	probes, err := probe.Build(penv, cfg.Probes.Sections)
 	if err != nil {
 		log.Error("cannot build host probes", "err", err)
 		return onceFailed

@@ -438,12 +438,33 @@ func TestProbesComposeNewDetectors(t *testing.T) {
 	}
 }
 
-func TestProbesFlagOff(t *testing.T) {
+// probes.enabled is read from each configuration the detectors are built
+// from, so turning it off (or on again) takes effect on reload.
+func TestProbesSwitchFollowsConfig(t *testing.T) {
+	root := onceTree(t)
 	o := defaultOptions()
-	o.probes, o.root = false, t.TempDir()
+	o.root = root
 	e := newEnv(context.Background(), quietLog(), &o, &config.Config{}, io.Discard)
 	e.setupProbes()
-	if len(e.detectors) != 0 {
-		t.Fatal("--probes=false still installed probes")
+	build := func(doc string) []detector.Detector {
+		cfg, err := config.Parse([]byte(doc), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.opts.NewDetectors(daemon.SourceContext{Root: root, Config: cfg, Logger: quietLog()})
+	}
+	if dets := build("probes:\n  enabled: false\n  zram: {threshold: 0.5}\n"); len(dets) != 0 {
+		t.Fatalf("probes.enabled: false built %v", dets)
+	}
+	if dets := build("probes:\n  enabled: true\n"); len(dets) != 1 {
+		t.Fatalf("probes.enabled: true built %v, want the probe runner", dets)
+	}
+	var out bytes.Buffer
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("probes: {enabled: false}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(context.Background(), []string{"--once", "--root", root, "--config", cfg, "--once-window", "0s"}, &out, io.Discard); code != 0 || out.Len() != 0 {
+		t.Fatalf("--once with probes off: exit %d, output %q; want 0 and nothing checked", code, out.String())
 	}
 }

@@ -28,8 +28,7 @@ type options struct {
 	clusterMode string // auto or off
 	cluster     cluster.Config
 
-	probes bool
-	tags   string
+	tags string
 
 	nvmlLibrary string
 
@@ -71,7 +70,6 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&c.FileCheckInterval, "cluster-file-check-interval", cluster.DefaultFileCheckInterval, "how often the kubeconfig and the kubelet's client certificate are checked for changes (rotation)")
 	fs.BoolVar(&c.NoWatch, "cluster-no-watch", false, "do not watch the Node: a re-registered or overwritten Node is repaired at the next heartbeat instead of at once")
 
-	fs.BoolVar(&o.probes, "probes", true, "run the host probes (kernel, container runtime, storage and networking checks)")
 	fs.StringVar(&o.tags, "tags", "", "comma-separated host tags the host cannot tell itself (eks-auto, hybrid); the os-release ID is always added")
 
 	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of libnvidia-ml.so.1 (default: the dynamic linker's search path; e.g. /run/nvidia/driver/usr/lib64/libnvidia-ml.so.1 with the GPU operator's driver container)")

@@ -14,14 +14,16 @@ import (
 )
 
 // setupProbes: periodic checks of the kernel, container runtime, storage
-// and networking (internal/probe/...), run as one detector.
+// and networking (internal/probe/...), run as one detector. The detectors
+// are built again from each configuration the daemon installs, so
+// probes.enabled takes effect on reload like the probes' own sections.
 func (e *env) setupProbes() {
-	if !e.o.probes {
-		e.log.Info("host probes disabled by --probes=false")
-		return
-	}
 	tags := e.hostTags()
 	e.detectors = append(e.detectors, func(sc daemon.SourceContext) []detector.Detector {
+		if sc.Config != nil && !sc.Config.Probes.On() {
+			sc.Logger.Info("host probes disabled by probes.enabled: false in the configuration")
+			return nil
+		}
 		penv := e.probeEnv(sc.Root, sc.Logger, tags)
 		probes := buildProbes(penv, sc.Config, sc.Logger)
 		if len(probes) == 0 {
@@ -48,7 +50,7 @@ func (e *env) probeEnv(root string, log *slog.Logger, tags map[string]bool) *pro
 func buildProbes(penv *probe.Env, cfg *config.Config, log *slog.Logger) []probe.Probe {
 	var sections map[string]yaml.Node
 	if cfg != nil {
-		sections = cfg.Probes
+		sections = cfg.Probes.Sections
 	}
 	probes, err := probe.Build(penv, sections)
 	if err == nil {

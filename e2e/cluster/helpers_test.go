@@ -192,12 +192,15 @@ func newAgent(t *testing.T, node, kmsg string) *agent {
 	return a
 }
 
-// writeConfig writes the daemon's config.yaml: extra plus a diagnostics
-// directory of the test's own, so that a Fatal finding's bundle never
-// lands in this machine's /var/log.
+// writeConfig writes the daemon's config.yaml: extra, with the host probes
+// off and a diagnostics directory of the test's own. Probes run against
+// this machine and would add their own warnings (an unsynchronised clock,
+// ip_forward) at random times, and these tests count the findings they
+// inject; a Fatal finding's bundle must never land in this machine's
+// /var/log.
 func (a *agent) writeConfig(extra string) {
 	a.t.Helper()
-	write(a.t, a.config, extra+"diagnostics:\n  dir: "+a.diagDir+"\n")
+	write(a.t, a.config, testbin.NoProbes+extra+"diagnostics:\n  dir: "+a.diagDir+"\n")
 }
 
 // installCert gives the fixture node a kubelet client certificate the way
@@ -240,11 +243,7 @@ func (a *agent) useNodeCert(c *kubetest.Cluster, groups ...string) kubetest.Issu
 func (a *agent) start(extra ...string) {
 	a.t.Helper()
 	args := []string{"--root", a.root, "--state-dir", a.stateDir, "--rules-dir", a.rulesDir, "--config", a.config,
-		"-o", "none", "--metrics-address=", "--log-level", "debug",
-		// Host probes run against this machine and would add their own
-		// warnings (an unsynchronised clock, ip_forward) at random times;
-		// these tests count the findings they inject.
-		"--probes=false"}
+		"-o", "none", "--metrics-address=", "--log-level", "debug"}
 	args = append(append(args, a.args...), extra...)
 	a.d = daemontest.Start(a.t, args, daemontest.Options{Log: a.logs})
 	go a.sampleRSS(a.d)

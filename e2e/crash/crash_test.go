@@ -122,10 +122,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	rulesDir := filepath.Join(root, "rules.d")
 	daemontest.Write(t, filepath.Join(rulesDir, "crash.yaml"), rules)
 	argsFor := func(stateDir string) []string {
-		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", testbin.Config(t, filepath.Join(root, "conf"), ""), "-o", "none",
-			// Host probes look at the real host too (the kernel clock is not
-			// under --root) and would add findings this test does not expect.
-			"--probes=false"}
+		return []string{"--root", root, "--state-dir", stateDir, "--rules-dir", rulesDir, "--config", testbin.Config(t, filepath.Join(root, "conf"), testbin.NoProbes), "-o", "none"}
 	}
 
 	// Calibrate: how long does an uninterrupted run take on this machine?

@@ -60,8 +60,8 @@ func start(t *testing.T, root, stateDir string) *daemon {
 	t.Helper()
 	d := &daemon{t: t}
 	d.Daemon = daemontest.Start(t, []string{"--root", root, "--state-dir", stateDir,
-		"--rules-dir", filepath.Join(root, "rules.d"), "--config", testbin.Config(t, filepath.Join(stateDir+".conf"), ""),
-		"--probes=false", "--cluster", "off", "-o", "json", "--metrics-address", "127.0.0.1:0"},
+		"--rules-dir", filepath.Join(root, "rules.d"), "--config", testbin.Config(t, filepath.Join(stateDir+".conf"), testbin.NoProbes),
+		"--cluster", "off", "-o", "json", "--metrics-address", "127.0.0.1:0"},
 		daemontest.Options{Stdout: func(b []byte) {
 			var l console.Line
 			if json.Unmarshal(b, &l) == nil {

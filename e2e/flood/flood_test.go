@@ -12,7 +12,7 @@
 // (utime+stime of the daemon process from /proc/PID/stat, from the start
 // of the flood to the commit of its last line, divided by the lines) and
 // peak RSS (VmHWM). It checks the same accounting. The daemon runs with
-// --cluster off --probes=false -o none under a fixture --root, so that
+// --cluster off -o none, probes off under a fixture --root, so that
 // only the flooded file is read (no kmsg, no journal, no host probes).
 //
 // NODEHEALTHD_BIN names a nodehealthd binary to run (scripts/bench.sh
@@ -82,7 +82,7 @@ func start(tb testing.TB, env ...string) *daemon {
 	daemontest.Write(tb, filepath.Join(dir, "rules.d/npd.yaml"), rulesYAML(logPath))
 	d := &daemon{root: root, stateDir: filepath.Join(dir, "state")}
 	args := []string{"--root", root, "--state-dir", d.stateDir, "--rules-dir", filepath.Join(dir, "rules.d"),
-		"--config", testbin.Config(tb, filepath.Join(dir, "conf"), ""), "--cluster", "off", "--probes=false", "-o", "none", "--metrics-address", "127.0.0.1:0"}
+		"--config", testbin.Config(tb, filepath.Join(dir, "conf"), testbin.NoProbes), "--cluster", "off", "-o", "none", "--metrics-address", "127.0.0.1:0"}
 	if profileDir != "" {
 		// The binary must have the profiler: make build TAGS=pprof, given
 		// as NODEHEALTHD_BIN (docs/performance.md).

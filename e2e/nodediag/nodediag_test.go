@@ -287,7 +287,7 @@ func startDaemon(t *testing.T, work, node string) *daemon {
 	d.cmd = exec.Command(filepath.Join(bin, "nodehealthd"), "--root", filepath.Join(work, "root"),
 		"--state-dir", filepath.Join(work, "state"), "--config", filepath.Join(work, "config.yaml"),
 		"--rules-dir", filepath.Join(work, "rules.d"), "--node-name", node,
-		"-o", "none", "--metrics-address=", "--log-level", "debug", "--probes=false")
+		"-o", "none", "--metrics-address=", "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = lockedWriter{d.mu, d.logs}, lockedWriter{d.mu, d.logs}
 	d.cmd.Env = append(os.Environ(), "PATH="+filepath.Join(work, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -359,7 +359,7 @@ func TestRequestedCaptureUploadedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	os.WriteFile(filepath.Join(work, "config.yaml"), []byte("diagnostics:\n  dir: "+filepath.Join(work, "diagnostics")+
+	os.WriteFile(filepath.Join(work, "config.yaml"), []byte("probes: {enabled: false}\ndiagnostics:\n  dir: "+filepath.Join(work, "diagnostics")+
 		"\n  requests: {nodeDir: "+filepath.Join(work, "support")+"}\n"), 0o644)
 	d := startDaemon(t, work, "node-a")
 

@@ -40,7 +40,8 @@ const rule = `rules:
 `
 
 // Only the tailed file: no kernel log, no journal.
-const config = `sources:
+const config = `probes: {enabled: false}
+sources:
   kmsg: {enabled: false}
   journal: {enabled: false}
 `
@@ -69,7 +70,7 @@ func TestCopyTruncateUnderLoad(t *testing.T) {
 	addr := daemontest.FreeAddr(t)
 	d := daemontest.Start(t, []string{"--root", root, "--state-dir", filepath.Join(root, "state"),
 		"--rules-dir", filepath.Join(root, "rules.d"), "--config", filepath.Join(root, "config.yaml"), "-o", "none",
-		"--probes=false", "--cluster", "off", "--metrics-address", addr}, daemontest.Options{})
+		"--cluster", "off", "--metrics-address", addr}, daemontest.Options{})
 
 	source := "file:" + logPath
 	// Following once the file's start position is committed.

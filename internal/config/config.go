@@ -47,9 +47,8 @@ type Config struct {
 	// Sets replaces named sets of the rule files (e.g. nvidiaFatalXIDs).
 	Sets    map[string][]string `yaml:"sets,omitempty"`
 	Sources Sources             `yaml:"sources,omitempty"`
-	// Probes configures host probes by probe name; each probe decodes
-	// (strictly) its own section.
-	Probes map[string]yaml.Node `yaml:"probes,omitempty"`
+	// Probes switches the host probes and configures each by name.
+	Probes ProbesConfig `yaml:"probes,omitempty"`
 	// Diagnostics configures automatic bundles and the console summary.
 	Diagnostics Diagnostics `yaml:"diagnostics,omitempty"`
 	// Cluster tunes publishing to the API server.
@@ -77,6 +76,14 @@ type Toggle struct {
 
 // On reports whether the switch is on (the default).
 func (t Toggle) On() bool { return t.Enabled == nil || *t.Enabled }
+
+// ProbesConfig is the probes section: `enabled` switches every host probe
+// (it reloads like any other key), every other key is a probe's name and
+// its section, which that probe decodes strictly itself.
+type ProbesConfig struct {
+	Toggle   `yaml:",inline"`
+	Sections map[string]yaml.Node `yaml:",inline"`
+}
 
 // MaxHousekeepingInterval bounds housekeepingInterval: /readyz fails after
 // two minutes without a tick.

@@ -228,3 +228,21 @@ func TestClusterAndNVMLSections(t *testing.T) {
 		t.Errorf("want both problems with their lines, got %v", err)
 	}
 }
+
+// probes.enabled is the switch for every probe; the other keys stay the
+// probes' own sections, for the probes to decode.
+func TestProbesSwitchAndSections(t *testing.T) {
+	c, err := Parse([]byte("probes:\n  enabled: false\n  zram: {period: 2m}\n"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Probes.On() || len(c.Probes.Sections) != 1 || c.Probes.Sections["zram"].Kind == 0 {
+		t.Fatalf("probes %+v: want off with the zram section kept", c.Probes)
+	}
+	if c, err = Parse([]byte("probes:\n  zram: {period: 2m}\n"), "test"); err != nil || !c.Probes.On() {
+		t.Fatalf("default: on %v, err %v", c.Probes.On(), err)
+	}
+	if _, err = Parse([]byte("probes:\n  enabled: maybe\n"), "test"); err == nil || !strings.Contains(err.Error(), "test:2") {
+		t.Fatalf("probes.enabled: maybe: got %v, want an error at line 2", err)
+	}
+}

@@ -43,6 +43,11 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
+// NoProbes is the config.yaml line that switches the host probes off: they
+// look at this machine too (its clock, its routes) and would add findings a
+// test does not expect.
+const NoProbes = "probes: {enabled: false}\n"
+
 // Config writes a config.yaml for a test daemon into dir and returns its
 // path: extra, then a diagnostics directory under dir, so that a Fatal
 // finding's bundle (and the console summary's budget file) never lands in
