@@ -246,3 +246,18 @@ func TestProbesSwitchAndSections(t *testing.T) {
 		t.Fatalf("probes.enabled: maybe: got %v, want an error at line 2", err)
 	}
 }
+
+func TestGCPercent(t *testing.T) {
+	c, err := Parse([]byte("gcPercent: 80\n"), "test")
+	if v, _ := c.GCPercentValue(); err != nil || v != 80 {
+		t.Fatalf("gcPercent: 80: got %d, %v", v, err)
+	}
+	if v, _ := (&Config{}).GCPercentValue(); v != DefaultGCPercent {
+		t.Fatalf("unset: got %d, want %d", v, DefaultGCPercent)
+	}
+	for _, doc := range []string{"gcPercent: 5\n", "gcPercent: 5000\n", "gcPercent: -1\n"} {
+		if _, err := Parse([]byte(doc), "test"); err == nil || !strings.Contains(err.Error(), "test:1") || !strings.Contains(err.Error(), "gcPercent") {
+			t.Errorf("%q: got %v, want an error at line 1 naming gcPercent", doc, err)
+		}
+	}
+}

@@ -132,8 +132,9 @@ type Daemon struct {
 	applied map[string]bool
 	// fatal stops the daemon: another process took its state directory.
 	fatal error
-	// memLimitLogged says the soft memory limit has been logged.
-	memLimitLogged bool
+	// memLimitLogged and gcLogged say the soft memory limit and the GC
+	// target have been logged.
+	memLimitLogged, gcLogged bool
 	// coalesce fires when the oldest pending repeats of a Warning are due.
 	coalesce dueTimer
 }

@@ -34,3 +34,26 @@ func (d *Daemon) applyMemoryLimit() {
 		d.memLimitLogged = true
 	}
 }
+
+// applyGCPercent sets the garbage collector's target to the config's
+// gcPercent (config.DefaultGCPercent when unset), on start and on every
+// reload. GOGC in the environment, the runtime's own setting, wins over
+// the config, as GOMEMLIMIT does over memoryLimit.
+func (d *Daemon) applyGCPercent() {
+	if v := os.Getenv("GOGC"); v != "" {
+		if !d.gcLogged {
+			d.log.Info("garbage collector target from GOGC; config gcPercent ignored", "GOGC", v)
+			d.gcLogged = true
+		}
+		return
+	}
+	pct, err := d.cfg.GCPercentValue()
+	if err != nil {
+		// Load refuses such a config; keep whatever target is in force.
+		return
+	}
+	if prev := debug.SetGCPercent(pct); prev != pct || !d.gcLogged {
+		d.log.Info("garbage collector target", "gcPercent", pct)
+		d.gcLogged = true
+	}
+}

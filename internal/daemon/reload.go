@@ -46,6 +46,7 @@ func (d *Daemon) install(cfg *config.Config, set *rules.Set) {
 	}
 	d.cfg, d.set = cfg, set
 	d.applyMemoryLimit()
+	d.applyGCPercent()
 	d.engine = rules.NewEngine(set)
 	d.stage = set.Policy().Stage(d.bootID, windows)
 	d.stage.SetHistory(history)
