@@ -285,6 +285,16 @@ func WantNone(t *testing.T, res []probe.Result) {
 	}
 }
 
+// WantQuiet asserts that n successive checks of p report nothing.
+func WantQuiet(t *testing.T, p probe.Probe, env *probe.Env, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		if res := Check(t, p, env); len(res) != 0 {
+			t.Fatalf("check %d of %d: want no result, got %+v", i, n, res)
+		}
+	}
+}
+
 // Find returns the result for reason/key, or nil.
 func Find(res []probe.Result, reason, key string) *probe.Result {
 	for i := range res {

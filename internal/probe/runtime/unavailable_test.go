@@ -35,10 +35,7 @@ func TestUnavailableIsLoggedOnce(t *testing.T) {
 			env := c.env(t)
 			var log bytes.Buffer
 			env.Log = slog.New(slog.NewTextHandler(&log, nil))
-			p := probetest.Build(t, env, c.probe, "")
-			for range 3 {
-				probetest.WantNone(t, probetest.Check(t, p, env))
-			}
+			probetest.WantQuiet(t, probetest.Build(t, env, c.probe, ""), env, 3)
 			lines := strings.Split(strings.TrimSpace(log.String()), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], c.want) || !strings.Contains(lines[0], "probe="+c.probe) {
 				t.Fatalf("3 checks: want one line saying %q for probe=%s, got:\n%s", c.want, c.probe, log.String())
