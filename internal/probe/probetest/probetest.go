@@ -352,6 +352,14 @@ func NewRig(t *testing.T, p probe.Probe, env *probe.Env) *Rig {
 	return &Rig{t: t, P: p, Env: env, tr: probe.NewTracker(p.Name(), probe.DefaultPasses), Rec: &Recorder{}}
 }
 
+// Rig builds the registered probe name from section on a Fake Env of the
+// tree and rigs it; it returns the Env's clock and command runner.
+func (ft *Tree) Rig(name, section string) (*Rig, *Clock, *FakeRun) {
+	ft.T.Helper()
+	env, clk, fr := ft.Fake()
+	return NewRig(ft.T, Build(ft.T, env, name, section), env), clk, fr
+}
+
 // Check runs one check, applies it and returns its results.
 func (r *Rig) Check() []probe.Result {
 	r.t.Helper()
