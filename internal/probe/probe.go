@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -184,14 +186,7 @@ func Build(env *Env, sections map[string]yaml.Node) ([]Probe, error) {
 	return out, nil
 }
 
-func namesLocked() []string {
-	var out []string
-	for n := range factories {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func namesLocked() []string { return slices.Sorted(maps.Keys(factories)) }
 
 // A dormantProbe may find nothing on the host to check (no EFA device): the
 // runner then checks it less and less often, from its period doubling up

@@ -178,9 +178,10 @@ func yamlKeys(t reflect.Type) []string {
 	return out
 }
 
-// PositiveDurations returns an error naming every duration setting, by its
-// key, that is not above zero; settings' Validate methods use it.
-func PositiveDurations(byKey map[string]time.Duration) error {
+// Positive returns an error naming every setting of byKey, by its key, that
+// is not above zero: a duration, or a count such as a threshold; settings'
+// Validate methods use it.
+func Positive[T ~int | ~int64 | ~uint32 | ~uint64](byKey map[string]T) error {
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(byKey)) {
 		if byKey[k] <= 0 {

@@ -23,7 +23,7 @@ type testSettings struct {
 }
 
 func (s testSettings) Validate() error {
-	return PositiveDurations(map[string]time.Duration{"window": s.Window})
+	return Positive(map[string]time.Duration{"window": s.Window})
 }
 
 // A section's problems are reported together, each on its own line and
@@ -62,5 +62,25 @@ func TestSectionErrorsListEveryProblem(t *testing.T) {
 	s, b, on, err = decodeSection(k, defaults, sectionNode(t, "enabled: false\nthreshold: 0.9\nperiod: 0s"))
 	if err != nil || on || s.Threshold != 0.9 || s.Window != time.Hour || b.Period() != time.Minute {
 		t.Fatalf("switched off: %+v %+v %v %v", s, b, on, err)
+	}
+}
+
+// Counts are held to the same rule as durations, and every key at fault
+// is named, not only the first.
+func TestPositiveNamesEveryKeyAtFault(t *testing.T) {
+	err := Positive(map[string]int{"threshold": 0, "consecutive": -1, "window": 3})
+	if err == nil {
+		t.Fatal("no error for a zero and a negative count")
+	}
+	for _, w := range []string{"threshold 0: want more than 0", "consecutive -1: want more than 0"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "window") {
+		t.Errorf("a positive count is named:\n%v", err)
+	}
+	if err := Positive(map[string]uint64{"thresholdTicks": 1}); err != nil {
+		t.Errorf("1 refused: %v", err)
 	}
 }

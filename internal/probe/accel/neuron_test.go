@@ -52,10 +52,7 @@ func TestNeuronProbeOnlyOnNeuronHosts(t *testing.T) {
 func TestNeuronProbeQuietWhenHealthy(t *testing.T) {
 	ft := neuronFixture(t, 16)
 	env := ft.Env()
-	p := probetest.Build(t, env, "neuron", "")
-	for i := 0; i < 3; i++ {
-		probetest.WantNone(t, probetest.Check(t, p, env))
-	}
+	probetest.WantQuiet(t, probetest.Build(t, env, "neuron", ""), env, 3)
 }
 
 func TestNeuronProbeMissingDeviceNode(t *testing.T) {

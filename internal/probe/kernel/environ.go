@@ -21,10 +21,7 @@ type largeEnvironmentSettings struct {
 }
 
 func (s largeEnvironmentSettings) Validate() error {
-	if s.Threshold < 1 {
-		return fmt.Errorf("threshold %d: want ≥ 1", s.Threshold)
-	}
-	return nil
+	return probe.Positive(map[string]int{"threshold": s.Threshold})
 }
 
 type largeEnvironmentProbe struct {

@@ -12,14 +12,12 @@ import (
 func TestNeedsChecksIsWhatTheProbeTakes(t *testing.T) {
 	probetest.CheckNeeds(t, []probetest.NeedsCase{
 		{Name: "zombies: a pile-up", Build: func(t *testing.T) (probe.Probe, *probe.Env, func()) {
-			ft := zombieFixture(t, 20)
-			env := ft.Env()
-			return probetest.Build(t, env, "zombies", ""), env, nil
+			_, env, p := zombieFixture(t, 20, "")
+			return p, env, nil
 		}, WantChecks: 5},
 		{Name: "zombies: consecutive 2", Build: func(t *testing.T) (probe.Probe, *probe.Env, func()) {
-			ft := zombieFixture(t, 20)
-			env := ft.Env()
-			return probetest.Build(t, env, "zombies", "consecutive: 2"), env, nil
+			_, env, p := zombieFixture(t, 20, "consecutive: 2")
+			return p, env, nil
 		}, WantChecks: 2},
 		{Name: "open-files: one read", Build: func(t *testing.T) (probe.Probe, *probe.Env, func()) {
 			ft := probetest.NewTree(t)

@@ -13,11 +13,6 @@ import (
 
 var openFiles = probe.Kind{Name: "open-files", Period: 5 * time.Minute}
 
-type openFilesProbe struct {
-	probe.Base
-	fractionSettings
-}
-
 var approachingMaxOpenFiles = openFiles.Reason(reason.Reason{
 	Name: "ApproachingMaxOpenFiles", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "Allocated file handles (/proc/sys/fs/file-nr) reached 70% (probes.open-files.threshold) of fs.file-max. " +
@@ -26,16 +21,10 @@ var approachingMaxOpenFiles = openFiles.Reason(reason.Reason{
 		"raise fs.file-max if the load is expected.",
 })
 
-func init() {
-	probe.Register(openFiles, fractionSettings{Threshold: 0.70}, func(_ *probe.Env, b probe.Base, s fractionSettings) (probe.Probe, error) {
-		return &openFilesProbe{b, s}, nil
-	})
-}
+func init() { registerFraction(openFiles, 0.70, checkOpenFiles) }
 
-func (p *openFilesProbe) Needs() probe.Needs { return probe.Needs{} }
-
-// Check reads /proc/sys/fs/file-nr: allocated, allocated-but-unused, max.
-func (p *openFilesProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Result, error) {
+// checkOpenFiles reads /proc/sys/fs/file-nr: allocated, allocated-but-unused, max.
+func checkOpenFiles(ctx context.Context, env *probe.Env, threshold float64) ([]probe.Result, error) {
 	fs, err := probe.HostProcFS(env)
 	if err != nil {
 		return nil, err
@@ -49,7 +38,7 @@ func (p *openFilesProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Res
 	}
 	allocated, limit := float64(nr[0]), float64(nr[2])
 	ratio := allocated / limit
-	if ratio < p.Threshold {
+	if ratio < threshold {
 		return nil, nil
 	}
 	return []probe.Result{approachingMaxOpenFiles.Result(

@@ -17,11 +17,6 @@ import (
 
 var pidMax = probe.Kind{Name: "pid-max", Period: 5 * time.Minute}
 
-type pidMaxProbe struct {
-	probe.Base
-	fractionSettings
-}
-
 var approachingKernelPidMax = pidMax.Reason(reason.Reason{
 	Name: "ApproachingKernelPidMax", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "The tasks on the node (every thread holds a PID) use at least 70% (probes.pid-max.threshold) of the lower of " +
@@ -30,20 +25,14 @@ var approachingKernelPidMax = pidMax.Reason(reason.Reason{
 		"limit pods with the kubelet's podPidsLimit. If the load is legitimate, raise kernel.pid_max and kernel.threads-max.",
 })
 
-func (p *pidMaxProbe) Needs() probe.Needs { return probe.Needs{} }
+func init() { registerFraction(pidMax, 0.70, checkPidMax) }
 
-func init() {
-	probe.Register(pidMax, fractionSettings{Threshold: 0.70}, func(_ *probe.Env, b probe.Base, s fractionSettings) (probe.Probe, error) {
-		return &pidMaxProbe{b, s}, nil
-	})
-}
-
-// Check compares the PIDs in use with the lower of kernel.pid_max and
+// checkPidMax compares the PIDs in use with the lower of kernel.pid_max and
 // kernel.threads-max. NMA counts processes against the higher limit, but
 // every thread holds a PID and fork fails at whichever limit is reached
 // first, so a node running a few processes with thousands of threads each
 // would exhaust PIDs without NMA ever warning.
-func (p *pidMaxProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Result, error) {
+func checkPidMax(ctx context.Context, env *probe.Env, threshold float64) ([]probe.Result, error) {
 	fs, err := probe.HostProcFS(env)
 	if err != nil {
 		return nil, err
@@ -74,7 +63,7 @@ func (p *pidMaxProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Result
 		inUse = len(procs)
 	}
 	ratio := float64(inUse) / float64(limit)
-	if ratio < p.Threshold {
+	if ratio < threshold {
 		return nil, nil
 	}
 	return []probe.Result{approachingKernelPidMax.Result(

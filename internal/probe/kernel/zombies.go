@@ -25,10 +25,7 @@ type zombiesSettings struct {
 }
 
 func (s zombiesSettings) Validate() error {
-	if s.Threshold < 1 || s.Consecutive < 1 {
-		return fmt.Errorf("threshold %d, consecutive %d: want both ≥ 1", s.Threshold, s.Consecutive)
-	}
-	return nil
+	return probe.Positive(map[string]int{"threshold": s.Threshold, "consecutive": s.Consecutive})
 }
 
 type zombiesProbe struct {

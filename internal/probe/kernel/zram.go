@@ -18,13 +18,6 @@ import (
 
 var zramKind = probe.Kind{Name: "zram", Period: 5 * time.Minute}
 
-// zramProbe's threshold is the fraction of a device's disksize holding
-// (uncompressed) data above which it fires.
-type zramProbe struct {
-	probe.Base
-	fractionSettings
-}
-
 var zramHighUsage = zramKind.Reason(reason.Reason{
 	Name: "ZramHighUsage", Condition: finding.KernelReady, Severity: finding.Warning,
 	Description: "A zram device holds uncompressed data amounting to more than 10% (probes.zram.threshold) of its size: the node " +
@@ -33,17 +26,13 @@ var zramHighUsage = zramKind.Reason(reason.Reason{
 		"If swap is not wanted on this node, switch zram off in the OS configuration.",
 })
 
-func init() {
-	probe.Register(zramKind, fractionSettings{Threshold: 0.10}, func(_ *probe.Env, b probe.Base, s fractionSettings) (probe.Probe, error) {
-		return &zramProbe{b, s}, nil
-	})
-}
+func init() { registerFraction(zramKind, 0.10, checkZram) }
 
-func (p *zramProbe) Needs() probe.Needs { return probe.Needs{} }
-
-// Check compares each zram device's orig_data_size (first field of mm_stat)
-// with its disksize. Unused and unconfigured devices are skipped.
-func (p *zramProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Result, error) {
+// checkZram compares each zram device's orig_data_size (first field of
+// mm_stat) with its disksize; threshold is the fraction of the disksize
+// holding (uncompressed) data above which a device fires. Unused and
+// unconfigured devices are skipped.
+func checkZram(ctx context.Context, env *probe.Env, threshold float64) ([]probe.Result, error) {
 	devs, err := filepath.Glob(host.Path(env.Root, "/sys/block/zram*"))
 	if err != nil {
 		return nil, err
@@ -79,7 +68,7 @@ func (p *zramProbe) Check(ctx context.Context, env *probe.Env) ([]probe.Result, 
 			continue
 		}
 		ratio := float64(orig) / float64(size)
-		if ratio <= p.Threshold {
+		if ratio <= threshold {
 			continue
 		}
 		out = append(out, zramHighUsage.Result(fmt.Sprintf("ZRAM device %s at %.1f%% capacity", dev, ratio*100), dev))

@@ -42,7 +42,7 @@ type netEFASettings struct {
 
 func (s netEFASettings) Validate() error {
 	_, err := netBursts(netEFABursts, s.Bursts)
-	return errors.Join(err, probe.PositiveDurations(map[string]time.Duration{"refillEvery": s.RefillEvery}))
+	return errors.Join(err, probe.Positive(map[string]time.Duration{"refillEvery": s.RefillEvery}))
 }
 
 type netEFA struct {

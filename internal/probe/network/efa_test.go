@@ -27,8 +27,7 @@ func TestNetEFAErrorMetric(t *testing.T) {
 	// Lifetime counters far above every bucket: the first poll is only
 	// the baseline (NMA started from 0 and fired here, B10 quirk 9).
 	netEFADevice(t, root, "rdmap0s31", "0x1d0f", "0xefa1", map[string]uint64{"rx_drops": 90_000, "retrans_pkts": 7_000_000})
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "efa", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("efa", "")
 	if res := rig.Check(); len(res) != 0 {
 		t.Fatalf("first poll reported lifetime totals: %v", probetest.Reasons(res))
 	}
@@ -49,8 +48,7 @@ func TestNetEFASteadyGrowthAndOtherDevices(t *testing.T) {
 	root := t.TempDir()
 	// A Mellanox device counts differently and is not EFA.
 	netEFADevice(t, root, "mlx5_0", "0x15b3", "0x101b", map[string]uint64{"rx_drops": 0})
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "efa", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("efa", "")
 	for i := range 5 {
 		// +50 per minute: the bucket refills 60 per minute.
 		netEFADevice(t, root, "rdmap0s31", "0x1d0f", "0xefa0", map[string]uint64{"rx_drops": uint64(50 * i)})

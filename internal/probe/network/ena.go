@@ -57,7 +57,7 @@ type netENASettings struct {
 
 func (s netENASettings) Validate() error {
 	_, err := netBursts(netENABursts, s.Bursts)
-	return errors.Join(err, probe.PositiveDurations(map[string]time.Duration{"refillEvery": s.RefillEvery, "timeout": s.Timeout}))
+	return errors.Join(err, probe.Positive(map[string]time.Duration{"refillEvery": s.RefillEvery, "timeout": s.Timeout}))
 }
 
 type netENA struct {

@@ -51,8 +51,7 @@ func TestNetENAAllowancesFireOnSecondPoll(t *testing.T) {
 			want bool
 		}{{burst + 1, true}, {burst, false}} {
 			root := netENAHost(t)
-			env, clk, fr := probetest.At(t, root).Fake()
-			rig := probetest.NewRig(t, probetest.Build(t, env, "ena-allowances", ""), env)
+			rig, clk, fr := probetest.At(t, root).Rig("ena-allowances", "")
 			base := map[string]uint64{stat: 5_000_000} // history from before the daemon started
 			fr.Set("ethtool -S eth0", netEthtool(base))
 			fr.Set("ethtool -S eth1", netEthtool(nil))
@@ -83,8 +82,7 @@ func TestNetENASmallIncrementsDoNotFire(t *testing.T) {
 	// +20 per 5-minute poll for 50 minutes: the pps bucket of 320 (less
 	// its refill of one token per 10 minutes) absorbs it.
 	root := netENAHost(t)
-	env, clk, fr := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "ena-allowances", ""), env)
+	rig, clk, fr := probetest.At(t, root).Rig("ena-allowances", "")
 	v := uint64(0)
 	for i := range 10 {
 		fr.Set("ethtool -S eth0", netEthtool(map[string]uint64{"pps_allowance_exceeded": v}))
@@ -101,8 +99,7 @@ func TestNetENASustainedGrowthDrainsBucket(t *testing.T) {
 	// +100 per poll on a bucket of 100 refilling 1 per 10 minutes: the
 	// first +100 empties it, the next finds only half a token back.
 	root := netENAHost(t)
-	env, clk, fr := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "ena-allowances", ""), env)
+	rig, clk, fr := probetest.At(t, root).Rig("ena-allowances", "")
 	fr.Set("ethtool -S eth1", netEthtool(nil))
 	var fired []int
 	for i, v := range []uint64{0, 100, 200, 300} {
@@ -121,8 +118,7 @@ func TestNetENARecovery(t *testing.T) {
 	for stat, decl := range netENAStats {
 		reason := decl.Name
 		root := netENAHost(t)
-		env, clk, fr := probetest.At(t, root).Fake()
-		rig := probetest.NewRig(t, probetest.Build(t, env, "ena-allowances", ""), env)
+		rig, clk, fr := probetest.At(t, root).Rig("ena-allowances", "")
 		fr.Set("ethtool -S eth0", netEthtool(nil))
 		fr.Set("ethtool -S eth1", netEthtool(nil))
 		rig.Check()
@@ -138,8 +134,7 @@ func TestNetENARecovery(t *testing.T) {
 
 func TestNetENAEthtoolQuirks(t *testing.T) {
 	root := netENAHost(t)
-	env, clk, fr := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "ena-allowances", "bursts: {linklocal_allowance_exceeded: 10}"), env)
+	rig, clk, fr := probetest.At(t, root).Rig("ena-allowances", "bursts: {linklocal_allowance_exceeded: 10}")
 	// Exit status 94 still carries the statistics.
 	fr.SetErr("ethtool -S eth0", netEthtool(nil), probetest.ExitErr(94))
 	fr.Set("ethtool -S eth1", netEthtool(nil))
@@ -158,14 +153,14 @@ func TestNetENAEthtoolQuirks(t *testing.T) {
 	}
 	// Another failure on one interface is logged; on all, the check fails.
 	fr.SetErr("ethtool -S eth0", "", probetest.ExitErr(1))
-	if _, err := rig.P.Check(t.Context(), env); err != nil {
+	if _, err := rig.P.Check(t.Context(), rig.Env); err != nil {
 		t.Fatalf("one failing interface failed the check: %v", err)
 	}
 	fr.SetErr("ethtool -S eth1", "", probetest.ExitErr(1))
-	if _, err := rig.P.Check(t.Context(), env); err == nil {
+	if _, err := rig.P.Check(t.Context(), rig.Env); err == nil {
 		t.Fatal("all interfaces failing must fail the check")
 	}
-	if _, err := probetest.BuildErr(t, env, "ena-allowances", "bursts: {bw_typo: 5}"); err == nil {
+	if _, err := probetest.BuildErr(t, rig.Env, "ena-allowances", "bursts: {bw_typo: 5}"); err == nil {
 		t.Fatal("unknown counter accepted")
 	}
 }

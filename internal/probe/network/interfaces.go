@@ -51,7 +51,7 @@ type netInterfacesSettings struct {
 
 func (s netInterfacesSettings) Validate() error {
 	_, err := s.excluded()
-	return errors.Join(err, probe.PositiveDurations(map[string]time.Duration{"consistencyWindow": s.ConsistencyWindow}))
+	return errors.Join(err, probe.Positive(map[string]time.Duration{"consistencyWindow": s.ConsistencyWindow}))
 }
 
 func (s netInterfacesSettings) excluded() ([]*regexp.Regexp, error) {

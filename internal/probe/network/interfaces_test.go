@@ -42,8 +42,7 @@ func netHealthyIfaces(t *testing.T) string {
 
 func TestNetInterfaceNotUpNeedsTwoObservations(t *testing.T) {
 	root := netHealthyIfaces(t)
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	if res := rig.Check(); len(res) != 0 {
 		t.Fatalf("healthy host: %v", probetest.Reasons(res))
 	}
@@ -66,8 +65,7 @@ func TestNetInterfaceNotUpNeedsTwoObservations(t *testing.T) {
 
 func TestNetInterfaceBlipDoesNotReport(t *testing.T) {
 	root := netHealthyIfaces(t)
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	for i, st := range []string{netEthUp, netEthDown, netEthUp, netEthDown, netEthUp} {
 		netIface(t, root, "eth1", st, "up")
 		if res := rig.Check(); len(res) != 0 {
@@ -80,8 +78,7 @@ func TestNetInterfaceBlipDoesNotReport(t *testing.T) {
 func TestNetInterfaceStalePreviousObservationDoesNotConfirm(t *testing.T) {
 	root := netHealthyIfaces(t)
 	netIface(t, root, "eth1", netEthDown, "down")
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	rig.Check()
 	clk.Add(11 * time.Minute) // past the 10-minute consistency window
 	if res := rig.Check(); len(res) != 0 {
@@ -98,8 +95,7 @@ func TestNetInterfaceNotRunning(t *testing.T) {
 	// Up but without carrier: sysfs flags never carry IFF_RUNNING, so the
 	// probe must derive it from operstate.
 	netIface(t, root, "eth1", netEthUp, "down")
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	rig.Check()
 	clk.Add(5 * time.Minute)
 	res := rig.Check()
@@ -122,8 +118,7 @@ func TestNetInterfaceRunningStates(t *testing.T) {
 	}{{"up", false}, {"unknown", false}, {"down", true}, {"lowerlayerdown", true}, {"dormant", true}} {
 		root := netHealthyIfaces(t)
 		netIface(t, root, "veth1", netEthUp, tc.oper)
-		env, clk, _ := probetest.At(t, root).Fake()
-		rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+		rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 		rig.Check()
 		clk.Add(time.Minute)
 		got := probetest.Find(rig.Check(), "InterfaceNotRunning", "veth1") != nil
@@ -138,8 +133,7 @@ func TestNetInterfaceReportsEveryOffender(t *testing.T) {
 	netIface(t, root, "eth1", netEthDown, "down")
 	netIface(t, root, "eth2", netEthDown, "down")
 	netIface(t, root, "eth3", netEthUp, "down")
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	rig.Check()
 	clk.Add(5 * time.Minute)
 	got := strings.Join(probetest.Reasons(rig.Check()), " ")
@@ -155,8 +149,7 @@ func TestNetInterfaceSkipsExpectedDown(t *testing.T) {
 	netIface(t, root, "ibp1s0f1", netEthDown, "down")
 	netIface(t, root, "ifb0", netIfbFlags, "down")  // no multicast
 	netIface(t, root, "wg0", netWgFlags, "unknown") // point-to-point
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	for range 3 {
 		if res := rig.Check(); len(res) != 0 {
 			t.Fatalf("expected-down interfaces reported: %v", probetest.Reasons(res))
@@ -180,8 +173,7 @@ func TestNetInterfaceExclusionConfig(t *testing.T) {
 		// skipped as in NMA.
 		{"excludedInterfaceNameRegexps: []", "InterfaceNotUp/eth9 InterfaceNotUp/ib0"},
 	} {
-		env, clk, _ := probetest.At(t, root).Fake()
-		rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", tc.section), env)
+		rig, clk, _ := probetest.At(t, root).Rig("interfaces", tc.section)
 		rig.Check()
 		clk.Add(5 * time.Minute)
 		if got := strings.Join(probetest.Reasons(rig.Check()), " "); got != tc.want {
@@ -204,8 +196,7 @@ func TestNetMissingLoopbackInterface(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(root, "sys/class/net/lo")); err != nil {
 		t.Fatal(err)
 	}
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	// No consistency requirement: a node without lo is broken at once.
 	res := rig.Check()
 	if r := probetest.Find(res, "MissingLoopbackInterface", ""); r == nil || r.Severity != "Fatal" || len(res) != 1 {
@@ -217,8 +208,7 @@ func TestNetMissingLoopbackInterface(t *testing.T) {
 func TestNetLoopbackDownIsNotUp(t *testing.T) {
 	root := netHealthyIfaces(t)
 	netIface(t, root, "lo", "0x8", "down") // present but down
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "interfaces", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("interfaces", "")
 	if res := rig.Check(); probetest.Find(res, "MissingLoopbackInterface", "") != nil {
 		t.Fatal("a down lo is not missing")
 	}

@@ -44,7 +44,7 @@ func (s netIPAMDSettings) Validate() error {
 	if s.Process == "" || s.Unit == "" {
 		errs = append(errs, fmt.Errorf("process %q, unit %q: want both set", s.Process, s.Unit))
 	}
-	return errors.Join(append(errs, probe.PositiveDurations(map[string]time.Duration{"window": s.Window, "cacheFor": s.CacheFor}))...)
+	return errors.Join(append(errs, probe.Positive(map[string]time.Duration{"window": s.Window, "cacheFor": s.CacheFor}))...)
 }
 
 type netIPAMD struct {

@@ -265,8 +265,7 @@ func TestNetIPAMDInconsistentStateCRI(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 
-	env, clk, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "ipamd", ""), env)
+	rig, clk, _ := probetest.At(t, root).Rig("ipamd", "")
 	rig.Check()
 	clk.Add(5 * time.Minute)
 	res := rig.Check()

@@ -57,10 +57,7 @@ type netIPRulesSettings struct {
 }
 
 func (s netIPRulesSettings) Validate() error {
-	if s.Confirmations < 1 {
-		return fmt.Errorf("confirmations %d: want at least 1", s.Confirmations)
-	}
-	return nil
+	return probe.Positive(map[string]int{"confirmations": s.Confirmations})
 }
 
 type netIPRules struct {

@@ -40,7 +40,7 @@ func (s netIPTablesSettings) Validate() error {
 			errs = append(errs, fmt.Errorf("allowedIPTablesChains: %q is not \"table/chain\"", e))
 		}
 	}
-	return errors.Join(append(errs, probe.PositiveDurations(map[string]time.Duration{"timeout": s.Timeout}))...)
+	return errors.Join(append(errs, probe.Positive(map[string]time.Duration{"timeout": s.Timeout}))...)
 }
 
 type netIPTables struct {

@@ -24,7 +24,7 @@ type netMACPolicySettings struct {
 }
 
 func (s netMACPolicySettings) Validate() error {
-	return probe.PositiveDurations(map[string]time.Duration{"timeout": s.Timeout})
+	return probe.Positive(map[string]time.Duration{"timeout": s.Timeout})
 }
 
 type netMACPolicy struct {

@@ -11,6 +11,14 @@ import (
 // TestNeedsChecksIsWhatTheProbeTakes holds each probe to its declared
 // Needs.Checks (probetest.CheckNeeds).
 func TestNeedsChecksIsWhatTheProbeTakes(t *testing.T) {
+	ipRulesMissing := func(section string) func(t *testing.T) (probe.Probe, *probe.Env, func()) {
+		return func(t *testing.T) (probe.Probe, *probe.Env, func()) {
+			rig, root := netIPRulesRig(t, netVPCRouting(), section)
+			netInstallVPCCNI(t, root, "aws-node-x7k2p")
+			netCheckpoint(t, root, "10.0.1.5", "10.0.2.7", "10.0.1.9")
+			return rig.P, rig.Env, nil
+		}
+	}
 	probetest.CheckNeeds(t, []probetest.NeedsCase{
 		{Name: "interfaces: an interface down", Build: func(t *testing.T) (probe.Probe, *probe.Env, func()) {
 			root := netHealthyIfaces(t)
@@ -32,23 +40,7 @@ func TestNeedsChecksIsWhatTheProbeTakes(t *testing.T) {
 			p.units = &netFakeUnits{st: map[string]netUnitState{"ipamd.service": {ActiveState: "inactive"}}}
 			return p, env, func() { clk.Add(time.Second) }
 		}, WantChecks: 2},
-		{Name: "ip-rules: a rule missing", Build: func(t *testing.T) (probe.Probe, *probe.Env, func()) {
-			root := t.TempDir()
-			netInstallVPCCNI(t, root, "aws-node-x7k2p")
-			netCheckpoint(t, root, "10.0.1.5", "10.0.2.7", "10.0.1.9")
-			env, _, _ := probetest.At(t, root).Fake()
-			p := probetest.Build(t, env, "ip-rules", "").(*netIPRules)
-			p.src = netVPCRouting()
-			return p, env, nil
-		}, WantChecks: 2},
-		{Name: "ip-rules: confirmations 3", Build: func(t *testing.T) (probe.Probe, *probe.Env, func()) {
-			root := t.TempDir()
-			netInstallVPCCNI(t, root, "aws-node-x7k2p")
-			netCheckpoint(t, root, "10.0.1.5", "10.0.2.7", "10.0.1.9")
-			env, _, _ := probetest.At(t, root).Fake()
-			p := probetest.Build(t, env, "ip-rules", "confirmations: 3").(*netIPRules)
-			p.src = netVPCRouting()
-			return p, env, nil
-		}, WantChecks: 3},
+		{Name: "ip-rules: a rule missing", Build: ipRulesMissing(""), WantChecks: 2},
+		{Name: "ip-rules: confirmations 3", Build: ipRulesMissing("confirmations: 3"), WantChecks: 3},
 	})
 }

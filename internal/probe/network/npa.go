@@ -30,10 +30,8 @@ func (s netNPASettings) Validate() error {
 	if s.Unit == "" {
 		errs = append(errs, fmt.Errorf("unit: want a systemd unit name"))
 	}
-	if s.RestartThreshold < 1 {
-		errs = append(errs, fmt.Errorf("restartThreshold %d: want at least 1", s.RestartThreshold))
-	}
-	return errors.Join(append(errs, probe.PositiveDurations(map[string]time.Duration{"notRunningFor": s.NotRunningFor}))...)
+	return errors.Join(append(errs, probe.Positive(map[string]uint32{"restartThreshold": s.RestartThreshold}),
+		probe.Positive(map[string]time.Duration{"notRunningFor": s.NotRunningFor}))...)
 }
 
 type netNPA struct {

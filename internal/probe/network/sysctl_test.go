@@ -10,8 +10,7 @@ import (
 func TestNetSysctlIPForward(t *testing.T) {
 	root := t.TempDir()
 	probetest.At(t, root).Write("proc/sys/net/ipv4/ip_forward", "0\n")
-	env, _, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "network-sysctl", ""), env)
+	rig, _, _ := probetest.At(t, root).Rig("network-sysctl", "")
 	res := rig.Check()
 	r := probetest.Find(res, "NetworkSysctl", "net.ipv4.ip_forward")
 	if r == nil || len(res) != 1 || r.Severity != "Warning" {
@@ -28,8 +27,7 @@ func TestNetSysctlIPForward(t *testing.T) {
 func TestNetSysctlHealthy(t *testing.T) {
 	root := t.TempDir()
 	probetest.At(t, root).Write("proc/sys/net/ipv4/ip_forward", "1\n")
-	env, _, _ := probetest.At(t, root).Fake()
-	rig := probetest.NewRig(t, probetest.Build(t, env, "network-sysctl", ""), env)
+	rig, _, _ := probetest.At(t, root).Rig("network-sysctl", "")
 	if res := rig.Check(); len(res) != 0 {
 		t.Fatalf("ip_forward=1 reported: %v", probetest.Reasons(res))
 	}

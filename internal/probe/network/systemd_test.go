@@ -3,9 +3,6 @@ package network
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,70 +18,17 @@ import (
 // under --root, with a stand-in for systemd that exports one service's
 // properties the way systemd does.
 func TestNetDBusUnits(t *testing.T) {
-	daemon, err := exec.LookPath("dbus-daemon")
-	if err != nil {
-		t.Skip("no dbus-daemon here")
-	}
 	root, err := os.MkdirTemp("", "netdbus") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(root) })
-	socket := filepath.Join(root, "run/dbus/system_bus_socket")
-	probetest.At(t, root).Mkdir("run/dbus")
-	probetest.At(t, root).Write("bus.conf", `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path=`+socket+`</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>`)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, daemon, "--nofork", "--config-file="+filepath.Join(root, "bus.conf"))
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Skipf("dbus-daemon: %v", err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Skip("dbus-daemon did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
+	socket := probetest.SystemBus(t, root)
+	// Bounded: a misbehaving bus must fail the test, not hang the package.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	// The stand-in for systemd.
-	sys, err := godbus.Dial("unix:path=" + socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sys.Close() })
-	if err := sys.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		t.Fatal(err)
-	}
-	hello := make(chan error, 1)
-	go func() { hello <- sys.Hello() }()
-	select {
-	case err := <-hello:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no answer from dbus-daemon (bus policy?)")
-	}
-	if reply, err := sys.RequestName("org.freedesktop.systemd1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own org.freedesktop.systemd1: %v %v", reply, err)
-	}
+	sys := probetest.OwnBusName(t, ctx, socket, "org.freedesktop.systemd1")
 	path := godbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sddbus.PathBusEscape(netNPAUnit))
 	props, err := prop.Export(sys, path, prop.Map{
 		"org.freedesktop.systemd1.Unit": {

@@ -285,6 +285,16 @@ func WantNone(t *testing.T, res []probe.Result) {
 	}
 }
 
+// WantQuiet asserts that n successive checks of p report nothing.
+func WantQuiet(t *testing.T, p probe.Probe, env *probe.Env, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		if res := Check(t, p, env); len(res) != 0 {
+			t.Fatalf("check %d of %d: want no result, got %+v", i, n, res)
+		}
+	}
+}
+
 // Find returns the result for reason/key, or nil.
 func Find(res []probe.Result, reason, key string) *probe.Result {
 	for i := range res {
@@ -340,6 +350,14 @@ func NewRig(t *testing.T, p probe.Probe, env *probe.Env) *Rig {
 		t.Fatal("probe not built")
 	}
 	return &Rig{t: t, P: p, Env: env, tr: probe.NewTracker(p.Name(), probe.DefaultPasses), Rec: &Recorder{}}
+}
+
+// Rig builds the registered probe name from section on a Fake Env of the
+// tree and rigs it; it returns the Env's clock and command runner.
+func (ft *Tree) Rig(name, section string) (*Rig, *Clock, *FakeRun) {
+	ft.T.Helper()
+	env, clk, fr := ft.Fake()
+	return NewRig(ft.T, Build(ft.T, env, name, section), env), clk, fr
 }
 
 // Check runs one check, applies it and returns its results.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/probe"
@@ -40,9 +39,7 @@ func (s containerdDeprecationsSettings) Validate() error {
 type containerdDeprecationsProbe struct {
 	probe.Base
 	containerdDeprecationsSettings
-
-	mu          sync.Mutex
-	warnedNoCtr bool
+	noCtr unavailable
 }
 
 var containerdDeprecations = probe.Kind{Name: "containerd-deprecations", Period: time.Hour}
@@ -86,12 +83,7 @@ func (p *containerdDeprecationsProbe) Check(ctx context.Context, env *probe.Env)
 	out, err := env.Run(ctx, p.Command, "--address", sock, "deprecations", "list", "--format=json")
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			p.mu.Lock()
-			if !p.warnedNoCtr && env.Log != nil {
-				env.Log.Info("ctr not found; containerd deprecation checks unavailable", "probe", p.Name(), "command", p.Command)
-			}
-			p.warnedNoCtr = true
-			p.mu.Unlock()
+			p.noCtr.log(env, p, "ctr not found; containerd deprecation checks unavailable", "command", p.Command)
 			return nil, nil
 		}
 		return nil, err

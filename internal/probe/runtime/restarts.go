@@ -52,8 +52,8 @@ type repeatedRestartProbe struct {
 	mu sync.Mutex
 	// last is NRestarts per unit at the previous check; nil before the
 	// first check.
-	last        map[string]uint32
-	warnedNoBus bool
+	last  map[string]uint32
+	noBus unavailable
 }
 
 var repeatedRestart = repeatedRestartKind.Reason(reason.Reason{
@@ -92,12 +92,7 @@ func (p *repeatedRestartProbe) Check(ctx context.Context, env *probe.Env) ([]pro
 	if _, err := os.Stat(p.socket); errors.Is(err, fs.ErrNotExist) {
 		// No system bus on this host (a container, a fixture tree):
 		// nothing to check rather than a failure every period.
-		p.mu.Lock()
-		if !p.warnedNoBus && env.Log != nil {
-			env.Log.Info("no D-Bus system bus; systemd restart checks unavailable", "probe", p.Name(), "socket", p.socket)
-		}
-		p.warnedNoBus = true
-		p.mu.Unlock()
+		p.noBus.log(env, p, "no D-Bus system bus; systemd restart checks unavailable", "socket", p.socket)
 		return nil, nil
 	}
 	src, err := p.connect(ctx, p.socket)

@@ -23,10 +23,7 @@ type ioDelaysSettings struct {
 }
 
 func (s ioDelaysSettings) Validate() error {
-	if s.ThresholdTicks < 1 {
-		return fmt.Errorf("thresholdTicks %d: want ≥ 1", s.ThresholdTicks)
-	}
-	return nil
+	return probe.Positive(map[string]uint64{"thresholdTicks": s.ThresholdTicks})
 }
 
 type ioDelaysProbe struct {

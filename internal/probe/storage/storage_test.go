@@ -19,13 +19,20 @@ import (
 
 // --- IODelays ------------------------------------------------------------
 
-func TestIODelaysFiresOnGrowthNotLifetime(t *testing.T) {
+// ioDelaysBaseline builds io-delays from section on a host running pr and
+// takes the first check, which only records each process's ticks.
+func ioDelaysBaseline(t *testing.T, section string, pr probetest.Proc) (*probetest.Tree, *probe.Env, probe.Probe) {
 	ft := probetest.NewTree(t)
-	// A long-lived process with a big lifetime total: baseline only.
-	ft.Proc(probetest.Proc{PID: 812, Comm: "kworker/u8:2", Starttime: 500, BlkioTicks: 90000})
+	ft.Proc(pr)
 	env := ft.Env()
-	p := probetest.Build(t, env, "io-delays", "")
+	p := probetest.Build(t, env, "io-delays", section)
 	probetest.WantNone(t, probetest.Check(t, p, env))
+	return ft, env, p
+}
+
+func TestIODelaysFiresOnGrowthNotLifetime(t *testing.T) {
+	// A long-lived process with a big lifetime total: baseline only.
+	ft, env, p := ioDelaysBaseline(t, "", probetest.Proc{PID: 812, Comm: "kworker/u8:2", Starttime: 500, BlkioTicks: 90000})
 	ft.Proc(probetest.Proc{PID: 812, Comm: "kworker/u8:2", Starttime: 500, BlkioTicks: 91234})
 	res := probetest.Check(t, p, env)
 	probetest.WantOne(t, res, finding.StorageReady, "IODelays", "812/kworker/u8:2",
@@ -35,23 +42,15 @@ func TestIODelaysFiresOnGrowthNotLifetime(t *testing.T) {
 func TestIODelaysCommWithSpacesAndParens(t *testing.T) {
 	// NMA splits on whitespace, so this comm shifts every field and it
 	// reads the wrong counter.
-	ft := probetest.NewTree(t)
 	comm := "tmux: server) (x"
-	ft.Proc(probetest.Proc{PID: 9, Comm: comm, Starttime: 1, BlkioTicks: 0})
-	env := ft.Env()
-	p := probetest.Build(t, env, "io-delays", "")
-	probetest.Check(t, p, env)
+	ft, env, p := ioDelaysBaseline(t, "", probetest.Proc{PID: 9, Comm: comm, Starttime: 1, BlkioTicks: 0})
 	ft.Proc(probetest.Proc{PID: 9, Comm: comm, Starttime: 1, BlkioTicks: 1000})
 	res := probetest.Check(t, p, env)
 	probetest.WantOne(t, res, finding.StorageReady, "IODelays", "9/"+comm, "Process ("+comm+") (PID 9) incurred 10.0 seconds of I/O delay")
 }
 
 func TestIODelaysQuiet(t *testing.T) {
-	ft := probetest.NewTree(t)
-	ft.Proc(probetest.Proc{PID: 812, Comm: "postgres", Starttime: 500, BlkioTicks: 100})
-	env := ft.Env()
-	p := probetest.Build(t, env, "io-delays", "")
-	probetest.Check(t, p, env)
+	ft, env, p := ioDelaysBaseline(t, "", probetest.Proc{PID: 812, Comm: "postgres", Starttime: 500, BlkioTicks: 100})
 	ft.Proc(probetest.Proc{PID: 812, Comm: "postgres", Starttime: 500, BlkioTicks: 1099}) // 999 ticks
 	probetest.WantNone(t, probetest.Check(t, p, env))
 	// The PID was reused by a new process: its ticks are not a delta of
@@ -66,11 +65,7 @@ func TestIODelaysQuiet(t *testing.T) {
 }
 
 func TestIODelaysThresholdConfigurable(t *testing.T) {
-	ft := probetest.NewTree(t)
-	ft.Proc(probetest.Proc{PID: 5, Comm: "dd", Starttime: 3})
-	env := ft.Env()
-	p := probetest.Build(t, env, "io-delays", "thresholdTicks: 100")
-	probetest.Check(t, p, env)
+	ft, env, p := ioDelaysBaseline(t, "thresholdTicks: 100", probetest.Proc{PID: 5, Comm: "dd", Starttime: 3})
 	ft.Proc(probetest.Proc{PID: 5, Comm: "dd", Starttime: 3, BlkioTicks: 150})
 	if len(probetest.Check(t, p, env)) != 1 {
 		t.Fatal("thresholdTicks 100: 150 ticks did not fire")
@@ -78,11 +73,7 @@ func TestIODelaysThresholdConfigurable(t *testing.T) {
 }
 
 func TestIODelaysRecovers(t *testing.T) {
-	ft := probetest.NewTree(t)
-	ft.Proc(probetest.Proc{PID: 812, Comm: "postgres", Starttime: 500, BlkioTicks: 0})
-	env := ft.Env()
-	p := probetest.Build(t, env, "io-delays", "")
-	probetest.Check(t, p, env)
+	ft, env, p := ioDelaysBaseline(t, "", probetest.Proc{PID: 812, Comm: "postgres", Starttime: 500, BlkioTicks: 0})
 	ft.Proc(probetest.Proc{PID: 812, Comm: "postgres", Starttime: 500, BlkioTicks: 4000})
 	probetest.RecoverySteps(t, p, env, "IODelays", "812/postgres", func() {})
 }
