@@ -56,13 +56,7 @@ func shapedTokens(b []byte, c *Counts) []byte {
 // bootstrapTokens redacts Kubernetes bootstrap tokens ([a-z0-9]{6}.[a-z0-9]{16}).
 func bootstrapTokens(b []byte, c *Counts) []byte {
 	var sp spans
-	for off := 0; ; {
-		j := bytes.IndexByte(b[off:], '.')
-		if j < 0 {
-			break
-		}
-		i := off + j
-		off = i + 1
+	for i := range indexes(b, ".") {
 		if i < 6 || i+17 > len(b) {
 			continue
 		}
@@ -90,17 +84,12 @@ func allLowerAlnum(b []byte) bool {
 // (https://TOKEN@github.com/...).
 func urlPasswords(b []byte, c *Counts) []byte {
 	var sp spans
-	for off := 0; ; {
-		i := bytes.Index(b[off:], []byte("://"))
-		if i < 0 {
-			break
-		}
-		a := off + i + 3
+	for i := range indexes(b, "://") {
+		a := i + 3
 		e := a
 		for e < len(b) && !endsAuthority(b[e]) {
 			e++
 		}
-		off = a
 		at := bytes.LastIndexByte(b[a:e], '@')
 		if at < 0 {
 			continue
@@ -162,13 +151,7 @@ func commandPasswords(b []byte, c *Counts) []byte {
 	scan := func(cmds []string, fn func(words [][2]int)) {
 		clear(done)
 		for _, cmd := range cmds {
-			for off := 0; ; {
-				i := bytes.Index(lower[off:], []byte(cmd))
-				if i < 0 {
-					break
-				}
-				i += off
-				off = i + len(cmd)
+			for i := range indexes(lower, cmd) {
 				// The command's name starts a word or follows a '/'.
 				if i > 0 && !isBlank(b[i-1]) && b[i-1] != '/' && b[i-1] != '"' && b[i-1] != '\'' {
 					continue
@@ -254,21 +237,16 @@ func splitWords(b []byte, start, end int) [][2]int {
 func bearerTokens(b []byte, c *Counts) []byte {
 	lower := asciiLower(b)
 	var sp spans
-	for off := 0; ; {
-		i := bytes.Index(lower[off:], []byte("bearer"))
-		if i < 0 {
-			break
-		}
-		i += off
-		off = i + 6
+	for i := range indexes(lower, "bearer") {
 		if i > 0 && isAlnum(b[i-1]) {
 			continue
 		}
-		j := off
+		end := i + len("bearer")
+		j := end
 		for j < len(b) && isSpace(b[j]) {
 			j++
 		}
-		if j == off {
+		if j == end {
 			continue
 		}
 		k := j
