@@ -241,12 +241,7 @@ func isBlockIndicator(v []byte) bool {
 	if len(v) == 0 || (v[0] != '|' && v[0] != '>') {
 		return false
 	}
-	for _, c := range v[1:] {
-		if c != '-' && c != '+' && !isDigit(c) {
-			return false
-		}
-	}
-	return true
+	return every(v[1:], func(c byte) bool { return c == '-' || c == '+' || isDigit(c) })
 }
 
 // blockEnd returns the end of a YAML block scalar whose key starts at s

@@ -63,16 +63,17 @@ func bootstrapTokens(b []byte, c *Counts) []byte {
 		if (i > 6 && isAlnum(b[i-7])) || (i+17 < len(b) && isAlnum(b[i+17])) {
 			continue
 		}
-		if allLowerAlnum(b[i-6:i]) && allLowerAlnum(b[i+1:i+17]) {
+		if every(b[i-6:i], isLowerAlnum) && every(b[i+1:i+17], isLowerAlnum) {
 			sp.add(i-6, i+17, Redacted, Token, c)
 		}
 	}
 	return sp.apply(b)
 }
 
-func allLowerAlnum(b []byte) bool {
+// every reports whether each byte of b is in the class.
+func every(b []byte, in func(byte) bool) bool {
 	for _, c := range b {
-		if !isLower(c) && !isDigit(c) {
+		if !in(c) {
 			return false
 		}
 	}
@@ -254,19 +255,10 @@ func bearerTokens(b []byte, c *Counts) []byte {
 			k++
 		}
 		tok := b[j:k]
-		if len(tok) < 8 || isRedacted(b[j:]) || (len(tok) < 20 && allLetters(tok)) {
+		if len(tok) < 8 || isRedacted(b[j:]) || (len(tok) < 20 && every(tok, isLetter)) {
 			continue
 		}
 		sp.add(j, k, Redacted, Authorization, c)
 	}
 	return sp.apply(b)
-}
-
-func allLetters(b []byte) bool {
-	for _, c := range b {
-		if !isLower(c) && !isUpper(c) {
-			return false
-		}
-	}
-	return true
 }
