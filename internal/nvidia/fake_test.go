@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -361,23 +362,12 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // only returns the raises of one reason.
 func only(fs []finding.Finding, reason string) []finding.Finding {
-	var out []finding.Finding
-	for _, f := range fs {
-		if f.Reason == reason {
-			out = append(out, f)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(fs), func(f finding.Finding) bool { return f.Reason != reason })
 }
 
+// clearsOf returns the clears of one reason.
 func clearsOf(cs []finding.Clear, reason string) []finding.Clear {
-	var out []finding.Clear
-	for _, c := range cs {
-		if c.Reason == reason {
-			out = append(out, c)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(cs), func(c finding.Clear) bool { return c.Reason != reason })
 }
 
 // wantRaise asserts exactly one raise of reason with this severity and key
