@@ -5,14 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -26,6 +20,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/redact"
+	"github.com/nodehealthd/nodehealthd/internal/redact/redacttest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -42,32 +37,6 @@ const (
 	bootstrapToken = "07401b.f395accd246ae52d"
 	blockToken     = "opaque-credential-in-a-block-scalar-42"
 )
-
-func ecKeyPEM(t *testing.T) []byte {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-}
-
-func pkcs8KeyPEM(t *testing.T) []byte {
-	t.Helper()
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
 
 // pemBody returns the base64 lines of a PEM block: any of them in the
 // bundle means the key leaked.
@@ -101,9 +70,9 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	root := t.TempDir()
 	f := &fixture{root: root}
-	clientKey := ecKeyPEM(t)
-	journalKey := pkcs8KeyPEM(t)
-	fileKey := ecKeyPEM(t)
+	clientKey := redacttest.ECKeyPEM(t)
+	journalKey := redacttest.Ed25519KeyPEM(t)
+	fileKey := redacttest.ECKeyPEM(t)
 	keyData := base64.StdEncoding.EncodeToString(clientKey)
 	f.cert = base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUPublicCertificateBodyOnly\n-----END CERTIFICATE-----\n"))
 	f.secrets = []string{blockToken, staticToken, awsSecret, kubePassword, eksToken, jwt, bearer, registryPass, accessKeyID, bootstrapToken,
@@ -254,7 +223,7 @@ func untar(t *testing.T, b []byte) (string, map[string][]byte) {
 
 func TestCollectBundle(t *testing.T) {
 	f := newFixture(t)
-	r := &fakeRunner{journalKey: pkcs8KeyPEM(t)}
+	r := &fakeRunner{journalKey: redacttest.Ed25519KeyPEM(t)}
 	f.secrets = append(f.secrets, pemBody(r.journalKey)...)
 	var out bytes.Buffer
 	man, err := Collect(context.Background(), &out, Options{

@@ -111,11 +111,18 @@ func convertOne(t *testing.T, cfg string, opts Options) (*Result, *rules.Engine)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res, rules.NewEngine(compileResult(t, res))
+}
+
+// compileResult compiles the rules file that res converts to, on its own
+// (without the built-in catalogue).
+func compileResult(t *testing.T, res *Result) *rules.Set {
+	t.Helper()
 	out, err := res.YAML()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := rules.Parse(out, "test")
+	f, err := rules.Parse(out, "converted")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +130,7 @@ func convertOne(t *testing.T, cfg string, opts Options) (*Result, *rules.Engine)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, rules.NewEngine(set)
+	return set
 }
 
 // TestMessageSuffix: NPD's message is the matched log text, then "; " and

@@ -237,18 +237,7 @@ type converted struct {
 
 func newConverted(t *testing.T, res *Result, cfg *monitorConfig) *converted {
 	t.Helper()
-	out, err := res.YAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := rules.Parse(out, "converted")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := rules.Compile(f, rules.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := compileResult(t, res)
 	c := &converted{cfg: cfg, engine: rules.NewEngine(set), stage: set.Policy().Stage("", nil), names: make([]string, len(cfg.Rules)), at: time.Unix(1_700_000_000, 0)}
 	for name, o := range res.origins {
 		c.names[o.Rule-1] = name

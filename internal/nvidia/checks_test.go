@@ -14,23 +14,28 @@ import (
 func healthyFor(t *testing.T, f *fakeNVML, s *session, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		f.advance(time.Minute)
-		wantNothing(t, f.poll(s))
+		wantNothing(t, f.next(s))
 	}
+}
+
+// wantConfirmedRaise asserts a problem that must be seen on two
+// consecutive polls: nothing on the first, its raise on the second.
+func wantConfirmedRaise(t *testing.T, f *fakeNVML, s *session, reason string, sev finding.Severity, key string) finding.Finding {
+	t.Helper()
+	wantNothing(t, f.next(s))
+	return wantRaise(t, f.next(s), reason, sev, key)
 }
 
 // recovers asserts that reason/key clears on the second passing poll, not
 // the first.
 func recovers(t *testing.T, f *fakeNVML, s *session, reason, key string) {
 	t.Helper()
-	f.advance(time.Minute)
-	rec := f.poll(s)
+	rec := f.next(s)
 	wantNoRaise(t, rec, reason)
 	if c := clearsOf(rec.clears(), reason); len(c) != 0 {
 		t.Fatalf("%s cleared after one passing poll: %+v", reason, c)
 	}
-	f.advance(time.Minute)
-	rec = f.poll(s)
+	rec = f.next(s)
 	var keyed []finding.Clear
 	for _, c := range clearsOf(rec.clears(), reason) {
 		// The first fully clean polls also sweep the reason (AllKeys).
@@ -58,29 +63,23 @@ func TestHealthyGPUsRaiseNothing(t *testing.T) {
 			g.remap = [4]int{3, 1, 0, 0}
 		})
 	}
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	healthyFor(t, f, s, 3)
 }
 
 func TestDoubleBitError(t *testing.T) {
 	f := newFakeNVML(t, 2)
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	g := f.gpus[1]
 	g.set(func(g *fakeGPU) {
 		g.dbe = 3
 		g.dbeLoc = map[nvml.MemoryLocation]uint64{nvml.MEMORY_LOCATION_DEVICE_MEMORY: 2, nvml.MEMORY_LOCATION_SRAM: 1}
 	})
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonDoubleBitError, finding.Fatal, g.key())
-	if want := "detected 3 Nvidia Double Bit error(s) on location device memory (2), SRAM (1) on GPU 0000:11:00"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonDoubleBitError, finding.Fatal, g.key())
+	wantMessage(t, r, "detected 3 Nvidia Double Bit error(s) on location device memory (2), SRAM (1) on GPU 0000:11:00")
 	// Still there: raised again, which the pipeline merges into the
 	// active finding.
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonDoubleBitError, finding.Fatal, g.key())
+	wantRaise(t, f.next(s), ReasonDoubleBitError, finding.Fatal, g.key())
 	// A GPU reset zeroes the volatile count.
 	g.set(func(g *fakeGPU) { g.dbe, g.dbeLoc = 0, nil })
 	recovers(t, f, s, ReasonDoubleBitError, g.key())
@@ -89,8 +88,7 @@ func TestDoubleBitError(t *testing.T) {
 func TestDoubleBitErrorQuietWithECCDisabled(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	f.gpus[0].set(func(g *fakeGPU) { g.eccRet, g.dbe = nvml.ERROR_NOT_SUPPORTED, 9 })
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	f.healthyStart()
 }
 
 func TestPageRetirement(t *testing.T) {
@@ -99,27 +97,22 @@ func TestPageRetirement(t *testing.T) {
 	g.set(func(g *fakeGPU) {
 		g.pagesRet, g.remapRet, g.sbePages, g.dbePages = nvml.SUCCESS, nvml.ERROR_NOT_SUPPORTED, 6, 3
 	})
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s)) // 9 pages: under the threshold of 10
+	s := f.healthyStart() // 9 pages: under the threshold of 10
 
 	g.set(func(g *fakeGPU) { g.sbePages = 7 })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonPageRetirement, finding.Warning, g.key())
+	r := wantRaise(t, f.next(s), ReasonPageRetirement, finding.Warning, g.key())
 	if !strings.HasPrefix(r.Message, "detected 7 SBE, and 3 DBE page retirements") {
 		t.Fatalf("message %q", r.Message)
 	}
 	// A Warning is an event: the same state does not send it again.
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
+	wantNothing(t, f.next(s))
 	// More pages retired is news.
 	g.set(func(g *fakeGPU) { g.dbePages = 4 })
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonPageRetirement, finding.Warning, g.key())
+	wantRaise(t, f.next(s), ReasonPageRetirement, finding.Warning, g.key())
 
 	// Below the threshold but a retirement waits for a reset.
 	g.set(func(g *fakeGPU) { g.sbePages, g.dbePages, g.pending = 0, 1, true })
-	f.advance(time.Minute)
-	r = wantRaise(t, f.poll(s), ReasonPageRetirement, finding.Warning, g.key())
+	r = wantRaise(t, f.next(s), ReasonPageRetirement, finding.Warning, g.key())
 	if !strings.Contains(r.Message, "pending") {
 		t.Fatalf("message %q does not say pending", r.Message)
 	}
@@ -137,11 +130,9 @@ func TestRowRemapping(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFakeNVML(t, 1)
 			g := f.gpus[0]
-			_, s := f.session(f.options())
-			wantNothing(t, f.poll(s))
+			s := f.healthyStart()
 			g.set(func(g *fakeGPU) { g.remap = c.remap })
-			f.advance(time.Minute)
-			r := wantRaise(t, f.poll(s), ReasonPageRetirement, finding.Warning, g.key())
+			r := wantRaise(t, f.next(s), ReasonPageRetirement, finding.Warning, g.key())
 			if r.Message != c.want+" on GPU "+g.key() {
 				t.Fatalf("message %q, want %q", r.Message, c.want)
 			}
@@ -149,8 +140,7 @@ func TestRowRemapping(t *testing.T) {
 			g.set(func(g *fakeGPU) { g.remap = [4]int{} })
 			healthyFor(t, f, s, 2)
 			g.set(func(g *fakeGPU) { g.remap = c.remap })
-			f.advance(time.Minute)
-			wantRaise(t, f.poll(s), ReasonPageRetirement, finding.Warning, g.key())
+			wantRaise(t, f.next(s), ReasonPageRetirement, finding.Warning, g.key())
 		})
 	}
 }
@@ -161,18 +151,14 @@ func TestNVLinkError(t *testing.T) {
 	g.set(func(g *fakeGPU) {
 		g.nvCount[1] = map[nvml.NvLinkErrorCounter]uint64{nvml.NVLINK_ERROR_DL_CRC_FLIT: 100, nvml.NVLINK_ERROR_DL_REPLAY: 4}
 	})
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s)) // baseline
+	s := f.healthyStart() // baseline
 
 	g.set(func(g *fakeGPU) {
 		g.nvCount[1][nvml.NVLINK_ERROR_DL_CRC_FLIT] = 110
 		g.nvCount[1][nvml.NVLINK_ERROR_DL_REPLAY] = 6
 	})
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonNVLinkError, finding.Fatal, g.key())
-	if want := "detected 12 NVLink errors on GPU 0000:10:00 (link 1 replay +2, link 1 crc_flit +10)"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonNVLinkError, finding.Fatal, g.key())
+	wantMessage(t, r, "detected 12 NVLink errors on GPU 0000:10:00 (link 1 replay +2, link 1 crc_flit +10)")
 	// No new errors: the finding recovers.
 	recovers(t, f, s, ReasonNVLinkError, g.key())
 	// A counter reset (driver reload) is a new baseline, not an error.
@@ -184,11 +170,9 @@ func TestNVLinkDown(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	g := f.gpus[0]
 	g.set(func(g *fakeGPU) { g.links = []bool{true, true, false} })
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s)) // link 2 was down from the start: not ours to judge
+	s := f.healthyStart() // link 2 was down from the start: not ours to judge
 	g.set(func(g *fakeGPU) { g.links[0] = false })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonNVLinkError, finding.Fatal, g.key())
+	r := wantRaise(t, f.next(s), ReasonNVLinkError, finding.Fatal, g.key())
 	if !strings.Contains(r.Message, "NVLink link(s) 0 of GPU 0000:10:00 went down") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -217,69 +201,56 @@ func TestNVLinkThreshold(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.nvCount[0][nvml.NVLINK_ERROR_DL_REPLAY] = 4 })
 	healthyFor(t, f, s, 1)
 	g.set(func(g *fakeGPU) { g.nvCount[0][nvml.NVLINK_ERROR_DL_REPLAY] = 9 })
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonNVLinkError, finding.Fatal, g.key())
+	wantRaise(t, f.next(s), ReasonNVLinkError, finding.Fatal, g.key())
 }
 
 func TestPCIeReplayRate(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	g := f.gpus[0]
 	g.set(func(g *fakeGPU) { g.replays = 1000 })
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	// 8 per minute is the threshold, not above it.
 	g.set(func(g *fakeGPU) { g.replays += 8 })
 	healthyFor(t, f, s, 1)
 	g.set(func(g *fakeGPU) { g.replays += 90 })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
-	if want := "detected 90 PCIe replays in 1m0s (90.0 per minute, threshold 8) on GPU 0000:10:00"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonPCIeError, finding.Warning, g.key())
+	wantMessage(t, r, "detected 90 PCIe replays in 1m0s (90.0 per minute, threshold 8) on GPU 0000:10:00")
 	// Still replaying: the same episode, no new event.
 	g.set(func(g *fakeGPU) { g.replays += 90 })
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
+	wantNothing(t, f.next(s))
 	// Quiet for two polls ends the episode; the next burst is an event.
 	healthyFor(t, f, s, 2)
 	g.set(func(g *fakeGPU) { g.replays += 500 })
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	wantRaise(t, f.next(s), ReasonPCIeError, finding.Warning, g.key())
 }
 
 func TestThermalAndPower(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	g := f.gpus[0]
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 
 	g.set(func(g *fakeGPU) { g.clocks = clkSwThermal | clkHwSlowdown | clkHwThermal })
-	f.advance(time.Minute)
-	rec := f.poll(s)
+	rec := f.next(s)
 	r := wantRaise(t, rec, ReasonThermalError, finding.Warning, g.key())
 	if !strings.Contains(r.Message, "(sw_thermal, hw_thermal)") {
 		t.Fatalf("message %q", r.Message)
 	}
 	wantNoRaise(t, rec, ReasonPowerError)
 	// Unchanged: no new event.
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
+	wantNothing(t, f.next(s))
 	// A different cause is news.
 	g.set(func(g *fakeGPU) { g.clocks = clkSwThermal })
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonThermalError, finding.Warning, g.key())
+	wantRaise(t, f.next(s), ReasonThermalError, finding.Warning, g.key())
 
 	g.set(func(g *fakeGPU) { g.clocks = clkHwSlowdown | clkHwPowerBrake })
-	f.advance(time.Minute)
-	rec = f.poll(s)
+	rec = f.next(s)
 	wantRaise(t, rec, ReasonPowerError, finding.Warning, g.key())
 	// HW slowdown explained by the power brake is not also thermal.
 	wantNoRaise(t, rec, ReasonThermalError)
 
 	// HW slowdown alone is attributed to temperature.
 	g.set(func(g *fakeGPU) { g.clocks = clkHwSlowdown })
-	f.advance(time.Minute)
-	r = wantRaise(t, f.poll(s), ReasonThermalError, finding.Warning, g.key())
+	r = wantRaise(t, f.next(s), ReasonThermalError, finding.Warning, g.key())
 	if !strings.Contains(r.Message, "hw_slowdown") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -322,8 +293,7 @@ func TestFabricManager(t *testing.T) {
 	wantNothing(t, f.poll(s))
 	f.advance(9 * time.Minute)
 	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonFabricManager, finding.Fatal, "")
+	r := wantRaise(t, f.next(s), ReasonFabricManager, finding.Fatal, "")
 	if !strings.HasPrefix(r.Message, "Fabric Manager status: NotStarted on 2 of 2 GPUs (GPU 0000:10:00 NotStarted for 10m0s") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -334,8 +304,7 @@ func TestFabricManager(t *testing.T) {
 
 	// A failed registration is reported at once.
 	f.gpus[1].set(func(g *fakeGPU) { g.fabStat = nvml.ERROR_UNKNOWN })
-	f.advance(time.Minute)
-	r = wantRaise(t, f.poll(s), ReasonFabricManager, finding.Fatal, "")
+	r = wantRaise(t, f.next(s), ReasonFabricManager, finding.Fatal, "")
 	if !strings.HasPrefix(r.Message, "Fabric Manager status: Failure on 1 of 2 GPUs (GPU 0000:11:00 registration failed") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -382,31 +351,21 @@ func TestFabricHealthMaskFinding(t *testing.T) {
 	g.set(func(g *fakeGPU) {
 		g.fabState, g.fabStat, g.fabMask = nvml.GPU_FABRIC_STATE_COMPLETED, nvml.SUCCESS, 0x80
 	})
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	g.set(func(g *fakeGPU) { g.fabMask = 0x90 })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonFabricError, finding.Fatal, g.key())
-	if want := "GPU fabric health mask 0x90: route_unhealthy=1 on GPU 0000:10:00"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonFabricError, finding.Fatal, g.key())
+	wantMessage(t, r, "GPU fabric health mask 0x90: route_unhealthy=1 on GPU 0000:10:00")
 	g.set(func(g *fakeGPU) { g.fabMask = 0x80 })
 	recovers(t, f, s, ReasonFabricError, g.key())
 }
 
 func TestDeviceCountFiles(t *testing.T) {
 	f := newFakeNVML(t, 8)
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	f.setDeviceFiles(7)
 	// One poll is not enough: device files can lag the driver.
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyFiles)
-	if want := "NVML detected 8 GPUs but 7 nvidia device files were detected"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantConfirmedRaise(t, f, s, ReasonDeviceCountMismatch, finding.Fatal, countKeyFiles)
+	wantMessage(t, r, "NVML detected 8 GPUs but 7 nvidia device files were detected")
 	f.setDeviceFiles(8)
 	recovers(t, f, s, ReasonDeviceCountMismatch, countKeyFiles)
 }
@@ -414,13 +373,9 @@ func TestDeviceCountFiles(t *testing.T) {
 func TestDeviceCountInstanceType(t *testing.T) {
 	f := newFakeNVML(t, 7)
 	f.itype = "p5.48xlarge" // which has 8
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyInstanceType)
-	if want := "expected 8 GPUs for this instance type (p5.48xlarge) but only 7 were detected — possible hardware failure"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	s := f.healthyStart()
+	r := wantRaise(t, f.next(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyInstanceType)
+	wantMessage(t, r, "expected 8 GPUs for this instance type (p5.48xlarge) but only 7 were detected — possible hardware failure")
 	// Unknown instance types are not judged.
 	f.mu.Lock()
 	f.itype = "x9.weird"
@@ -430,17 +385,12 @@ func TestDeviceCountInstanceType(t *testing.T) {
 
 func TestDeviceCountLostGPU(t *testing.T) {
 	f := newFakeNVML(t, 2)
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	// The GPU fell off the bus: every read says so.
 	f.gpus[1].set(func(g *fakeGPU) { g.eccRet, g.pcieRet = nvml.ERROR_GPU_IS_LOST, nvml.ERROR_GPU_IS_LOST })
-	f.advance(time.Minute)
-	f.poll(s)
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyFiles)
-	if want := "NVML detected 1 usable GPUs (1 lost: index 1) but 2 nvidia device files were detected"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	f.next(s)
+	r := wantRaise(t, f.next(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyFiles)
+	wantMessage(t, r, "NVML detected 1 usable GPUs (1 lost: index 1) but 2 nvidia device files were detected")
 }
 
 func TestDeviceCountWithoutIMDS(t *testing.T) {
@@ -450,8 +400,7 @@ func TestDeviceCountWithoutIMDS(t *testing.T) {
 	f.mu.Unlock()
 	_, s := f.session(f.options())
 	for i := 0; i < 3; i++ {
-		f.advance(time.Minute)
-		rec := f.poll(s)
+		rec := f.next(s)
 		wantNothing(t, rec)
 		// The count check did not fully run, so left-overs of an earlier
 		// run must not be swept.
@@ -463,10 +412,8 @@ func TestDeviceCountWithoutIMDS(t *testing.T) {
 
 func TestSweepClearsLeftoversOfAnEarlierRun(t *testing.T) {
 	f := newFakeNVML(t, 2)
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	rec := f.poll(s)
+	s := f.healthyStart()
+	rec := f.next(s)
 	got := map[string]bool{}
 	for _, c := range rec.clears() {
 		if !c.AllKeys || c.Condition != finding.AcceleratedHardwareReady {
@@ -480,8 +427,7 @@ func TestSweepClearsLeftoversOfAnEarlierRun(t *testing.T) {
 		}
 	}
 	// Once per run.
-	f.advance(time.Minute)
-	if c := f.poll(s).clears(); len(c) != 0 {
+	if c := f.next(s).clears(); len(c) != 0 {
 		t.Fatalf("swept twice: %+v", c)
 	}
 }
@@ -491,8 +437,7 @@ func TestNoSweepWhileAGPUCannotBeRead(t *testing.T) {
 	_, s := f.session(f.options())
 	f.gpus[0].set(func(g *fakeGPU) { g.eccRet = nvml.ERROR_UNKNOWN })
 	for i := 0; i < 3; i++ {
-		f.advance(time.Minute)
-		if c := clearsOf(f.poll(s).clears(), ReasonDoubleBitError); len(c) != 0 {
+		if c := clearsOf(f.next(s).clears(), ReasonDoubleBitError); len(c) != 0 {
 			t.Fatalf("swept DBE findings while a GPU's ECC could not be read: %+v", c)
 		}
 	}
@@ -506,8 +451,7 @@ func TestUnreadableGPUDoesNotClear(t *testing.T) {
 	wantRaise(t, f.poll(s), ReasonDoubleBitError, finding.Fatal, g.key())
 	g.set(func(g *fakeGPU) { g.dbe, g.eccRet = 0, nvml.ERROR_UNKNOWN })
 	for i := 0; i < 3; i++ {
-		f.advance(time.Minute)
-		if c := clearsOf(f.poll(s).clears(), ReasonDoubleBitError); len(c) != 0 {
+		if c := clearsOf(f.next(s).clears(), ReasonDoubleBitError); len(c) != 0 {
 			t.Fatalf("cleared on a failed read: %+v", c)
 		}
 	}

@@ -203,8 +203,7 @@ func TestUnreachableGPUAtStart(t *testing.T) {
 	}
 	_, s := f.session(f.options())
 	f.poll(s)
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyFiles)
+	r := wantRaise(t, f.next(s), ReasonDeviceCountMismatch, finding.Fatal, countKeyFiles)
 	if !strings.Contains(r.Message, "1 usable GPUs (1 lost: index 1)") {
 		t.Fatalf("message %q", r.Message)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +61,7 @@ func newFakeGPU(bus uint32) *fakeGPU {
 	g := &fakeGPU{bus: bus, pagesRet: nvml.ERROR_NOT_SUPPORTED, fabState: nvml.GPU_FABRIC_STATE_NOT_SUPPORTED,
 		links: []bool{true, true}, nvCount: map[int]map[nvml.NvLinkErrorCounter]uint64{},
 		width: 16, maxWidth: 16, gen: 5, maxGen: 5, pstate: nvml.PSTATE_0, temp: 41}
+	clocks := under(g, func() (uint64, nvml.Return) { return g.clocks, g.clockRet })
 	g.dev = &mock.Device{
 		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
 			return nvml.PciInfo{Domain: 0, Bus: g.bus, Device: 0}, nvml.SUCCESS
@@ -94,14 +96,12 @@ func newFakeGPU(bus uint32) *fakeGPU {
 			}
 			return make([]uint64, n), g.pagesRet
 		},
-		GetRetiredPagesPendingStatusFunc: func() (nvml.EnableState, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
+		GetRetiredPagesPendingStatusFunc: under(g, func() (nvml.EnableState, nvml.Return) {
 			if g.pending {
 				return nvml.FEATURE_ENABLED, g.pagesRet
 			}
 			return nvml.FEATURE_DISABLED, g.pagesRet
-		},
+		}),
 		GetRemappedRowsFunc: func() (int, int, bool, bool, nvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
@@ -126,46 +126,15 @@ func newFakeGPU(bus uint32) *fakeGPU {
 			defer g.mu.Unlock()
 			return g.nvCount[l][c], nvml.SUCCESS
 		},
-		GetPcieReplayCounterFunc: func() (int, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.replays, g.pcieRet
-		},
-		GetCurrentClocksEventReasonsFunc: func() (uint64, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.clocks, g.clockRet
-		},
-		GetCurrentClocksThrottleReasonsFunc: func() (uint64, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.clocks, g.clockRet
-		},
-		GetCurrPcieLinkWidthFunc: func() (int, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.width, g.linkRet
-		},
-		GetMaxPcieLinkWidthFunc: func() (int, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.maxWidth, g.linkRet
-		},
-		GetCurrPcieLinkGenerationFunc: func() (int, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.gen, g.linkRet
-		},
-		GetMaxPcieLinkGenerationFunc: func() (int, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.maxGen, g.linkRet
-		},
-		GetPerformanceStateFunc: func() (nvml.Pstates, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.pstate, g.pstateRet
-		},
+		GetPcieReplayCounterFunc: under(g, func() (int, nvml.Return) { return g.replays, g.pcieRet }),
+		// Both entry points read the same reasons; drivers have one or both.
+		GetCurrentClocksEventReasonsFunc:    clocks,
+		GetCurrentClocksThrottleReasonsFunc: clocks,
+		GetCurrPcieLinkWidthFunc:            under(g, func() (int, nvml.Return) { return g.width, g.linkRet }),
+		GetMaxPcieLinkWidthFunc:             under(g, func() (int, nvml.Return) { return g.maxWidth, g.linkRet }),
+		GetCurrPcieLinkGenerationFunc:       under(g, func() (int, nvml.Return) { return g.gen, g.linkRet }),
+		GetMaxPcieLinkGenerationFunc:        under(g, func() (int, nvml.Return) { return g.maxGen, g.linkRet }),
+		GetPerformanceStateFunc:             under(g, func() (nvml.Pstates, nvml.Return) { return g.pstate, g.pstateRet }),
 		GetTemperatureFunc: func(s nvml.TemperatureSensors) (uint32, nvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
@@ -179,14 +148,22 @@ func newFakeGPU(bus uint32) *fakeGPU {
 			defer g.mu.Unlock()
 			return g.inforomRet
 		},
-		GetGpuFabricInfoFunc: func() (nvml.GpuFabricInfo, nvml.Return) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
+		GetGpuFabricInfoFunc: under(g, func() (nvml.GpuFabricInfo, nvml.Return) {
 			return nvml.GpuFabricInfo{State: g.fabState, Status: uint32(g.fabStat)}, g.fabRet
-		},
+		}),
 		RegisterEventsFunc: func(types uint64, set nvml.EventSet) nvml.Return { return nvml.SUCCESS },
 	}
 	return g
+}
+
+// under makes a mock getter that reads the GPU's fields under its lock,
+// since tests change them while the detector's worker reads them.
+func under[T any](g *fakeGPU, read func() (T, nvml.Return)) func() (T, nvml.Return) {
+	return func() (T, nvml.Return) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return read()
+	}
 }
 
 func (g *fakeGPU) set(f func(g *fakeGPU)) {
@@ -350,6 +327,15 @@ func (f *fakeNVML) session(o Options) (*Detector, *session) {
 	return d, s
 }
 
+// healthyStart opens a session and asserts that its first poll, which
+// takes the baselines, raised nothing.
+func (f *fakeNVML) healthyStart() *session {
+	f.t.Helper()
+	_, s := f.session(f.options())
+	wantNothing(f.t, f.poll(s))
+	return s
+}
+
 // poll runs one poll at the fake time and returns what it emitted.
 func (f *fakeNVML) poll(s *session) *collector {
 	f.t.Helper()
@@ -358,6 +344,13 @@ func (f *fakeNVML) poll(s *session) *collector {
 		f.t.Fatalf("poll: %v", err)
 	}
 	return rec
+}
+
+// next polls a poll period (the default minute) after the last poll.
+func (f *fakeNVML) next(s *session) *collector {
+	f.t.Helper()
+	f.advance(time.Minute)
+	return f.poll(s)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -369,23 +362,12 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // only returns the raises of one reason.
 func only(fs []finding.Finding, reason string) []finding.Finding {
-	var out []finding.Finding
-	for _, f := range fs {
-		if f.Reason == reason {
-			out = append(out, f)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(fs), func(f finding.Finding) bool { return f.Reason != reason })
 }
 
+// clearsOf returns the clears of one reason.
 func clearsOf(cs []finding.Clear, reason string) []finding.Clear {
-	var out []finding.Clear
-	for _, c := range cs {
-		if c.Reason == reason {
-			out = append(out, c)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(cs), func(c finding.Clear) bool { return c.Reason != reason })
 }
 
 // wantRaise asserts exactly one raise of reason with this severity and key
@@ -405,6 +387,13 @@ func wantRaise(t *testing.T, rec *collector, reason string, sev finding.Severity
 	}
 	wantDescribed(t, f)
 	return f
+}
+
+func wantMessage(t *testing.T, f finding.Finding, want string) {
+	t.Helper()
+	if f.Message != want {
+		t.Fatalf("message %q, want %q", f.Message, want)
+	}
 }
 
 func wantNoRaise(t *testing.T, rec *collector, reason string) {

@@ -3,46 +3,26 @@ package nvidia
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 )
 
-// pollN polls n times a minute apart and returns the last poll's output.
-func pollN(t *testing.T, f *fakeNVML, s *session, n int) *collector {
-	t.Helper()
-	var rec *collector
-	for i := 0; i < n; i++ {
-		f.advance(time.Minute)
-		rec = f.poll(s)
-	}
-	return rec
-}
-
 func TestPCIeLinkWidthDowngrade(t *testing.T) {
 	f := newFakeNVML(t, 2)
 	g := f.gpus[1]
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 
 	g.set(func(g *fakeGPU) { g.width = 8 })
 	// One poll is not enough: links retrain now and then.
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
-	if want := "the PCIe link of GPU 0000:11:00 runs at x8 of x16 lanes"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantConfirmedRaise(t, f, s, ReasonPCIeError, finding.Warning, g.key())
+	wantMessage(t, r, "the PCIe link of GPU 0000:11:00 runs at x8 of x16 lanes")
 	// The same state is the same episode.
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
+	wantNothing(t, f.next(s))
 	// A further drop is news.
 	g.set(func(g *fakeGPU) { g.width = 4 })
-	f.advance(time.Minute)
-	r = wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	r = wantRaise(t, f.next(s), ReasonPCIeError, finding.Warning, g.key())
 	if !strings.Contains(r.Message, "x4 of x16 lanes") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -51,10 +31,7 @@ func TestPCIeLinkWidthDowngrade(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.width = 16 })
 	healthyFor(t, f, s, 2)
 	g.set(func(g *fakeGPU) { g.width = 8 })
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	wantConfirmedRaise(t, f, s, ReasonPCIeError, finding.Warning, g.key())
 }
 
 // TestPCIeLinkWidthBelowSlotIsNotADowngrade: the maximum is what the GPU
@@ -62,8 +39,7 @@ func TestPCIeLinkWidthDowngrade(t *testing.T) {
 func TestPCIeLinkWidthBelowSlotIsNotADowngrade(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	f.gpus[0].set(func(g *fakeGPU) { g.width, g.maxWidth, g.gen, g.maxGen = 8, 8, 4, 4 })
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	healthyFor(t, f, s, 3)
 }
 
@@ -74,8 +50,7 @@ func TestPCIeLinkGenerationOnlyWhenBusy(t *testing.T) {
 	g.set(func(g *fakeGPU) {
 		g.gen, g.pstate, g.clocks = 1, nvml.PSTATE_8, nvml.ClocksEventReasonGpuIdle
 	})
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	healthyFor(t, f, s, 3)
 	// P0 but idle (a context is open, nothing runs): still not judged.
 	g.set(func(g *fakeGPU) { g.pstate = nvml.PSTATE_0 })
@@ -89,17 +64,11 @@ func TestPCIeLinkGenerationOnlyWhenBusy(t *testing.T) {
 
 	// Busy at full performance on Gen1 of Gen5: a downgraded link.
 	g.set(func(g *fakeGPU) { g.clockRet = nvml.SUCCESS })
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
-	if want := "the PCIe link of GPU 0000:10:00 runs at Gen1 of Gen5 while busy (P0)"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantConfirmedRaise(t, f, s, ReasonPCIeError, finding.Warning, g.key())
+	wantMessage(t, r, "the PCIe link of GPU 0000:10:00 runs at Gen1 of Gen5 while busy (P0)")
 	// Width and generation at once are one finding.
 	g.set(func(g *fakeGPU) { g.width = 8 })
-	f.advance(time.Minute)
-	r = wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	r = wantRaise(t, f.next(s), ReasonPCIeError, finding.Warning, g.key())
 	if !strings.HasSuffix(r.Message, "runs at x8 of x16 lanes and Gen1 of Gen5 while busy (P0)") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -114,8 +83,7 @@ func TestPCIeLinkGenerationEpisodeSpansIdleSpells(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.gen = 3 })
 	_, s := f.session(f.options())
 	f.poll(s)
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	wantRaise(t, f.next(s), ReasonPCIeError, finding.Warning, g.key())
 	for job := 0; job < 3; job++ {
 		// Idle: Gen1, not judged; the verdict of the last busy poll stands.
 		g.set(func(g *fakeGPU) { g.gen, g.pstate, g.clocks = 1, nvml.PSTATE_8, nvml.ClocksEventReasonGpuIdle })
@@ -129,10 +97,7 @@ func TestPCIeLinkGenerationEpisodeSpansIdleSpells(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.gen = 5 })
 	healthyFor(t, f, s, 2)
 	g.set(func(g *fakeGPU) { g.gen = 3 })
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	wantConfirmedRaise(t, f, s, ReasonPCIeError, finding.Warning, g.key())
 }
 
 // TestPCIeReplaysAndDowngradeAreOneFinding: both problems of one GPU's
@@ -141,15 +106,11 @@ func TestPCIeLinkGenerationEpisodeSpansIdleSpells(t *testing.T) {
 func TestPCIeReplaysAndDowngradeAreOneFinding(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	g := f.gpus[0]
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	g.set(func(g *fakeGPU) { g.replays += 100; g.width = 8 })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonPCIeError, finding.Warning, g.key())
-	if want := "detected 100 PCIe replays in 1m0s (100.0 per minute, threshold 8) on GPU 0000:10:00; " +
-		"the PCIe link of GPU 0000:10:00 runs at x8 of x16 lanes"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonPCIeError, finding.Warning, g.key())
+	wantMessage(t, r, "detected 100 PCIe replays in 1m0s (100.0 per minute, threshold 8) on GPU 0000:10:00; "+
+		"the PCIe link of GPU 0000:10:00 runs at x8 of x16 lanes")
 }
 
 func TestPCIeLinkUnreadable(t *testing.T) {
@@ -157,8 +118,7 @@ func TestPCIeLinkUnreadable(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	g := f.gpus[0]
 	g.set(func(g *fakeGPU) { g.linkRet, g.width = nvml.ERROR_NOT_SUPPORTED, 1 })
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	healthyFor(t, f, s, 2)
 
 	// A failing read is neither a downgrade nor a pass: the episode of a
@@ -169,8 +129,7 @@ func TestPCIeLinkUnreadable(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.width = 8 })
 	_, s = f2.session(f2.options())
 	f2.poll(s)
-	f2.advance(time.Minute)
-	wantRaise(t, f2.poll(s), ReasonPCIeError, finding.Warning, g.key())
+	wantRaise(t, f2.next(s), ReasonPCIeError, finding.Warning, g.key())
 	g.set(func(g *fakeGPU) { g.linkRet = nvml.ERROR_UNKNOWN })
 	healthyFor(t, f2, s, 3)
 	g.set(func(g *fakeGPU) { g.linkRet = nvml.SUCCESS })
@@ -180,15 +139,11 @@ func TestPCIeLinkUnreadable(t *testing.T) {
 func TestInfoROM(t *testing.T) {
 	f := newFakeNVML(t, 2)
 	g := f.gpus[0]
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 
 	g.set(func(g *fakeGPU) { g.inforomRet = nvml.ERROR_CORRUPTED_INFOROM })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonInfoROM, finding.Warning, g.key())
-	if want := "the InfoROM of GPU 0000:10:00 is corrupt (nvmlDeviceValidateInforom failed its checksum)"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonInfoROM, finding.Warning, g.key())
+	wantMessage(t, r, "the InfoROM of GPU 0000:10:00 is corrupt (nvmlDeviceValidateInforom failed its checksum)")
 	// One event per episode.
 	healthyFor(t, f, s, 2)
 	// Valid again (reflashed, or the GPU reset) for two polls: the next
@@ -196,8 +151,7 @@ func TestInfoROM(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.inforomRet = nvml.SUCCESS })
 	healthyFor(t, f, s, 2)
 	g.set(func(g *fakeGPU) { g.inforomRet = nvml.ERROR_CORRUPTED_INFOROM })
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonInfoROM, finding.Warning, g.key())
+	wantRaise(t, f.next(s), ReasonInfoROM, finding.Warning, g.key())
 
 	// An error is no verdict: no finding, and no pass that would end the
 	// episode.
@@ -210,8 +164,7 @@ func TestInfoROM(t *testing.T) {
 func TestInfoROMNotSupportedOrMissing(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	f.gpus[0].set(func(g *fakeGPU) { g.inforomRet = nvml.ERROR_NOT_SUPPORTED })
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	healthyFor(t, f, s, 2)
 
 	f2 := newFakeNVML(t, 1)
@@ -230,21 +183,15 @@ func TestInfoROMNotSupportedOrMissing(t *testing.T) {
 func TestHWSlowdownAloneNeedsTwoPolls(t *testing.T) {
 	f := newFakeNVML(t, 1)
 	g := f.gpus[0]
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	for i := 0; i < 3; i++ {
 		g.set(func(g *fakeGPU) { g.clocks = clkHwSlowdown })
-		f.advance(time.Minute)
-		wantNothing(t, f.poll(s))
+		wantNothing(t, f.next(s))
 		g.set(func(g *fakeGPU) { g.clocks = 0 })
-		f.advance(time.Minute)
-		wantNothing(t, f.poll(s))
+		wantNothing(t, f.next(s))
 	}
 	g.set(func(g *fakeGPU) { g.clocks = clkHwSlowdown })
-	f.advance(time.Minute)
-	wantNothing(t, f.poll(s))
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonThermalError, finding.Warning, g.key())
+	r := wantConfirmedRaise(t, f, s, ReasonThermalError, finding.Warning, g.key())
 	if !strings.HasSuffix(r.Message, "clocks slowed down (hw_slowdown)") {
 		t.Fatalf("message %q", r.Message)
 	}
@@ -252,8 +199,7 @@ func TestHWSlowdownAloneNeedsTwoPolls(t *testing.T) {
 	g.set(func(g *fakeGPU) { g.clocks = 0 })
 	healthyFor(t, f, s, 2)
 	g.set(func(g *fakeGPU) { g.clocks = clkHwSlowdown | clkHwThermal })
-	f.advance(time.Minute)
-	wantRaise(t, f.poll(s), ReasonThermalError, finding.Warning, g.key())
+	wantRaise(t, f.next(s), ReasonThermalError, finding.Warning, g.key())
 }
 
 // TestBenignClockReasonsAreQuiet: only slowdowns for heat or power are
@@ -265,8 +211,7 @@ func TestBenignClockReasonsAreQuiet(t *testing.T) {
 	} {
 		f := newFakeNVML(t, 1)
 		f.gpus[0].set(func(g *fakeGPU) { g.clocks = bit })
-		_, s := f.session(f.options())
-		wantNothing(t, f.poll(s))
+		s := f.healthyStart()
 		healthyFor(t, f, s, 2)
 	}
 }
@@ -293,18 +238,14 @@ func TestFabricHealthSummary(t *testing.T) {
 	g.set(func(g *fakeGPU) {
 		g.fabState, g.fabStat, g.fabMask, g.fabSum = nvml.GPU_FABRIC_STATE_COMPLETED, nvml.SUCCESS, 0x1aa, nvml.GPU_FABRIC_HEALTH_SUMMARY_HEALTHY
 	})
-	_, s := f.session(f.options())
-	wantNothing(t, f.poll(s))
+	s := f.healthyStart()
 	// Limited capacity is the driver's word for a degraded fabric that
 	// still works; the mask says what degraded, and it is healthy here.
 	g.set(func(g *fakeGPU) { g.fabSum = nvml.GPU_FABRIC_HEALTH_SUMMARY_LIMITED_CAPACITY })
 	healthyFor(t, f, s, 2)
 	g.set(func(g *fakeGPU) { g.fabSum = nvml.GPU_FABRIC_HEALTH_SUMMARY_UNHEALTHY })
-	f.advance(time.Minute)
-	r := wantRaise(t, f.poll(s), ReasonFabricError, finding.Fatal, g.key())
-	if want := "GPU fabric health mask 0x1aa: health_summary=unhealthy on GPU 0000:10:00"; r.Message != want {
-		t.Fatalf("message %q, want %q", r.Message, want)
-	}
+	r := wantRaise(t, f.next(s), ReasonFabricError, finding.Fatal, g.key())
+	wantMessage(t, r, "GPU fabric health mask 0x1aa: health_summary=unhealthy on GPU 0000:10:00")
 	g.set(func(g *fakeGPU) { g.fabSum = nvml.GPU_FABRIC_HEALTH_SUMMARY_HEALTHY })
 	recovers(t, f, s, ReasonFabricError, g.key())
 }

@@ -92,8 +92,7 @@ func TestStatusBoardXIDsAndUnreadableGPU(t *testing.T) {
 		t.Fatalf("kept %+v, want the latest %d", got, maxXIDs)
 	}
 	// Polls keep them.
-	f.advance(time.Minute)
-	f.poll(s)
+	f.next(s)
 	if got := o.Status.Get().GPUs; len(got[1].XIDs) != maxXIDs || len(got[0].XIDs) != 0 {
 		t.Fatalf("after a poll: %+v", got)
 	}
@@ -101,8 +100,7 @@ func TestStatusBoardXIDsAndUnreadableGPU(t *testing.T) {
 	// A GPU whose read fails as a whole (here: a panicking mock) is listed
 	// with the error, not dropped.
 	f.gpus[0].dev.GetTemperatureFunc = nil
-	f.advance(time.Minute)
-	f.poll(s)
+	f.next(s)
 	if g := o.Status.Get().GPUs[0]; g.PCI != "0000:10:00" || g.ReadError == "" || g.TemperatureC != nil {
 		t.Fatalf("unreadable GPU %+v", g)
 	}

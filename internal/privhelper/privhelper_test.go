@@ -267,20 +267,31 @@ func TestRefusesOtherUsersAndBadRequests(t *testing.T) {
 	s, _ := testServer(t)
 	c := serve(t, s)
 	for _, raw := range []string{`{"op":"shell","command":"id"}`, `{"op":"processes","extra":1}`, `not json`} {
-		conn, err := net.Dial("unix", c.Socket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Write([]byte(raw + "\n")); err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		_, _ = buf.ReadFrom(conn)
-		conn.Close()
-		if !strings.Contains(buf.String(), `"error_kind":"refused"`) {
-			t.Errorf("request %s: response %s, want refused", raw, buf.String())
+		if got, _ := rawExchange(t, c.Socket, raw+"\n"); !strings.Contains(got, `"error_kind":"refused"`) {
+			t.Errorf("request %s: response %s, want refused", raw, got)
 		}
 	}
+}
+
+// rawExchange sends request (nothing if empty) on a connection of its own
+// and returns all the helper answers until it closes the connection, and
+// the read's error; a helper that keeps it open fails the read after 10 s.
+func rawExchange(t *testing.T, socket, request string) (string, error) {
+	t.Helper()
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if request != "" {
+		if _, err := conn.Write([]byte(request)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(conn)
+	return buf.String(), err
 }
 
 // TestRefusesOtherPeerWithoutReadingItsRequest: a peer that is not
@@ -289,20 +300,12 @@ func TestRefusesOtherUsersAndBadRequests(t *testing.T) {
 func TestRefusesOtherPeerWithoutReadingItsRequest(t *testing.T) {
 	s, _ := testServer(t)
 	s.AllowUID = uint32(os.Getuid()) + 1
-	// Longer than the test's bound below: a refusal that waits for the
+	// Longer than rawExchange's bound: a refusal that waits for the
 	// request (or for ReadTimeout) fails the test.
 	s.ReadTimeout = time.Hour
-	c := serve(t, s)
-	conn, err := net.Dial("unix", c.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var buf bytes.Buffer
-	_, err = buf.ReadFrom(conn)
-	if !strings.Contains(buf.String(), "is not allowed") || !strings.Contains(buf.String(), `"error_kind":"refused"`) {
-		t.Errorf("peer that sent nothing read %q (%v), want the refusal at once", buf.String(), err)
+	got, err := rawExchange(t, serve(t, s).Socket, "")
+	if !strings.Contains(got, "is not allowed") || !strings.Contains(got, `"error_kind":"refused"`) {
+		t.Errorf("peer that sent nothing read %q (%v), want the refusal at once", got, err)
 	}
 }
 
@@ -365,17 +368,9 @@ func TestIdleConnectionsDoNotDelayRequests(t *testing.T) {
 func TestIdleConnectionIsToldAndClosed(t *testing.T) {
 	s, _ := testServer(t)
 	s.ReadTimeout = 50 * time.Millisecond
-	c := serve(t, s)
-	conn, err := net.Dial("unix", c.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var buf bytes.Buffer
-	_, err = buf.ReadFrom(conn)
-	if err != nil || !strings.Contains(buf.String(), "no request within 50ms") {
-		t.Errorf("idle connection read %q (%v), want told and closed", buf.String(), err)
+	got, err := rawExchange(t, serve(t, s).Socket, "")
+	if err != nil || !strings.Contains(got, "no request within 50ms") {
+		t.Errorf("idle connection read %q (%v), want told and closed", got, err)
 	}
 }
 

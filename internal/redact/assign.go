@@ -25,13 +25,7 @@ func assignments(b []byte, c *Counts) []byte {
 	lower := asciiLower(b)
 	var starts []int
 	for _, kw := range assignKeywords {
-		for off := 0; ; {
-			i := bytes.Index(lower[off:], []byte(kw))
-			if i < 0 {
-				break
-			}
-			i += off
-			off = i + len(kw)
+		for i := range indexes(lower, kw) {
 			s := i
 			for s > 0 && i-s < maxName && isNameChar(b[s-1]) {
 				s--
@@ -247,12 +241,7 @@ func isBlockIndicator(v []byte) bool {
 	if len(v) == 0 || (v[0] != '|' && v[0] != '>') {
 		return false
 	}
-	for _, c := range v[1:] {
-		if c != '-' && c != '+' && !isDigit(c) {
-			return false
-		}
-	}
-	return true
+	return every(v[1:], func(c byte) bool { return c == '-' || c == '+' || isDigit(c) })
 }
 
 // blockEnd returns the end of a YAML block scalar whose key starts at s
@@ -325,13 +314,8 @@ func envListValue(b []byte, s, e int, sp *spans, c *Counts) {
 		}
 	}
 	lower := asciiLower(b[e:limit])
-	for off := 0; ; {
-		k := bytes.Index(lower[off:], []byte("value"))
-		if k < 0 {
-			return
-		}
-		k += e + off
-		off = k - e + 5
+	for k := range indexes(lower, "value") {
+		k += e
 		if isNameChar(b[k-1]) || (k+5 < len(b) && isNameChar(b[k+5])) {
 			continue
 		}

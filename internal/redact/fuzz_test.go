@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nodehealthd/nodehealthd/internal/redact/redacttest"
 )
 
 // secretForm is a context a secret appears in, and the characters such a
@@ -49,7 +51,7 @@ var secretForms = []secretForm{
 // that Scan never panics, leaves no trace of the secret, never adds
 // anything but placeholders, does not modify its input, and is idempotent.
 func FuzzRedact(f *testing.F) {
-	key := ecKeyPEM(f)
+	key := redacttest.ECKeyPEM(f)
 	block, _ := pem.Decode(key)
 	der := base64.StdEncoding.EncodeToString(block.Bytes)
 	forms := slices.Concat(secretForms, []secretForm{

@@ -113,7 +113,9 @@ func isProxyName(name string) bool {
 	return len(ws) > 0 && ws[len(ws)-1] == "proxy"
 }
 
-func isAlnum(c byte) bool { return isLower(c) || isUpper(c) || isDigit(c) }
-func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
-func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isAlnum(c byte) bool      { return isLetter(c) || isDigit(c) }
+func isLetter(c byte) bool     { return isLower(c) || isUpper(c) }
+func isLowerAlnum(c byte) bool { return isLower(c) || isDigit(c) }
+func isLower(c byte) bool      { return c >= 'a' && c <= 'z' }
+func isUpper(c byte) bool      { return c >= 'A' && c <= 'Z' }
+func isDigit(c byte) bool      { return c >= '0' && c <= '9' }

@@ -2,7 +2,6 @@ package redact
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -16,25 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/redact/redacttest"
 )
-
-func ecKeyPEM(t testing.TB) []byte {
-	t.Helper()
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecKeyDER(t)})
-}
-
-func ecKeyDER(t testing.TB) []byte {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
 
 func TestRedact(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
@@ -58,7 +41,7 @@ func TestRedact(t *testing.T) {
 			t.Errorf("Bytes(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
-	key := ecKeyPEM(t)
+	key := redacttest.ECKeyPEM(t)
 	in := fmt.Sprintf("before\n%safter\nb64 %s end", key, base64.StdEncoding.EncodeToString(key))
 	got, n := Bytes([]byte(in))
 	if want := "before\n[REDACTED PRIVATE KEY]\nafter\nb64 [REDACTED] end"; string(got) != want || n != 2 {
@@ -193,21 +176,13 @@ func TestDERKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, edKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(edKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rsaPKCS8, err := x509.MarshalPKCS8PrivateKey(rsaKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, der := range map[string][]byte{
 		"pkcs1-rsa": x509.MarshalPKCS1PrivateKey(rsaKey), "pkcs8-rsa": rsaPKCS8,
-		"sec1-ec": ecKeyDER(t), "pkcs8-ed25519": pkcs8,
+		"sec1-ec": redacttest.ECKeyDER(t), "pkcs8-ed25519": redacttest.Ed25519KeyDER(t),
 	} {
 		b64 := base64.StdEncoding.EncodeToString(der)
 		var wrapped strings.Builder

@@ -3,6 +3,7 @@ package redact
 import (
 	"bytes"
 	"cmp"
+	"iter"
 	"slices"
 )
 
@@ -66,6 +67,20 @@ func asciiLower(b []byte) []byte {
 		out[i] = c
 	}
 	return out
+}
+
+// indexes yields the offset of each occurrence of sep in b, left to
+// right; the search goes on after the end of each one.
+func indexes(b []byte, sep string) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for off := 0; ; {
+			i := bytes.Index(b[off:], []byte(sep))
+			if i < 0 || !yield(off+i) {
+				return
+			}
+			off += i + len(sep)
+		}
+	}
 }
 
 // isSpace is whitespace within a line, or NUL between the words of

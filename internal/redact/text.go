@@ -56,29 +56,24 @@ func shapedTokens(b []byte, c *Counts) []byte {
 // bootstrapTokens redacts Kubernetes bootstrap tokens ([a-z0-9]{6}.[a-z0-9]{16}).
 func bootstrapTokens(b []byte, c *Counts) []byte {
 	var sp spans
-	for off := 0; ; {
-		j := bytes.IndexByte(b[off:], '.')
-		if j < 0 {
-			break
-		}
-		i := off + j
-		off = i + 1
+	for i := range indexes(b, ".") {
 		if i < 6 || i+17 > len(b) {
 			continue
 		}
 		if (i > 6 && isAlnum(b[i-7])) || (i+17 < len(b) && isAlnum(b[i+17])) {
 			continue
 		}
-		if allLowerAlnum(b[i-6:i]) && allLowerAlnum(b[i+1:i+17]) {
+		if every(b[i-6:i], isLowerAlnum) && every(b[i+1:i+17], isLowerAlnum) {
 			sp.add(i-6, i+17, Redacted, Token, c)
 		}
 	}
 	return sp.apply(b)
 }
 
-func allLowerAlnum(b []byte) bool {
+// every reports whether each byte of b is in the class.
+func every(b []byte, in func(byte) bool) bool {
 	for _, c := range b {
-		if !isLower(c) && !isDigit(c) {
+		if !in(c) {
 			return false
 		}
 	}
@@ -90,17 +85,12 @@ func allLowerAlnum(b []byte) bool {
 // (https://TOKEN@github.com/...).
 func urlPasswords(b []byte, c *Counts) []byte {
 	var sp spans
-	for off := 0; ; {
-		i := bytes.Index(b[off:], []byte("://"))
-		if i < 0 {
-			break
-		}
-		a := off + i + 3
+	for i := range indexes(b, "://") {
+		a := i + 3
 		e := a
 		for e < len(b) && !endsAuthority(b[e]) {
 			e++
 		}
-		off = a
 		at := bytes.LastIndexByte(b[a:e], '@')
 		if at < 0 {
 			continue
@@ -162,13 +152,7 @@ func commandPasswords(b []byte, c *Counts) []byte {
 	scan := func(cmds []string, fn func(words [][2]int)) {
 		clear(done)
 		for _, cmd := range cmds {
-			for off := 0; ; {
-				i := bytes.Index(lower[off:], []byte(cmd))
-				if i < 0 {
-					break
-				}
-				i += off
-				off = i + len(cmd)
+			for i := range indexes(lower, cmd) {
 				// The command's name starts a word or follows a '/'.
 				if i > 0 && !isBlank(b[i-1]) && b[i-1] != '/' && b[i-1] != '"' && b[i-1] != '\'' {
 					continue
@@ -254,21 +238,16 @@ func splitWords(b []byte, start, end int) [][2]int {
 func bearerTokens(b []byte, c *Counts) []byte {
 	lower := asciiLower(b)
 	var sp spans
-	for off := 0; ; {
-		i := bytes.Index(lower[off:], []byte("bearer"))
-		if i < 0 {
-			break
-		}
-		i += off
-		off = i + 6
+	for i := range indexes(lower, "bearer") {
 		if i > 0 && isAlnum(b[i-1]) {
 			continue
 		}
-		j := off
+		end := i + len("bearer")
+		j := end
 		for j < len(b) && isSpace(b[j]) {
 			j++
 		}
-		if j == off {
+		if j == end {
 			continue
 		}
 		k := j
@@ -276,19 +255,10 @@ func bearerTokens(b []byte, c *Counts) []byte {
 			k++
 		}
 		tok := b[j:k]
-		if len(tok) < 8 || isRedacted(b[j:]) || (len(tok) < 20 && allLetters(tok)) {
+		if len(tok) < 8 || isRedacted(b[j:]) || (len(tok) < 20 && every(tok, isLetter)) {
 			continue
 		}
 		sp.add(j, k, Redacted, Authorization, c)
 	}
 	return sp.apply(b)
-}
-
-func allLetters(b []byte) bool {
-	for _, c := range b {
-		if !isLower(c) && !isUpper(c) {
-			return false
-		}
-	}
-	return true
 }
