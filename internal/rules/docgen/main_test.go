@@ -123,7 +123,7 @@ func TestOperatorGuideExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Reasons) == 0 || len(cfg.Probes) == 0 || len(cfg.Sets) == 0 {
+	if len(cfg.Reasons) == 0 || len(cfg.Probes.Sections) == 0 || len(cfg.Sets) == 0 {
 		t.Fatalf("example lost sections: %+v", cfg)
 	}
 	cat, err := rules.Catalogue()
@@ -134,7 +134,7 @@ func TestOperatorGuideExampleConfig(t *testing.T) {
 		t.Errorf("example config does not compile with the catalogue:\n%v", err)
 	}
 	env := &probe.Env{Root: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now, Tags: map[string]bool{}}
-	if _, err := probe.Build(env, cfg.Probes); err != nil {
+	if _, err := probe.Build(env, cfg.Probes.Sections); err != nil {
 		t.Errorf("example probes section: %v", err)
 	}
 }
