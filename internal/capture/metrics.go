@@ -1,6 +1,10 @@
 package capture
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodehealthd/nodehealthd/internal/diagmetrics"
+)
 
 // Results of a capture, the label of capturesTotal.
 const (
@@ -16,30 +20,22 @@ const (
 )
 
 var (
-	capturesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "captures_total",
-		Help: "Automatic diagnostics captures, by result (written, failed, timed_out).",
-	}, []string{"result"})
-	skippedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "triggers_skipped_total",
-		Help: "Capture triggers that did not capture, by why (rate_limited: the reason was captured within the hour; queue_full).",
-	}, []string{"why"})
-	uploadsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "uploads_total",
-		Help: "Uploads of captured bundles, by result (success, failure).",
-	}, []string{"result"})
-	removedTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "bundles_removed_total",
-		Help: "Bundles removed to keep the diagnostics directory within its retention.",
-	})
-	priorityFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "priority_failures_total",
-		Help: "Collections whose CPU or I/O priority could not be lowered (they ran at the daemon's).",
-	})
-	errorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "errors_total",
-		Help: "Failures around captures that are not a capture's result, by what failed (dir, index, retention, report).",
-	}, []string{"what"})
+	capturesTotal = diagmetrics.CounterVec("captures_total",
+		"Automatic diagnostics captures, by result (written, failed, timed_out).",
+		"result")
+	skippedTotal = diagmetrics.CounterVec("triggers_skipped_total",
+		"Capture triggers that did not capture, by why (rate_limited: the reason was captured within the hour; queue_full).",
+		"why")
+	uploadsTotal = diagmetrics.CounterVec("uploads_total",
+		"Uploads of captured bundles, by result (success, failure).",
+		"result")
+	removedTotal = diagmetrics.Counter("bundles_removed_total",
+		"Bundles removed to keep the diagnostics directory within its retention.")
+	priorityFailures = diagmetrics.Counter("priority_failures_total",
+		"Collections whose CPU or I/O priority could not be lowered (they ran at the daemon's).")
+	errorsTotal = diagmetrics.CounterVec("errors_total",
+		"Failures around captures that are not a capture's result, by what failed (dir, index, retention, report).",
+		"what")
 )
 
 // Collectors are the package's series, for the daemon's registry.

@@ -6,12 +6,12 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 
+	"github.com/nodehealthd/nodehealthd/internal/kubeclient"
 	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
 )
 
@@ -25,62 +25,34 @@ type api interface {
 }
 
 // scheme knows NodeDiagnostic and the API's own objects (Status, watch
-// events, options); with cluster.JSONSerializer it keeps the client as
-// small as the cluster publisher's.
-var (
-	scheme = func() *runtime.Scheme {
-		s := runtime.NewScheme()
-		s.AddKnownTypeWithName(GroupVersion.WithKind("NodeDiagnostic"), &NodeDiagnostic{})
-		s.AddKnownTypeWithName(GroupVersion.WithKind("NodeDiagnosticList"), &NodeDiagnosticList{})
-		metav1.AddToGroupVersion(s, GroupVersion)
-		return s
-	}()
-	params = runtime.NewParameterCodec(scheme)
-)
+// events, options).
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	s.AddKnownTypeWithName(GroupVersion.WithKind("NodeDiagnostic"), &NodeDiagnostic{})
+	s.AddKnownTypeWithName(GroupVersion.WithKind("NodeDiagnosticList"), &NodeDiagnosticList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return s
+}()
 
-type restAPI struct{ c rest.Interface }
+type restAPI struct{ c kubeclient.Client }
 
 func newRESTAPI(cfg *rest.Config) (restAPI, error) {
-	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &GroupVersion
-	c.APIPath = "/apis"
-	c.ContentType = runtime.ContentTypeJSON
-	c.NegotiatedSerializer = cluster.JSONSerializer(scheme)
-	if c.UserAgent == "" {
-		c.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	rc, err := rest.RESTClientFor(c)
+	c, err := kubeclient.New(cfg, GroupVersion, scheme)
 	if err != nil {
 		return restAPI{}, err
 	}
-	return restAPI{c: rc}, nil
+	return restAPI{c: c}, nil
 }
 
-func nameSelector(node string) string {
-	return fields.OneTermEqualSelector("metadata.name", node).String()
-}
-
-// list lists by name rather than getting, so that a missing object is an
-// empty list with a resourceVersion to watch from, and a missing CRD is the
-// only NotFound.
+// list lists rather than getting (kubeclient.Client.ListNamed), so that a
+// missing CRD is the only NotFound.
 func (a restAPI) list(ctx context.Context, node string) (*NodeDiagnosticList, error) {
 	out := &NodeDiagnosticList{}
-	err := a.c.Get().Resource(Resource).
-		VersionedParams(&metav1.ListOptions{FieldSelector: nameSelector(node)}, params).
-		Do(ctx).Into(out)
-	return out, err
+	return out, a.c.ListNamed(ctx, Resource, node, out)
 }
 
 func (a restAPI) watch(ctx context.Context, node, rv string, timeout time.Duration) (watch.Interface, error) {
-	secs := int64(timeout / time.Second)
-	opts := &metav1.ListOptions{
-		FieldSelector:       nameSelector(node),
-		ResourceVersion:     rv,
-		TimeoutSeconds:      &secs,
-		AllowWatchBookmarks: true,
-		Watch:               true,
-	}
-	return a.c.Get().Resource(Resource).VersionedParams(opts, params).Timeout(timeout + 30*time.Second).Watch(ctx)
+	return a.c.WatchNamed(ctx, Resource, node, rv, timeout)
 }
 
 func (a restAPI) patchStatus(ctx context.Context, node string, statuses []CaptureStatus) (*NodeDiagnostic, error) {
@@ -89,8 +61,8 @@ func (a restAPI) patchStatus(ctx context.Context, node string, statuses []Captur
 		return nil, err
 	}
 	out := &NodeDiagnostic{}
-	err = a.c.Patch(types.MergePatchType).Resource(Resource).Name(node).SubResource("status").
-		VersionedParams(&metav1.PatchOptions{FieldManager: cluster.Component}, params).
+	err = a.c.REST.Patch(types.MergePatchType).Resource(Resource).Name(node).SubResource("status").
+		VersionedParams(&metav1.PatchOptions{FieldManager: cluster.Component}, a.c.Params).
 		Body(body).Do(ctx).Into(out)
 	return out, err
 }

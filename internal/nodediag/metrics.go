@@ -1,6 +1,10 @@
 package nodediag
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodehealthd/nodehealthd/internal/diagmetrics"
+)
 
 // Results of a request, the label of requestsTotal.
 const (
@@ -11,18 +15,15 @@ const (
 )
 
 var (
-	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "requests_total",
-		Help: "Captures requested by a NodeDiagnostic, by result (success, success_with_errors, failure; refused: a packet capture).",
-	}, []string{"result"})
-	watchFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "request_watch_failures_total",
-		Help: "Failed lists and watches of the node's NodeDiagnostic, by why (missing: no CRD; refused: 401/403; other).",
-	}, []string{"why"})
-	errorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "request_errors_total",
-		Help: "Failures around requested captures that are not a capture's result, by what failed (status, record, remove, dir, client).",
-	}, []string{"what"})
+	requestsTotal = diagmetrics.CounterVec("requests_total",
+		"Captures requested by a NodeDiagnostic, by result (success, success_with_errors, failure; refused: a packet capture).",
+		"result")
+	watchFailures = diagmetrics.CounterVec("request_watch_failures_total",
+		"Failed lists and watches of the node's NodeDiagnostic, by why (missing: no CRD; refused: 401/403; other).",
+		"why")
+	errorsTotal = diagmetrics.CounterVec("request_errors_total",
+		"Failures around requested captures that are not a capture's result, by what failed (status, record, remove, dir, client).",
+		"what")
 )
 
 // Collectors are the package's series, for the daemon's registry.

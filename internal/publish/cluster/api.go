@@ -5,13 +5,13 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+
+	"github.com/nodehealthd/nodehealthd/internal/kubeclient"
 )
 
 // api is the handful of calls the publisher makes, all allowed to a
@@ -28,118 +28,59 @@ type api interface {
 var coreV1 = schema.GroupVersion{Version: "v1"}
 
 // coreScheme knows the objects of objects.go and the API's own (Status,
-// watch events, options), and coreSerializer speaks JSON only. The typed
-// clientset registers every API group of Kubernetes at start-up, and
-// client-go's default serializers bring protobuf and CBOR codecs: both
-// would multiply the binary and the daemon's resident memory for calls we
-// never make.
-var (
-	coreScheme = func() *runtime.Scheme {
-		s := runtime.NewScheme()
-		// By name: the kind would otherwise be the Go type's.
-		s.AddKnownTypeWithName(coreV1.WithKind("Node"), &v1Node{})
-		s.AddKnownTypeWithName(coreV1.WithKind("NodeList"), &v1NodeList{})
-		s.AddKnownTypeWithName(coreV1.WithKind("Event"), &v1Event{})
-		metav1.AddToGroupVersion(s, coreV1)
-		return s
-	}()
-	coreParams                                  = runtime.NewParameterCodec(coreScheme)
-	coreSerializer runtime.NegotiatedSerializer = JSONSerializer(coreScheme)
-)
-
-// JSONSerializer is what CodecFactory.WithoutConversion does, for JSON
-// alone and the objects scheme knows: objects are sent with their kind and
-// version, and decoded as sent. Other clients of the node's identity
-// (internal/nodediag) use it for their own cut-down objects.
-func JSONSerializer(scheme *runtime.Scheme) runtime.NegotiatedSerializer {
-	js := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{})
-	return jsonOnly{scheme: scheme, info: runtime.SerializerInfo{
-		MediaType: runtime.ContentTypeJSON, MediaTypeType: "application", MediaTypeSubType: "json",
-		EncodesAsText: true, Serializer: js,
-		StreamSerializer: &runtime.StreamSerializerInfo{EncodesAsText: true, Serializer: js, Framer: kjson.Framer},
-	}}
-}
-
-type jsonOnly struct {
-	scheme *runtime.Scheme
-	info   runtime.SerializerInfo
-}
-
-func (j jsonOnly) SupportedMediaTypes() []runtime.SerializerInfo {
-	return []runtime.SerializerInfo{j.info}
-}
-
-func (j jsonOnly) EncoderForVersion(e runtime.Encoder, gv runtime.GroupVersioner) runtime.Encoder {
-	return runtime.WithVersionEncoder{Version: gv, Encoder: e, ObjectTyper: j.scheme}
-}
-
-func (j jsonOnly) DecoderToVersion(d runtime.Decoder, _ runtime.GroupVersioner) runtime.Decoder {
-	return runtime.WithoutVersionDecoder{Decoder: d}
-}
+// watch events, options).
+var coreScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	// By name: the kind would otherwise be the Go type's.
+	s.AddKnownTypeWithName(coreV1.WithKind("Node"), &v1Node{})
+	s.AddKnownTypeWithName(coreV1.WithKind("NodeList"), &v1NodeList{})
+	s.AddKnownTypeWithName(coreV1.WithKind("Event"), &v1Event{})
+	metav1.AddToGroupVersion(s, coreV1)
+	return s
+}()
 
 // restAPI implements api on a REST client for core/v1.
 type restAPI struct {
-	c rest.Interface
+	c kubeclient.Client
 }
 
 func newRESTAPI(cfg *rest.Config) (restAPI, error) {
-	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &coreV1
-	c.APIPath = "/api"
-	c.ContentType = runtime.ContentTypeJSON
-	c.NegotiatedSerializer = coreSerializer
-	if c.UserAgent == "" {
-		c.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	rc, err := rest.RESTClientFor(c)
+	c, err := kubeclient.New(cfg, coreV1, coreScheme)
 	if err != nil {
 		return restAPI{}, err
 	}
-	return restAPI{c: rc}, nil
+	return restAPI{c: c}, nil
 }
 
 func (a restAPI) patchNodeStatus(ctx context.Context, node string, patch []byte) (*v1Node, error) {
 	out := &v1Node{}
-	err := a.c.Patch(types.StrategicMergePatchType).Resource("nodes").Name(node).SubResource("status").
-		VersionedParams(&metav1.PatchOptions{FieldManager: Component}, coreParams).
+	err := a.c.REST.Patch(types.StrategicMergePatchType).Resource("nodes").Name(node).SubResource("status").
+		VersionedParams(&metav1.PatchOptions{FieldManager: Component}, a.c.Params).
 		Body(patch).Do(ctx).Into(out)
 	return out, err
 }
 
-// listNode lists by name rather than getting, so that a missing Node is an
-// empty list with a resourceVersion to watch from, not an error.
 func (a restAPI) listNode(ctx context.Context, node string) (*v1NodeList, error) {
 	out := &v1NodeList{}
-	err := a.c.Get().Resource("nodes").
-		VersionedParams(&metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", node).String()}, coreParams).
-		Do(ctx).Into(out)
-	return out, err
+	return out, a.c.ListNamed(ctx, "nodes", node, out)
 }
 
 func (a restAPI) watchNode(ctx context.Context, node, rv string, timeout time.Duration) (watch.Interface, error) {
-	secs := int64(timeout / time.Second)
-	opts := &metav1.ListOptions{
-		FieldSelector:       fields.OneTermEqualSelector("metadata.name", node).String(),
-		ResourceVersion:     rv,
-		TimeoutSeconds:      &secs,
-		AllowWatchBookmarks: true,
-		Watch:               true,
-	}
-	return a.c.Get().Resource("nodes").VersionedParams(opts, coreParams).Timeout(timeout + 30*time.Second).Watch(ctx)
+	return a.c.WatchNamed(ctx, "nodes", node, rv, timeout)
 }
 
 func (a restAPI) createEvent(ctx context.Context, ev *v1Event) (*v1Event, error) {
 	out := &v1Event{}
-	err := a.c.Post().Namespace(ev.Namespace).Resource("events").
-		VersionedParams(&metav1.CreateOptions{FieldManager: Component}, coreParams).
+	err := a.c.REST.Post().Namespace(ev.Namespace).Resource("events").
+		VersionedParams(&metav1.CreateOptions{FieldManager: Component}, a.c.Params).
 		Body(ev).Do(ctx).Into(out)
 	return out, err
 }
 
 func (a restAPI) patchEvent(ctx context.Context, name string, patch []byte) (*v1Event, error) {
 	out := &v1Event{}
-	err := a.c.Patch(types.StrategicMergePatchType).Namespace(eventNamespace).Resource("events").Name(name).
-		VersionedParams(&metav1.PatchOptions{FieldManager: Component}, coreParams).
+	err := a.c.REST.Patch(types.StrategicMergePatchType).Namespace(eventNamespace).Resource("events").Name(name).
+		VersionedParams(&metav1.PatchOptions{FieldManager: Component}, a.c.Params).
 		Body(patch).Do(ctx).Into(out)
 	return out, err
 }

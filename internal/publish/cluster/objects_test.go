@@ -5,14 +5,17 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/nodehealthd/nodehealthd/internal/kubeclient"
 )
 
 // The API server's JSON decodes into the cut-down objects under their
 // core/v1 kinds (fields the publisher does not read are skipped), and an
 // event is encoded as a core/v1 Event.
 func TestCoreObjectsRoundTrip(t *testing.T) {
-	info := coreSerializer.SupportedMediaTypes()[0]
-	dec := coreSerializer.DecoderToVersion(info.Serializer, coreV1)
+	ser := kubeclient.JSONSerializer(coreScheme)
+	info := ser.SupportedMediaTypes()[0]
+	dec := ser.DecoderToVersion(info.Serializer, coreV1)
 	list := []byte(`{"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"n1","uid":"u1",
 		"labels":{"a":"b"}},"spec":{"podCIDR":"10.0.0.0/24","taints":[{"key":"k","effect":"NoSchedule"}]},
 		"status":{"capacity":{"cpu":"2"},"conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2026-01-02T03:04:05Z",
@@ -35,7 +38,7 @@ func TestCoreObjectsRoundTrip(t *testing.T) {
 		t.Errorf("event: %+v %v %v", obj, gvk, err)
 	}
 
-	enc := coreSerializer.EncoderForVersion(info.Serializer, coreV1)
+	enc := ser.EncoderForVersion(info.Serializer, coreV1)
 	b, err := runtime.Encode(enc, &v1Event{Reason: "R", ReportingController: Component})
 	if err != nil {
 		t.Fatal(err)

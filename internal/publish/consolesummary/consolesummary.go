@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
+	"github.com/nodehealthd/nodehealthd/internal/diagmetrics"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 )
@@ -357,22 +358,14 @@ func render(s *snapshot, now time.Time, max int) (header, body string) {
 }
 
 var (
-	summaries = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "console_summaries_total",
-		Help: "Summaries written to the console while a condition was False.",
-	})
-	written = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "console_bytes_total",
-		Help: "Bytes written to the console by the summary.",
-	})
-	skipped = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "console_budget_spent_total",
-		Help: "Times the summary stopped for the rest of the boot because its console budget was spent.",
-	})
-	errorsTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "nodehealthd", Subsystem: "diagnostics", Name: "console_errors_total",
-		Help: "Failures to write the summary to the console (in part or whole) or to keep its budget file.",
-	})
+	summaries = diagmetrics.Counter("console_summaries_total",
+		"Summaries written to the console while a condition was False.")
+	written = diagmetrics.Counter("console_bytes_total",
+		"Bytes written to the console by the summary.")
+	skipped = diagmetrics.Counter("console_budget_spent_total",
+		"Times the summary stopped for the rest of the boot because its console budget was spent.")
+	errorsTotal = diagmetrics.Counter("console_errors_total",
+		"Failures to write the summary to the console (in part or whole) or to keep its budget file.")
 )
 
 // Collectors are the package's series, for the daemon's registry.

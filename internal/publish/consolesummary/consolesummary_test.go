@@ -35,6 +35,21 @@ func newWriter(t *testing.T, console, dir string, clk *clock) *Writer {
 	return w
 }
 
+// start makes a writer in a new directory whose console is a file there.
+func start(t *testing.T) (w *Writer, console, work string, clk *clock) {
+	work = t.TempDir()
+	console = filepath.Join(work, "console")
+	clk = &clock{now: t0}
+	return newWriter(t, console, work, clk), console, work, clk
+}
+
+// summarise publishes update(boot, msg, kernelFalse) and has w take its
+// next step, whose result it returns.
+func summarise(w *Writer, boot, msg string, kernelFalse bool) time.Duration {
+	w.Publish(update(boot, msg, kernelFalse))
+	return w.step()
+}
+
 // update is a committed state with KernelReady False for a finding whose
 // message is msg, and kernel errors among the recent findings.
 func update(boot, msg string, kernelFalse bool) publish.Update {
@@ -65,12 +80,8 @@ func read(t *testing.T, p string) string {
 // TestSummaryContent: conditions, active findings and kernel errors, each
 // line marked, within one summary's bound.
 func TestSummaryContent(t *testing.T) {
-	work := t.TempDir()
-	console := filepath.Join(work, "console")
-	clk := &clock{now: t0}
-	w := newWriter(t, console, work, clk)
-	w.Publish(update("boot-1", "BUG: unable to handle page fault", true))
-	w.step()
+	w, console, _, _ := start(t)
+	summarise(w, "boot-1", "BUG: unable to handle page fault", true)
 	out := read(t, console)
 	for _, want := range []string{
 		"node-a 2026-07-01T12:00:00Z: node health summary",
@@ -110,15 +121,10 @@ func TestSummaryContent(t *testing.T) {
 
 // TestAtMostEveryInterval: a change within the interval waits for it.
 func TestAtMostEveryInterval(t *testing.T) {
-	work := t.TempDir()
-	console := filepath.Join(work, "console")
-	clk := &clock{now: t0}
-	w := newWriter(t, console, work, clk)
-	w.Publish(update("boot-1", "first", true))
-	w.step()
+	w, console, _, clk := start(t)
+	summarise(w, "boot-1", "first", true)
 	clk.now = t0.Add(time.Minute)
-	w.Publish(update("boot-1", "second", true))
-	if next := w.step(); next != 4*time.Minute {
+	if next := summarise(w, "boot-1", "second", true); next != 4*time.Minute {
 		t.Errorf("next look in %s, want 4m", next)
 	}
 	if out := read(t, console); strings.Contains(out, "second") {
@@ -135,16 +141,12 @@ func TestAtMostEveryInterval(t *testing.T) {
 // daemon, stay within the budget, the last line says it was spent, and a
 // new boot starts a new budget.
 func TestBudgetPerBoot(t *testing.T) {
-	work := t.TempDir()
-	console := filepath.Join(work, "console")
-	clk := &clock{now: t0}
-	w := newWriter(t, console, work, clk)
+	w, console, work, clk := start(t)
 	for i := range 200 {
 		if i == 50 {
 			w = newWriter(t, console, work, clk) // a restart
 		}
-		w.Publish(update("boot-1", fmt.Sprintf("problem %d %s", i, strings.Repeat("z", 300)), true))
-		w.step()
+		summarise(w, "boot-1", fmt.Sprintf("problem %d %s", i, strings.Repeat("z", 300)), true)
 		clk.now = clk.now.Add(DefaultInterval)
 	}
 	out := read(t, console)
@@ -158,13 +160,11 @@ func TestBudgetPerBoot(t *testing.T) {
 		t.Fatalf("the spent notice appears %d times, and last: %v", n, strings.HasSuffix(out, "on the node\n"))
 	}
 	w = newWriter(t, console, work, clk)
-	w.Publish(update("boot-1", "after another restart", true))
-	w.step()
+	summarise(w, "boot-1", "after another restart", true)
 	if after := read(t, console); after != out {
 		t.Fatal("a restart in the same boot wrote past the budget")
 	}
-	w.Publish(update("boot-2", "next boot", true))
-	w.step()
+	summarise(w, "boot-2", "next boot", true)
 	if after := read(t, console); !strings.Contains(after[len(out):], "next boot") {
 		t.Fatal("a new boot did not get a new budget")
 	}
@@ -174,24 +174,18 @@ func TestBudgetPerBoot(t *testing.T) {
 // True, nor with the summary switched off, and an unchanged summary is
 // not repeated every interval.
 func TestQuietUnlessFalseOrOff(t *testing.T) {
-	work := t.TempDir()
-	console := filepath.Join(work, "console")
-	clk := &clock{now: t0}
-	w := newWriter(t, console, work, clk)
-	w.Publish(update("boot-1", "", false))
-	w.step()
+	w, console, work, clk := start(t)
+	summarise(w, "boot-1", "", false)
 	if out := read(t, console); out != "" {
 		t.Fatalf("written while all conditions are True:\n%s", out)
 	}
 	w.Configure(false, work)
-	w.Publish(update("boot-1", "off", true))
-	w.step()
+	summarise(w, "boot-1", "off", true)
 	if out := read(t, console); out != "" {
 		t.Fatalf("written while off:\n%s", out)
 	}
 	w.Configure(true, work)
-	w.Publish(update("boot-1", "same", true))
-	w.step()
+	summarise(w, "boot-1", "same", true)
 	first := read(t, console)
 	clk.now = t0.Add(DefaultInterval)
 	w.step()
@@ -210,9 +204,7 @@ func TestQuietUnlessFalseOrOff(t *testing.T) {
 // synctest bubble, synctest.Wait says when the writer is done: no polling.
 func TestRunWritesInBackground(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		work := t.TempDir()
-		console := filepath.Join(work, "console")
-		w := newWriter(t, console, work, &clock{now: t0})
+		w, console, work, _ := start(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		w.Start(ctx, nil)
@@ -223,8 +215,7 @@ func TestRunWritesInBackground(t *testing.T) {
 			t.Fatal("no summary written by the writer goroutine")
 		}
 		bad := newWriter(t, filepath.Join(work, "no", "such", "console"), t.TempDir(), &clock{now: t0})
-		bad.Publish(update("boot-1", "x", true))
-		bad.step()
+		summarise(bad, "boot-1", "x", true)
 		if !bad.failing {
 			t.Error("an unwritable console was not noticed")
 		}

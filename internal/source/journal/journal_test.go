@@ -38,6 +38,15 @@ func testConfig(dir string) Config {
 	}
 }
 
+// newJournal writes es to a new journal directory and returns it with
+// testConfig for it.
+func newJournal(t *testing.T, es []journaltest.Entry) (dir string, cfg Config) {
+	t.Helper()
+	dir = t.TempDir()
+	journaltest.WriteJournal(t, dir, es)
+	return dir, testConfig(dir)
+}
+
 // run is one Run of a Source in the background.
 type run struct {
 	t      *testing.T
@@ -136,8 +145,7 @@ func last(bs []source.Batch) source.Position { return bs[len(bs)-1].Position }
 
 func TestReadsMatchingEntriesOnly(t *testing.T) {
 	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, []journaltest.Entry{
+	dir, _ := newJournal(t, []journaltest.Entry{
 		{Time: at(0), Message: "k0", Identifier: "kubelet", Fields: map[string]string{"PRIORITY": "3"}},
 		{Time: at(1), Message: "s1", Identifier: "systemd", Unit: "init.scope"},
 		{Time: at(2), Message: "own2", Identifier: "nodehealthd", Unit: "containerd.service"},
@@ -220,21 +228,19 @@ func TestReadsMatchingEntriesOnly(t *testing.T) {
 // Rules changed between runs: the saved entry exists but no longer matches.
 // That is no gap, and reading goes on after it.
 func TestResumeWithChangedRules(t *testing.T) {
-	dir := t.TempDir()
 	es := kubelet(1, 6)
 	for i := range es {
 		if i%2 == 1 {
 			es[i].Identifier, es[i].Unit = "containerd", "containerd.service"
 		}
 	}
-	journaltest.WriteJournal(t, dir, es) // m1 kubelet, m2 containerd, ...
-	r := startRun(t, testConfig(dir), source.Position{})
+	_, cfg := newJournal(t, es) // m1 kubelet, m2 containerd, ...
+	r := startRun(t, cfg, source.Position{})
 	bs := r.collect(1)
 	r.stop()
 	if got := messages(bs[:1]); !slices.Equal(got, []string{"m1", "m3", "m5"}) {
 		t.Fatalf("first run %q", got)
 	}
-	cfg := testConfig(dir)
 	cfg.Identifiers, cfg.Units = nil, []string{"containerd.service"}
 	r = startRun(t, cfg, bs[0].Position) // after m5, now not matching
 	bs = r.collect(1)
@@ -244,9 +250,7 @@ func TestResumeWithChangedRules(t *testing.T) {
 }
 
 func TestFirstStartReadsFromBootTime(t *testing.T) {
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(1, 10))
-	cfg := testConfig(dir)
+	_, cfg := newJournal(t, kubelet(1, 10))
 	cfg.BootTime = base.Add(6 * time.Second)
 	r := startRun(t, cfg, source.Position{})
 	bs := r.collect(5)
@@ -257,9 +261,7 @@ func TestFirstStartReadsFromBootTime(t *testing.T) {
 }
 
 func TestResumeFromCursor(t *testing.T) {
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(1, 10))
-	cfg := testConfig(dir)
+	dir, cfg := newJournal(t, kubelet(1, 10))
 	cfg.MaxBatch = 4
 
 	r := startRun(t, cfg, source.Position{})
@@ -315,9 +317,7 @@ func lens(bs []source.Batch) []int {
 // cursorAt3 reads a journal of m1..m10 and returns the cursor after m3.
 func cursorAt3(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(1, 10))
-	cfg := testConfig(dir)
+	_, cfg := newJournal(t, kubelet(1, 10))
 	cfg.MaxBatch = 3
 	r := startRun(t, cfg, source.Position{})
 	bs := r.collect(3)
@@ -356,9 +356,8 @@ func TestVacuumedCursorSameSeqnumID(t *testing.T) {
 
 func TestVacuumedCursorNewJournal(t *testing.T) {
 	cursor := cursorAt3(t)
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(6, 10)) // new seqnum ID, all after the cursor
-	r := startRun(t, testConfig(dir), source.Position{Cursor: cursor})
+	_, cfg := newJournal(t, kubelet(6, 10)) // new seqnum ID, all after the cursor
+	r := startRun(t, cfg, source.Position{Cursor: cursor})
 	bs := r.collect(5)
 	if got, want := messages(bs), names("m", 6, 10); !slices.Equal(got, want) {
 		t.Errorf("messages %q, want %q", got, want)
@@ -372,9 +371,8 @@ func TestVacuumedCursorNewJournal(t *testing.T) {
 // host root, a rebuilt file) is placed by time, and nothing is reported lost.
 func TestForeignCursorResumesByTime(t *testing.T) {
 	cursor := cursorAt3(t)
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(1, 10))
-	r := startRun(t, testConfig(dir), source.Position{Cursor: cursor})
+	_, cfg := newJournal(t, kubelet(1, 10))
+	r := startRun(t, cfg, source.Position{Cursor: cursor})
 	bs := r.collect(7)
 	got := messages(bs)
 	if !slices.Equal(got, names("m", 4, 10)) && !slices.Equal(got[:7], names("m", 3, 9)) {
@@ -388,9 +386,7 @@ func TestForeignCursorResumesByTime(t *testing.T) {
 }
 
 func TestBadCursorReadsCurrentBoot(t *testing.T) {
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(1, 4))
-	cfg := testConfig(dir)
+	_, cfg := newJournal(t, kubelet(1, 4))
 	cfg.BootTime = base.Add(3 * time.Second)
 	r := startRun(t, cfg, source.Position{Cursor: "garbage"})
 	if got := messages(r.collect(2)); !slices.Equal(got, names("m", 3, 4)) {
@@ -458,9 +454,7 @@ func TestNoMatchesReturnsAtOnce(t *testing.T) {
 
 // Stopping must not wait for PollInterval or for a reader of out.
 func TestStopIsPrompt(t *testing.T) {
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, kubelet(1, 2))
-	cfg := testConfig(dir)
+	_, cfg := newJournal(t, kubelet(1, 2))
 	cfg.PollInterval = time.Minute
 	for _, read := range []bool{true, false} {
 		r := startRun(t, cfg, source.Position{})
@@ -518,12 +512,11 @@ func TestGap(t *testing.T) {
 // sdjournal and arrives whole.
 func TestLongMessage(t *testing.T) {
 	long := strings.Repeat("0123456789abcdef", 200<<10/16)
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, []journaltest.Entry{{Time: base, Message: long, Identifier: "kubelet"}})
+	_, cfg := newJournal(t, []journaltest.Entry{{Time: base, Message: long, Identifier: "kubelet"}})
 	for _, fast := range []bool{true, false} {
 		defer func(f bool) { useFastFields = f }(useFastFields)
 		useFastFields = fast
-		r := startRun(t, testConfig(dir), source.Position{})
+		r := startRun(t, cfg, source.Position{})
 		msg := r.collect(1)[0].Records[0].Message
 		r.stop()
 		if msg != long {
@@ -538,15 +531,14 @@ func TestLongMessage(t *testing.T) {
 func TestOverlongMessageIsCut(t *testing.T) {
 	const limit = source.MaxMessageBytes
 	long := strings.Repeat("m", limit-len("IN-B")) + "IN-B" + strings.Repeat("x", limit/2) + "OUT-C"
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, []journaltest.Entry{
+	_, cfg := newJournal(t, []journaltest.Entry{
 		{Time: base, Message: long, Identifier: "kubelet"},
 		{Time: base.Add(time.Second), Message: "short", Identifier: "kubelet"},
 	})
 	for _, fast := range []bool{true, false} {
 		defer func(f bool) { useFastFields = f }(useFastFields)
 		useFastFields = fast
-		r := startRun(t, testConfig(dir), source.Position{})
+		r := startRun(t, cfg, source.Position{})
 		bs := r.collect(2)
 		r.stop()
 		var truncated uint64
@@ -567,9 +559,8 @@ func TestOverlongMessageIsCut(t *testing.T) {
 // records that keeps the old position, and new entries follow.
 func TestVacuumedCursorEmptyJournal(t *testing.T) {
 	cursor := cursorAt3(t)
-	dir := t.TempDir()
-	journaltest.WriteJournal(t, dir, nil)
-	r := startRun(t, testConfig(dir), source.Position{Cursor: cursor})
+	dir, cfg := newJournal(t, nil)
+	r := startRun(t, cfg, source.Position{Cursor: cursor})
 	select {
 	case b := <-r.out:
 		if b.Lost != 1 || len(b.Records) != 0 || b.Position.Cursor != cursor {
@@ -593,9 +584,7 @@ func TestFollowIdleWithoutWakeups(t *testing.T) {
 		t.Run(fmt.Sprintf("fd=%v", fd), func(t *testing.T) {
 			defer func(v bool) { useFDWait = v }(useFDWait)
 			useFDWait = fd
-			dir := t.TempDir()
-			journaltest.WriteJournal(t, dir, kubelet(1, 2))
-			cfg := testConfig(dir)
+			dir, cfg := newJournal(t, kubelet(1, 2))
 			cfg.PollInterval = time.Minute
 			r := startRun(t, cfg, source.Position{})
 			r.collect(2)

@@ -235,12 +235,29 @@ func pos(ino uint64, off int64) source.Position { return source.Position{Inode: 
 
 const cronLog = "/var/log/cron.log"
 
+// followEmpty starts a Source on cronLog, created empty under a new root,
+// and on cfg's other paths, and waits for cronLog's first position.
+func followEmpty(t *testing.T, m mode, cfg Config) (root string, i uint64, h *harness) {
+	t.Helper()
+	root = t.TempDir()
+	i = write(t, root, cronLog, "")
+	cfg.Paths = append([]string{cronLog}, cfg.Paths...)
+	h = run(t, m, root, cfg, nil)
+	h.waitPos(cronLog, pos(i, 0))
+	return root, i, h
+}
+
+// rotate renames p under root to p+suffix, as rename rotation does.
+func rotate(t *testing.T, root, p, suffix string) {
+	t.Helper()
+	if err := os.Rename(filepath.Join(root, p), filepath.Join(root, p+suffix)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAppendAndPartialLine(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: past}, nil)
-		h.waitPos(cronLog, pos(i, 0))
+		root, i, h := followEmpty(t, m, Config{NewFilesFromStart: past})
 
 		appendTo(t, root, cronLog, "first\npar")
 		h.expect("first")
@@ -291,9 +308,7 @@ func TestResume(t *testing.T) {
 		t.Run("rotated while stopped", func(t *testing.T) {
 			root := t.TempDir()
 			old := write(t, root, cronLog, "a\nb\n")
-			if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
-				t.Fatal(err)
-			}
+			rotate(t, root, cronLog, ".1")
 			i := write(t, root, cronLog, "c\n")
 			// An old-looking file is still read from 0: the inode changed.
 			h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future},
@@ -313,10 +328,7 @@ func TestResume(t *testing.T) {
 
 func TestRenameRotation(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
-		h.waitPos(cronLog, pos(i, 0))
+		root, i, h := followEmpty(t, m, Config{NewFilesFromStart: future})
 		appendTo(t, root, cronLog, "a1\n")
 		h.expect("a1")
 
@@ -328,9 +340,7 @@ func TestRenameRotation(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		// A last line without newline is delivered when the file is left.
 		appendTo(t, root, cronLog, "a3\nno newline")
-		if err := os.Rename(filepath.Join(root, cronLog), filepath.Join(root, cronLog+".1")); err != nil {
-			t.Fatal(err)
-		}
+		rotate(t, root, cronLog, ".1")
 		j := write(t, root, cronLog, "b1\n")
 		h.expect("a2", "a3", "no newline", "b1")
 		h.waitPos(cronLog, pos(j, 3))
@@ -390,10 +400,7 @@ func lines(l []string) string { return strings.Join(l, "\n") + "\n" }
 // looks (that used to be taken for appends, losing lines silently).
 func TestCopyTruncate(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
-		h.waitPos(cronLog, pos(i, 0))
+		root, i, h := followEmpty(t, m, Config{NewFilesFromStart: future})
 		first := numbered("first", 0, 3)
 		appendTo(t, root, cronLog, lines(first))
 		h.expect(first...)
@@ -422,11 +429,8 @@ func TestCopyTruncate(t *testing.T) {
 // the truncation cannot be known.
 func TestTruncateWithoutCopy(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		root, i, h := followEmpty(t, m, Config{NewFilesFromStart: future})
 		h.warnings = []string{"file truncated, and no rotated copy holds its last lines; lines written after the last read, if any, are lost uncounted"}
-		h.waitPos(cronLog, pos(i, 0))
 		appendTo(t, root, cronLog, "a fairly long first line\nand a second one\n")
 		h.expect("a fairly long first line", "and a second one")
 
@@ -528,11 +532,8 @@ func TestGlobDiscovery(t *testing.T) {
 func TestLongLinesAndGarbage(t *testing.T) {
 	const limit = source.MaxMessageBytes
 	eachMode(t, func(t *testing.T, m mode) {
-		root := t.TempDir()
-		i := write(t, root, cronLog, "")
-		h := run(t, m, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
+		root, i, h := followEmpty(t, m, Config{NewFilesFromStart: future})
 		h.warnings = []string{"line too long; the rules see its beginning only"}
-		h.waitPos(cronLog, pos(i, 0))
 
 		garbage := make([]byte, 512)
 		for k := range garbage {
@@ -616,10 +617,7 @@ func TestEventLatency(t *testing.T) {
 		t.Fatalf("default intervals %v, %v would let polling pass this test", DefaultPollInterval, DefaultRescanInterval)
 	}
 	const podLog = "/var/log/pods/kube-system_kube-proxy-z_9/kube-proxy/0.log"
-	root := t.TempDir()
-	i := write(t, root, cronLog, "")
-	h := run(t, defaults, root, Config{Paths: []string{cronLog, "/var/log/messages", "/var/log/pods/*kube-proxy*/*/*.log"}, NewFilesFromStart: past}, nil)
-	h.waitPos(cronLog, pos(i, 0))
+	root, _, h := followEmpty(t, defaults, Config{Paths: []string{"/var/log/messages", "/var/log/pods/*kube-proxy*/*/*.log"}, NewFilesFromStart: past})
 
 	check := func(what string, change func(), want string) {
 		t.Helper()
@@ -646,10 +644,7 @@ func TestEventLatency(t *testing.T) {
 
 // A busy log is read a few times a second, not once per write.
 func TestCoalescing(t *testing.T) {
-	root := t.TempDir()
-	i := write(t, root, cronLog, "")
-	h := run(t, defaults, root, Config{Paths: []string{cronLog}, NewFilesFromStart: future}, nil)
-	h.waitPos(cronLog, pos(i, 0))
+	root, _, h := followEmpty(t, defaults, Config{NewFilesFromStart: future})
 
 	const lines = 300
 	const every = 3 * time.Millisecond
@@ -740,9 +735,7 @@ func TestSymlink(t *testing.T) {
 				appendTo(t, root, c.target, "one\n")
 				h.expect("one")
 				// Rotation renames the target and creates a new one.
-				if err := os.Rename(filepath.Join(root, c.target), filepath.Join(root, c.target+".20260101-000000")); err != nil {
-					t.Fatal(err)
-				}
+				rotate(t, root, c.target, ".20260101-000000")
 				write(t, root, c.target, "two\n")
 				h.expect("two")
 				appendTo(t, root, c.target, "three\n")
