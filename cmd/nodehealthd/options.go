@@ -66,9 +66,6 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.clusterMode, "cluster", "auto", "cluster publishing: auto (use the kubelet kubeconfig once it exists) or off (local mode only)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig to publish with (default: the kubelet's, found under --root)")
 	fs.StringVar(&c.NodeName, "node-name", "", "Node to publish to (default: kubelet --hostname-override, else the client certificate's node, else the hostname)")
-	fs.DurationVar(&c.DiscoverInterval, "cluster-discover-interval", cluster.DefaultDiscoverInterval, "longest time between two looks for a missing kubelet kubeconfig (the first are 10s apart, then the gap doubles)")
-	fs.DurationVar(&c.FileCheckInterval, "cluster-file-check-interval", cluster.DefaultFileCheckInterval, "how often the kubeconfig and the kubelet's client certificate are checked for changes (rotation)")
-	fs.BoolVar(&c.NoWatch, "cluster-no-watch", false, "do not watch the Node: a re-registered or overwritten Node is repaired at the next heartbeat instead of at once")
 
 	fs.StringVar(&o.tags, "tags", "", "comma-separated host tags the host cannot tell itself (eks-auto, hybrid); the os-release ID is always added")
 

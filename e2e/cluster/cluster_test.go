@@ -572,7 +572,7 @@ func TestRotatedClientCertificateIsUsed(t *testing.T) {
 	a := newAgent(t, node, "")
 	a.useNodeCert(c)
 	// The files are checked every 30 s by default.
-	a.args = append(a.args, "--cluster-file-check-interval=2s")
+	a.writeConfig("cluster: {fileCheckInterval: 2s}\n")
 	rec := record(t, c, node)
 	a.start()
 	a.connected(30 * time.Second)

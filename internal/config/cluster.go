@@ -25,6 +25,18 @@ type ClusterSettings struct {
 	// ExecTimeout bounds one run of the kubeconfig's exec credential
 	// plugin (aws eks get-token); it is killed after that.
 	ExecTimeout time.Duration `yaml:"execTimeout,omitempty"`
+	// DiscoverInterval is the longest time between two looks for a
+	// missing kubeconfig. The first looks are 10 s apart, then the gap
+	// doubles: a kubelet's kubeconfig appears early in a node's boot, and
+	// a host that never joins should not look every few seconds forever.
+	DiscoverInterval time.Duration `yaml:"discoverInterval,omitempty"`
+	// FileCheckInterval is how often the kubeconfig and the client
+	// certificate are checked for changes (a few stat calls): the kubelet
+	// rotates its certificate long before the old one expires.
+	FileCheckInterval time.Duration `yaml:"fileCheckInterval,omitempty"`
+	// NoWatch turns off the watch on the Node; re-registration and
+	// overwrites are then repaired at the next heartbeat.
+	NoWatch bool `yaml:"noWatch,omitempty"`
 }
 
 // Defaults of ClusterSettings.
@@ -36,6 +48,8 @@ const (
 	DefaultEventsPerMinute           = 1
 	DefaultMaxPendingEventsPerReason = 20
 	DefaultExecTimeout               = 30 * time.Second
+	DefaultDiscoverInterval          = time.Minute
+	DefaultFileCheckInterval         = 30 * time.Second
 )
 
 // WithDefaults returns s with its zero fields set to the defaults.
@@ -53,6 +67,8 @@ func (s ClusterSettings) WithDefaults() ClusterSettings {
 	s.EventsPerMinute = or(s.EventsPerMinute, DefaultEventsPerMinute)
 	s.MaxPendingEventsPerReason = int(or(float64(s.MaxPendingEventsPerReason), DefaultMaxPendingEventsPerReason))
 	s.ExecTimeout = time.Duration(or(float64(s.ExecTimeout), float64(DefaultExecTimeout)))
+	s.DiscoverInterval = time.Duration(or(float64(s.DiscoverInterval), float64(DefaultDiscoverInterval)))
+	s.FileCheckInterval = time.Duration(or(float64(s.FileCheckInterval), float64(DefaultFileCheckInterval)))
 	return s
 }
 
@@ -74,6 +90,10 @@ func (s ClusterSettings) Check() (key string, err error) {
 		return "maxPendingEventsPerReason", fmt.Errorf("%d: must be positive", s.MaxPendingEventsPerReason)
 	case s.ExecTimeout < 0:
 		return "execTimeout", fmt.Errorf("%v: must not be negative", s.ExecTimeout)
+	case s.DiscoverInterval != 0 && s.DiscoverInterval < time.Second:
+		return "discoverInterval", fmt.Errorf("%v: want at least 1s", s.DiscoverInterval)
+	case s.FileCheckInterval != 0 && s.FileCheckInterval < time.Second:
+		return "fileCheckInterval", fmt.Errorf("%v: want at least 1s", s.FileCheckInterval)
 	}
 	return "", nil
 }

@@ -250,8 +250,8 @@ exec "`+dir+`/get-token"
 	}))
 	defer srv.Close()
 	var logs logBuffer
-	p, err := New(Config{Kubeconfig: execKubeconfig(t, dir, srv.URL, plugin), NodeName: "node-1", NoWatch: true,
-		ClusterSettings: config.ClusterSettings{ExecTimeout: 300 * time.Millisecond}, Logger: debugLogger(&logs)})
+	p, err := New(Config{Kubeconfig: execKubeconfig(t, dir, srv.URL, plugin), NodeName: "node-1",
+		ClusterSettings: config.ClusterSettings{NoWatch: true, ExecTimeout: 300 * time.Millisecond}, Logger: debugLogger(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}

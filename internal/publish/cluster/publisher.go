@@ -28,12 +28,8 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
-// Defaults for the zero fields of Config.
-const (
-	DefaultDebounce          = 200 * time.Millisecond
-	DefaultDiscoverInterval  = time.Minute
-	DefaultFileCheckInterval = 30 * time.Second
-)
+// DefaultDebounce is Config.Debounce's default.
+const DefaultDebounce = 200 * time.Millisecond
 
 // heartbeatJitter spreads heartbeats over [1, 1.2) × Heartbeat, as the
 // kubelet does, so that a fleet started together does not write together.
@@ -64,25 +60,13 @@ type Config struct {
 	// NodeName overrides the node name.
 	NodeName string
 	// ClusterSettings are config.yaml's cluster section (heartbeat, write
-	// and event budgets, exec plugin timeout); Reconfigure applies a new
-	// one to a running publisher.
+	// and event budgets, exec plugin timeout, discovery and file check
+	// intervals, the Node watch); Reconfigure applies a new one to a
+	// running publisher.
 	config.ClusterSettings
 	// Debounce is the least time between two condition writes, so that a
 	// burst of changes becomes one write.
 	Debounce time.Duration
-	// DiscoverInterval is the longest time between two looks for a
-	// missing kubeconfig. The first looks are firstDiscover apart, then
-	// the gap doubles: a kubelet's kubeconfig appears early in a node's
-	// boot, and a host that never joins should not look every few seconds
-	// forever.
-	DiscoverInterval time.Duration
-	// FileCheckInterval is how often the kubeconfig and the client
-	// certificate are checked for changes (a few stat calls): the kubelet
-	// rotates its certificate long before the old one expires.
-	FileCheckInterval time.Duration
-	// NoWatch turns off the watch on the Node; re-registration and
-	// overwrites are then repaired at the next heartbeat.
-	NoWatch bool
 	// UserAgent identifies the daemon in API server logs.
 	UserAgent string
 	Logger    *slog.Logger
@@ -161,8 +145,6 @@ func New(cfg Config) (*Publisher, error) {
 	// Zero means the default.
 	cfg.ClusterSettings = cfg.ClusterSettings.WithDefaults()
 	cfg.Debounce = cmp.Or(cfg.Debounce, DefaultDebounce)
-	cfg.DiscoverInterval = cmp.Or(cfg.DiscoverInterval, DefaultDiscoverInterval)
-	cfg.FileCheckInterval = cmp.Or(cfg.FileCheckInterval, DefaultFileCheckInterval)
 	cfg.Root = cmp.Or(cfg.Root, "/")
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, Component)
 	if cfg.Logger == nil {
@@ -174,10 +156,7 @@ func New(cfg Config) (*Publisher, error) {
 	if key, err := cfg.ClusterSettings.Check(); err != nil {
 		return nil, fmt.Errorf("cluster.%s: %w", key, err)
 	}
-	switch {
-	case cfg.DiscoverInterval < time.Second || cfg.FileCheckInterval < time.Second:
-		return nil, fmt.Errorf("cluster discover interval %v and file check interval %v: must be at least 1s", cfg.DiscoverInterval, cfg.FileCheckInterval)
-	case cfg.Debounce < 0:
+	if cfg.Debounce < 0 {
 		return nil, fmt.Errorf("cluster debounce %v: must not be negative", cfg.Debounce)
 	}
 	return &Publisher{cfg: cfg, log: cfg.Logger.With("subsystem", "cluster"), wake: make(chan struct{}, 1), dial: dialKubeconfig}, nil

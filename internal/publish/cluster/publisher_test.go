@@ -576,7 +576,7 @@ func TestPublisherAdoptsEventSentBeforeCrash(t *testing.T) {
 // A missing kubeconfig is looked for 10s, 20s, 40s… apart, up to
 // DiscoverInterval, not every 10s for ever.
 func TestDiscoverBacksOff(t *testing.T) {
-	p, err := New(Config{Root: t.TempDir(), DiscoverInterval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	p, err := New(Config{Root: t.TempDir(), ClusterSettings: config.ClusterSettings{DiscoverInterval: time.Minute}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
