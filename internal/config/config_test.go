@@ -217,6 +217,17 @@ func TestClusterAndNVMLSections(t *testing.T) {
 	if s.Heartbeat != 2*time.Second || s.WriteBurst != 3 || s.EventBurst != DefaultEventBurst || s.ExecTimeout != DefaultExecTimeout {
 		t.Errorf("cluster settings %+v", s)
 	}
+	if s.DiscoverInterval != DefaultDiscoverInterval || s.FileCheckInterval != DefaultFileCheckInterval || s.NoWatch {
+		t.Errorf("cluster defaults %+v", s)
+	}
+	c2, err := Parse([]byte("cluster: {discoverInterval: 5m, fileCheckInterval: 2s, noWatch: true}\n"), "c.yaml")
+	if s := c2.Cluster.WithDefaults(); err != nil || s.DiscoverInterval != 5*time.Minute || s.FileCheckInterval != 2*time.Second || !s.NoWatch {
+		t.Errorf("cluster settings %+v, %v", s, err)
+	}
+	_, err = Parse([]byte("cluster:\n  fileCheckInterval: 100ms\n"), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:2: cluster.fileCheckInterval") {
+		t.Errorf("sub-second fileCheckInterval: got %v", err)
+	}
 	if c.NVML.On() || c.NVML.PollInterval() != 30*time.Second {
 		t.Errorf("nvml %+v", c.NVML)
 	}
