@@ -76,7 +76,7 @@ func start(t *testing.T, root, stateDir string) *daemon {
 	// and is followed from its end (internal/source/tail): wait for the
 	// pipeline, which logs its memory limit once the state is open.
 	d.Eventually(t, 30*time.Second, "the pipeline started", func() (bool, string) {
-		return strings.Contains(d.Log.String(), `msg="soft memory limit"`), "not yet"
+		return strings.Contains(d.Log.String(), `msg="Go runtime setting" memoryLimit=`), "not yet"
 	})
 	return d
 }

@@ -75,25 +75,25 @@ func (s ClusterSettings) WithDefaults() ClusterSettings {
 // Check returns the key and the problem of the first invalid field; zero
 // fields are valid (the defaults).
 func (s ClusterSettings) Check() (key string, err error) {
-	switch {
-	case s.Heartbeat != 0 && s.Heartbeat < time.Second:
-		return "heartbeat", fmt.Errorf("%v: want at least 1s", s.Heartbeat)
-	case s.WriteBurst < 0:
-		return "writeBurst", fmt.Errorf("%d: must be positive", s.WriteBurst)
-	case s.WritesPerMinute < 0:
-		return "writesPerMinute", fmt.Errorf("%v: must be positive", s.WritesPerMinute)
-	case s.EventBurst < 0:
-		return "eventBurst", fmt.Errorf("%d: must be positive", s.EventBurst)
-	case s.EventsPerMinute < 0:
-		return "eventsPerMinute", fmt.Errorf("%v: must be positive", s.EventsPerMinute)
-	case s.MaxPendingEventsPerReason < 0:
-		return "maxPendingEventsPerReason", fmt.Errorf("%d: must be positive", s.MaxPendingEventsPerReason)
-	case s.ExecTimeout < 0:
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"heartbeat", s.Heartbeat}, {"discoverInterval", s.DiscoverInterval}, {"fileCheckInterval", s.FileCheckInterval}} {
+		if d.v != 0 && d.v < time.Second {
+			return d.key, fmt.Errorf("%v: want at least 1s", d.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   float64
+	}{{"writeBurst", float64(s.WriteBurst)}, {"writesPerMinute", s.WritesPerMinute}, {"eventBurst", float64(s.EventBurst)},
+		{"eventsPerMinute", s.EventsPerMinute}, {"maxPendingEventsPerReason", float64(s.MaxPendingEventsPerReason)}} {
+		if n.v < 0 {
+			return n.key, fmt.Errorf("%v: must be positive", n.v)
+		}
+	}
+	if s.ExecTimeout < 0 {
 		return "execTimeout", fmt.Errorf("%v: must not be negative", s.ExecTimeout)
-	case s.DiscoverInterval != 0 && s.DiscoverInterval < time.Second:
-		return "discoverInterval", fmt.Errorf("%v: want at least 1s", s.DiscoverInterval)
-	case s.FileCheckInterval != 0 && s.FileCheckInterval < time.Second:
-		return "fileCheckInterval", fmt.Errorf("%v: want at least 1s", s.FileCheckInterval)
 	}
 	return "", nil
 }

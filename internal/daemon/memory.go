@@ -10,50 +10,46 @@ import (
 // memoryLimit (config.DefaultMemoryLimit when unset), on start and on every
 // reload. Near the limit the garbage collector runs more often rather than
 // let the heap grow; it never refuses memory, so the limit trades CPU for
-// memory under a burst and costs nothing otherwise. GOMEMLIMIT in the
-// environment, the runtime's own setting, wins over the config.
+// memory under a burst and costs nothing otherwise.
 func (d *Daemon) applyMemoryLimit() {
-	if v := os.Getenv("GOMEMLIMIT"); v != "" {
-		if !d.memLimitLogged {
-			d.log.Info("soft memory limit from GOMEMLIMIT; config memoryLimit ignored", "GOMEMLIMIT", v)
-			d.memLimitLogged = true
+	d.applyRuntimeSetting("GOMEMLIMIT", "memoryLimit", &d.memLimitLogged, func() (int64, any, error) {
+		n, err := d.cfg.MemoryLimitBytes()
+		if n == 0 {
+			return math.MaxInt64, "off", err
 		}
-		return
-	}
-	n, err := d.cfg.MemoryLimitBytes()
-	if err != nil {
-		// Load refuses such a config; keep whatever limit is in force.
-		return
-	}
-	limit := n
-	if n == 0 {
-		limit = math.MaxInt64
-	}
-	if prev := debug.SetMemoryLimit(limit); prev != limit || !d.memLimitLogged {
-		d.log.Info("soft memory limit", "bytes", n, "off", n == 0)
-		d.memLimitLogged = true
-	}
+		return n, n, err
+	}, debug.SetMemoryLimit)
 }
 
 // applyGCPercent sets the garbage collector's target to the config's
 // gcPercent (config.DefaultGCPercent when unset), on start and on every
-// reload. GOGC in the environment, the runtime's own setting, wins over
-// the config, as GOMEMLIMIT does over memoryLimit.
+// reload.
 func (d *Daemon) applyGCPercent() {
-	if v := os.Getenv("GOGC"); v != "" {
-		if !d.gcLogged {
-			d.log.Info("garbage collector target from GOGC; config gcPercent ignored", "GOGC", v)
-			d.gcLogged = true
+	d.applyRuntimeSetting("GOGC", "gcPercent", &d.gcLogged, func() (int64, any, error) {
+		n, err := d.cfg.GCPercentValue()
+		return int64(n), n, err
+	}, func(n int64) int64 { return int64(debug.SetGCPercent(int(n))) })
+}
+
+// applyRuntimeSetting applies a Go runtime setting from the config. The
+// runtime's own environment variable, set in the unit by an operator, wins
+// over the config. A value the config cannot give leaves the one in force:
+// Load refuses such a config, so it is never installed. value returns the
+// runtime's value and the one to log.
+func (d *Daemon) applyRuntimeSetting(env, key string, logged *bool, value func() (int64, any, error), set func(int64) int64) {
+	if v := os.Getenv(env); v != "" {
+		if !*logged {
+			d.log.Info("Go runtime setting from the environment; config "+key+" ignored", env, v)
+			*logged = true
 		}
 		return
 	}
-	pct, err := d.cfg.GCPercentValue()
+	n, shown, err := value()
 	if err != nil {
-		// Load refuses such a config; keep whatever target is in force.
 		return
 	}
-	if prev := debug.SetGCPercent(pct); prev != pct || !d.gcLogged {
-		d.log.Info("garbage collector target", "gcPercent", pct)
-		d.gcLogged = true
+	if prev := set(n); prev != n || !*logged {
+		d.log.Info("Go runtime setting", key, shown)
+		*logged = true
 	}
 }

@@ -55,26 +55,36 @@ func (e emitter) Clear(c finding.Clear) {
 // for a reason other than not existing here is restarted with backoff from
 // the last committed positions it was given.
 func runSource(ctx context.Context, s source.Source, start map[string]source.Position, out chan<- source.Batch, results chan<- sourceResult, gen int, log *slog.Logger) {
-	backoff := time.Second
-	for {
+	restartWithBackoff(ctx, log, "source", s.Name(), 30*time.Second, func() (bool, error) {
 		err := s.Run(ctx, start, out)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil || errors.Is(err, source.ErrUnavailable) {
+		if ctx.Err() == nil && (err == nil || errors.Is(err, source.ErrUnavailable)) {
 			select {
 			case results <- sourceResult{name: s.Name(), gen: gen, err: err}:
 			case <-ctx.Done():
 			}
+			return true, nil
+		}
+		return false, err
+	})
+}
+
+// restartWithBackoff calls run until it is done or ctx ends. A failed run
+// is logged and run again after a pause that doubles from 1 s up to max:
+// a producer that fails must neither stop detection for good nor spin.
+func restartWithBackoff(ctx context.Context, log *slog.Logger, what, name string, max time.Duration, run func() (done bool, err error)) {
+	backoff := time.Second
+	for {
+		done, err := run()
+		if done || ctx.Err() != nil {
 			return
 		}
-		log.Error("source failed; restarting", "source", s.Name(), "err", err, "retry_in", backoff)
+		log.Error(what+" failed; restarting", what, name, "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
 			return
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, max)
 	}
 }
 
@@ -88,23 +98,10 @@ func (d *Daemon) sourceStopped(r sourceResult) {
 
 // runDetector runs a detector, restarting it with backoff when it fails.
 func runDetector(ctx context.Context, det detector.Detector, emit detector.Emitter, log *slog.Logger) {
-	backoff := time.Second
-	for {
+	restartWithBackoff(ctx, log, "detector", det.Name(), 5*time.Minute, func() (bool, error) {
 		err := det.Run(ctx, emit)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			return
-		}
-		log.Error("detector failed; restarting", "detector", det.Name(), "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(2*backoff, 5*time.Minute)
-	}
+		return err == nil, err
+	})
 }
 
 func (d *Daemon) detectorEvent(ev detectorEvent) {
