@@ -33,6 +33,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -65,7 +66,7 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	// catalogue kmsg rule feeds.
 	tok := randomHex(4)
 	a := &agent{t: t, node: node, root: "/", stateDir: filepath.Join(work, "state"), rulesDir: filepath.Join(work, "rules.d"),
-		config: filepath.Join(work, "config.yaml"), diagDir: filepath.Join(work, "diagnostics"), logs: &syncBuffer{}}
+		config: filepath.Join(work, "config.yaml"), diagDir: filepath.Join(work, "diagnostics"), logs: &logtest.Buffer{}}
 	a.writeConfig("")
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), `rules:
   - name: E2EKmsgFault

@@ -26,6 +26,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -145,15 +146,13 @@ type agent struct {
 
 	d       *daemontest.Daemon // the running daemon; nil when stopped
 	cleanup bool
-	logs    *syncBuffer // every run's output
+	logs    *logtest.Buffer // every run's output
 	peakRSS int64
 	rssMu   sync.Mutex
 }
 
 // The e2e packages' generic helpers under the names this package's tests
 // use.
-type syncBuffer = daemontest.Buffer
-
 func write(t *testing.T, path, content string) {
 	t.Helper()
 	daemontest.Write(t, path, content)
@@ -178,7 +177,7 @@ func newAgent(t *testing.T, node, kmsg string) *agent {
 	work := t.TempDir()
 	a := &agent{
 		t: t, node: node, root: filepath.Join(work, "root"), stateDir: filepath.Join(work, "state"),
-		rulesDir: filepath.Join(work, "rules.d"), logs: &syncBuffer{},
+		rulesDir: filepath.Join(work, "rules.d"), logs: &logtest.Buffer{},
 	}
 	a.config = filepath.Join(a.root, "etc/nodehealthd/config.yaml")
 	a.appLog = filepath.Join(a.root, "var/log/e2e/app.log")
