@@ -138,6 +138,13 @@ func (c *container) try(script string) (string, int) {
 	return "", -1
 }
 
+// systemctl returns what `systemctl query` prints, trimmed: for the is-*
+// queries the answer says all that the exit status says.
+func (c *container) systemctl(query string) string {
+	out, _ := c.try("systemctl " + query)
+	return strings.TrimSpace(out)
+}
+
 // copyIn puts a host file into the container's /var/tmp (its /tmp is a
 // fresh tmpfs that hides files written to the rootfs).
 func (c *container) copyIn(src string) string {
