@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 )
 
 // container is a Debian rootfs booted with systemd as PID 1 under
@@ -163,13 +165,7 @@ func (c *container) copyIn(src string) string {
 // writeFile writes a file into the container's file system.
 func (c *container) writeFile(path, content string) {
 	c.t.Helper()
-	p := filepath.Join(c.root, path)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		c.t.Fatal(err)
-	}
+	daemontest.Write(c.t, filepath.Join(c.root, path), content)
 }
 
 // eventually polls check until it returns "" (done) or the timeout passes,

@@ -169,6 +169,14 @@ func (h *harness) waitActive(want string) *state.State {
 	return h.waitState(func(st *state.State) bool { return activeReasons(st) == want })
 }
 
+// raiseBoom has the daemon raise the Boom/sda finding and waits until it is
+// active.
+func (h *harness) raiseBoom() *state.State {
+	h.t.Helper()
+	h.send("boom sda")
+	return h.waitActive("Boom/sda")
+}
+
 func activeReasons(st *state.State) string {
 	var rs []string
 	for _, f := range st.Active {

@@ -129,8 +129,7 @@ func TestUnwritableStateDirKeepsDetectingAndPublishing(t *testing.T) {
 func TestReadOnlyStateDirRaisesFilesystemReadOnly(t *testing.T) {
 	h, rec, _ := faultHarness(t)
 	h.start()
-	h.send("boom sda")
-	h.waitActive("Boom/sda")
+	h.raiseBoom()
 	h.stop()
 	// mount(8) carries the mount's locked flags (relatime and the like)
 	// into the read-only remount, which a bare mount(2) would have to copy.
@@ -199,8 +198,7 @@ func TestClearStaysQueuedUntilSaved(t *testing.T) {
 	h, rec, out := faultHarness(t)
 	h.start()
 	defer h.stop()
-	h.send("boom sda")
-	h.waitActive("Boom/sda")
+	h.raiseBoom()
 	unblock := blockSaves(t, h.stateDir)
 	path, err := state.SubmitRequest(h.stateDir, state.Request{Clear: &finding.Clear{Reason: "Boom", AllKeys: true, By: "operator"}}, time.Now())
 	if err != nil {
@@ -246,8 +244,7 @@ func TestRequestFilesAreCheckedBeforeUse(t *testing.T) {
 	h, _, _ := faultHarness(t)
 	h.start()
 	defer h.stop()
-	h.send("boom sda")
-	h.waitActive("Boom/sda")
+	h.raiseBoom()
 	clear := `{"clear":{"reason":"Boom","allKeys":true,"by":"operator"}}`
 
 	// Owned by another user before it appears in requests/: written as
@@ -341,8 +338,7 @@ func TestDeletedStateDirIsRecreatedAndStaysLocked(t *testing.T) {
 	h, _, _ := faultHarness(t)
 	h.start()
 	defer h.stop()
-	h.send("boom sda")
-	h.waitActive("Boom/sda")
+	h.raiseBoom()
 	// Like rm -rf, which may meet a file the daemon is writing that
 	// moment ("directory not empty") and is then run again.
 	for i := 0; ; i++ {
@@ -368,8 +364,7 @@ func TestDeletedStateDirIsRecreatedAndStaysLocked(t *testing.T) {
 func TestLogPublishersReplayWhatAStopKeptFromThem(t *testing.T) {
 	h, _, out := faultHarness(t)
 	h.start()
-	h.send("boom sda")
-	h.waitActive("Boom/sda")
+	h.raiseBoom()
 	h.stop()
 
 	out2 := &logtest.Buffer{}
