@@ -24,62 +24,56 @@ ENTRIES=${ENTRIES:-1000000}
 IDLE_SECONDS=${IDLE_SECONDS:-60}
 RUNS=${RUNS:-1}
 
-dir=$(mktemp -d)
-daemon=
-cleanup() {
-	if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-figures="$dir/figures" # lines: key value
+. scripts/lib/measure.sh
+figures="$work/figures" # lines: key value
 : >"$figures"
 fig() { echo "$1 $2" >>"$figures"; }
 
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-make build BIN="$dir/bin" >"$dir/build.log" 2>&1 || { cat "$dir/build.log"; exit 1; }
-bin="$dir/bin/nodehealthd"
+make build BIN="$work/bin" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+bin="$work/bin/nodehealthd"
 
 for run in $(seq "$RUNS"); do
 	echo "== run $run of $RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-	fig binary_mib "$(stat -c %s "$bin" | awk '{printf "%.1f", $1/1048576}')"
+	fig binary_mib "$(mib "$bin")"
 
-	go test ./internal/rules/ -run '^$' -bench 'CatalogueRealisticMix|RulesScaling' -benchtime 3000000x >"$dir/rules.out"
+	go test ./internal/rules/ -run '^$' -bench 'CatalogueRealisticMix|RulesScaling' -benchtime 3000000x >"$work/rules.out"
 	awk '/^BenchmarkCatalogueRealisticMix/ {print "engine_us", $5}
 		/^BenchmarkRulesScaling\/rules=10-/ {r10 = $5}
 		/^BenchmarkRulesScaling\/rules=1000-/ {r1000 = $5}
-		END {printf "engine_flat %.2f\n", r1000 / r10}' "$dir/rules.out" >>"$figures"
+		END {printf "engine_flat %.2f\n", r1000 / r10}' "$work/rules.out" >>"$figures"
 
-	NODEHEALTHD_BIN="$bin" NODEHEALTHD_FLOOD_LINES="$LINES" go test ./e2e/flood/ -run '^$' -bench Flood -benchtime 1x -timeout 30m >"$dir/flood.out" ||
-		{ cat "$dir/flood.out"; exit 1; }
+	NODEHEALTHD_BIN="$bin" NODEHEALTHD_FLOOD_LINES="$LINES" go test ./e2e/flood/ -run '^$' -bench Flood -benchtime 1x -timeout 30m >"$work/flood.out" ||
+		{ cat "$work/flood.out"; exit 1; }
 	awk '/^BenchmarkFlood\// {
 		name = ($1 ~ /OneInThousand/) ? "flood1000" : "floodall"
 		for (i = 3; i < NF; i++) {
 			if ($(i+1) == "µs/line") print name "_us", $i
 			if ($(i+1) == "peak-MiB") print name "_mib", $i
 		}
-	}' "$dir/flood.out" >>"$figures"
+	}' "$work/flood.out" >>"$figures"
 
 	# Idle: default flags (state and config in the scratch directory).
-	rm -rf "$dir/state"
-	"$bin" --state-dir "$dir/state" --config "$dir/none.yaml" >/dev/null 2>"$dir/idle.log" &
+	rm -rf "$work/state"
+	"$bin" --state-dir "$work/state" --config "$work/none.yaml" >/dev/null 2>"$work/idle.log" &
 	daemon=$!
+	pids=("$daemon")
 	sleep "$IDLE_SECONDS"
 	awk '/^VmRSS:/ {print "idle_rss_mib", $2/1024} /^RssAnon:/ {print "idle_anon_mib", $2/1024}
 		/^RssFile:/ {print "idle_file_mib", $2/1024}' "/proc/$daemon/status" >>"$figures"
-	cpu_ns() { cat /proc/"$daemon"/task/*/schedstat | awk '{s += $1} END {print s}'; }
-	c0=$(cpu_ns)
+	read -r c0 _ < <(schedstat "$daemon")
 	t0=$(date +%s.%N)
 	sleep "$IDLE_SECONDS"
-	c1=$(cpu_ns)
+	read -r c1 _ < <(schedstat "$daemon")
 	t1=$(date +%s.%N)
 	awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "idle_millicores %.3f\n", (c1-c0)/1e9/(t1-t0)*1000}' >>"$figures"
 	kill "$daemon"
 	wait "$daemon" 2>/dev/null || true
-	daemon=
+	pids=()
 
-	NODEHEALTHD_JOURNAL_BENCH_ENTRIES=$ENTRIES go test ./internal/daemon/ -run '^$' -bench JournalIngestEndToEnd -benchtime 1x -timeout 20m >"$dir/journal.out"
-	awk '/^BenchmarkJournalIngestEndToEnd/ {for (i = 3; i < NF; i++) if ($(i+1) == "entries/s") printf "journal_eps %.0f\n", $i}' "$dir/journal.out" >>"$figures"
+	NODEHEALTHD_JOURNAL_BENCH_ENTRIES=$ENTRIES go test ./internal/daemon/ -run '^$' -bench JournalIngestEndToEnd -benchtime 1x -timeout 20m >"$work/journal.out"
+	awk '/^BenchmarkJournalIngestEndToEnd/ {for (i = 3; i < NF; i++) if ($(i+1) == "entries/s") printf "journal_eps %.0f\n", $i}' "$work/journal.out" >>"$figures"
 done
 
 # key, label, unit, budget (empty: none), how the budget applies (max/min)

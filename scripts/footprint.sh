@@ -25,26 +25,16 @@ MAX_BINARY_MIB=${MAX_BINARY_MIB:-20}
 MAX_RSS_MIB=${MAX_RSS_MIB:-18}
 MAX_MILLICORE=${MAX_MILLICORE:-0.25}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/lib/measure.sh
 
 bin=${NODEHEALTHD:-}
 if [ -z "$bin" ]; then
 	make -s build BIN="$work/bin" >/dev/null
 	bin=$work/bin/nodehealthd
-	printf '%-28s %6.2f MiB\n' "nodehealthctl (stripped)" "$(stat -c %s "$work/bin/nodehealthctl" | awk '{print $1/1048576}')"
+	printf '%-28s %6.2f MiB\n' "nodehealthctl (stripped)" "$(mib "$work/bin/nodehealthctl")"
 fi
-size_mib=$(stat -c %s "$bin" | awk '{printf "%.2f", $1/1048576}')
+size_mib=$(mib "$bin")
 printf '%-28s %6.2f MiB (budget %s)\n' "nodehealthd (stripped)" "$size_mib" "$MAX_BINARY_MIB"
-
-# schedstat sums run time (ns) and timeslices over every thread of a pid.
-schedstat() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1; n += $3} END {print ns, n}'; }
 
 for i in $(seq "$RUNS"); do
 	# The config's directory is watched: keep the log out of it.

@@ -20,28 +20,21 @@ echo "== one full probe pass (all registered probes, real /proc and /sys)"
 go test ./internal/probe/ -run '^$' -bench 'BenchmarkFullPass$' -benchtime 300x |
 	awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-16s %s\n", $(i+1), $i}'
 
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-go build -o "$dir/nodehealthd" ./cmd/nodehealthd
+. scripts/lib/measure.sh
+go build -o "$work/nodehealthd" ./cmd/nodehealthd
 
 # Every registered probe gets a section with the scaled period.
 {
 	echo "probes:"
 	grep -ho 'Register("[^"]*"' internal/probe/*.go | sed 's/Register("//;s/"$//' | sort -u |
 		while read -r name; do printf '  %s:\n    period: %s\n' "$name" "$SCALED_PERIOD"; done
-} >"$dir/scaled.yaml"
-: >"$dir/real.yaml"
+} >"$work/scaled.yaml"
+: >"$work/real.yaml"
 
 start() { # name config; sets started
-	mkdir -p "$dir/$1"
-	"$dir/nodehealthd" --state-dir "$dir/$1" --config "$dir/$2" --cluster off --metrics-address '' -o none \
-		--log-level warn >/dev/null 2>"$dir/$1.log" &
+	mkdir -p "$work/$1"
+	"$work/nodehealthd" --state-dir "$work/$1" --config "$work/$2" --cluster off --metrics-address '' -o none \
+		--log-level warn >/dev/null 2>"$work/$1.log" &
 	started=$!
 	pids+=("$started")
 }
@@ -73,8 +66,8 @@ awk -v r0="$r0" -v r1="$r1" -v s0="$s0" -v s1="$s1" -v s="$RUN_SECONDS" -v hz="$
 	printf "  %-34s %7.3f millicores (probes alone at 5-min periods: %.4f)\n", "estimated long-run average", idle + probes*p/300, probes*p/300
 }'
 for n in real scaled; do
-	if [ -s "$dir/$n.log" ]; then
+	if [ -s "$work/$n.log" ]; then
 		echo "== $n run: warnings logged"
-		sort "$dir/$n.log" | sed 's/^time=[^ ]* //' | sort | uniq -c | head -5
+		sort "$work/$n.log" | sed 's/^time=[^ ]* //' | sort | uniq -c | head -5
 	fi
 done

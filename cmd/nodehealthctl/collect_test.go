@@ -1,11 +1,8 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/capture"
+	"github.com/nodehealthd/nodehealthd/internal/diag/bundletest"
 	"github.com/nodehealthd/nodehealthd/internal/diag/canary"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/s3upload/s3test"
@@ -65,7 +63,7 @@ func TestCollectCommand(t *testing.T) {
 		t.Errorf("bundle mode %v, want 0600", fi.Mode().Perm())
 	}
 	files := map[string]string{}
-	for name, data := range readBundle(t, out) {
+	for name, data := range bundletest.ReadFile(t, out) {
 		files[name] = string(data)
 	}
 	if s := files["nodehealthd/status.txt"]; !strings.Contains(s, "StorageReady") || !strings.Contains(s, "XFSCorruption") {
@@ -86,39 +84,6 @@ func TestCollectCommand(t *testing.T) {
 	}
 }
 
-// readBundle returns the files of a bundle by path below its top
-// directory.
-func readBundle(t *testing.T, bundle string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, rest, _ := strings.Cut(h.Name, "/")
-		files[rest] = data
-	}
-	return files
-}
-
 // TestCollectCorpus is the acceptance check of the redaction corpus:
 // `nodehealthctl collect --root CORPUS`, with the real commands, writes a
 // bundle with none of the corpus's canaries in it, raw or decoded.
@@ -133,7 +98,7 @@ func TestCollectCorpus(t *testing.T) {
 	if rc != 0 {
 		t.Fatalf("collect exited %d: %s", rc, stderr.String())
 	}
-	files := readBundle(t, out)
+	files := bundletest.ReadFile(t, out)
 	for _, p := range []string{"kubernetes/kubeconfig", "containerd/config.toml", "system/cloud-init-output.log", "system/cmdlines.txt", "nodehealthd/state.json", "nodehealthd/status.txt"} {
 		if len(files[p]) == 0 {
 			t.Errorf("bundle lacks %s", p)

@@ -33,6 +33,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -65,7 +66,7 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	// catalogue kmsg rule feeds.
 	tok := randomHex(4)
 	a := &agent{t: t, node: node, root: "/", stateDir: filepath.Join(work, "state"), rulesDir: filepath.Join(work, "rules.d"),
-		config: filepath.Join(work, "config.yaml"), diagDir: filepath.Join(work, "diagnostics"), logs: &syncBuffer{}}
+		config: filepath.Join(work, "config.yaml"), diagDir: filepath.Join(work, "diagnostics"), logs: &logtest.Buffer{}}
 	a.writeConfig("")
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), `rules:
   - name: E2EKmsgFault
@@ -88,8 +89,7 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	// A budget large enough that forty back-to-back samples measure
 	// latency, not the write budget (which TestWriteBudget checks).
 	a.writeConfig("cluster: {writeBurst: 1000, writesPerMinute: 6000, eventBurst: 1000, eventsPerMinute: 6000}\n")
-	a.start("--kubeconfig", kubeconfig)
-	a.connected(30 * time.Second)
+	a.startConnected("--kubeconfig", kubeconfig)
 
 	kmsg := func(msg string) time.Time { return daemontest.WriteKmsg(t, msg) }
 	const samples = 20
@@ -97,13 +97,13 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	for i := 1; i <= samples; i++ {
 		key := fmt.Sprintf("%03d", i)
 		at := kmsg("nhd-e2e-" + tok + " fatal " + key)
-		d := waitNode(t, rec, at, 2*time.Second, "Fatal kmsg finding "+key+" on the Node", func(n *corev1.Node) bool {
+		d := rec.nodes.wait(t, at, 2*time.Second, "Fatal kmsg finding "+key+" on the Node", func(n *corev1.Node) bool {
 			c := cond(n, "ContainerRuntimeReady")
 			return c != nil && c.Status == corev1.ConditionFalse && c.Reason == "E2EKmsgFault" && strings.Contains(c.Message, "fault "+key)
 		})
 		condLat = append(condLat, d)
 		at = kmsg("nhd-e2e-" + tok + " warn " + key)
-		d = waitEvent(t, rec, at, 2*time.Second, "Warning kmsg finding "+key+" as an Event", func(e *corev1.Event) bool {
+		d = rec.events.wait(t, at, 2*time.Second, "Warning kmsg finding "+key+" as an Event", func(e *corev1.Event) bool {
 			return e.Reason == "E2EKmsgWarning" && e.Message == "warning "+key
 		})
 		eventLat = append(eventLat, d)
@@ -139,8 +139,7 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	// A repeat after a restart counts the same event up: the events a
 	// run sent are kept in the state file.
 	a.stop(syscall.SIGTERM)
-	a.start("--kubeconfig", kubeconfig)
-	a.connected(30 * time.Second)
+	a.startConnected("--kubeconfig", kubeconfig)
 	kmsg("nhd-e2e-" + tok + " warn 001")
 	// The repeat may fall within the coalescing window of the first
 	// warning; then it is committed when the window ends.
@@ -177,8 +176,7 @@ func TestKubeletWriterAndDaemonNeverClobber(t *testing.T) {
 	a := newAgent(t, node, "")
 	id := a.useNodeCert(c)
 	rec := record(t, c, node)
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 
 	kubelet, err := c.Client(id)
 	if err != nil {
@@ -251,23 +249,20 @@ func TestKubeletWriterAndDaemonNeverClobber(t *testing.T) {
 		t.Fatalf("kubelet-like writer: %v", err)
 	}
 	last := fmt.Sprintf("kubelet post #%06d", posts.Load())
-	waitNode(t, rec, time.Time{}, 5*time.Second, "final Node with both sides' last writes", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 5*time.Second, "final Node with both sides' last writes", func(n *corev1.Node) bool {
 		r, cr := cond(n, "Ready"), cond(n, "ContainerRuntimeReady")
 		return r != nil && r.Message == last && cr != nil && strings.Contains(cr.Message, "part19")
 	})
 
 	// Every version after both sides first appear keeps all eight types,
 	// and neither side's progress ever goes backwards.
-	versions := rec.versions()
 	both, kubeletSeq, ourParts := false, "", 0
 	checked := 0
-	for _, v := range versions {
-		if v.node == nil {
-			continue
-		}
+	for _, v := range rec.nodes.all() {
+		n := v.obj
 		have := map[string]*corev1.NodeCondition{}
-		for i := range v.node.Status.Conditions {
-			have[string(v.node.Status.Conditions[i].Type)] = &v.node.Status.Conditions[i]
+		for i := range n.Status.Conditions {
+			have[string(n.Status.Conditions[i].Type)] = &n.Status.Conditions[i]
 		}
 		all := true
 		for _, typ := range append(append([]string(nil), kTypes...), ourTypes...) {
@@ -281,15 +276,15 @@ func TestKubeletWriterAndDaemonNeverClobber(t *testing.T) {
 		}
 		checked++
 		if !all {
-			t.Fatalf("version %s lost conditions: %v", v.node.ResourceVersion, condTypes(v.node))
+			t.Fatalf("version %s lost conditions: %v", n.ResourceVersion, condTypes(n))
 		}
 		if m := have["Ready"].Message; m < kubeletSeq {
-			t.Fatalf("version %s rolled the kubelet's Ready back from %q to %q", v.node.ResourceVersion, kubeletSeq, m)
+			t.Fatalf("version %s rolled the kubelet's Ready back from %q to %q", n.ResourceVersion, kubeletSeq, m)
 		} else {
 			kubeletSeq = m
 		}
 		if p := strings.Count(have["ContainerRuntimeReady"].Message, "part"); p < ourParts {
-			t.Fatalf("version %s rolled our ContainerRuntimeReady back (%d → %d findings)", v.node.ResourceVersion, ourParts, p)
+			t.Fatalf("version %s rolled our ContainerRuntimeReady back (%d → %d findings)", n.ResourceVersion, ourParts, p)
 		} else {
 			ourParts = p
 		}
@@ -385,11 +380,8 @@ func TestOtherNodesStatusIsForbidden(t *testing.T) {
 func TestOutageAndRestartLoseNothing(t *testing.T) {
 	c := cluster(t)
 	const node = "node-outage"
-	createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
-	a.start()
-	a.connected(30 * time.Second)
+	a := enrol(t, c, node, "")
+	a.startConnected()
 
 	down := time.Now()
 	if err := c.StopAPIServer(); err != nil {
@@ -474,8 +466,7 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 	// are the events already there, and must not become duplicates.
 	a.stop(syscall.SIGTERM)
 	write(t, filepath.Join(a.stateDir, "state.json"), string(undelivered))
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 	eventually(t, 10*time.Second, "records sent again after the lost acknowledgement", func() (bool, string) {
 		st := a.state()
 		return st != nil && len(st.Outbox) == 0, "outbox not drained"
@@ -499,14 +490,12 @@ func TestOutageAndRestartLoseNothing(t *testing.T) {
 func TestNodeRecreatedConditionsReasserted(t *testing.T) {
 	c := cluster(t)
 	const node = "node-recreate"
-	old := createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
+	a := enrol(t, c, node, "")
+	old := getNode(t, c, node)
 	rec := record(t, c, node)
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 	a.appendLine("FATAL nic0")
-	waitNode(t, rec, time.Time{}, 5*time.Second, "condition False", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 5*time.Second, "condition False", func(n *corev1.Node) bool {
 		cr := cond(n, "ContainerRuntimeReady")
 		return cr != nil && cr.Status == corev1.ConditionFalse
 	})
@@ -523,7 +512,7 @@ func TestNodeRecreatedConditionsReasserted(t *testing.T) {
 	if fresh.UID == old.UID || len(fresh.Status.Conditions) != 0 {
 		t.Fatalf("re-created Node: uid %s (old %s), %d conditions", fresh.UID, old.UID, len(fresh.Status.Conditions))
 	}
-	d := waitNode(t, rec, recreated, 5*time.Second, "conditions on the re-created Node", func(n *corev1.Node) bool {
+	d := rec.nodes.wait(t, recreated, 5*time.Second, "conditions on the re-created Node", func(n *corev1.Node) bool {
 		if n.UID != fresh.UID {
 			return false
 		}
@@ -538,7 +527,7 @@ func TestNodeRecreatedConditionsReasserted(t *testing.T) {
 	t.Logf("conditions re-asserted %v after the Node was re-created", d.Round(time.Millisecond))
 
 	at := a.appendLine("WARN after-recreate")
-	waitEvent(t, rec, at, 3*time.Second, "event about the new Node", func(e *corev1.Event) bool {
+	rec.events.wait(t, at, 3*time.Second, "event about the new Node", func(e *corev1.Event) bool {
 		return e.Message == "runtime hiccup: after-recreate" && e.InvolvedObject.UID == fresh.UID
 	})
 
@@ -548,7 +537,7 @@ func TestNodeRecreatedConditionsReasserted(t *testing.T) {
 		t.Fatal(err)
 	}
 	over := time.Now()
-	d = waitNode(t, rec, over, 5*time.Second, "overwritten condition restored", func(n *corev1.Node) bool {
+	d = rec.nodes.wait(t, over, 5*time.Second, "overwritten condition restored", func(n *corev1.Node) bool {
 		k := cond(n, "KernelReady")
 		return k != nil && k.Status == corev1.ConditionTrue && k.Reason == "KernelIsReady"
 	})
@@ -568,16 +557,13 @@ func TestRotatedClientCertificateIsUsed(t *testing.T) {
 	c := cluster(t)
 	const node = "node-rotate"
 	const rotatedGroup = "nodehealthd-e2e:rotated"
-	createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
+	a := enrol(t, c, node, "")
 	// The files are checked every 30 s by default.
 	a.writeConfig("cluster: {fileCheckInterval: 2s}\n")
 	rec := record(t, c, node)
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 	a.appendLine("FATAL before")
-	waitNode(t, rec, time.Time{}, 5*time.Second, "write with the first certificate", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 5*time.Second, "write with the first certificate", func(n *corev1.Node) bool {
 		cr := cond(n, "ContainerRuntimeReady")
 		return cr != nil && strings.Contains(cr.Message, "before")
 	})
@@ -599,7 +585,7 @@ func TestRotatedClientCertificateIsUsed(t *testing.T) {
 	})
 	after := time.Now()
 	a.appendLine("FATAL after")
-	waitNode(t, rec, after, 5*time.Second, "write after the rotation", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, after, 5*time.Second, "write after the rotation", func(n *corev1.Node) bool {
 		cr := cond(n, "ContainerRuntimeReady")
 		return cr != nil && strings.Contains(cr.Message, "after")
 	})
@@ -669,15 +655,14 @@ EOF
 	write(t, filepath.Join(a.root, "etc/eks/kubelet/environment"),
 		`NODEADM_KUBELET_ARGS="--node-ip=10.0.0.7 --hostname-override=node-exec --cloud-provider=external --kubeconfig=/var/lib/kubelet/kubeconfig"`+"\n")
 	rec := record(t, c, node)
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 	at := a.appendLine("FATAL via-exec")
-	waitNode(t, rec, at, 2*time.Second, "condition written with exec-plugin credentials", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, at, 2*time.Second, "condition written with exec-plugin credentials", func(n *corev1.Node) bool {
 		cr := cond(n, "ContainerRuntimeReady")
 		return cr != nil && strings.Contains(cr.Message, "via-exec")
 	})
 	at = a.appendLine("WARN via-exec")
-	waitEvent(t, rec, at, 2*time.Second, "event sent with exec-plugin credentials", func(e *corev1.Event) bool {
+	rec.events.wait(t, at, 2*time.Second, "event sent with exec-plugin credentials", func(e *corev1.Event) bool {
 		return e.Message == "runtime hiccup: via-exec" && e.InvolvedObject.UID == n.UID
 	})
 	logs := a.logs.String()
@@ -825,9 +810,7 @@ func TestPublishesWhileKubeletIsDown(t *testing.T) {
 		t.Fatalf("a kubelet is running (pids %v); this test needs none", pids)
 	}
 	const node = "node-nokubelet"
-	createNode(t, c, node)
-	a := newAgent(t, node, "6,100,5000000,-;e2e-noise boot\n3,101,6000000,-;e2e-oops boot\n")
-	a.useNodeCert(c)
+	a := enrol(t, c, node, "6,100,5000000,-;e2e-noise boot\n3,101,6000000,-;e2e-oops boot\n")
 	rec := record(t, c, node)
 	started := time.Now()
 	a.start()
@@ -837,16 +820,16 @@ func TestPublishesWhileKubeletIsDown(t *testing.T) {
 		return st != nil && len(st.Active) == 1 && len(st.Recent) == 2, "not yet"
 	})
 	detected := st.Active[0].Detected
-	waitNode(t, rec, time.Time{}, 10*time.Second, "KernelReady False", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 10*time.Second, "KernelReady False", func(n *corev1.Node) bool {
 		k := cond(n, "KernelReady")
 		return k != nil && k.Status == corev1.ConditionFalse && k.Reason == "E2EKernelOops"
 	})
-	condAt, _ := rec.nodeSeen(time.Time{}, func(n *corev1.Node) bool {
+	condAt, _ := rec.nodes.first(time.Time{}, func(n *corev1.Node) bool {
 		k := cond(n, "KernelReady")
 		return k != nil && k.Status == corev1.ConditionFalse
 	})
-	waitEvent(t, rec, time.Time{}, 10*time.Second, "E2EKernelNoise event", func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
-	eventAt, _ := rec.eventSeen(time.Time{}, func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
+	rec.events.wait(t, time.Time{}, 10*time.Second, "E2EKernelNoise event", func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
+	eventAt, _ := rec.events.first(time.Time{}, func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
 	// The kmsg file's records carry boot-relative times; measured from the
 	// daemon's start, which is before detection, the bound is conservative.
 	if d := condAt.Sub(started); d > 2*time.Second {
@@ -885,15 +868,12 @@ func processes(name string) []int {
 func TestHealthyNodeRequestsPerHour(t *testing.T) {
 	c := cluster(t)
 	const node = "node-idle"
-	createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
+	a := enrol(t, c, node, "")
 	// writeConfig switches the probes off: this machine's clock is not
 	// NTP-synchronised, which the clock probe reports as a Warning.
 	const hb = 2 * time.Second
 	a.writeConfig("cluster: {heartbeat: " + hb.String() + "}\n")
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 	connectedAt := time.Now()
 	time.Sleep(3 * time.Second)
 	from := time.Now()
@@ -967,11 +947,8 @@ func TestHealthyNodeRequestsPerHour(t *testing.T) {
 func TestWriteBudgetAndEventRateLimit(t *testing.T) {
 	c := cluster(t)
 	const node = "node-burst"
-	createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
-	a.start()
-	a.connected(30 * time.Second)
+	a := enrol(t, c, node, "")
+	a.startConnected()
 	before, err := c.Requests("system:node:" + node)
 	if err != nil {
 		t.Fatal(err)
@@ -1041,18 +1018,14 @@ func TestWriteBudgetAndEventRateLimit(t *testing.T) {
 func TestUnmonitoredConditionRemoved(t *testing.T) {
 	c := cluster(t)
 	const node = "node-disable"
-	createNode(t, c, node)
+	a := enrol(t, c, node, "")
 	stale := []byte(`{"status":{"conditions":[{"type":"AcceleratedHardwareReady","status":"False","reason":"NvidiaXID79Error","message":"left by a previous agent"},{"type":"Ready","status":"True","reason":"KubeletReady"}]}}`)
 	if _, err := c.Admin.Nodes().Patch(context.Background(), node, types.StrategicMergePatchType, stale, metav1.PatchOptions{}, "status"); err != nil {
 		t.Fatal(err)
 	}
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
-	a.writeConfig("")
 	rec := record(t, c, node)
-	a.start()
-	a.connected(30 * time.Second)
-	waitNode(t, rec, time.Time{}, 5*time.Second, "our four types, no stale AcceleratedHardwareReady", func(n *corev1.Node) bool {
+	a.startConnected()
+	rec.nodes.wait(t, time.Time{}, 5*time.Second, "our four types, no stale AcceleratedHardwareReady", func(n *corev1.Node) bool {
 		for _, typ := range ourTypes {
 			if cond(n, typ) == nil {
 				return false
@@ -1062,7 +1035,7 @@ func TestUnmonitoredConditionRemoved(t *testing.T) {
 	})
 	at := time.Now()
 	a.writeConfig("conditions:\n  StorageReady: {enabled: false}\n")
-	d := waitNode(t, rec, at, 5*time.Second, "StorageReady removed", func(n *corev1.Node) bool {
+	d := rec.nodes.wait(t, at, 5*time.Second, "StorageReady removed", func(n *corev1.Node) bool {
 		return cond(n, "StorageReady") == nil && cond(n, "KernelReady") != nil && cond(n, "Ready") != nil
 	})
 	t.Logf("StorageReady removed %v after it was switched off; conditions now %v", d.Round(time.Millisecond), condTypes(getNode(t, c, node)))
@@ -1094,11 +1067,11 @@ func TestKubeconfigAppearsLater(t *testing.T) {
 	}
 	a.useNodeCert(c)
 	appeared := time.Now()
-	waitNode(t, rec, appeared, 15*time.Second, "condition published once the kubeconfig appeared", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, appeared, 15*time.Second, "condition published once the kubeconfig appeared", func(n *corev1.Node) bool {
 		cr := cond(n, "ContainerRuntimeReady")
 		return cr != nil && strings.Contains(cr.Message, "early")
 	})
-	d := waitEvent(t, rec, appeared, 15*time.Second, "event published once the kubeconfig appeared", func(e *corev1.Event) bool {
+	d := rec.events.wait(t, appeared, 15*time.Second, "event published once the kubeconfig appeared", func(e *corev1.Event) bool {
 		return e.Message == "runtime hiccup: early" && e.InvolvedObject.UID == n.UID
 	})
 	a.connected(5 * time.Second)
@@ -1117,9 +1090,7 @@ func TestKubeconfigAppearsLater(t *testing.T) {
 func TestReadOnlyStateDirStillPublishes(t *testing.T) {
 	c := cluster(t)
 	const node = "node-rostate"
-	createNode(t, c, node)
-	a := newAgent(t, node, "6,100,5000000,-;e2e-noise boot\n3,101,6000000,-;e2e-oops boot\n")
-	a.useNodeCert(c)
+	a := enrol(t, c, node, "6,100,5000000,-;e2e-noise boot\n3,101,6000000,-;e2e-oops boot\n")
 	if err := os.MkdirAll(a.stateDir, 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -1129,19 +1100,19 @@ func TestReadOnlyStateDirStillPublishes(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Unmount(a.stateDir, syscall.MNT_DETACH) })
 	rec := record(t, c, node)
 	a.start()
-	waitNode(t, rec, time.Time{}, 20*time.Second, "KernelReady False and StorageReady False/FilesystemReadOnly", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 20*time.Second, "KernelReady False and StorageReady False/FilesystemReadOnly", func(n *corev1.Node) bool {
 		k, s := cond(n, "KernelReady"), cond(n, "StorageReady")
 		return k != nil && k.Status == corev1.ConditionFalse && k.Reason == "E2EKernelOops" &&
 			s != nil && s.Status == corev1.ConditionFalse && s.Reason == "FilesystemReadOnly" && strings.Contains(s.Message, a.stateDir)
 	})
-	waitEvent(t, rec, time.Time{}, 20*time.Second, "E2EKernelNoise event", func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
+	rec.events.wait(t, time.Time{}, 20*time.Second, "E2EKernelNoise event", func(e *corev1.Event) bool { return e.Reason == "E2EKernelNoise" })
 	if _, err := os.Stat(filepath.Join(a.stateDir, state.FileName)); err == nil {
 		t.Fatal("a state file exists in a read-only directory: the test did not test what it says")
 	}
 	if err := syscall.Unmount(a.stateDir, syscall.MNT_DETACH); err != nil {
 		t.Fatal(err)
 	}
-	waitNode(t, rec, time.Time{}, 90*time.Second, "StorageReady True once the state can be written", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 90*time.Second, "StorageReady True once the state can be written", func(n *corev1.Node) bool {
 		s := cond(n, "StorageReady")
 		return s != nil && s.Status == corev1.ConditionTrue
 	})
@@ -1157,11 +1128,8 @@ func TestReadOnlyStateDirStillPublishes(t *testing.T) {
 func TestMetricsCountAPIWrites(t *testing.T) {
 	c := cluster(t)
 	const node = "node-metrics"
-	createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
-	a.start("--metrics-address", "127.0.0.1:0")
-	a.connected(30 * time.Second)
+	a := enrol(t, c, node, "")
+	a.startConnected("--metrics-address", "127.0.0.1:0")
 	addr := a.d.MetricsAddr(t, 0)
 	a.appendLine("WARN metrics")
 	sample := func(name string) float64 {

@@ -26,6 +26,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -145,15 +146,13 @@ type agent struct {
 
 	d       *daemontest.Daemon // the running daemon; nil when stopped
 	cleanup bool
-	logs    *syncBuffer // every run's output
+	logs    *logtest.Buffer // every run's output
 	peakRSS int64
 	rssMu   sync.Mutex
 }
 
 // The e2e packages' generic helpers under the names this package's tests
 // use.
-type syncBuffer = daemontest.Buffer
-
 func write(t *testing.T, path, content string) {
 	t.Helper()
 	daemontest.Write(t, path, content)
@@ -178,7 +177,7 @@ func newAgent(t *testing.T, node, kmsg string) *agent {
 	work := t.TempDir()
 	a := &agent{
 		t: t, node: node, root: filepath.Join(work, "root"), stateDir: filepath.Join(work, "state"),
-		rulesDir: filepath.Join(work, "rules.d"), logs: &syncBuffer{},
+		rulesDir: filepath.Join(work, "rules.d"), logs: &logtest.Buffer{},
 	}
 	a.config = filepath.Join(a.root, "etc/nodehealthd/config.yaml")
 	a.appLog = filepath.Join(a.root, "var/log/e2e/app.log")
@@ -238,6 +237,23 @@ func (a *agent) useNodeCert(c *kubetest.Cluster, groups ...string) kubetest.Issu
 		a.t.Fatal(err)
 	}
 	return id
+}
+
+// enrol creates the Node and a fixture agent for it (kmsg as for newAgent)
+// holding the node's kubelet client certificate.
+func enrol(t *testing.T, c *kubetest.Cluster, node, kmsg string) *agent {
+	t.Helper()
+	createNode(t, c, node)
+	a := newAgent(t, node, kmsg)
+	a.useNodeCert(c)
+	return a
+}
+
+// startConnected starts the daemon and waits until it publishes.
+func (a *agent) startConnected(extra ...string) {
+	a.t.Helper()
+	a.start(extra...)
+	a.connected(30 * time.Second)
 }
 
 func (a *agent) start(extra ...string) {
@@ -411,27 +427,27 @@ func findEvent(evs []corev1.Event, reason, message string) *corev1.Event {
 // recorder keeps every version of a Node and every event about it, with
 // when the admin watch delivered it: the tests' view of "reached the API".
 type recorder struct {
-	mu     sync.Mutex
-	nodes  []seenNode
-	events []seenEvent
-	stop   context.CancelFunc
+	nodes  deliveries[*corev1.Node]
+	events deliveries[*corev1.Event]
 }
 
-type seenNode struct {
-	at   time.Time
-	node *corev1.Node
+// deliveries are the objects of one kind a watch delivered, deletions
+// left out.
+type deliveries[T any] struct {
+	mu   sync.Mutex
+	seen []delivery[T]
 }
 
-type seenEvent struct {
-	at    time.Time
-	event *corev1.Event
+type delivery[T any] struct {
+	at  time.Time
+	obj T
 }
 
 func record(t *testing.T, c *kubetest.Cluster, node string) *recorder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{stop: cancel}
 	t.Cleanup(cancel)
+	r := &recorder{}
 	nw, err := c.Admin.Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", node).String()})
 	if err != nil {
 		t.Fatal(err)
@@ -440,81 +456,48 @@ func record(t *testing.T, c *kubetest.Cluster, node string) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for ev := range nw.ResultChan() {
-			n, ok := ev.Object.(*corev1.Node)
-			if !ok {
-				continue
-			}
-			if ev.Type == watch.Deleted {
-				n = nil
-			}
-			r.mu.Lock()
-			r.nodes = append(r.nodes, seenNode{at: time.Now(), node: n})
-			r.mu.Unlock()
-		}
-	}()
-	go func() {
-		for ev := range ew.ResultChan() {
-			if e, ok := ev.Object.(*corev1.Event); ok && ev.Type != watch.Deleted {
-				r.mu.Lock()
-				r.events = append(r.events, seenEvent{at: time.Now(), event: e})
-				r.mu.Unlock()
-			}
-		}
-	}()
+	go r.nodes.follow(nw)
+	go r.events.follow(ew)
 	return r
 }
 
-// nodeSeen returns when a Node version satisfying f was first delivered
-// after since.
-func (r *recorder) nodeSeen(since time.Time, f func(*corev1.Node) bool) (time.Time, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.nodes {
-		if !s.at.Before(since) && s.node != nil && f(s.node) {
+func (d *deliveries[T]) follow(w watch.Interface) {
+	for ev := range w.ResultChan() {
+		if obj, ok := ev.Object.(T); ok && ev.Type != watch.Deleted {
+			d.mu.Lock()
+			d.seen = append(d.seen, delivery[T]{at: time.Now(), obj: obj})
+			d.mu.Unlock()
+		}
+	}
+}
+
+// first returns when an object satisfying f was first delivered after
+// since.
+func (d *deliveries[T]) first(since time.Time, f func(T) bool) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.seen {
+		if !s.at.Before(since) && f(s.obj) {
 			return s.at, true
 		}
 	}
 	return time.Time{}, false
 }
 
-func (r *recorder) eventSeen(since time.Time, f func(*corev1.Event) bool) (time.Time, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.events {
-		if !s.at.Before(since) && f(s.event) {
-			return s.at, true
-		}
-	}
-	return time.Time{}, false
+func (d *deliveries[T]) all() []delivery[T] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]delivery[T](nil), d.seen...)
 }
 
-func (r *recorder) versions() []seenNode {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]seenNode(nil), r.nodes...)
-}
-
-// waitSeen waits until the recorder saw a version satisfying f and returns
-// the delay from since.
-func waitNode(t *testing.T, r *recorder, since time.Time, d time.Duration, what string, f func(*corev1.Node) bool) time.Duration {
+// wait waits until an object satisfying f is delivered after since and
+// returns the delay from since.
+func (d *deliveries[T]) wait(t *testing.T, since time.Time, timeout time.Duration, what string, f func(T) bool) time.Duration {
 	t.Helper()
 	var at time.Time
-	eventually(t, d, what, func() (bool, string) {
+	eventually(t, timeout, what, func() (bool, string) {
 		var ok bool
-		at, ok = r.nodeSeen(since, f)
-		return ok, "not seen"
-	})
-	return at.Sub(since)
-}
-
-func waitEvent(t *testing.T, r *recorder, since time.Time, d time.Duration, what string, f func(*corev1.Event) bool) time.Duration {
-	t.Helper()
-	var at time.Time
-	eventually(t, d, what, func() (bool, string) {
-		var ok bool
-		at, ok = r.eventSeen(since, f)
+		at, ok = d.first(since, f)
 		return ok, "not seen"
 	})
 	return at.Sub(since)

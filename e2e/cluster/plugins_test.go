@@ -25,9 +25,7 @@ import (
 func TestNPDPluginOwnsCustomCondition(t *testing.T) {
 	c := cluster(t)
 	const node = "node-plugin"
-	createNode(t, c, node)
-	a := newAgent(t, node, "")
-	a.useNodeCert(c)
+	a := enrol(t, c, node, "")
 
 	// The plugin runs as nobody: its directory must be reachable.
 	dir := t.TempDir()
@@ -69,21 +67,20 @@ esac
 	withPlugin := "conditions:\n  FooMountReady: {healthyReason: FooMounted, healthyMessage: foo is mounted}\nplugins: [" + monitor + "]\n"
 	a.writeConfig(withPlugin)
 	rec := record(t, c, node)
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 
-	waitNode(t, rec, time.Time{}, 20*time.Second, "FooMountReady False with the plugin's message", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, time.Time{}, 20*time.Second, "FooMountReady False with the plugin's message", func(n *corev1.Node) bool {
 		fc := cond(n, "FooMountReady")
 		return fc != nil && fc.Status == corev1.ConditionFalse && fc.Reason == "FooMountMissing" &&
 			strings.Contains(fc.Message, "foo mount is missing (uid 65534)")
 	})
-	waitEvent(t, rec, time.Time{}, 20*time.Second, "the temporary rule's Warning event", func(e *corev1.Event) bool {
+	rec.events.wait(t, time.Time{}, 20*time.Second, "the temporary rule's Warning event", func(e *corev1.Event) bool {
 		return e.Reason == "FooMountMissing" && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "foo mount is missing")
 	})
 
 	at := time.Now()
 	setMode("ok")
-	waitNode(t, rec, at, 20*time.Second, "FooMountReady True again", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, at, 20*time.Second, "FooMountReady True again", func(n *corev1.Node) bool {
 		fc := cond(n, "FooMountReady")
 		return fc != nil && fc.Status == corev1.ConditionTrue && fc.Reason == "FooMounted" && fc.Message == "foo is mounted"
 	})
@@ -101,7 +98,7 @@ esac
 
 	at = time.Now()
 	setMode("fail")
-	waitNode(t, rec, at, 20*time.Second, "FooMountReady False again", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, at, 20*time.Second, "FooMountReady False again", func(n *corev1.Node) bool {
 		fc := cond(n, "FooMountReady")
 		return fc != nil && fc.Status == corev1.ConditionFalse
 	})
@@ -109,7 +106,7 @@ esac
 	// Deleted from the config: the condition leaves the Node.
 	at = time.Now()
 	a.writeConfig("")
-	d := waitNode(t, rec, at, 20*time.Second, "FooMountReady removed", func(n *corev1.Node) bool {
+	d := rec.nodes.wait(t, at, 20*time.Second, "FooMountReady removed", func(n *corev1.Node) bool {
 		return cond(n, "FooMountReady") == nil && cond(n, "KernelReady") != nil
 	})
 	t.Logf("FooMountReady removed %v after the config lost it", d.Round(time.Millisecond))
@@ -123,7 +120,7 @@ esac
 	}
 	at = time.Now()
 	a.start()
-	waitNode(t, rec, at, 30*time.Second, "stale FooMountReady removed after restart", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, at, 30*time.Second, "stale FooMountReady removed after restart", func(n *corev1.Node) bool {
 		return cond(n, "FooMountReady") == nil && cond(n, "KernelReady") != nil
 	})
 }

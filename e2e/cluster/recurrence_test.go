@@ -26,14 +26,12 @@ import (
 func TestRecurrenceAfterReboot(t *testing.T) {
 	c := cluster(t)
 	const node = "node-recur"
-	createNode(t, c, node)
 	const xid = "3,101,6000000,-;NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.\n"
-	a := newAgent(t, node, xid)
+	a := enrol(t, c, node, xid)
 	// An NVIDIA node (the driver column EKS's agent reads), so that
 	// AcceleratedHardwareReady is monitored; NVML is not there to ask.
 	write(t, filepath.Join(a.root, "proc/bus/pci/devices"), "3b00\t10de2330\t0\tnvidia\n")
 	a.writeConfig("nvml: {enabled: false}\nreasons:\n  NvidiaXID79Error:\n    escalate: {afterReboots: 2, within: 24h, reason: NvidiaDeviceCountMismatch}\n")
-	a.useNodeCert(c)
 	rec := record(t, c, node)
 	gpu := func(n *corev1.Node) *corev1.NodeCondition { return cond(n, "AcceleratedHardwareReady") }
 	reboot := func(boot string, kmsg string, ago time.Duration) {
@@ -46,9 +44,8 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	bootC := "e2e0000c-0000-4000-8000-" + randomHex(6)
 
 	reboot(bootA, xid, 3*time.Hour)
-	a.start()
-	a.connected(30 * time.Second)
-	waitNode(t, rec, time.Time{}, 10*time.Second, "boot A: XID 79 on the Node", func(n *corev1.Node) bool {
+	a.startConnected()
+	rec.nodes.wait(t, time.Time{}, 10*time.Second, "boot A: XID 79 on the Node", func(n *corev1.Node) bool {
 		g := gpu(n)
 		return g != nil && g.Status == corev1.ConditionFalse && g.Reason == "NvidiaXID79Error" && !strings.Contains(g.Message, "recurred")
 	})
@@ -58,7 +55,7 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	reboot(bootB, "", 2*time.Hour)
 	since := time.Now()
 	a.start()
-	waitNode(t, rec, since, 10*time.Second, "boot B: the reboot clears the finding", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, since, 10*time.Second, "boot B: the reboot clears the finding", func(n *corev1.Node) bool {
 		g := gpu(n)
 		return g != nil && g.Status == corev1.ConditionTrue
 	})
@@ -68,12 +65,12 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	since = time.Now()
 	a.start()
 	const recurred = "NvidiaXID79Error: detected XID-79 on the instance, review kernel logs for additional information. (recurred after 1 reboot in 24h)"
-	waitNode(t, rec, since, 10*time.Second, "boot B: the recurrence on the Node", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, since, 10*time.Second, "boot B: the recurrence on the Node", func(n *corev1.Node) bool {
 		g := gpu(n)
 		return g != nil && g.Status == corev1.ConditionFalse && g.Reason == "NvidiaXID79Error" && g.Message == recurred
 	})
 	const event = "NvidiaXID79Error (0000:3b:00/79) recurred after 1 reboot in 24h"
-	waitEvent(t, rec, since, 10*time.Second, "RecurredAfterReboot event", func(e *corev1.Event) bool {
+	rec.events.wait(t, since, 10*time.Second, "RecurredAfterReboot event", func(e *corev1.Event) bool {
 		return e.Reason == "RecurredAfterReboot" && e.Type == corev1.EventTypeWarning && e.Message == event
 	})
 	out, err := exec.Command(filepath.Join(testbin.Build(t), "nodehealthctl"), "status", "--state-dir", a.stateDir).CombinedOutput()
@@ -85,8 +82,7 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 
 	// A restart within boot B is no reboot: nothing is sent again, the
 	// condition stays as it was.
-	a.start()
-	a.connected(30 * time.Second)
+	a.startConnected()
 	if st := a.state(); st == nil || len(st.Active) != 1 || st.Active[0].Recurrence == nil || st.Active[0].Recurrence.Reboots != 1 {
 		t.Fatalf("after a restart in boot B: %+v", st)
 	}
@@ -103,12 +99,12 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	reboot(bootC, xid, time.Hour)
 	since = time.Now()
 	a.start()
-	waitNode(t, rec, since, 10*time.Second, "boot C: the escalated reason on the Node", func(n *corev1.Node) bool {
+	rec.nodes.wait(t, since, 10*time.Second, "boot C: the escalated reason on the Node", func(n *corev1.Node) bool {
 		g := gpu(n)
 		return g != nil && g.Status == corev1.ConditionFalse && g.Reason == "NvidiaDeviceCountMismatch" &&
 			strings.Contains(g.Message, "(NvidiaXID79Error recurred after 2 reboots in 24h, escalated)")
 	})
-	waitEvent(t, rec, since, 10*time.Second, "RecurredAfterReboot event of the escalation", func(e *corev1.Event) bool {
+	rec.events.wait(t, since, 10*time.Second, "RecurredAfterReboot event of the escalation", func(e *corev1.Event) bool {
 		return e.Reason == "RecurredAfterReboot" &&
 			e.Message == "NvidiaXID79Error (0000:3b:00/79) recurred after 2 reboots in 24h; reported as NvidiaDeviceCountMismatch from now on"
 	})

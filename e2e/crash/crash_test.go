@@ -16,6 +16,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/source/journal/journaltest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -140,7 +141,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 	minDelay, window := full/10, full/8
 	var stateDir string
 	var kills, midStream int
-	killed := &daemontest.Buffer{}
+	killed := &logtest.Buffer{}
 	killed.LogOnFailure(t, "killed runs")
 	for attempt := 1; ; attempt++ {
 		stateDir = filepath.Join(t.TempDir(), "state")
@@ -237,7 +238,7 @@ func TestKillNineLosesAndRepeatsNothing(t *testing.T) {
 // streams are done (at most 30 times). It returns the kills, how many of
 // them came after progress and before the end of the streams, and whether
 // the streams were done.
-func killRepeatedly(t *testing.T, args []string, stateDir string, log *daemontest.Buffer, minDelay, window time.Duration, rng *rand.Rand) (kills, midStream int, finished bool) {
+func killRepeatedly(t *testing.T, args []string, stateDir string, log *logtest.Buffer, minDelay, window time.Duration, rng *rand.Rand) (kills, midStream int, finished bool) {
 	prevPos := ""
 	for kills < 30 {
 		d := daemontest.Start(t, args, daemontest.Options{Log: log})

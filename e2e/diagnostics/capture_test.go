@@ -6,12 +6,9 @@
 package diagnostics
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/diag/bundletest"
 	"github.com/nodehealthd/nodehealthd/internal/s3upload/s3test"
 )
 
@@ -167,32 +165,7 @@ func (d *daemon) bundleOf(t *testing.T, reason string) string {
 // files.
 func checkBundle(t *testing.T, p string) (map[string]any, map[string][]byte) {
 	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s is not gzip: %v", p, err)
-	}
-	files := map[string][]byte{}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s is not a valid tar.gz: %v", p, err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, rest, _ := strings.Cut(h.Name, "/")
-		files[rest] = b
-	}
+	files := bundletest.ReadFile(t, p)
 	var man map[string]any
 	if err := json.Unmarshal(files["manifest.json"], &man); err != nil {
 		t.Fatalf("%s: manifest.json: %v", p, err)

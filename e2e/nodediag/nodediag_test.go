@@ -8,9 +8,7 @@
 package nodediag
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,8 +33,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
-	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/diag/bundletest"
 )
 
 var (
@@ -235,85 +233,24 @@ func (r *receiver) got(path string) [][]byte {
 	return r.puts[path]
 }
 
-// tarSections lists the top-level directories of a tar.gz.
+// tarSections lists the sections (top-level directories) of a bundle.
 func tarSections(t *testing.T, b []byte) map[string]bool {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("not gzip: %v", err)
-	}
-	tr := tar.NewReader(zr)
 	out := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("bad tar: %v", err)
-		}
-		parts := strings.SplitN(strings.TrimPrefix(h.Name, "./"), "/", 3)
-		if len(parts) >= 2 {
-			out[parts[1]] = true // <bundle>/<section>/...
-		}
-		if len(parts) >= 1 {
-			out["top:"+parts[0]] = true
-		}
+	for p := range bundletest.Read(t, bytes.NewReader(b)) {
+		sec, _, _ := strings.Cut(p, "/")
+		out[sec] = true
 	}
+	return out
 }
 
-type daemon struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   *bytes.Buffer
-	mu     *sync.Mutex
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func startDaemon(t *testing.T, work, node string) *daemon {
+func startDaemon(t *testing.T, work, node string) *daemontest.Daemon {
 	t.Helper()
-	bin := testbin.Build(t)
-	d := &daemon{logs: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(filepath.Join(bin, "nodehealthd"), "--root", filepath.Join(work, "root"),
+	return daemontest.Start(t, []string{"--root", filepath.Join(work, "root"),
 		"--state-dir", filepath.Join(work, "state"), "--config", filepath.Join(work, "config.yaml"),
 		"--rules-dir", filepath.Join(work, "rules.d"), "--node-name", node,
-		"-o", "none", "--metrics-address=", "--log-level", "debug")
-	d.cmd.Stdout, d.cmd.Stderr = lockedWriter{d.mu, d.logs}, lockedWriter{d.mu, d.logs}
-	d.cmd.Env = append(os.Environ(), "PATH="+filepath.Join(work, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("nodehealthd log:\n%s", d.log())
-		}
-	})
-	return d
-}
-
-func (d *daemon) log() string { d.mu.Lock(); defer d.mu.Unlock(); return d.logs.String() }
-
-func (d *daemon) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(15 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
+		"-o", "none", "--metrics-address=", "--log-level", "debug"},
+		daemontest.Options{Env: []string{"PATH=" + filepath.Join(work, "bin") + string(os.PathListSeparator) + os.Getenv("PATH")}, KillAfter: 15 * time.Second})
 }
 
 // TestRequestedCaptureUploadedOnce is the acceptance: the daemon,
@@ -385,7 +322,7 @@ func TestRequestedCaptureUploadedOnce(t *testing.T) {
 	if msg, _ := completed["message"].(string); strings.Contains(msg, "e2esecretsignature") {
 		t.Fatalf("the status message holds the presigned URL's signature: %q", msg)
 	}
-	if strings.Contains(d.log(), "e2esecretsignature") {
+	if strings.Contains(d.Log.String(), "e2esecretsignature") {
 		t.Fatalf("the daemon logged the presigned URL's signature")
 	}
 	got := recv.got("/node-a.tar.gz")
@@ -405,10 +342,10 @@ func TestRequestedCaptureUploadedOnce(t *testing.T) {
 	}
 
 	// Restart: no second capture, and node-b's request is still ignored.
-	d.stop()
+	d.Stop(syscall.SIGTERM)
 	d2 := startDaemon(t, work, "node-a")
 	eventually(t, time.Minute, "restarted daemon follows its NodeDiagnostic", func() (bool, string) {
-		return strings.Contains(d2.log(), "publishing to the cluster"), "not connected"
+		return strings.Contains(d2.Log.String(), "publishing to the cluster"), "not connected"
 	})
 	// The restarted daemon lists the object at once on connecting; give
 	// it the time a capture takes to start before counting.

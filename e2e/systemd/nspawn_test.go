@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 )
 
 // container is a Debian rootfs booted with systemd as PID 1 under
@@ -138,6 +140,13 @@ func (c *container) try(script string) (string, int) {
 	return "", -1
 }
 
+// systemctl returns what `systemctl query` prints, trimmed: for the is-*
+// queries the answer says all that the exit status says.
+func (c *container) systemctl(query string) string {
+	out, _ := c.try("systemctl " + query)
+	return strings.TrimSpace(out)
+}
+
 // copyIn puts a host file into the container's /var/tmp (its /tmp is a
 // fresh tmpfs that hides files written to the rootfs).
 func (c *container) copyIn(src string) string {
@@ -156,13 +165,7 @@ func (c *container) copyIn(src string) string {
 // writeFile writes a file into the container's file system.
 func (c *container) writeFile(path, content string) {
 	c.t.Helper()
-	p := filepath.Join(c.root, path)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		c.t.Fatal(err)
-	}
+	daemontest.Write(c.t, filepath.Join(c.root, path), content)
 }
 
 // eventually polls check until it returns "" (done) or the timeout passes,

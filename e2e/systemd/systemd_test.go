@@ -164,6 +164,39 @@ func (c *container) mainPID() int {
 	return pid
 }
 
+// waitActive waits until systemd reports nodehealthd active.
+func (c *container) waitActive(timeout time.Duration, what string) {
+	c.t.Helper()
+	c.eventually(timeout, what, func() string {
+		if s := c.systemctl("is-active nodehealthd"); s != "active" {
+			return "is-active " + s
+		}
+		return ""
+	})
+}
+
+// installed checks that installing the package (by how) enabled the
+// service and started it.
+func (c *container) installed(how string) {
+	c.t.Helper()
+	if s := c.systemctl("is-enabled nodehealthd"); s != "enabled" {
+		c.t.Errorf("after %s: is-enabled %q", how, s)
+	}
+	c.waitActive(30*time.Second, how+" starts the service")
+}
+
+// removed checks that removing the package (by how) stopped the service
+// and disabled it.
+func (c *container) removed(how string) {
+	c.t.Helper()
+	if c.systemctl("is-active nodehealthd") == "active" {
+		c.t.Errorf("still active after %s", how)
+	}
+	if c.systemctl("is-enabled nodehealthd") == "enabled" {
+		c.t.Errorf("still enabled after %s", how)
+	}
+}
+
 // journalEntries returns the nodehealthd journal entries matching a field.
 func (c *container) journalEntries(match string) []map[string]any {
 	c.t.Helper()
@@ -223,14 +256,8 @@ func TestPackagedServiceUnderSystemd(t *testing.T) {
 	t.Run("install enables and starts", func(t *testing.T) {
 		c.t = t
 		c.sh("dpkg -i " + deb)
-		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) != "enabled" {
-			t.Errorf("is-enabled: %q", out)
-		}
-		c.eventually(30*time.Second, "service active with a status line", func() string {
-			out, _ := c.try("systemctl is-active nodehealthd")
-			if strings.TrimSpace(out) != "active" {
-				return "is-active: " + out
-			}
+		c.installed("dpkg -i")
+		c.eventually(30*time.Second, "a status line", func() string {
 			if st := c.statusText(); !strings.HasSuffix(st, "cluster: local") {
 				return "status line " + st
 			}
@@ -365,8 +392,8 @@ Restart=no
 		c.sh("systemctl daemon-reload")
 		c.try("systemctl start kubelet")
 		c.eventually(10*time.Second, "kubelet failed", func() string {
-			if out, _ := c.try("systemctl is-failed kubelet"); strings.TrimSpace(out) != "failed" {
-				return "kubelet: " + out
+			if s := c.systemctl("is-failed kubelet"); s != "failed" {
+				return "kubelet: " + s
 			}
 			return ""
 		})
@@ -374,8 +401,8 @@ Restart=no
 			t.Fatal("containerd.service exists in the test rootfs")
 		}
 		c.sh("systemctl restart nodehealthd")
-		if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
-			t.Fatalf("nodehealthd with kubelet failed and containerd absent: %s\n%s", out, c.sh("journalctl -u nodehealthd --no-pager -n 30"))
+		if s := c.systemctl("is-active nodehealthd"); s != "active" {
+			t.Fatalf("nodehealthd with kubelet failed and containerd absent: %s\n%s", s, c.sh("journalctl -u nodehealthd --no-pager -n 30"))
 		}
 	})
 
@@ -489,8 +516,8 @@ Restart=no
 			t.Errorf("installed version %q, want %q", v, pkgs.upgradeVersion)
 		}
 		c.eventually(20*time.Second, "restarted on the new binary", func() string {
-			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
-				return "is-active " + out
+			if s := c.systemctl("is-active nodehealthd"); s != "active" {
+				return "is-active " + s
 			}
 			if p := c.mainPID(); p == pid || p == 0 {
 				return fmt.Sprintf("MainPID %d (before %d)", p, pid)
@@ -500,8 +527,8 @@ Restart=no
 		if !strings.Contains(c.sh("cat /etc/nodehealthd/config.yaml"), "# e2e: operator edit") {
 			t.Errorf("upgrade replaced the edited config.yaml")
 		}
-		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) != "enabled" {
-			t.Errorf("after upgrade is-enabled: %q", out)
+		if s := c.systemctl("is-enabled nodehealthd"); s != "enabled" {
+			t.Errorf("after upgrade is-enabled: %q", s)
 		}
 		f := find(c.status().Active, "ForkFailedOutOfPIDs", "")
 		if f == nil || f.ID != fork.ID || !f.Detected.Equal(fork.Detected) {
@@ -519,12 +546,7 @@ Restart=no
 		c.t = t
 		c.writeFile("/etc/systemd/system/nodehealthd.service.d/e2e-watchdog.conf", "[Service]\nWatchdogSec=3s\nRestartSec=1s\n")
 		c.sh("systemctl daemon-reload && systemctl restart nodehealthd")
-		c.eventually(15*time.Second, "active", func() string {
-			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
-				return out
-			}
-			return ""
-		})
+		c.waitActive(15*time.Second, "active")
 		// A healthy daemon outlives several watchdog intervals.
 		pid := c.mainPID()
 		time.Sleep(7 * time.Second)
@@ -539,8 +561,8 @@ Restart=no
 			if p == pid || p == 0 {
 				return fmt.Sprintf("MainPID %d", p)
 			}
-			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
-				return "is-active " + out
+			if s := c.systemctl("is-active nodehealthd"); s != "active" {
+				return "is-active " + s
 			}
 			return ""
 		})
@@ -597,18 +619,13 @@ Restart=no
 		// would rightly keep it (and its directory) through a purge.
 		c.sh("rm /etc/nodehealthd/rules.d/e2e-self.yaml")
 		c.sh("dpkg -r nodehealthd")
-		if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) == "active" {
-			t.Errorf("still active after dpkg -r")
-		}
-		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) == "enabled" {
-			t.Errorf("still enabled after dpkg -r")
-		}
+		c.removed("dpkg -r")
 		// No daemon and no privileged helper (same binary name), and the
 		// helper's socket is gone with the daemon (PartOf=).
 		if out, rc := c.try("pgrep -x nodehealthd"); rc != 1 {
 			t.Errorf("pgrep -x nodehealthd: exit %d (1 = no such process): %s", rc, out)
 		}
-		if out, _ := c.try("systemctl is-active nodehealthd-helper.socket"); strings.TrimSpace(out) == "active" {
+		if c.systemctl("is-active nodehealthd-helper.socket") == "active" {
 			t.Errorf("helper socket still active after dpkg -r")
 		}
 		if _, rc := c.try("test -e /run/nodehealthd-helper.sock"); rc == 0 {
@@ -627,21 +644,8 @@ Restart=no
 	t.Run("rpm scriptlets", func(t *testing.T) {
 		c.t = t
 		c.sh("rpm -i --nodeps " + rpm)
-		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) != "enabled" {
-			t.Errorf("rpm %%post: is-enabled %q", out)
-		}
-		c.eventually(30*time.Second, "rpm %post starts the service", func() string {
-			if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) != "active" {
-				return out
-			}
-			return ""
-		})
+		c.installed("rpm %post")
 		c.sh("rpm -e --nodeps nodehealthd")
-		if out, _ := c.try("systemctl is-active nodehealthd"); strings.TrimSpace(out) == "active" {
-			t.Errorf("rpm -e left it active")
-		}
-		if out, _ := c.try("systemctl is-enabled nodehealthd"); strings.TrimSpace(out) == "enabled" {
-			t.Errorf("rpm -e left it enabled")
-		}
+		c.removed("rpm -e")
 	})
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -46,7 +46,7 @@ type harness struct {
 	config   string
 	feed     *feed
 	seq      uint64
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 	cancel   context.CancelFunc
 	done     chan error
 	// pubs and housekeeping are passed to the daemon when set.
@@ -54,21 +54,10 @@ type harness struct {
 	housekeeping time.Duration
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// kmsgRule is a rules.d entry for a rule that raises its own name as the
+// reason on KernelReady for the kmsg lines matching pattern.
+func kmsgRule(name, severity, pattern string) string {
+	return fmt.Sprintf("  - {name: %s, condition: KernelReady, reason: %[1]s, severity: %s, source: kmsg, patterns: ['%s']}\n", name, severity, pattern)
 }
 
 const testRules = `rules:
@@ -119,7 +108,7 @@ func (h *harness) start() {
 // given, changes the harness's options first.
 func (h *harness) run(adjust ...func(*Options)) {
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &syncBuffer{}
+	h.cancel, h.done, h.logs = cancel, make(chan error, 1), &logtest.Buffer{}
 	opts := Options{Root: h.root, StateDir: h.stateDir, ConfigPath: h.config, RulesDir: h.rulesDir,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, nil)),
 		NewSources: func(SourceContext) []source.Source { return []source.Source{h.feed} },
@@ -174,6 +163,20 @@ func (h *harness) waitState(cond func(*state.State) bool) *state.State {
 	return st
 }
 
+// waitActive waits until the active findings are want (activeReasons).
+func (h *harness) waitActive(want string) *state.State {
+	h.t.Helper()
+	return h.waitState(func(st *state.State) bool { return activeReasons(st) == want })
+}
+
+// raiseBoom has the daemon raise the Boom/sda finding and waits until it is
+// active.
+func (h *harness) raiseBoom() *state.State {
+	h.t.Helper()
+	h.send("boom sda")
+	return h.waitActive("Boom/sda")
+}
+
 func activeReasons(st *state.State) string {
 	var rs []string
 	for _, f := range st.Active {
@@ -196,7 +199,7 @@ func TestRestartKeepsFindingsAndTransitionTimeRebootClears(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	h.start() // same boot: nothing clears, nothing is re-stamped
 	h.send("boom sdb")
-	st = h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda,Boom/sdb" })
+	st = h.waitActive("Boom/sda,Boom/sdb")
 	c := st.Conditions[finding.KernelReady]
 	if !c.LastTransitionTime.Equal(ltt) || c.Reason != "Boom" || !strings.Contains(c.Message, "boom on sda") || !strings.Contains(c.Message, "boom on sdb") {
 		t.Fatalf("after restart: %+v (ltt was %v)", c, ltt)
@@ -249,7 +252,7 @@ func TestInvalidReloadKeepsLastGoodRules(t *testing.T) {
 		}), "not logged"
 	})
 	h.send("boom sdc")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sdc" })
+	h.waitActive("Boom/sdc")
 }
 
 func TestDisabledConditionIsRemoved(t *testing.T) {
@@ -278,7 +281,7 @@ func TestCorruptStateIsMovedAside(t *testing.T) {
 	h.start()
 	defer h.stop()
 	h.send("boom sdd")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sdd" })
+	h.waitActive("Boom/sdd")
 	aside, _ := filepath.Glob(filepath.Join(h.stateDir, state.FileName+".corrupt-*"))
 	if len(aside) != 1 || !strings.Contains(h.logs.String(), "moved aside") {
 		t.Fatalf("corrupt file not moved aside: %v\n%s", aside, h.logs.String())

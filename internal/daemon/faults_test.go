@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -63,9 +64,9 @@ func (r *recorder) published(reason string) bool {
 	return false
 }
 
-func faultHarness(t *testing.T) (*harness, *recorder, *syncBuffer) {
+func faultHarness(t *testing.T) (*harness, *recorder, *logtest.Buffer) {
 	h := newHarness(t)
-	rec, out := &recorder{}, &syncBuffer{}
+	rec, out := &recorder{}, &logtest.Buffer{}
 	h.pubs = []publish.Publisher{rec, console.New(out, false)}
 	h.housekeeping = 50 * time.Millisecond
 	return h, rec, out
@@ -128,8 +129,7 @@ func TestUnwritableStateDirKeepsDetectingAndPublishing(t *testing.T) {
 func TestReadOnlyStateDirRaisesFilesystemReadOnly(t *testing.T) {
 	h, rec, _ := faultHarness(t)
 	h.start()
-	h.send("boom sda")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	h.raiseBoom()
 	h.stop()
 	// mount(8) carries the mount's locked flags (relatime and the like)
 	// into the read-only remount, which a bare mount(2) would have to copy.
@@ -163,7 +163,7 @@ func TestReadOnlyStateDirRaisesFilesystemReadOnly(t *testing.T) {
 	rec.mu.Unlock()
 
 	unmount()
-	st := h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda,Boom/sdb" })
+	st := h.waitActive("Boom/sda,Boom/sdb")
 	if c := st.Conditions[finding.StorageReady]; c.Status != "True" {
 		t.Errorf("StorageReady after the directory became writable: %+v", c)
 	}
@@ -198,8 +198,7 @@ func TestClearStaysQueuedUntilSaved(t *testing.T) {
 	h, rec, out := faultHarness(t)
 	h.start()
 	defer h.stop()
-	h.send("boom sda")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	h.raiseBoom()
 	unblock := blockSaves(t, h.stateDir)
 	path, err := state.SubmitRequest(h.stateDir, state.Request{Clear: &finding.Clear{Reason: "Boom", AllKeys: true, By: "operator"}}, time.Now())
 	if err != nil {
@@ -245,8 +244,7 @@ func TestRequestFilesAreCheckedBeforeUse(t *testing.T) {
 	h, _, _ := faultHarness(t)
 	h.start()
 	defer h.stop()
-	h.send("boom sda")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	h.raiseBoom()
 	clear := `{"clear":{"reason":"Boom","allKeys":true,"by":"operator"}}`
 
 	// Owned by another user before it appears in requests/: written as
@@ -340,8 +338,7 @@ func TestDeletedStateDirIsRecreatedAndStaysLocked(t *testing.T) {
 	h, _, _ := faultHarness(t)
 	h.start()
 	defer h.stop()
-	h.send("boom sda")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	h.raiseBoom()
 	// Like rm -rf, which may meet a file the daemon is writing that
 	// moment ("directory not empty") and is then run again.
 	for i := 0; ; i++ {
@@ -353,12 +350,12 @@ func TestDeletedStateDirIsRecreatedAndStaysLocked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	h.waitActive("Boom/sda")
 	if _, _, err := state.Open(h.stateDir, "boot-1", time.Now(), slog.New(slog.DiscardHandler)); !errors.Is(err, state.ErrLocked) {
 		t.Fatalf("a second daemon could open the recreated directory: %v", err)
 	}
 	h.send("boom sdb")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda,Boom/sdb" })
+	h.waitActive("Boom/sda,Boom/sdb")
 }
 
 // The journal and console output are at-least-once: what was committed but
@@ -367,11 +364,10 @@ func TestDeletedStateDirIsRecreatedAndStaysLocked(t *testing.T) {
 func TestLogPublishersReplayWhatAStopKeptFromThem(t *testing.T) {
 	h, _, out := faultHarness(t)
 	h.start()
-	h.send("boom sda")
-	h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	h.raiseBoom()
 	h.stop()
 
-	out2 := &syncBuffer{}
+	out2 := &logtest.Buffer{}
 	h.pubs = []publish.Publisher{console.New(out2, true)}
 	h.start()
 	h.stop()
@@ -390,7 +386,7 @@ func TestLogPublishersReplayWhatAStopKeptFromThem(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	out3 := &syncBuffer{}
+	out3 := &logtest.Buffer{}
 	h.pubs = []publish.Publisher{console.New(out3, true)}
 	h.start()
 	h.stop()

@@ -31,12 +31,8 @@ func (s *scripted) Run(ctx context.Context, emit detector.Emitter) error {
 }
 
 // kindRules are log rules for TestOverridesApplyToEveryKind.
-const kindRules = `rules:
-  - {name: LogOff, condition: KernelReady, reason: LogOff, severity: Warning, source: kmsg, patterns: ['log-off']}
-  - {name: LogSev, condition: KernelReady, reason: LogSev, severity: Warning, source: kmsg, patterns: ['log-sev']}
-  - {name: LogThr, condition: KernelReady, reason: LogThr, severity: Fatal, source: kmsg, patterns: ['log-thr']}
-  - {name: LogExp, condition: KernelReady, reason: LogExp, severity: Fatal, source: kmsg, patterns: ['log-exp']}
-`
+var kindRules = "rules:\n" + kmsgRule("LogOff", "Warning", "log-off") + kmsgRule("LogSev", "Warning", "log-sev") +
+	kmsgRule("LogThr", "Fatal", "log-thr") + kmsgRule("LogExp", "Fatal", "log-exp")
 
 // kindConfig overrides, for each kind of producer (a log rule, a probe, an
 // NVML poll, an NVML XID event), one reason's switch, one's severity, one's

@@ -25,18 +25,10 @@ func recurrenceEvents(st *state.State) []finding.Finding {
 // again; the second reboot escalates it as configured.
 func TestRecurrenceAfterReboot(t *testing.T) {
 	h := newHarness(t)
-	h.write("rules.d/escalated.yaml", `rules:
-  - name: BoomReplaced
-    condition: KernelReady
-    reason: BoomReplaced
-    severity: Fatal
-    source: kmsg
-    patterns: ['never logged']
-`)
+	h.write("rules.d/escalated.yaml", "rules:\n"+kmsgRule("BoomReplaced", "Fatal", "never logged"))
 	h.write("config.yaml", "reasons:\n  Boom:\n    escalate: {afterReboots: 2, within: 24h, reason: BoomReplaced}\n")
 	h.start()
-	h.send("boom sda")
-	st := h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	st := h.raiseBoom()
 	if st.Active[0].Recurrence != nil || len(recurrenceEvents(st)) != 0 {
 		t.Fatalf("first boot: %+v", st.Active[0].Recurrence)
 	}
@@ -45,8 +37,7 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	h.write("proc/sys/kernel/random/boot_id", "boot-2\n")
 	h.start()
 	h.waitState(func(st *state.State) bool { return len(st.Active) == 0 })
-	h.send("boom sda")
-	st = h.waitState(func(st *state.State) bool { return activeReasons(st) == "Boom/sda" })
+	st = h.raiseBoom()
 	c := st.Conditions[finding.KernelReady]
 	if r := st.Active[0].Recurrence; r == nil || r.Reboots != 1 || r.Escalated || !strings.Contains(c.Message, "boom on sda (recurred after 1 reboot in 24h)") {
 		t.Fatalf("second boot: recurrence %+v, condition %+v", r, c)
@@ -75,7 +66,7 @@ func TestRecurrenceAfterReboot(t *testing.T) {
 	h.start()
 	defer h.stop()
 	h.send("boom sda")
-	st = h.waitState(func(st *state.State) bool { return activeReasons(st) == "BoomReplaced/sda" })
+	st = h.waitActive("BoomReplaced/sda")
 	c = st.Conditions[finding.KernelReady]
 	if c.Reason != "BoomReplaced" || !strings.Contains(c.Message, "(Boom recurred after 2 reboots in 24h, escalated)") {
 		t.Fatalf("escalated condition: %+v", c)

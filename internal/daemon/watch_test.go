@@ -10,14 +10,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
-const movedRule = `rules:
-  - name: Moved
-    condition: KernelReady
-    reason: Moved
-    severity: Fatal
-    source: kmsg
-    patterns: ['moved rule fired']
-`
+var movedRule = "rules:\n" + kmsgRule("Moved", "Fatal", "moved rule fired")
 
 // config.yaml moving rulesDir moves the watch with it: a rule file added to
 // the new directory is live without SIGHUP, whether the directory existed
@@ -64,14 +57,7 @@ func TestRulesDirMoveIsFollowed(t *testing.T) {
 // long.
 func TestCoalescedRepeatCommittedWhenItsWindowEnds(t *testing.T) {
 	h := newHarness(t)
-	h.write("rules.d/warn.yaml", `rules:
-  - name: Blip
-    condition: KernelReady
-    reason: Blip
-    severity: Warning
-    source: kmsg
-    patterns: ['blip']
-`)
+	h.write("rules.d/warn.yaml", "rules:\n"+kmsgRule("Blip", "Warning", "blip"))
 	h.housekeeping = time.Minute
 	h.start()
 	defer h.stop()

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -194,22 +193,21 @@ func compileRule(r Rule, sets map[string]map[string]bool, isCondition func(strin
 	if len(r.Patterns) == 0 {
 		fail("needs at least one pattern")
 	}
-	for i, p := range r.Patterns {
-		re, err := regexp.Compile(p)
-		if err != nil {
-			fail("pattern %d: %v", i+1, err)
-			continue
+	// Every expression that does not compile is reported, not only the
+	// first.
+	compileAll := func(what string, exprs []string) []*regexp.Regexp {
+		var out []*regexp.Regexp
+		for i, p := range exprs {
+			re, err := regexp.Compile(p)
+			if err != nil {
+				fail("%s %d: %v", what, i+1, err)
+				continue
+			}
+			out = append(out, re)
 		}
-		c.patterns = append(c.patterns, re)
+		return out
 	}
-	for i, p := range r.Exclude {
-		re, err := regexp.Compile(p)
-		if err != nil {
-			fail("exclude %d: %v", i+1, err)
-			continue
-		}
-		c.exclude = append(c.exclude, re)
-	}
+	c.patterns, c.exclude = compileAll("pattern", r.Patterns), compileAll("exclude", r.Exclude)
 	if len(c.patterns) == len(r.Patterns) {
 		for field, tmpl := range map[string]string{"reason": r.Reason, "message": r.Message, "key": r.Key} {
 			for _, ref := range reason.Refs(tmpl) {
@@ -303,17 +301,8 @@ func (s *Set) Inputs() Inputs {
 			paths[p] = true
 		}
 	}
-	in.Identifiers, in.Units, in.Paths = sortedKeys(ids), sortedKeys(units), sortedKeys(paths)
+	in.Identifiers, in.Units, in.Paths = slices.Sorted(maps.Keys(ids)), slices.Sorted(maps.Keys(units)), slices.Sorted(maps.Keys(paths))
 	return in
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Info describes a compiled rule for listings and generated docs.

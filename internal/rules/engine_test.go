@@ -77,6 +77,7 @@ rules:
     source: kmsg
     patterns: ['(?P<x>c)']
     message: 'got ${y}'
+    exclude: ['ok', 'c[']
   - name: C
     condition: KernelReady
     reason: C2
@@ -99,6 +100,7 @@ rules:
 		`bad.yaml:3: rule "A": pattern 1: error parsing regexp`,
 		`bad.yaml:9: rule "B": unknown severity "Sometimes"`,
 		`bad.yaml:9: rule "B": source journal needs identifiers or units`,
+		`bad.yaml:15: rule "C": exclude 2: error parsing regexp`,
 		`bad.yaml:15: rule "C": message refers to capture "y"`,
 		`rule "C": name already used at bad.yaml:15`,
 	} {

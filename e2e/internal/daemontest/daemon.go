@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 )
 
 // Options are what a test may change about how a daemon runs.
@@ -27,7 +28,7 @@ type Options struct {
 	// Log receives the daemon's output. By default the daemon has a log of
 	// its own, printed when the test fails; a test that restarts a daemon
 	// passes one to keep every run's story in one place, and prints it.
-	Log *Buffer
+	Log *logtest.Buffer
 	// KillAfter is how long Stop waits for the daemon to end before it
 	// sends SIGKILL; 10 s by default.
 	KillAfter time.Duration
@@ -35,7 +36,7 @@ type Options struct {
 
 // Daemon is one nodehealthd process.
 type Daemon struct {
-	Log       *Buffer
+	Log       *logtest.Buffer
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	killAfter time.Duration
@@ -51,7 +52,7 @@ func Start(tb testing.TB, args []string, o Options) *Daemon {
 	}
 	d := &Daemon{Log: o.Log, exited: make(chan struct{}), killAfter: o.KillAfter}
 	if d.Log == nil {
-		d.Log = &Buffer{}
+		d.Log = &logtest.Buffer{}
 		d.Log.LogOnFailure(tb, "nodehealthd")
 	}
 	if d.killAfter == 0 {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 )
 
 // Write writes a fixture file, creating its directory.
@@ -46,7 +48,7 @@ func Eventually(tb testing.TB, d time.Duration, what string, cond func() (bool, 
 const pollEvery = 10 * time.Millisecond
 
 // poll is Eventually that also gives up when exited closes, with the log.
-func poll(tb testing.TB, d time.Duration, what string, cond func() (bool, string), exited <-chan struct{}, log *Buffer) time.Duration {
+func poll(tb testing.TB, d time.Duration, what string, cond func() (bool, string), exited <-chan struct{}, log *logtest.Buffer) time.Duration {
 	tb.Helper()
 	start := time.Now()
 	for {

@@ -22,14 +22,6 @@ func TestLineWriterSplitsWrites(t *testing.T) {
 	}
 }
 
-func TestBufferCountsLines(t *testing.T) {
-	var b Buffer
-	fmt.Fprintf(&b, "x truncated\ny\ntruncated z\n")
-	if n := b.Count("truncated"); n != 2 {
-		t.Errorf("Count = %d, want 2", n)
-	}
-}
-
 func TestMetricsAddrFromLog(t *testing.T) {
 	addr, ok := MetricsAddr("time=x level=INFO msg=\"serving metrics\" addr=127.0.0.1:4242\n")
 	if !ok || addr != "127.0.0.1:4242" {

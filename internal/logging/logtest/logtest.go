@@ -1,4 +1,6 @@
-package daemontest
+// Package logtest keeps log output for tests: the daemon's goroutines (or
+// a command's output copiers) write it while the test reads it.
+package logtest
 
 import (
 	"bytes"
@@ -7,8 +9,8 @@ import (
 	"testing"
 )
 
-// Buffer keeps a daemon's output: its writers are the command's copy
-// goroutines, its readers the test. The zero value is ready to use.
+// Buffer is a log safe for concurrent writers and readers. The zero value
+// is ready to use.
 type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
