@@ -17,16 +17,17 @@ SCALED_PERIOD=${SCALED_PERIOD:-10s}
 WARMUP=${WARMUP:-15}
 
 echo "== one full probe pass (all registered probes, real /proc and /sys)"
-go test ./internal/probe/ -run '^$' -bench 'BenchmarkFullPass$' -benchtime 300x |
+go test ./internal/probe/all/ -run '^$' -bench 'BenchmarkFullPass$' -benchtime 300x |
 	awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-16s %s\n", $(i+1), $i}'
 
 . scripts/lib/measure.sh
 go build -o "$work/nodehealthd" ./cmd/nodehealthd
 
-# Every registered probe gets a section with the scaled period.
+# Every probe gets a section with the scaled period; each declares its name
+# once, in its probe.Kind (internal/probe/<subsystem>/).
 {
 	echo "probes:"
-	grep -ho 'Register("[^"]*"' internal/probe/*.go | sed 's/Register("//;s/"$//' | sort -u |
+	grep -ho 'probe.Kind{Name: "[^"]*"' internal/probe/*/*.go | sed 's/.*Name: "//;s/"$//' | sort -u |
 		while read -r name; do printf '  %s:\n    period: %s\n' "$name" "$SCALED_PERIOD"; done
 } >"$work/scaled.yaml"
 : >"$work/real.yaml"
