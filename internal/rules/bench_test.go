@@ -75,3 +75,25 @@ func BenchmarkRulesScaling(b *testing.B) {
 		})
 	}
 }
+
+// A line that matches nothing costs no allocation, whatever the journal
+// record's identifier and unit: the stream cache's key used to be built by
+// concatenating them, which allocated once they were long.
+func TestUnmatchedLinesDoNotAllocate(t *testing.T) {
+	e := NewEngine(catalogueSet(t))
+	recs := append([]source.Record(nil), realisticMix...)
+	recs = append(recs, source.Record{Kind: source.KindJournal, Identifier: "kubelet", Unit: "run-containerd-runc-k8s.io-4a1b2c3d4e5f-runc.abcdef.scope",
+		Message: "Started Session 5 of User ec2-user."})
+	var out []policy.Observation
+	for i := range recs {
+		out = e.Process(&recs[i], out[:0]) // build the stream caches
+	}
+	for i := range recs {
+		if len(e.Process(&recs[i], out[:0])) > 0 {
+			continue // findings allocate, by design
+		}
+		if n := testing.AllocsPerRun(100, func() { out = e.Process(&recs[i], out[:0]) }); n != 0 {
+			t.Errorf("record %d (%s %q): %v allocations per line", i, recs[i].Kind, recs[i].Identifier, n)
+		}
+	}
+}

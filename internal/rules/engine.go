@@ -22,7 +22,7 @@ type Engine struct {
 	set *Set
 	// Streams for journal and file records are built on first use: the
 	// (identifier, unit) pairs and paths seen are few.
-	journal map[string]*stream
+	journal map[journalKey]*stream
 	files   map[string]fileStream
 	// last is the file of the previous record: a flood comes from one file,
 	// and comparing its path costs less than hashing it.
@@ -32,6 +32,11 @@ type Engine struct {
 	gen      uint32
 	cands    []int
 }
+
+// journalKey selects journal rules: a record's identifier and unit. A
+// struct key hashes both strings without building one from them, which
+// allocated for every record with a long identifier or unit.
+type journalKey struct{ identifier, unit string }
 
 // fileStream is the stream of one tailed file and its finding source name.
 type fileStream struct {
@@ -44,7 +49,7 @@ const maxStreams = 1024
 
 // NewEngine returns an engine for set.
 func NewEngine(set *Set) *Engine {
-	return &Engine{set: set, journal: map[string]*stream{}, files: map[string]fileStream{}, mark: make([]uint32, len(set.rules))}
+	return &Engine{set: set, journal: map[journalKey]*stream{}, files: map[string]fileStream{}, mark: make([]uint32, len(set.rules))}
 }
 
 // streamFor returns the stream of rules for rec and the source name of its
@@ -57,7 +62,7 @@ func (e *Engine) streamFor(rec *source.Record) (*stream, string) {
 		if len(e.set.journal) == 0 {
 			return nil, ""
 		}
-		k := rec.Identifier + "\x00" + rec.Unit
+		k := journalKey{rec.Identifier, rec.Unit}
 		st, ok := e.journal[k]
 		if !ok {
 			if len(e.journal) >= maxStreams {
