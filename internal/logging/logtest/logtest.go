@@ -28,16 +28,19 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
-// Count returns how many lines hold sub.
-func (b *Buffer) Count(sub string) int {
-	n := 0
+// Lines returns the lines that hold sub.
+func (b *Buffer) Lines(sub string) []string {
+	var out []string
 	for _, l := range strings.Split(b.String(), "\n") {
 		if strings.Contains(l, sub) {
-			n++
+			out = append(out, l)
 		}
 	}
-	return n
+	return out
 }
+
+// Count returns how many lines hold sub.
+func (b *Buffer) Count(sub string) int { return len(b.Lines(sub)) }
 
 // LogOnFailure prints the buffer, as name's log, when tb has failed by its
 // end.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
@@ -114,7 +115,7 @@ func TestExecPluginTimeoutKillsProcessGroup(t *testing.T) {
 	}))
 	defer srv.Close()
 	kc := execKubeconfig(t, dir, srv.URL, hangingPlugin(t, dir))
-	var logs logBuffer
+	var logs logtest.Buffer
 	const timeout = 500 * time.Millisecond
 	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ClusterSettings: config.ClusterSettings{ExecTimeout: timeout}}, kc, debugLogger(&logs))
 	if err != nil {
@@ -172,10 +173,10 @@ func TestExecPluginTimeoutKillsProcessGroup(t *testing.T) {
 	waitUntil(t, 10*time.Second, "second run started", func() bool { return len(pluginPIDs(t, dir)) == 4 })
 	gone()
 	waitUntil(t, 10*time.Second, "second run logged", func() bool {
-		return len(logs.lines("exec credential plugin failed")) == 2
+		return len(logs.Lines("exec credential plugin failed")) == 2
 	})
 
-	failed := logs.lines("exec credential plugin failed")
+	failed := logs.Lines("exec credential plugin failed")
 	if !strings.Contains(failed[0], "level=ERROR") || !strings.Contains(failed[1], "level=DEBUG") {
 		t.Errorf("want the first failure at error and the repeat at debug:\n%s", strings.Join(failed, "\n"))
 	}
@@ -189,7 +190,7 @@ func TestExecPluginTimeoutKillsProcessGroup(t *testing.T) {
 		t.Errorf("log line of %d bytes: stderr not bounded", len(line))
 	}
 	for _, secret := range []string{canaryToken, canaryKeyID} {
-		if l := logs.lines(secret); len(l) > 0 {
+		if l := logs.Lines(secret); len(l) > 0 {
 			t.Errorf("secret %s logged: %s", secret, l[0])
 		}
 		if strings.Contains(err.Error(), secret) {
@@ -211,7 +212,7 @@ func TestExecPluginFailureNamesStderr(t *testing.T) {
 	if err := os.Chmod(path, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs logtest.Buffer
 	creds, err := loadCredentials(context.Background(), &Config{Root: "/", ClusterSettings: config.ClusterSettings{ExecTimeout: time.Minute}}, execKubeconfig(t, dir, "https://127.0.0.1:1", path), debugLogger(&logs))
 	if err != nil {
 		t.Fatal(err)
@@ -220,8 +221,8 @@ func TestExecPluginFailureNamesStderr(t *testing.T) {
 	if !isCredentialError(err) || !strings.Contains(err.Error(), "exit status 255: Unable to locate credentials") || strings.Contains(err.Error(), canaryToken) {
 		t.Errorf("error %v: want the exit status and the redacted stderr", err)
 	}
-	if len(logs.lines(canaryToken)) > 0 {
-		t.Errorf("secret logged:\n%s", strings.Join(logs.lines(canaryToken), "\n"))
+	if len(logs.Lines(canaryToken)) > 0 {
+		t.Errorf("secret logged:\n%s", strings.Join(logs.Lines(canaryToken), "\n"))
 	}
 }
 
@@ -249,7 +250,7 @@ exec "`+dir+`/get-token"
 		fmt.Fprint(w, `{"kind":"Node","apiVersion":"v1","metadata":{"name":"node-1","uid":"uid-1"}}`)
 	}))
 	defer srv.Close()
-	var logs logBuffer
+	var logs logtest.Buffer
 	p, err := New(Config{Kubeconfig: execKubeconfig(t, dir, srv.URL, plugin), NodeName: "node-1",
 		ClusterSettings: config.ClusterSettings{NoWatch: true, ExecTimeout: 300 * time.Millisecond}, Logger: debugLogger(&logs)})
 	if err != nil {
@@ -270,8 +271,8 @@ exec "`+dir+`/get-token"
 	if strings.Contains(l.LastError, canaryToken) || strings.Contains(l.LastError, canaryKeyID) {
 		t.Errorf("secret in the link's last error: %s", l.LastError)
 	}
-	if n := len(logs.lines("level=ERROR")) + len(logs.lines("level=WARN")); n != 1 {
-		t.Errorf("%d error/warn lines, want the plugin's failure once:\n%s", n, strings.Join(append(logs.lines("level=ERROR"), logs.lines("level=WARN")...), "\n"))
+	if n := len(logs.Lines("level=ERROR")) + len(logs.Lines("level=WARN")); n != 1 {
+		t.Errorf("%d error/warn lines, want the plugin's failure once:\n%s", n, strings.Join(append(logs.Lines("level=ERROR"), logs.Lines("level=WARN")...), "\n"))
 	}
 
 	writeFile(t, filepath.Join(dir, "fixed"), nil)
@@ -282,7 +283,7 @@ exec "`+dir+`/get-token"
 	if _, ok := auth.Load("Bearer tok-123"); !ok {
 		t.Error("the write did not carry the plugin's token")
 	}
-	if len(logs.lines("exec credential plugin works again")) != 1 {
+	if len(logs.Lines("exec credential plugin works again")) != 1 {
 		t.Error("recovery not logged")
 	}
 }

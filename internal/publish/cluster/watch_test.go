@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,34 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"k8s.io/client-go/rest"
 )
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) lines(substr string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(b.buf.String(), "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func debugLogger(b *logBuffer) *slog.Logger {
+func debugLogger(b *logtest.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -88,7 +64,7 @@ func TestWatchRefusedBacksOffAndWarnsOncePerEpisode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs logtest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -126,7 +102,7 @@ func TestWatchRefusedBacksOffAndWarnsOncePerEpisode(t *testing.T) {
 	hs.CloseClientConnections()
 	<-srv.watching
 	// The recovery is logged once the watch is open.
-	for deadline := time.Now().Add(10 * time.Second); len(logs.lines("lets us read our own Node again")) < 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); len(logs.Lines("lets us read our own Node again")) < 2 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
@@ -151,11 +127,11 @@ func TestWatchRefusedBacksOffAndWarnsOncePerEpisode(t *testing.T) {
 			t.Errorf("episode %d: %d refused list/watch requests in an hour, want at most %d", i+1, n, most)
 		}
 	}
-	warns := logs.lines("level=WARN")
+	warns := logs.Lines("level=WARN")
 	if len(warns) != 2 || !strings.Contains(warns[0], "what=list") || !strings.Contains(warns[1], "what=watch") || !strings.Contains(warns[0], "forbidden") {
 		t.Errorf("want one warn line per episode (list, then watch), got:\n%s", strings.Join(warns, "\n"))
 	}
-	if infos := logs.lines("lets us read our own Node again"); len(infos) != 2 || !strings.Contains(infos[0], "level=INFO") {
+	if infos := logs.Lines("lets us read our own Node again"); len(infos) != 2 || !strings.Contains(infos[0], "level=INFO") {
 		t.Errorf("want one info line per recovery, got:\n%s", strings.Join(infos, "\n"))
 	}
 }

@@ -126,15 +126,22 @@ func TestOperatorGuideExampleConfig(t *testing.T) {
 	if len(cfg.Reasons) == 0 || len(cfg.Probes.Sections) == 0 || len(cfg.Sets) == 0 {
 		t.Fatalf("example lost sections: %+v", cfg)
 	}
+	checkConfig(t, cfg)
+}
+
+// checkConfig fails t unless cfg compiles with the catalogue and builds
+// the probes it names: what the daemon does with a config it installs.
+func checkConfig(t *testing.T, cfg *config.Config) {
+	t.Helper()
 	cat, err := rules.Catalogue()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rules.Compile(cat, cfg.RuleOptions()); err != nil {
-		t.Errorf("example config does not compile with the catalogue:\n%v", err)
+		t.Errorf("does not compile with the catalogue:\n%v", err)
 	}
 	env := &probe.Env{Root: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now, Tags: map[string]bool{}}
 	if _, err := probe.Build(env, cfg.Probes.Sections); err != nil {
-		t.Errorf("example probes section: %v", err)
+		t.Errorf("probes section: %v", err)
 	}
 }
