@@ -2,13 +2,10 @@ package probe
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/prometheus/procfs"
 
@@ -18,12 +15,6 @@ import (
 // HostProcFS opens the host's procfs under env.Root.
 func HostProcFS(env *Env) (procfs.FS, error) {
 	return procfs.NewFS(host.Path(env.Root, "/proc"))
-}
-
-// processGone reports whether err means a process exited while it was being
-// read, which is normal on a busy node and not a probe failure.
-func processGone(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
 }
 
 // ProcStat is the part of /proc/<pid>/stat the probes use.
