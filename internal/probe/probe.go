@@ -131,20 +131,16 @@ func Kinds() []Kind {
 	return out
 }
 
-// BuildOne instantiates the registered probe name from its section; nil
-// when it does not apply to this host.
-func BuildOne(env *Env, name string, section yaml.Node) (Probe, error) {
+// BuildOne instantiates the registered probe name from its section (nil
+// for none); nil when it does not apply to this host.
+func BuildOne(env *Env, name string, section *yaml.Node) (Probe, error) {
 	regMu.Lock()
 	f, ok := factories[name]
 	regMu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("config: probes.%s: no such probe (known: %v)", name, Names())
 	}
-	var sec *yaml.Node
-	if section.Kind != 0 {
-		sec = &section
-	}
-	return f(env, sec)
+	return f(env, section)
 }
 
 // Build instantiates every registered probe with its section of sections;

@@ -229,11 +229,7 @@ func BuildErr(t *testing.T, env *probe.Env, name, section string) (probe.Probe, 
 	if !slices.Contains(probe.Names(), name) {
 		t.Fatalf("probe %s not registered", name)
 	}
-	sections := map[string]yaml.Node{}
-	if n := Section(t, section); n != nil {
-		sections[name] = *n
-	}
-	return probe.BuildOne(env, name, sections[name])
+	return probe.BuildOne(env, name, Section(t, section))
 }
 
 // Check runs one check that must succeed, and checks every result against
