@@ -1,6 +1,7 @@
 package kernel
 
-// Helpers shared by the kernel, container-runtime and storage probes.
+// Helpers shared by the KernelReady probes that compare a count with a
+// kernel limit.
 
 import (
 	"context"

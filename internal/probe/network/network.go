@@ -1,8 +1,7 @@
 package network
 
-// Helpers shared by the NetworkingReady probes (files net_*.go). Every
-// package-level name here starts with "net" because the kernel, runtime and
-// storage probes live in the same package.
+// Helpers shared by the NetworkingReady probes. The "net" prefix of
+// package-level names is left from when every probe shared package probe.
 
 import (
 	"context"
