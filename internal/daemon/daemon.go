@@ -251,6 +251,14 @@ func (d *Daemon) run(ctx context.Context) error {
 			tick.Reset(iv)
 		}
 	}
+	reload := func() {
+		if d.reloadAndReport() {
+			start()
+		}
+		// config.yaml may have moved rulesDir or changed the interval.
+		watch.follow(d.watchedDirs())
+		retick()
+	}
 	var deferred <-chan time.Time
 	defer tick.Stop()
 	for {
@@ -312,20 +320,11 @@ func (d *Daemon) run(ctx context.Context) error {
 			d.commit(time.Now())
 		case <-reloadCh:
 			d.log.Info("SIGHUP: reloading rules and config")
-			if d.reloadAndReport() {
-				start()
-			}
-			watch.follow(d.watchedDirs())
-			retick()
+			reload()
 		case <-reloadDue:
 			reloadDue = nil
 			d.log.Info("rules or config changed on disk: reloading")
-			if d.reloadAndReport() {
-				start()
-			}
-			// config.yaml may have moved rulesDir.
-			watch.follow(d.watchedDirs())
-			retick()
+			reload()
 		}
 	}
 }

@@ -91,7 +91,7 @@ func TestUnwritableStateDirKeepsDetectingAndPublishing(t *testing.T) {
 	defer h.stop()
 	h.send("boom sda")
 	rec.wait(h, "the finding, the condition and the save failure", func(r *recorder) bool {
-		return r.published("Boom") && r.published(reasonNotPersisted) && r.conds[finding.KernelReady] == "False/Boom" &&
+		return r.published("Boom") && r.published(state.ReasonNotPersisted) && r.conds[finding.KernelReady] == "False/Boom" &&
 			r.unsaved != nil && r.unsaved.Failures >= 2 && r.failures >= 2
 	})
 	for _, want := range []string{"KernelReady/Boom: boom on sda", "KernelReady=False Boom", "StorageReady/StateNotPersisted"} {
@@ -112,7 +112,7 @@ func TestUnwritableStateDirKeepsDetectingAndPublishing(t *testing.T) {
 	}
 	seen := false
 	for _, f := range st.Recent {
-		seen = seen || f.Reason == reasonNotPersisted
+		seen = seen || f.Reason == state.ReasonNotPersisted
 	}
 	if !seen {
 		t.Error("the warning published while unsaved is missing from the state written afterwards")

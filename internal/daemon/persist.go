@@ -20,16 +20,12 @@ const (
 	maxSaveBackoff = time.Minute
 )
 
-// Reasons for a state directory the daemon cannot write. A read-only
-// filesystem is the catalogue's FilesystemReadOnly, raised by the daemon
+// reasonReadOnly is the reason for a state directory on a read-only
+// filesystem: the catalogue's FilesystemReadOnly, raised by the daemon
 // itself because a bind mount or an administrator's remount logs nothing
-// in the kernel log; any other failure (a full /var above all) is a
-// Warning of its own.
-const (
-	reasonReadOnly     = "FilesystemReadOnly"
-	reasonNotPersisted = state.ReasonNotPersisted
-	persistSource      = state.FindingSource
-)
+// in the kernel log. Any other failure (a full /var above all) is
+// state.NotPersisted, a Warning of its own.
+const reasonReadOnly = "FilesystemReadOnly"
 
 // persist writes the state file and reports whether the file now holds
 // the state. While it cannot be written the daemon goes on from memory:
@@ -57,7 +53,7 @@ func (d *Daemon) persist(now time.Time) bool {
 		"dir", d.store.Dir(), "since", ep.Since, "failures", ep.Failures)
 	d.unsaved, d.persistReason = nil, ""
 	d.st.LastSaveFailure = &ep
-	d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: persistSource}, now, &d.changes)
+	d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: state.FindingSource}, now, &d.changes)
 	d.updateConditions(now)
 	d.store.SetLive(state.Live{PID: os.Getpid()})
 	// Again, so that the file records the episode and not the finding
@@ -100,10 +96,10 @@ func (d *Daemon) saveFailed(now time.Time, err error) {
 		return
 	}
 	if d.persistReason == reasonReadOnly {
-		d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: persistSource}, now, &d.changes)
+		d.st.Clear(finding.Clear{Reason: reasonReadOnly, Key: d.store.Dir(), By: state.FindingSource}, now, &d.changes)
 	}
 	d.persistReason = res.Reason
-	f := res.Finding(persistSource, persistSource, now)
+	f := res.Finding(state.FindingSource, state.FindingSource, now)
 	f.Recovery.Probe = true
 	d.observe(policy.Observation{Finding: f})
 	d.updateConditions(now)

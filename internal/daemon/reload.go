@@ -14,8 +14,8 @@ import (
 func (d *Daemon) rulesDir() string { return d.cfg.RulesDirFor(d.opts.RulesDir) }
 
 // reload loads config and rules. On failure the previous good set stays; at
-// startup (no previous set) the built-in catalogue with defaults is used.
-// It reports whether the sources must restart because their inputs changed.
+// startup (no previous set) the built-in catalogue with defaults is
+// installed and the error still returned, so that the caller logs it.
 func (d *Daemon) reload(initial bool) error {
 	cfg, set, err := ruleset.Load(d.opts.ConfigPath, d.opts.RulesDir)
 	if err != nil {

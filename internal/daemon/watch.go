@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,13 +25,18 @@ type fileWatch struct {
 	w       *fsnotify.Watcher
 	events  chan string
 	watched map[string]bool
+	log     *slog.Logger
+	// refused are the directories whose watch failed for a reason other
+	// than not existing (the inotify watch limit), logged once until the
+	// watch succeeds or the directory is no longer wanted.
+	refused map[string]bool
 }
 
 // watchFiles starts watching the directories of the current config. Without
 // inotify the daemon runs on: SIGHUP still reloads, housekeeping still reads
 // requests.
 func (d *Daemon) watchFiles(ctx context.Context) *fileWatch {
-	fw := &fileWatch{events: make(chan string, 64), watched: map[string]bool{}}
+	fw := &fileWatch{events: make(chan string, 64), watched: map[string]bool{}, log: d.log, refused: map[string]bool{}}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		d.log.Warn("cannot watch rules for changes; reload with SIGHUP", "err", err)
@@ -81,16 +89,27 @@ func (fw *fileWatch) follow(dirs []string) {
 		if fw.watched[dir] {
 			continue
 		}
-		// A directory that cannot be watched yet (it does not exist) is
-		// tried again at the next call.
-		if fw.w.Add(dir) == nil {
+		// A directory that cannot be watched yet is tried again at the
+		// next call.
+		err := fw.w.Add(dir)
+		switch {
+		case err == nil:
 			fw.watched[dir] = true
+			delete(fw.refused, dir)
+		case !errors.Is(err, fs.ErrNotExist) && !fw.refused[dir]:
+			fw.refused[dir] = true
+			fw.log.Warn("cannot watch a directory for changes; reload with SIGHUP until it can be", "dir", dir, "err", err)
 		}
 	}
 	for dir := range fw.watched {
 		if !want[dir] {
 			_ = fw.w.Remove(dir)
 			delete(fw.watched, dir)
+		}
+	}
+	for dir := range fw.refused {
+		if !want[dir] {
+			delete(fw.refused, dir)
 		}
 	}
 }

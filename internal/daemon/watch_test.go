@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
 	"github.com/nodehealthd/nodehealthd/internal/state"
 )
 
@@ -84,5 +88,30 @@ func TestCoalescedRepeatCommittedWhenItsWindowEnds(t *testing.T) {
 			t.Fatalf("the repeat was not committed within the coalescing window (%v) and 5s", state.CoalesceWindow)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A directory that cannot be watched for a reason other than not existing
+// yet (the inotify watch limit; here a closed watcher) is logged, once
+// however often follow retries it: config changes then need SIGHUP, and the
+// operator must be told. A directory that does not exist yet is expected
+// and logs nothing.
+func TestWatchFailureIsLoggedOnce(t *testing.T) {
+	logs := &logtest.Buffer{}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Skip("no inotify:", err)
+	}
+	fw := &fileWatch{w: w, watched: map[string]bool{}, refused: map[string]bool{}, log: slog.New(slog.NewTextHandler(logs, nil))}
+	missing, dir := filepath.Join(t.TempDir(), "missing"), t.TempDir()
+	fw.follow([]string{missing})
+	if n := logs.Count("cannot watch"); n != 0 {
+		t.Fatalf("a directory that does not exist yet was logged:\n%s", logs)
+	}
+	_ = w.Close()
+	fw.follow([]string{dir})
+	fw.follow([]string{dir})
+	if n := logs.Count("cannot watch"); n != 1 {
+		t.Fatalf("a refused watch logged %d times, want once:\n%s", n, logs)
 	}
 }

@@ -232,16 +232,17 @@ func (p *Runner) report(m *Monitor, r Rule, res Result, last Status, emit detect
 // clearOrphans clears the active problems of plugin rules no longer
 // configured: removing a plugin must not leave its condition False.
 func (p *Runner) clearOrphans(emit detector.Emitter) {
-	live := map[string]bool{}
+	type problem struct{ rule, condition, reason, key string }
+	live := map[problem]bool{}
 	for _, m := range p.Monitors {
 		for _, r := range m.Rules {
 			if r.Type == Permanent {
-				live[sourcePrefix+m.Source+"\x00"+r.Condition+"\x00"+r.Reason+"\x00"+r.Key()] = true
+				live[problem{sourcePrefix + m.Source, r.Condition, r.Reason, r.Key()}] = true
 			}
 		}
 	}
 	for _, f := range p.Active {
-		if !strings.HasPrefix(f.Rule, sourcePrefix) || live[f.Rule+"\x00"+f.Condition+"\x00"+f.Reason+"\x00"+f.Key] {
+		if !strings.HasPrefix(f.Rule, sourcePrefix) || live[problem{f.Rule, f.Condition, f.Reason, f.Key}] {
 			continue
 		}
 		p.Log.Info("clearing the problem of a plugin no longer configured", "rule", f.Rule, "reason", f.Reason, "key", f.Key)

@@ -110,10 +110,6 @@ func (p *Policy) escalation(reason string) Escalation {
 	return e
 }
 
-// Escalation returns what the policy makes of reason's recurrences, for
-// listings: the window and, when AfterReboots > 0, the escalation.
-func (p *Policy) Escalation(reason string) Escalation { return p.escalation(reason) }
-
 // recur marks f, a Fatal finding of a reason a reboot clears, as a
 // recurrence when earlier boots saw its reason within the window, applies
 // the escalation, and remembers this boot. A restart within a boot is not

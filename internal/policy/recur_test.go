@@ -147,7 +147,7 @@ func TestDefaultEscalation(t *testing.T) {
 		}
 	}
 	// XID 79 is replaced for already: no default escalation.
-	if e := New(nil).Escalation("NvidiaXID79Error"); e.AfterReboots != 0 || time.Duration(e.Within) != DefaultRecurWithin {
+	if e := New(nil).escalation("NvidiaXID79Error"); e.AfterReboots != 0 || time.Duration(e.Within) != DefaultRecurWithin {
 		t.Errorf("XID 79: %+v", e)
 	}
 }
