@@ -77,18 +77,18 @@ for run in $(seq "$RUNS"); do
 done
 
 # key, label, unit, budget (empty: none), how the budget applies (max/min)
-budgets='binary_mib|stripped daemon binary (make build)|MiB|20|max
+budgets="binary_mib|stripped daemon binary (make build)|MiB|$MAX_BINARY_MIB|max
 engine_us|rule engine, full catalogue, realistic mix|µs/line|0.15|max
 engine_flat|rule engine, 1000 rules ÷ 10 rules|×|1.5|max
 flood1000_us|flood, 1 line in 1000 matching: CPU per line|µs|0.8|max
 flood1000_mib|flood, 1 line in 1000 matching: peak RSS (VmHWM)|MiB|30|max
 floodall_us|flood every line matching: CPU per line|µs|5|max
 floodall_mib|flood every line matching: peak RSS (VmHWM)|MiB|40|max
-idle_rss_mib|idle RSS (VmRSS), default flags, probes on|MiB|18|max
+idle_rss_mib|idle RSS (VmRSS), default flags, probes on|MiB|$MAX_RSS_MIB|max
 idle_anon_mib|  of which anonymous|MiB||
 idle_file_mib|  of which file-backed|MiB||
-idle_millicores|idle CPU, default flags, probes on|millicores|0.25|max
-journal_eps|journal ingest end to end (target ≥ 300k)|entries/s||'
+idle_millicores|idle CPU, default flags, probes on|millicores|$MAX_MILLICORE|max
+journal_eps|journal ingest end to end (target ≥ 300k)|entries/s||"
 
 echo "== figures ($RUNS run(s): min / median; the budget applies to the median)"
 printf '%-48s %12s %12s %10s  %s\n' figure min median budget ""

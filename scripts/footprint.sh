@@ -20,10 +20,6 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SETTLE=${SETTLE:-60}
 WINDOW=${WINDOW:-300}
-# Budgets (issue 11).
-MAX_BINARY_MIB=${MAX_BINARY_MIB:-20}
-MAX_RSS_MIB=${MAX_RSS_MIB:-18}
-MAX_MILLICORE=${MAX_MILLICORE:-0.25}
 
 . scripts/lib/measure.sh
 

@@ -67,7 +67,7 @@ func TestKmsgFindingBecomesConditionAndEvent(t *testing.T) {
 	tok := randomHex(4)
 	a := &agent{t: t, node: node, root: "/", stateDir: filepath.Join(work, "state"), rulesDir: filepath.Join(work, "rules.d"),
 		config: filepath.Join(work, "config.yaml"), diagDir: filepath.Join(work, "diagnostics"), logs: &logtest.Buffer{}}
-	a.writeConfig("")
+	a.logs.LogOnFailure(t, "nodehealthd ("+node+")")
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), `rules:
   - name: E2EKmsgFault
     condition: ContainerRuntimeReady

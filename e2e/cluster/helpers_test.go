@@ -145,8 +145,7 @@ type agent struct {
 	args     []string
 
 	d       *daemontest.Daemon // the running daemon; nil when stopped
-	cleanup bool
-	logs    *logtest.Buffer // every run's output
+	logs    *logtest.Buffer    // every run's output
 	peakRSS int64
 	rssMu   sync.Mutex
 }
@@ -188,6 +187,9 @@ func newAgent(t *testing.T, node, kmsg string) *agent {
 	write(t, filepath.Join(a.rulesDir, "e2e.yaml"), rules)
 	a.diagDir = filepath.Join(work, "diagnostics")
 	a.writeConfig("")
+	// Registered before any daemon's stop, so it runs after them, on a
+	// complete log.
+	a.logs.LogOnFailure(t, "nodehealthd ("+node+")")
 	return a
 }
 
@@ -263,15 +265,6 @@ func (a *agent) start(extra ...string) {
 	args = append(append(args, a.args...), extra...)
 	a.d = daemontest.Start(a.t, args, daemontest.Options{Log: a.logs})
 	go a.sampleRSS(a.d)
-	if !a.cleanup {
-		a.cleanup = true
-		a.t.Cleanup(func() {
-			a.stop(syscall.SIGTERM)
-			if a.t.Failed() {
-				a.t.Logf("nodehealthd log (%s):\n%s", a.node, a.logs.String())
-			}
-		})
-	}
 }
 
 // stop ends the daemon with sig (SIGKILL for a crash).

@@ -35,6 +35,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/e2e/internal/daemontest"
 	"github.com/nodehealthd/nodehealthd/e2e/internal/kubetest"
+	"github.com/nodehealthd/nodehealthd/e2e/internal/testbin"
 	"github.com/nodehealthd/nodehealthd/internal/diag/bundletest"
 )
 
@@ -97,26 +98,11 @@ func apply(t *testing.T, c *kubetest.Cluster, file string) {
 	}
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	var last string
-	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v (last: %s)", what, d, last)
-		}
-	}
-}
-
 func installCRD(t *testing.T, c *kubetest.Cluster) {
 	t.Helper()
 	apply(t, c, "nodediagnostic-crd.yaml")
 	d := dyn(t, c.AdminCfg)
-	eventually(t, 30*time.Second, "CRD established", func() (bool, string) {
+	daemontest.Eventually(t, 30*time.Second, "CRD established", func() (bool, string) {
 		u, err := d.Resource(crdGVR).Get(context.Background(), "nodediagnostics.eks.amazonaws.com", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -155,7 +141,9 @@ func nodeIdentity(t *testing.T, c *kubetest.Cluster, node, root string) *rest.Co
 	}
 	if root != "" {
 		pem := "/var/lib/kubelet/pki/kubelet-client-current.pem"
-		os.MkdirAll(filepath.Join(root, filepath.Dir(pem)), 0o700)
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(pem)), 0o700); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(root, pem), append(id.CertPEM, id.KeyPEM...), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +172,7 @@ func TestShippedRBACLetsNodesServeRequests(t *testing.T) {
 		t.Fatalf("list without the RBAC: %v, want forbidden", err)
 	}
 	apply(t, c, "nodediagnostic-rbac.yaml")
-	eventually(t, 30*time.Second, "node may list its NodeDiagnostic", func() (bool, string) {
+	daemontest.Eventually(t, 30*time.Second, "node may list its NodeDiagnostic", func() (bool, string) {
 		_, err := asNode.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=node-a"})
 		return err == nil, fmt.Sprint(err)
 	})
@@ -286,22 +274,22 @@ func TestRequestedCaptureUploadedOnce(t *testing.T) {
 	// commands of the requested sections that a test machine may lack
 	// (no iptables, no systemd bus), so that a complete bundle is the
 	// daemon's doing and the status can be Success.
-	files := map[string]string{"root/proc/sys/kernel/hostname": "node-a\n", "root/proc/1/cmdline": "/sbin/init\x00", "rules.d/.keep": ""}
-	for _, cmd := range []string{"iptables-save", "ip6tables-save", "nft", "systemctl"} {
-		files["bin/"+cmd] = "#!/bin/sh\necho \"e2e stand-in for $0\"\n"
+	for p, content := range map[string]string{"root/proc/sys/kernel/hostname": "node-a\n", "root/proc/1/cmdline": "/sbin/init\x00", "rules.d/.keep": ""} {
+		daemontest.Write(t, filepath.Join(work, p), content)
 	}
-	for p, content := range files {
-		os.MkdirAll(filepath.Dir(filepath.Join(work, p)), 0o755)
-		if err := os.WriteFile(filepath.Join(work, p), []byte(content), 0o755); err != nil {
+	for _, cmd := range []string{"iptables-save", "ip6tables-save", "nft", "systemctl"} {
+		p := filepath.Join(work, "bin", cmd)
+		daemontest.Write(t, p, "#!/bin/sh\necho \"e2e stand-in for $0\"\n")
+		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	os.WriteFile(filepath.Join(work, "config.yaml"), []byte("probes: {enabled: false}\ndiagnostics:\n  dir: "+filepath.Join(work, "diagnostics")+
-		"\n  requests: {nodeDir: "+filepath.Join(work, "support")+"}\n"), 0o644)
+	daemontest.Write(t, filepath.Join(work, "config.yaml"), testbin.NoProbes+"diagnostics:\n  dir: "+filepath.Join(work, "diagnostics")+
+		"\n  requests: {nodeDir: "+filepath.Join(work, "support")+"}\n")
 	d := startDaemon(t, work, "node-a")
 
 	var completed map[string]any
-	eventually(t, 90*time.Second, "node-a's NodeDiagnostic completed", func() (bool, string) {
+	d.Eventually(t, 90*time.Second, "node-a's NodeDiagnostic completed", func() (bool, string) {
 		u, err := admin.Get(ctx, "node-a", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -344,7 +332,7 @@ func TestRequestedCaptureUploadedOnce(t *testing.T) {
 	// Restart: no second capture, and node-b's request is still ignored.
 	d.Stop(syscall.SIGTERM)
 	d2 := startDaemon(t, work, "node-a")
-	eventually(t, time.Minute, "restarted daemon follows its NodeDiagnostic", func() (bool, string) {
+	d2.Eventually(t, time.Minute, "restarted daemon follows its NodeDiagnostic", func() (bool, string) {
 		return strings.Contains(d2.Log.String(), "publishing to the cluster"), "not connected"
 	})
 	// The restarted daemon lists the object at once on connecting; give

@@ -1,6 +1,12 @@
 # Sourced, from the repository root, by the scripts that measure a running
 # daemon (bench.sh, footprint.sh, probe-figures.sh).
 
+# The budgets both bench.sh and footprint.sh check (docs/performance.md);
+# the environment may change them for a run.
+MAX_BINARY_MIB=${MAX_BINARY_MIB:-20}
+MAX_RSS_MIB=${MAX_RSS_MIB:-18}
+MAX_MILLICORE=${MAX_MILLICORE:-0.25}
+
 # work is a scratch directory. The daemons whose PIDs a script adds to pids
 # are killed, and work removed, when it exits, however it exits.
 work=$(mktemp -d)
