@@ -40,8 +40,9 @@ type Handler[T metav1.Object] interface {
 	Seen(obj T, found bool)
 	// Answered reports a list or watch the API server accepted.
 	Answered()
-	// Failed reports a failed list or watch ("list", "watch"), waits
-	// before the next try and says whether to go on.
+	// Failed reports a failed list or watch ("list", "watch": refused,
+	// or ended by an error event), waits before the next try and says
+	// whether to go on.
 	Failed(ctx context.Context, what string, err error) bool
 }
 
@@ -75,12 +76,16 @@ func Follow[T metav1.Object](ctx context.Context, src Source[T], h Handler[T], s
 			}
 			h.Answered()
 			var relist bool
-			rv, relist = follow(w, rv, h)
+			rv, relist, err = follow(w, rv, h)
 			w.Stop()
 			if relist {
 				break
 			}
-			if time.Since(started) >= quickEnd {
+			lasted := time.Since(started)
+			if err != nil && !h.Failed(ctx, "watch", err) {
+				return
+			}
+			if lasted >= quickEnd {
 				quick = 0
 				continue
 			}
@@ -93,8 +98,10 @@ func Follow[T metav1.Object](ctx context.Context, src Source[T], h Handler[T], s
 }
 
 // follow reads a watch until it ends and returns the resourceVersion to
-// resume from, and whether the server said that version is gone.
-func follow[T metav1.Object](w watch.Interface, rv string, h Handler[T]) (string, bool) {
+// resume from, whether the server said that version is gone, and the error
+// that ended it otherwise (an internal error, an object that does not
+// decode), which is the handler's to count and log.
+func follow[T metav1.Object](w watch.Interface, rv string, h Handler[T]) (string, bool, error) {
 	for ev := range w.ResultChan() {
 		obj, ok := ev.Object.(T)
 		if ok {
@@ -111,11 +118,12 @@ func follow[T metav1.Object](w watch.Interface, rv string, h Handler[T]) (string
 		case watch.Error:
 			err := apierrors.FromObject(ev.Object)
 			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				return rv, true
+				return rv, true, nil
 			}
+			return rv, false, err
 		}
 	}
-	return rv, false
+	return rv, false, nil
 }
 
 // Sleep waits d unless ctx ends first, and says whether it waited.

@@ -112,3 +112,38 @@ func TestFollowBacksOffWatchesThatEndAtOnce(t *testing.T) {
 func meta(rv string) *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}}
 }
+
+// A watch the server ends with an error event other than an expired
+// version (an internal error, an object that does not decode) is a failed
+// watch for the handler to count and log, and is then resumed, not relisted.
+func TestFollowReportsWatchErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := &handler{}
+	lists, watchedFrom := 0, []string{}
+	src := Source[*metav1.PartialObjectMetadata]{
+		List: func(context.Context) (*metav1.PartialObjectMetadata, bool, string, error) {
+			lists++
+			return meta("10"), true, "10", nil
+		},
+		Watch: func(_ context.Context, rv string, _ time.Duration) (watch.Interface, error) {
+			watchedFrom = append(watchedFrom, rv)
+			w := watch.NewFakeWithChanSize(2, false)
+			if len(watchedFrom) == 1 {
+				w.Modify(meta("11"))
+				w.Error(&apierrors.NewInternalError(errors.New("unable to decode an event from the watch stream")).ErrStatus)
+			} else {
+				cancel()
+			}
+			w.Stop()
+			return w, nil
+		},
+	}
+	Follow(ctx, src, h, func(ctx context.Context, _ time.Duration) bool { return ctx.Err() == nil }, time.Second)
+	if !slices.Equal(h.failed, []string{"watch"}) {
+		t.Errorf("failures %v, want the watch that ended with an error", h.failed)
+	}
+	if want := []string{"10", "11"}; !slices.Equal(watchedFrom, want) || lists != 1 {
+		t.Errorf("watched from %v after %d lists, want %v after 1 (resumed)", watchedFrom, lists, want)
+	}
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/capture"
 	"github.com/nodehealthd/nodehealthd/internal/config"
+	"github.com/nodehealthd/nodehealthd/internal/diag"
 )
 
 const node = "node-a"
@@ -238,11 +239,11 @@ func TestSections(t *testing.T) {
 // category's content.
 func TestCategorySectionsExist(t *testing.T) {
 	for cat, secs := range CategorySections {
-		if err := diagCheckSections(secs); err != nil {
+		if err := diag.CheckSections(secs); err != nil {
 			t.Errorf("%s: %v", cat, err)
 		}
 	}
-	if err := diagCheckSections(alwaysSections); err != nil {
+	if err := diag.CheckSections(alwaysSections); err != nil {
 		t.Error(err)
 	}
 }

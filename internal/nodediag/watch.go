@@ -100,13 +100,11 @@ func (f *follower) Failed(ctx context.Context, what string, err error) bool {
 		f.log.Info("the API server does not let the node read its NodeDiagnostic (RBAC not installed): requests from the cluster are off until it does",
 			"node", f.node, "what", what, "err", err, "retry_max", limit, "install", "packaging/kubernetes/nodediagnostic-rbac.yaml")
 	}
-	if kind != "" {
-		f.quiet = kind
+	if kind == "" {
+		return f.sleep(ctx, kubewatch.Backoff(f.fails, limit))
 	}
-	if kind != "" {
-		return f.sleep(ctx, kubewatch.Backoff(100, limit))
-	}
-	return f.sleep(ctx, kubewatch.Backoff(f.fails, limit))
+	f.quiet = kind
+	return f.sleep(ctx, kubewatch.Backoff(100, limit))
 }
 
 // Answered implements kubewatch.Handler: a list or watch the API server

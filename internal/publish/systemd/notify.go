@@ -125,14 +125,16 @@ func (n *Notifier) run(ctx context.Context) {
 			// would not remember anything this run detected.
 			continue
 		}
+		// What is sent is remembered only once sent: a notification
+		// lost to a full or missing socket is sent again at the next
+		// wake, READY=1 above all (systemd waits for it).
 		var msg []string
-		if line := sum.Line(now); line != last {
+		line, ping := sum.Line(now), false
+		if line != last {
 			msg = append(msg, "STATUS="+line)
-			last = line
 		}
 		if !ready {
 			msg = append(msg, daemon.SdNotifyReady)
-			ready = true
 		}
 		// The pipeline goroutine ticks at least three times per watchdog
 		// interval. If it has not been seen for half the interval it is
@@ -153,19 +155,25 @@ func (n *Notifier) run(ctx context.Context) {
 				}
 				if now.Sub(lastPing) >= n.watchdog/4 {
 					msg = append(msg, daemon.SdNotifyWatchdog)
-					lastPing = now
+					ping = true
 				}
 				t.Reset(min(statusRefresh, n.watchdog/2-seen))
 			}
 		}
-		if len(msg) > 0 {
-			n.notify(strings.Join(msg, "\n"))
+		if len(msg) > 0 && n.notify(strings.Join(msg, "\n")) {
+			last, ready = line, true
+			if ping {
+				lastPing = now
+			}
 		}
 	}
 }
 
-func (n *Notifier) notify(s string) {
+// notify sends s and says whether it went.
+func (n *Notifier) notify(s string) bool {
 	if err := n.send(s); err != nil {
 		n.log.Warn("cannot notify systemd", "err", err)
+		return false
 	}
+	return true
 }

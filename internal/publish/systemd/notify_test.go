@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -239,5 +240,37 @@ func TestLineStateNotPersisted(t *testing.T) {
 	want := "STATE NOT PERSISTED since 10:05 · StorageReady=False (FilesystemReadOnly since 10:05) · cluster: local"
 	if got := s.Line(now); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// A notification that could not be sent (the socket's queue full while
+// systemd is busy) is sent again at the next wake: READY=1 lost once must
+// not leave systemd waiting for it until the start times out.
+func TestReadySentAgainAfterFailure(t *testing.T) {
+	sent, failed := make(chan string, 10), make(chan struct{})
+	n := &Notifier{log: quietLog(), kick: make(chan struct{}, 1), send: func(s string) error {
+		if failed != nil {
+			close(failed)
+			failed = nil
+			return errors.New("resource temporarily unavailable")
+		}
+		sent <- s
+		return nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n.Start(ctx, nil)
+	u := publish.Update{Time: time.Now(), State: &state.State{}, Conditions: healthy(finding.KernelReady)}
+	wait := failed
+	n.Publish(u)
+	<-wait
+	n.Publish(u) // the same state again: nothing new but what was lost
+	select {
+	case m := <-sent:
+		if !strings.Contains(m, "READY=1") || !strings.Contains(m, "STATUS=1/1 conditions healthy") {
+			t.Errorf("sent %q after the failure, want READY=1 and the status line", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing sent again after the failed notification")
 	}
 }

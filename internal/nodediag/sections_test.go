@@ -1,5 +1,0 @@
-package nodediag
-
-import "github.com/nodehealthd/nodehealthd/internal/diag"
-
-var diagCheckSections = diag.CheckSections
