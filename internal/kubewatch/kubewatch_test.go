@@ -102,9 +102,27 @@ func TestFollowBacksOffWatchesThatEndAtOnce(t *testing.T) {
 	if len(waits) != 6 {
 		t.Fatalf("waits %v", waits)
 	}
-	for i := 1; i < len(waits); i++ {
-		if waits[i] < waits[i-1]*3/2 && waits[i] < 8*time.Second*8/10 {
-			t.Errorf("waits %v: want each about twice the last, up to 8s", waits)
+	// Compared with the nominal doubling, not with the previous wait: two
+	// jittered waits in a row can differ by less than 1.5x (1.2 then 1.6).
+	nominal := 500 * time.Millisecond
+	for i, w := range waits {
+		if w < nominal*8/10 || w > nominal*12/10 {
+			t.Errorf("wait %d is %v, want %v ±20%% (waits %v)", i, w, nominal, waits)
+		}
+		nominal = min(2*nominal, 8*time.Second)
+	}
+}
+
+// Backoff doubles from 500ms up to its cap and never leaves ±20% of that.
+func TestBackoffStaysWithinJitter(t *testing.T) {
+	for failures, nominal := range []time.Duration{0, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		if failures == 0 {
+			continue
+		}
+		for range 200 {
+			if d := Backoff(failures, 5*time.Second); d < nominal*8/10 || d > nominal*12/10 {
+				t.Fatalf("Backoff(%d, 5s) = %v, want %v ±20%%", failures, d, nominal)
+			}
 		}
 	}
 }
