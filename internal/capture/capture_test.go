@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodehealthd/nodehealthd/internal/atomicfile/atomicfiletest"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
@@ -500,4 +501,17 @@ func TestFindCollector(t *testing.T) {
 	if _, err := FindCollector(""); err == nil {
 		t.Error("found a collector where there is none")
 	}
+}
+
+// On a full disk the rate-limit index cannot be saved: the error says so
+// and no partial file is left to keep the disk full (the old code left
+// index.json.tmp behind).
+func TestIndexSaveOnFullDiskLeavesNothing(t *testing.T) {
+	dir := atomicfiletest.SmallDisk(t, "64k")
+	atomicfiletest.Fill(t, filepath.Join(dir, "filler"))
+	ix := index{Last: map[string]time.Time{"KernelBug": time.Now()}}
+	if err := ix.save(dir); err == nil {
+		t.Fatal("saved on a full disk")
+	}
+	atomicfiletest.WantOnly(t, dir, "filler")
 }

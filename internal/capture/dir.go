@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nodehealthd/nodehealthd/internal/atomicfile"
 )
 
 // Bundle files are named for the node, the time and the reason that
@@ -164,9 +166,5 @@ func (ix index) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, indexFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, indexFile))
+	return atomicfile.Write(filepath.Join(dir, indexFile), b, 0o600)
 }

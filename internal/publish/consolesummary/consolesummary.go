@@ -28,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nodehealthd/nodehealthd/internal/atomicfile"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/diagmetrics"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
@@ -303,10 +304,7 @@ func (w *Writer) saveBudget(dir string) {
 	b, _ := json.Marshal(w.budget)
 	err := os.MkdirAll(dir, 0o700)
 	if err == nil {
-		tmp := filepath.Join(dir, budgetFile+".tmp")
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, filepath.Join(dir, budgetFile))
-		}
+		err = atomicfile.Write(filepath.Join(dir, budgetFile), b, 0o600)
 	}
 	if err != nil {
 		errorsTotal.Inc()

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nodehealthd/nodehealthd/internal/atomicfile/atomicfiletest"
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
@@ -220,4 +221,19 @@ func TestRunWritesInBackground(t *testing.T) {
 			t.Error("an unwritable console was not noticed")
 		}
 	})
+}
+
+// On a full disk the summary is still written to the console, and saving
+// the budget leaves no partial file behind to keep the disk full (the old
+// code left console-budget.json.tmp on every failed save).
+func TestFullDiskStillSummarisesAndLeavesNothing(t *testing.T) {
+	dir := atomicfiletest.SmallDisk(t, "64k")
+	atomicfiletest.Fill(t, filepath.Join(dir, "filler"))
+	console := filepath.Join(t.TempDir(), "console")
+	w := newWriter(t, console, dir, &clock{now: t0})
+	summarise(w, "boot-1", "disk full", true)
+	if !strings.Contains(read(t, console), "disk full") {
+		t.Error("nothing written to the console on a full disk")
+	}
+	atomicfiletest.WantOnly(t, dir, "filler")
 }
