@@ -13,9 +13,9 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/reason"
 )
 
-// ioDelaysConfig is probes.io-delays.
 var ioDelaysKind = probe.Kind{Name: "io-delays", Period: 10 * time.Minute}
 
+// ioDelaysSettings is probes.io-delays.
 type ioDelaysSettings struct {
 	// ThresholdTicks: a process that spent at least this many clock ticks
 	// (1/100 s) waiting for block I/O since the previous check fires.
