@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
@@ -11,7 +12,13 @@ func TestGCPercentFromConfig(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
 	t.Setenv("GOGC", "")
-	gc := func() int { v := debug.SetGCPercent(-1); debug.SetGCPercent(v); return v }
+	// Read through runtime/metrics: SetGCPercent(-1) and back would write
+	// too, and could undo a setting the daemon makes in between.
+	gc := func() int {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int(s[0].Value.Uint64())
+	}
 
 	h := newHarness(t)
 	h.write("config.yaml", "gcPercent: 70\n")
