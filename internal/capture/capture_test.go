@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -364,26 +365,26 @@ func TestPublishNotDelayedByCapture(t *testing.T) {
 }
 
 // TestCollectorLowersPriority: the collector and what it starts run at
-// nice 19 in the idle I/O class.
+// nice 19 in the idle I/O class from the start (the child's first fork
+// used to race with lowering its process group after Start), and no
+// goroutine of the daemon runs on a lowered thread afterwards.
 func TestCollectorLowersPriority(t *testing.T) {
+	daemonNice := niceOf(t, "/proc/thread-self/stat")
 	work := t.TempDir()
 	release := filepath.Join(work, "release")
 	col := NewCollector(fakeCollector(t, `sleep 1000 & echo $! > `+work+`/child; while [ ! -e `+release+` ]; do sleep 0.05; done; kill $!; `+writes), quiet)
+	// The daemon is slow to lower the priority, as on a loaded node, which
+	// is when captures happen: the child must still never run above it.
+	col.LowerPriority = func() error { time.Sleep(100 * time.Millisecond); return lowerThread() }
 	errc := make(chan error, 1)
 	go func() {
 		_, err := col.Run(context.Background(), Request{Output: filepath.Join(work, "b.tar.gz")})
 		errc <- err
 	}()
 	child := readPid(t, filepath.Join(work, "child"))
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+	nice := niceOf(t, fmt.Sprintf("/proc/%d/stat", child))
 	os.WriteFile(release, nil, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	fields := strings.Fields(rest)
-	// Field 19 of stat is nice; rest starts at field 3.
-	if nice := fields[19-3]; nice != "19" {
+	if nice != "19" {
 		t.Errorf("collector's child runs at nice %s, want 19", nice)
 	}
 	prio, _, e := unix.Syscall(unix.SYS_IOPRIO_GET, 1 /* IOPRIO_WHO_PROCESS */, uintptr(child), 0)
@@ -396,6 +397,39 @@ func TestCollectorLowersPriority(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	// Goroutines that each hold a thread for a while spread over every
+	// thread the runtime has and makes more: none may be the lowered one.
+	// (A lowered main thread is parked for good by the runtime: it runs
+	// no goroutine again, so this cannot see it.)
+	var wg sync.WaitGroup
+	nices := make([]string, 4*runtime.GOMAXPROCS(0))
+	for i := range nices {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			nices[i] = niceOf(t, "/proc/thread-self/stat")
+			time.Sleep(20 * time.Millisecond)
+		})
+	}
+	wg.Wait()
+	for _, n := range nices {
+		if n != daemonNice {
+			t.Errorf("a goroutine ran at nice %s after the capture, want the daemon's %s (all: %v)", n, daemonNice, nices)
+			break
+		}
+	}
+}
+
+// niceOf reads the nice field of a /proc stat file.
+func niceOf(t *testing.T, stat string) string {
+	t.Helper()
+	b, err := os.ReadFile(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	// Field 19 of stat is nice; rest starts at field 3.
+	return strings.Fields(rest)[19-3]
 }
 
 // TestCollectorResult: a collection that ends well returns the child's

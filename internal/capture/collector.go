@@ -24,7 +24,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -133,9 +132,10 @@ type Collector struct {
 	Args []string
 	// Log receives one line per failure to lower the child's priority.
 	Log *slog.Logger
-	// LowerPriority lowers the child's CPU and I/O priority (default
-	// lowerPriority, which logs and counts a refusal).
-	LowerPriority func(pid int) error
+	// LowerPriority lowers the calling OS thread's CPU and I/O priority,
+	// which the child started from it inherits (default lowerThread,
+	// which counts a refusal).
+	LowerPriority func() error
 
 	slot chan struct{}
 }
@@ -229,33 +229,18 @@ func (c *Collector) Run(ctx context.Context, req Request) (Result, error) {
 	cmd.Stdout = &limited{buf: &stdout, max: 64 << 10}
 	cmd.Stderr = &limited{buf: &stderr, max: 16 << 10}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return Result{}, fmt.Errorf("start collector: %w", err)
-	}
 	lower := c.LowerPriority
 	if lower == nil {
-		lower = lowerPriority
+		lower = lowerThread
 	}
-	if err := lower(cmd.Process.Pid); err != nil {
-		c.Log.Warn("cannot lower the collector's CPU and I/O priority; it runs at the daemon's", "err", err)
+	lowerErr, err := startLowered(cmd, lower)
+	if err != nil {
+		return Result{}, fmt.Errorf("start collector: %w", err)
 	}
-	// A thread the child's runtime was creating during the first call may
-	// have missed it; anything it started since inherited either value.
-	// Never after the child is reaped: its group ID could be reused.
-	var exitMu sync.Mutex
-	exited := false
-	again := time.AfterFunc(200*time.Millisecond, func() {
-		exitMu.Lock()
-		defer exitMu.Unlock()
-		if !exited {
-			_ = lower(cmd.Process.Pid)
-		}
-	})
+	if lowerErr != nil {
+		c.Log.Warn("cannot lower the collector's CPU and I/O priority; it runs at the daemon's", "err", lowerErr)
+	}
 	werr := cmd.Wait()
-	again.Stop()
-	exitMu.Lock()
-	exited = true
-	exitMu.Unlock()
 	took := time.Since(start)
 
 	res, perr := parseResult(stdout.Bytes())

@@ -106,7 +106,7 @@ func fakeCollector(t *testing.T, errs int) (*capture.Collector, string) {
 		t.Fatal(err)
 	}
 	c := capture.NewCollector(p, slog.New(slog.DiscardHandler))
-	c.LowerPriority = func(int) error { return nil }
+	c.LowerPriority = func() error { return nil }
 	return c, calls
 }
 
