@@ -608,3 +608,57 @@ func TestFollowIdleWithoutWakeups(t *testing.T) {
 		})
 	}
 }
+
+// Rotation while following, as journald does it: the active file is
+// renamed to an archive name and a new file is started, with a new sequence
+// number ID here (journal-remote cannot continue one). Entries in the new
+// file are read without a gap reported, and the archive's are not read
+// again; then the archive is vacuumed, and reading still goes on.
+func TestFollowsRotationAndVacuum(t *testing.T) {
+	dir, cfg := newJournal(t, kubelet(1, 5))
+	r := startRun(t, cfg, source.Position{})
+	got := messages(r.collect(5))
+
+	active := filepath.Join(dir, journaltest.FileName)
+	archive := filepath.Join(dir, "test@0000000000000000000000000000000a-0000000000000001-0000000000000001.journal")
+	if err := os.Rename(active, archive); err != nil {
+		t.Fatal(err)
+	}
+	journaltest.WriteJournal(t, dir, kubelet(6, 10))
+	bs := r.collect(5)
+	got = append(got, messages(bs)...)
+	lost := lostIn(bs)
+
+	if err := os.Remove(archive); err != nil {
+		t.Fatal(err)
+	}
+	journaltest.WriteJournal(t, dir, kubelet(11, 13))
+	bs = r.collect(3)
+	got = append(got, messages(bs)...)
+	lost += lostIn(bs)
+	r.quiet(300 * time.Millisecond)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if want := names("m", 1, 13); !slices.Equal(got, want) {
+		t.Errorf("read %q, want %q", got, want)
+	}
+	if lost != 0 {
+		t.Errorf("%d entries reported lost; nothing was", lost)
+	}
+
+	// A restart resumes in the new file after the last entry read.
+	journaltest.WriteJournal(t, dir, kubelet(14, 14))
+	r = startRun(t, cfg, last(bs))
+	if got := messages(r.collect(1)); !slices.Equal(got, []string{"m14"}) {
+		t.Errorf("after a restart: %q, want [m14]", got)
+	}
+	r.quiet(300 * time.Millisecond)
+}
+
+func lostIn(bs []source.Batch) (n uint64) {
+	for _, b := range bs {
+		n += b.Lost
+	}
+	return n
+}
