@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
@@ -66,6 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := logging.New(stderr, level)
+	// Journal entries are sent from a queue (so that a stalled journald
+	// stalls nothing): give the last ones, "stopped" or why not, a moment
+	// to get out.
+	defer journald.Flush(2 * time.Second)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cfg, err := config.Load(o.configPath)
@@ -148,7 +153,9 @@ func newEnv(ctx context.Context, log *slog.Logger, o *options, cfg *config.Confi
 // (probes, plugins, accelerators) and diagnostics.
 func (e *env) wire() error {
 	e.setupOutput()
-	e.setupSystemd()
+	if err := e.setupSystemd(); err != nil {
+		return fmt.Errorf("systemd: %w", err)
+	}
 	e.setupMetrics()
 	if err := e.setupCluster(); err != nil {
 		return fmt.Errorf("cluster: %w", err)

@@ -10,14 +10,18 @@ import (
 // setupSystemd: under systemd, findings become journal entries of their
 // own, and the daemon reports readiness, its STATUS= line and watchdog
 // pings.
-func (e *env) setupSystemd() {
+func (e *env) setupSystemd() error {
+	// Registered in every mode, so that dashboards find the series.
+	if err := e.metrics.Register(journald.Collectors()...); err != nil {
+		return err
+	}
 	if journald.UnderJournal() {
 		// The logger already writes structured journal entries (see
 		// internal/logging); findings get entries of their own.
 		e.opts.Publishers = append(e.opts.Publishers, journald.NewPublisher(e.log))
 	}
 	if os.Getenv("NOTIFY_SOCKET") == "" {
-		return
+		return nil
 	}
 	n := systemd.New(e.log)
 	if wd := n.Watchdog(); wd > 0 {
@@ -28,4 +32,5 @@ func (e *env) setupSystemd() {
 	}
 	e.log.Debug("systemd notification enabled", "watchdog", n.Watchdog())
 	e.opts.Publishers = append(e.opts.Publishers, n)
+	return nil
 }

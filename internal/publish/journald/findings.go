@@ -71,8 +71,8 @@ func MessageID(event, name string) string {
 // Publisher writes one journal entry per new finding, cleared finding and
 // condition change.
 type Publisher struct {
-	send Sender
-	log  *slog.Logger
+	q   *Queue
+	log *slog.Logger
 
 	mu   sync.Mutex
 	last map[string]condition.Condition
@@ -83,16 +83,17 @@ var (
 	_ publish.Replayer  = (*Publisher)(nil)
 )
 
-// NewPublisher returns a publisher writing through journal.Send; log
-// receives send failures.
-func NewPublisher(log *slog.Logger) *Publisher { return newPublisher(journal.Send, log) }
+// NewPublisher returns a publisher writing through the daemon's queue to
+// the journal (the logger's too, so that logs and findings keep their
+// order); log receives send failures.
+func NewPublisher(log *slog.Logger) *Publisher { return newPublisher(std(), log) }
 
-func newPublisher(send Sender, log *slog.Logger) *Publisher {
-	return &Publisher{send: send, log: log, last: map[string]condition.Condition{}}
+func newPublisher(q *Queue, log *slog.Logger) *Publisher {
+	return &Publisher{q: q, log: log, last: map[string]condition.Condition{}}
 }
 
-// Publish writes the entries of one commit. journald's socket is local and
-// datagram-based, so a send costs what a log line costs.
+// Publish queues the entries of one commit; it never waits for journald
+// (see Queue).
 func (p *Publisher) Publish(u publish.Update) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -208,7 +209,7 @@ func (p *Publisher) emit(msg string, pri journal.Priority, fields map[string]str
 		fields[FieldReplay] = "1"
 		msg += " (replayed)"
 	}
-	if err := p.send(msg, pri, fields); err != nil {
+	p.q.put(msg, pri, fields, func(err error) {
 		p.log.Error("cannot write finding to the journal", "err", err, "entry", msg)
-	}
+	})
 }

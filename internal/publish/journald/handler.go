@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -41,14 +40,13 @@ func UnderJournal() bool {
 // `journalctl` shows), and every attribute is also a field of its own
 // (what `journalctl FIELD=value` and `-o verbose` use).
 type Handler struct {
-	send     Sender
+	q        *Queue
 	level    slog.Leveler
-	fallback io.Writer
+	fallback io.Writer // written only by the queue's goroutine
 	// attrs are the attributes added with WithAttrs, already flattened
 	// with their group prefix; groups is the current group path.
 	attrs  []flatAttr
 	groups []string
-	mu     *sync.Mutex // guards fallback writes
 }
 
 type flatAttr struct {
@@ -56,18 +54,19 @@ type flatAttr struct {
 	value string
 }
 
-// NewHandler returns a handler sending through journal.Send at level. When
-// the journal socket refuses an entry, the formatted line goes to stderr
+// NewHandler returns a handler writing at level to the journal through the
+// daemon's queue, so that logging never waits for journald. When the
+// journal socket refuses an entry, the formatted line goes to stderr
 // (which systemd also collects) rather than being lost.
 func NewHandler(level slog.Leveler) *Handler {
-	return newHandler(journal.Send, level, os.Stderr)
+	return newHandler(std(), level, os.Stderr)
 }
 
-func newHandler(send Sender, level slog.Leveler, fallback io.Writer) *Handler {
+func newHandler(q *Queue, level slog.Leveler, fallback io.Writer) *Handler {
 	if level == nil {
 		level = slog.LevelInfo
 	}
-	return &Handler{send: send, level: level, fallback: fallback, mu: &sync.Mutex{}}
+	return &Handler{q: q, level: level, fallback: fallback}
 }
 
 // Enabled implements slog.Handler.
@@ -122,14 +121,10 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 			fields["CODE_FUNC"] = f.Function
 		}
 	}
-	if err := h.send(msg.String(), Priority(r.Level), fields); err != nil {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		_, werr := fmt.Fprintf(h.fallback, "%s %s\n", r.Level, msg.String())
-		if werr != nil {
-			return err
-		}
-	}
+	line := msg.String()
+	h.q.put(line, Priority(r.Level), fields, func(error) {
+		fmt.Fprintf(h.fallback, "%s %s\n", r.Level, line)
+	})
 	return nil
 }
 

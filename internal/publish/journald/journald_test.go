@@ -5,10 +5,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/coreos/go-systemd/v22/journal"
 
@@ -34,13 +40,27 @@ func (c *capture) send(msg string, pri journal.Priority, fields map[string]strin
 	return c.err
 }
 
+// queue returns a queue sending to c, and a function that waits until it
+// has sent everything queued so far.
+func (c *capture) queue(t *testing.T) (*Queue, func()) {
+	q := NewQueue(c.send, 64)
+	return q, func() {
+		t.Helper()
+		if !q.Flush(5 * time.Second) {
+			t.Fatal("queue not flushed")
+		}
+	}
+}
+
 func TestHandlerEntries(t *testing.T) {
 	var c capture
-	log := slog.New(newHandler(c.send, slog.LevelInfo, io.Discard))
+	q, flush := c.queue(t)
+	log := slog.New(newHandler(q, slog.LevelInfo, io.Discard))
 	log.Debug("not shown")
 	log.With("source", "kmsg").WithGroup("batch").Warn("records lost", "lost", 3, "note", "ring buffer overwritten",
 		slog.Group("pos", "seq", 12), slog.Time("at", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
 	log.Error("cannot save state", "err", errors.New("disk full"), "message", "sneaky", "nodehealth_reason", "Fake", "", "dropped")
+	flush()
 	if len(c.entries) != 2 {
 		t.Fatalf("got %d entries, want 2 (debug filtered out)", len(c.entries))
 	}
@@ -76,7 +96,9 @@ func TestHandlerEntries(t *testing.T) {
 func TestHandlerFallback(t *testing.T) {
 	c := capture{err: errors.New("journal socket gone")}
 	var buf bytes.Buffer
-	slog.New(newHandler(c.send, slog.LevelInfo, &buf)).Info("hello", "k", "v")
+	q, flush := c.queue(t)
+	slog.New(newHandler(q, slog.LevelInfo, &buf)).Info("hello", "k", "v")
+	flush()
 	if got := buf.String(); got != "INFO hello k=v\n" {
 		t.Errorf("fallback wrote %q", got)
 	}
@@ -135,7 +157,8 @@ func TestMessageID(t *testing.T) {
 
 func TestPublisherEntries(t *testing.T) {
 	var c capture
-	p := newPublisher(c.send, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	q, flush := c.queue(t)
+	p := newPublisher(q, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	fatal := finding.Finding{ID: 7, Condition: finding.KernelReady, Reason: "ForkFailedOutOfPIDs", Severity: finding.Fatal,
 		Message: "A fork failed", Rule: "ForkFailedOutOfPIDs", Source: "journal", Detected: t0, LastSeen: t0, Count: 1}
@@ -155,6 +178,7 @@ func TestPublisherEntries(t *testing.T) {
 	}
 	p.Publish(publish.Update{Time: t0.Add(90 * time.Second), Cleared: []state.Cleared{{Finding: fatal, At: t0.Add(90 * time.Second), By: "operator"}},
 		Conditions: up, ConditionsChanged: true})
+	flush()
 
 	want := []struct {
 		pri    journal.Priority
@@ -202,11 +226,13 @@ func TestPublisherEntries(t *testing.T) {
 
 func TestPublisherReplayIsMarked(t *testing.T) {
 	var c capture
-	p := newPublisher(c.send, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	q, flush := c.queue(t)
+	p := newPublisher(q, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	f := finding.Finding{ID: 9, Condition: finding.KernelReady, Reason: "SoftLockup", Severity: finding.Warning, Message: "m", Source: "kmsg", Detected: t0}
 	p.Replay([]finding.Finding{f}, []state.Cleared{{Finding: f, At: t0.Add(time.Minute), By: "expiry"}})
 	p.Publish(publish.Update{Time: t0, New: []finding.Finding{f}})
+	flush()
 	if len(c.entries) != 3 {
 		t.Fatalf("got %d entries, want 3", len(c.entries))
 	}
@@ -218,4 +244,103 @@ func TestPublisherReplayIsMarked(t *testing.T) {
 	if e := c.entries[2]; e.fields[FieldReplay] != "" || strings.Contains(e.msg, "replayed") {
 		t.Errorf("a live entry is marked as a replay: %q %v", e.msg, e.fields)
 	}
+}
+
+// A journald that stops reading (stuck on a hung disk, stopped) fills its
+// socket, and a send to it blocks. Publishing and logging must go on
+// without waiting: what the queue cannot hold is dropped and counted, and
+// once journald reads again the queued entries arrive, with one entry
+// that tells how many were dropped. The old code sent from the
+// caller and blocked on the first full socket.
+func TestStalledJournaldBlocksNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "socket")
+	journald, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer journald.Close()
+	// Sent the way go-systemd's journal.Send sends, minus the protocol.
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	send := func(msg string, _ journal.Priority, fields map[string]string) error {
+		_, _, err := conn.WriteMsgUnix([]byte(msg+" "+fields["DROPPED"]), nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+		return err
+	}
+	q := NewQueue(send, 16)
+	log := slog.New(newHandler(q, slog.LevelInfo, io.Discard))
+	p := newPublisher(q, log)
+	droppedBefore := counter(t, droppedTotal)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			p.Publish(publish.Update{New: []finding.Finding{{ID: uint64(i), Reason: "R", Message: strconv.Itoa(i)}}})
+			log.Warn("a log line", "i", i)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("publishing and logging wait for a journald that does not read")
+	}
+	dropped := q.dropped.Load()
+	if dropped == 0 || counter(t, droppedTotal)-droppedBefore != float64(dropped) {
+		t.Fatalf("%d dropped, metric %v: want drops, all counted", dropped, counter(t, droppedTotal)-droppedBefore)
+	}
+
+	// journald reads again.
+	got := make(chan string, 1024)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := journald.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	if !q.Flush(10 * time.Second) {
+		t.Fatal("queue not flushed once journald reads")
+	}
+	q.put("last", journal.PriInfo, map[string]string{}, nil)
+	var received []string
+	for timeout := time.After(10 * time.Second); len(received) == 0 || received[len(received)-1] != "last "; {
+		select {
+		case m := <-got:
+			received = append(received, m)
+		case <-timeout:
+			t.Fatalf("%d entries received, not the last: %q", len(received), received)
+		}
+	}
+	// Drops are told after the next entry that gets through, so a notice
+	// can come before the socket fills as well as after it drains.
+	var notices []string
+	told := 0
+	for _, m := range received {
+		if strings.Contains(m, "were dropped") {
+			notices = append(notices, m)
+			n, _ := strconv.Atoi(m[strings.LastIndexByte(m, ' ')+1:])
+			told += n
+		}
+	}
+	if told != int(dropped) {
+		t.Errorf("drop notices %q tell %d, want %d", notices, told, dropped)
+	}
+	if want := 400 - int(dropped) + len(notices) + 1; len(received) != want {
+		t.Errorf("%d entries received, want %d (400 - %d dropped + %d notices + the last)", len(received), want, dropped, len(notices))
+	}
+}
+
+func counter(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

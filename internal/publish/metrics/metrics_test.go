@@ -15,6 +15,7 @@ import (
 	"github.com/nodehealthd/nodehealthd/internal/finding"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
+	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -261,6 +262,10 @@ func TestMetricsDocumented(t *testing.T) {
 	m.ObserveProbe("p", time.Millisecond, errors.New("x"))
 	m.Write(cluster.WriteEvent, errors.New("x"))
 	m.EventsDropped(cluster.DropRejected, 1)
+	// The other publishers' series, which cmd/nodehealthd registers.
+	if err := m.Register(journald.Collectors()...); err != nil {
+		t.Fatal(err)
+	}
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
