@@ -17,11 +17,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/daemon"
 	"github.com/nodehealthd/nodehealthd/internal/detector"
 	"github.com/nodehealthd/nodehealthd/internal/logging"
 	"github.com/nodehealthd/nodehealthd/internal/nodediag"
+	"github.com/nodehealthd/nodehealthd/internal/outqueue"
 	"github.com/nodehealthd/nodehealthd/internal/publish/console"
 	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
@@ -67,10 +69,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := logging.New(stderr, level)
-	// Journal entries are sent from a queue (so that a stalled journald
-	// stalls nothing): give the last ones, "stopped" or why not, a moment
-	// to get out.
-	defer journald.Flush(2 * time.Second)
+	// Logs and findings leave through queues (internal/outqueue): give the
+	// last ones, "stopped" or why not, a moment to get out.
+	defer outqueue.FlushAll(2 * time.Second)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cfg, err := config.Load(o.configPath)
@@ -152,10 +153,10 @@ func newEnv(ctx context.Context, log *slog.Logger, o *options, cfg *config.Confi
 // to systemd, the metrics endpoint, cluster publishing, the detectors
 // (probes, plugins, accelerators) and diagnostics.
 func (e *env) wire() error {
-	e.setupOutput()
-	if err := e.setupSystemd(); err != nil {
-		return fmt.Errorf("systemd: %w", err)
+	if err := e.setupOutput(); err != nil {
+		return fmt.Errorf("output: %w", err)
 	}
+	e.setupSystemd()
 	e.setupMetrics()
 	if err := e.setupCluster(); err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -171,9 +172,13 @@ func (e *env) wire() error {
 
 // setupOutput adds the console publisher -o asks for, and reads the kernel
 // log from the device systemd opened, if it did.
-func (e *env) setupOutput() {
+func (e *env) setupOutput() error {
+	// Registered in every mode, so that dashboards find the series.
+	if err := e.metrics.Register(outqueue.Collectors()...); err != nil {
+		return err
+	}
 	if e.o.output == "text" || e.o.output == "json" {
-		e.opts.Publishers = append(e.opts.Publishers, console.New(e.stdout, e.o.output == "json"))
+		e.opts.Publishers = append(e.opts.Publishers, console.New(e.outputWriter(), e.o.output == "json"))
 	}
 	if e.o.root == "/" {
 		if dev := kmsg.Inherited(); dev != nil {
@@ -181,6 +186,17 @@ func (e *env) setupOutput() {
 			e.log.Info("reading the kernel log from the device systemd opened", "device", dev.Name())
 		}
 	}
+	return nil
+}
+
+// outputWriter is stdout for the console publisher: a terminal directly,
+// anything else (a pipe to a container's log collector, the journal) from
+// a queue, so that a reader that stalls does not stall the pipeline.
+func (e *env) outputWriter() io.Writer {
+	if f, ok := e.stdout.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		return e.stdout
+	}
+	return outqueue.Writer("stdout", e.stdout)
 }
 
 // newDetectors is daemon.Options.NewDetectors: every subsystem's detectors.

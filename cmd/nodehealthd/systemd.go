@@ -10,18 +10,14 @@ import (
 // setupSystemd: under systemd, findings become journal entries of their
 // own, and the daemon reports readiness, its STATUS= line and watchdog
 // pings.
-func (e *env) setupSystemd() error {
-	// Registered in every mode, so that dashboards find the series.
-	if err := e.metrics.Register(journald.Collectors()...); err != nil {
-		return err
-	}
+func (e *env) setupSystemd() {
 	if journald.UnderJournal() {
 		// The logger already writes structured journal entries (see
 		// internal/logging); findings get entries of their own.
 		e.opts.Publishers = append(e.opts.Publishers, journald.NewPublisher(e.log))
 	}
 	if os.Getenv("NOTIFY_SOCKET") == "" {
-		return nil
+		return
 	}
 	n := systemd.New(e.log)
 	if wd := n.Watchdog(); wd > 0 {
@@ -32,5 +28,4 @@ func (e *env) setupSystemd() error {
 	}
 	e.log.Debug("systemd notification enabled", "watchdog", n.Watchdog())
 	e.opts.Publishers = append(e.opts.Publishers, n)
-	return nil
 }

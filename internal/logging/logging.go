@@ -15,6 +15,7 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/mattn/go-isatty"
 
+	"github.com/nodehealthd/nodehealthd/internal/outqueue"
 	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 )
 
@@ -28,6 +29,9 @@ func ParseLevel(s string) (slog.Level, error) {
 }
 
 // New returns a logger at level writing to the journal, or else to w.
+// Only a terminal is written directly: the journal and anything else (a
+// pipe to a container's log collector) are written from a queue, so that
+// a reader that stalls stalls no goroutine that logs (internal/outqueue).
 func New(w io.Writer, level slog.Level) *slog.Logger {
 	if journald.UnderJournal() {
 		return slog.New(journald.NewHandler(level))
@@ -35,5 +39,5 @@ func New(w io.Writer, level slog.Level) *slog.Logger {
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly}))
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(outqueue.Writer("stderr", w), &slog.HandlerOptions{Level: level}))
 }

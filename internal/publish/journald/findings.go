@@ -71,7 +71,7 @@ func MessageID(event, name string) string {
 // Publisher writes one journal entry per new finding, cleared finding and
 // condition change.
 type Publisher struct {
-	q   *Queue
+	out *sink
 	log *slog.Logger
 
 	mu   sync.Mutex
@@ -83,17 +83,17 @@ var (
 	_ publish.Replayer  = (*Publisher)(nil)
 )
 
-// NewPublisher returns a publisher writing through the daemon's queue to
-// the journal (the logger's too, so that logs and findings keep their
-// order); log receives send failures.
+// NewPublisher returns a publisher writing to the journal from the
+// logger's queue, so that logs and findings keep their order; log receives
+// send failures.
 func NewPublisher(log *slog.Logger) *Publisher { return newPublisher(std(), log) }
 
-func newPublisher(q *Queue, log *slog.Logger) *Publisher {
-	return &Publisher{q: q, log: log, last: map[string]condition.Condition{}}
+func newPublisher(out *sink, log *slog.Logger) *Publisher {
+	return &Publisher{out: out, log: log, last: map[string]condition.Condition{}}
 }
 
 // Publish queues the entries of one commit; it never waits for journald
-// (see Queue).
+// (see internal/outqueue).
 func (p *Publisher) Publish(u publish.Update) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -209,7 +209,7 @@ func (p *Publisher) emit(msg string, pri journal.Priority, fields map[string]str
 		fields[FieldReplay] = "1"
 		msg += " (replayed)"
 	}
-	p.q.put(msg, pri, fields, func(err error) {
+	p.out.put(msg, pri, fields, func(err error) {
 		p.log.Error("cannot write finding to the journal", "err", err, "entry", msg)
 	})
 }

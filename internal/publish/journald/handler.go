@@ -40,7 +40,7 @@ func UnderJournal() bool {
 // `journalctl` shows), and every attribute is also a field of its own
 // (what `journalctl FIELD=value` and `-o verbose` use).
 type Handler struct {
-	q        *Queue
+	out      *sink
 	level    slog.Leveler
 	fallback io.Writer // written only by the queue's goroutine
 	// attrs are the attributes added with WithAttrs, already flattened
@@ -54,19 +54,19 @@ type flatAttr struct {
 	value string
 }
 
-// NewHandler returns a handler writing at level to the journal through the
-// daemon's queue, so that logging never waits for journald. When the
+// NewHandler returns a handler writing at level to the journal from a
+// queue, so that logging never waits for journald. When the
 // journal socket refuses an entry, the formatted line goes to stderr
 // (which systemd also collects) rather than being lost.
 func NewHandler(level slog.Leveler) *Handler {
 	return newHandler(std(), level, os.Stderr)
 }
 
-func newHandler(q *Queue, level slog.Leveler, fallback io.Writer) *Handler {
+func newHandler(out *sink, level slog.Leveler, fallback io.Writer) *Handler {
 	if level == nil {
 		level = slog.LevelInfo
 	}
-	return &Handler{q: q, level: level, fallback: fallback}
+	return &Handler{out: out, level: level, fallback: fallback}
 }
 
 // Enabled implements slog.Handler.
@@ -122,7 +122,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		}
 	}
 	line := msg.String()
-	h.q.put(line, Priority(r.Level), fields, func(error) {
+	h.out.put(line, Priority(r.Level), fields, func(error) {
 		fmt.Fprintf(h.fallback, "%s %s\n", r.Level, line)
 	})
 	return nil

@@ -13,9 +13,9 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/condition"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/outqueue"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 	"github.com/nodehealthd/nodehealthd/internal/publish/cluster"
-	"github.com/nodehealthd/nodehealthd/internal/publish/journald"
 	"github.com/nodehealthd/nodehealthd/internal/publish/metrics"
 	"github.com/nodehealthd/nodehealthd/internal/source"
 	"github.com/nodehealthd/nodehealthd/internal/state"
@@ -263,7 +263,7 @@ func TestMetricsDocumented(t *testing.T) {
 	m.Write(cluster.WriteEvent, errors.New("x"))
 	m.EventsDropped(cluster.DropRejected, 1)
 	// The other publishers' series, which cmd/nodehealthd registers.
-	if err := m.Register(journald.Collectors()...); err != nil {
+	if err := m.Register(outqueue.Collectors()...); err != nil {
 		t.Fatal(err)
 	}
 	fams, err := m.Registry().Gather()
