@@ -584,6 +584,70 @@ Restart=no
 		c.sh("rm /etc/systemd/system/nodehealthd.service.d/e2e-watchdog.conf && systemctl daemon-reload")
 	})
 
+	// journald reads its socket in the loop that writes to disk: on a hung
+	// disk it stops reading, and a send to it blocks. A stopped journald
+	// stands in for it here; the daemon must go on detecting (status shows
+	// each new finding) and tell the entries it dropped once journald reads
+	// again. The old daemon sent from the pipeline and stalled.
+	t.Run("a stopped journald stops nothing", func(t *testing.T) {
+		c.t = t
+		reloads := func() string {
+			out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'rules reloaded'")
+			return strings.TrimSpace(out)
+		}
+		reloadsBefore := reloads()
+		c.sh("touch /var/log/e2e-stall.log")
+		c.writeFile("/etc/nodehealthd/rules.d/e2e-stall.yaml", `rules:
+  - name: E2EStall
+    condition: KernelReady
+    reason: E2EStall
+    severity: Warning
+    source: file
+    paths: [/var/log/e2e-stall.log]
+    patterns: ['E2E-STALL \d+']
+`)
+		c.eventually(15*time.Second, "stall rule loaded", func() string {
+			if reloads() == reloadsBefore {
+				return "no reload logged"
+			}
+			return ""
+		})
+		pid := c.mainPID()
+		journald := strings.TrimSpace(c.sh("systemctl show -p MainPID --value systemd-journald"))
+		c.sh("kill -STOP " + journald)
+		stopped := true
+		defer func() {
+			if stopped {
+				c.try("kill -CONT " + journald)
+			}
+		}()
+		// Each line a finding of its own, and with it a journal entry:
+		// more than journald's socket and the daemon's queue hold.
+		const lines = 3000
+		c.sh(fmt.Sprintf("seq 1 %d | sed 's/^/E2E-STALL /' >> /var/log/e2e-stall.log", lines))
+		last := fmt.Sprintf("E2E-STALL %d", lines)
+		c.eventually(60*time.Second, "detection while journald is stopped", func() string {
+			if find(c.status().RecentWarnings, "E2EStall", last) == nil {
+				return "no finding for " + last
+			}
+			return ""
+		})
+		if p := c.mainPID(); p != pid {
+			t.Errorf("the daemon was restarted while journald was stopped: MainPID %d -> %d", pid, p)
+		}
+		c.sh("kill -CONT " + journald)
+		stopped = false
+		c.eventually(30*time.Second, "the drop notice once journald reads again", func() string {
+			out, _ := c.try("journalctl -u nodehealthd --no-pager -o cat | grep -c 'journal entries of nodehealthd were dropped'")
+			if strings.TrimSpace(out) == "0" {
+				return "no drop notice in the journal"
+			}
+			return ""
+		})
+		t.Logf("after journald resumed: %s", strings.TrimSpace(c.sh("journalctl -u nodehealthd --no-pager -o cat | grep 'were dropped' | tail -3")))
+		c.sh("rm /etc/nodehealthd/rules.d/e2e-stall.yaml /var/log/e2e-stall.log")
+	})
+
 	// docs/plugins.md's drop-in is what lets the capability-less unit run
 	// NPD plugins as nobody: without it the switch is refused (an unknown
 	// run, the condition untouched); with it the plugin's exit 1 makes the
