@@ -10,8 +10,9 @@
 #   rpm                rpm -qp inspection; scriptlets are run in the container
 #   libsystemd-dev     sd-journal headers: cgo build of the journal source
 #   systemd-journal-remote  writes .journal fixture files for journal tests
+#   e2fsprogs util-linux    mkfs.ext4, mount -o loop and fsfreeze: the hung-disk test (e2e/faults)
 set -euo pipefail
-pkgs=(systemd-container debootstrap zstd lintian rpmlint rpm libsystemd-dev systemd-journal-remote)
+pkgs=(systemd-container debootstrap zstd lintian rpmlint rpm libsystemd-dev systemd-journal-remote e2fsprogs util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

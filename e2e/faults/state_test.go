@@ -1,6 +1,6 @@
 // Package faults runs the real daemon against a state directory that
 // fails under it — read-only from the start, a filesystem that fills up
-// while it runs — and checks that detection and publishing go on, that the
+// while it runs, a disk whose writes hang — and checks that detection and publishing go on, that the
 // failure is visible, and that the state written once space returns holds
 // everything found meanwhile.
 package faults
@@ -271,4 +271,69 @@ func TestStateDirFillsWhileRunning(t *testing.T) {
 	if !found {
 		t.Error("the warning published while the disk was full is missing from the state written afterwards")
 	}
+}
+
+// A disk whose I/O hangs (a stalled EBS volume) never returns from the state
+// write. A frozen filesystem does the same to every write, until thawed.
+// Detection and publishing must go on: the findings and StateNotPersisted
+// are printed within the save timeout, and once the disk answers again the
+// state file holds everything found meanwhile. The old daemon waited in
+// the write, and printed nothing more until the thaw.
+func TestStateDiskHangsWhileRunning(t *testing.T) {
+	root := fixture(t)
+	img := filepath.Join(t.TempDir(), "state.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
+		t.Skipf("mkfs.ext4 (e2fsprogs): %v: %s", err, out)
+	}
+	stateDir := filepath.Join(t.TempDir(), "state")
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	mount(t, "-o", "loop", img, stateDir)
+	t.Cleanup(func() { _ = syscall.Unmount(stateDir, syscall.MNT_DETACH) })
+
+	d := start(t, root, stateDir)
+	appendLines(t, root, 0, 3)
+	waitStateHolds(t, d, stateDir, 3)
+
+	if out, err := exec.Command("fsfreeze", "-f", stateDir).CombinedOutput(); err != nil {
+		t.Skipf("fsfreeze: %v: %s", err, out)
+	}
+	frozen := true
+	thaw := func() {
+		if frozen {
+			frozen = false
+			if out, err := exec.Command("fsfreeze", "-u", stateDir).CombinedOutput(); err != nil {
+				t.Errorf("fsfreeze -u: %v: %s", err, out)
+			}
+		}
+	}
+	// Before the daemon's stop, which cannot finish while a write waits.
+	t.Cleanup(thaw)
+
+	appendLines(t, root, 3, 40)
+	d.wait("the findings and StateNotPersisted printed while the disk hangs", func() bool {
+		return d.printed("FaultLine") == 40 && d.printed("StateNotPersisted") == 1
+	})
+	if code, body := d.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "hung") {
+		t.Errorf("/readyz = %d %q, want 503 naming the hung write", code, body)
+	}
+
+	// The write that hung held the 40 findings but not the warning its
+	// hanging raised: the state the daemon writes next holds both.
+	thaw()
+	waitStateHolds(t, d, stateDir, 40, func(st *state.State) bool {
+		for _, f := range st.Recent {
+			if f.Reason == "StateNotPersisted" {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -126,6 +126,7 @@ type Daemon struct {
 	saveRetry     time.Time
 	saveBackoff   time.Duration
 	persistReason string
+	writer        *writer
 	// applied are request files applied in memory; each is deleted once a
 	// save that includes it succeeds, so that nodehealthctl clear never
 	// reports a clear that a restart would forget.
@@ -177,6 +178,10 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	defer d.store.Close()
+	d.writer = startWriter(d.store)
+	// A write stuck on a hung disk keeps its goroutine; the process
+	// exits around it.
+	defer close(d.writer.req)
 	for name, read := range d.opts.LiveSections {
 		d.store.PublishLive(name, read)
 	}
@@ -318,6 +323,8 @@ func (d *Daemon) run(ctx context.Context) error {
 			}
 		case <-d.fbKick:
 			d.commit(time.Now())
+		case <-d.writer.returned:
+			d.writeReturned()
 		case <-reloadCh:
 			d.log.Info("SIGHUP: reloading rules and config")
 			reload()

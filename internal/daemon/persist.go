@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +20,90 @@ const (
 	minSaveBackoff = time.Second
 	maxSaveBackoff = time.Minute
 )
+
+// saveTimeout bounds how long a commit waits for the state file. On a disk
+// whose I/O hangs (a stalled EBS volume, a frozen filesystem) the write
+// never returns: waited for, it would stop the pipeline inside fsync, and
+// detection and publishing with it, on the node whose disk is the problem
+// to report. A write that takes longer is a failed save, and the pipeline
+// goes on from memory as for a full disk.
+var saveTimeout = 5 * time.Second
+
+// errSaveHung is the failure of a write that has not returned.
+var errSaveHung = errors.New("the state file write has not returned: is the disk hung?")
+
+// writer writes state files from a goroutine of its own, one at a time.
+// busy and since belong to the pipeline goroutine.
+type writer struct {
+	req  chan []byte
+	done chan error
+	// abandoned is set when the pipeline stops waiting for a write;
+	// returned then tells the pipeline that the write came back, which
+	// means the disk answers again: worth a save at once rather than at
+	// the end of the backoff.
+	abandoned atomic.Bool
+	returned  chan struct{}
+	busy      bool
+	since     time.Time
+}
+
+func startWriter(store *state.Store) *writer {
+	w := &writer{req: make(chan []byte), done: make(chan error, 1), returned: make(chan struct{}, 1)}
+	go func() {
+		for b := range w.req {
+			w.done <- store.Write(b)
+			if w.abandoned.Swap(false) {
+				select {
+				case w.returned <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// writeReturned follows the return of an abandoned write: the save that
+// failed on it is tried again now.
+func (d *Daemon) writeReturned() {
+	if d.unsaved != nil {
+		d.saveRetry = time.Time{}
+		d.commit(time.Now())
+	}
+}
+
+// save encodes st (the pipeline's) and has the writer write it, waiting at
+// most saveTimeout. While an earlier write has not returned, no other is
+// started: it fails at once.
+func (d *Daemon) save(now time.Time) error {
+	w := d.writer
+	if w.busy {
+		select {
+		case <-w.done:
+			// A write given up on has returned; the file holds an older
+			// state, which this save replaces.
+			w.busy = false
+		default:
+			return fmt.Errorf("%w (for %v)", errSaveHung, time.Since(w.since).Round(time.Second))
+		}
+	}
+	b, err := d.store.Encode(d.st, now)
+	if err != nil {
+		return err
+	}
+	w.busy, w.since = true, time.Now()
+	w.req <- b
+	t := time.NewTimer(saveTimeout)
+	defer t.Stop()
+	select {
+	case err := <-w.done:
+		w.busy = false
+		return err
+	case <-t.C:
+		w.abandoned.Store(true)
+		return fmt.Errorf("%w (for %v)", errSaveHung, saveTimeout)
+	}
+}
 
 // reasonReadOnly is the reason for a state directory on a read-only
 // filesystem: the catalogue's FilesystemReadOnly, raised by the daemon
@@ -39,7 +124,7 @@ func (d *Daemon) persist(now time.Time) bool {
 		return false
 	}
 	start := time.Now()
-	if err := d.store.Save(d.st, now); err != nil {
+	if err := d.save(now); err != nil {
 		d.saveFailed(now, err)
 		return false
 	}
@@ -58,7 +143,7 @@ func (d *Daemon) persist(now time.Time) bool {
 	d.store.SetLive(state.Live{PID: os.Getpid()})
 	// Again, so that the file records the episode and not the finding
 	// that just cleared.
-	if err := d.store.Save(d.st, now); err != nil {
+	if err := d.save(now); err != nil {
 		d.saveFailed(now, err)
 		return false
 	}

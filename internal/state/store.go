@@ -247,17 +247,33 @@ func decode(b []byte) (*State, error) {
 // renamed over the old one, and the directory fsynced so that the rename
 // itself survives a power loss.
 func (s *Store) Save(st *State, now time.Time) error {
-	if _, err := s.Check(); err != nil {
+	b, err := s.Encode(st, now)
+	if err != nil {
 		return err
+	}
+	return s.Write(b)
+}
+
+// Encode is the first half of Save, which needs st: it checks the lock and
+// returns the file's content as of now. The daemon encodes in the goroutine
+// that owns st and writes from another, so that a hung disk holds up only
+// the write.
+func (s *Store) Encode(st *State, now time.Time) ([]byte, error) {
+	if _, err := s.Check(); err != nil {
+		return nil, err
 	}
 	st.Version = Version
 	st.UpdatedAt = now
 	b, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+		return nil, fmt.Errorf("encode state: %w", err)
 	}
-	return writeAtomic(s.dir, FileName, b)
+	return b, nil
 }
+
+// Write is the second half of Save: it replaces the state file with b,
+// crash-safely.
+func (s *Store) Write(b []byte) error { return writeAtomic(s.dir, FileName, b) }
 
 // writeAtomic writes dir/name crash-safely, as the state's owner and its
 // group may read it.
