@@ -27,7 +27,7 @@ const (
 // detection and publishing with it, on the node whose disk is the problem
 // to report. A write that takes longer is a failed save, and the pipeline
 // goes on from memory as for a full disk.
-var saveTimeout = 5 * time.Second
+const saveTimeout = 5 * time.Second
 
 // errSaveHung is the failure of a write that has not returned.
 var errSaveHung = errors.New("the state file write has not returned: is the disk hung?")
