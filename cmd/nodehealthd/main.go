@@ -191,12 +191,16 @@ func (e *env) setupOutput() error {
 
 // outputWriter is stdout for the console publisher: a terminal directly,
 // anything else (a pipe to a container's log collector, the journal) from
-// a queue, so that a reader that stalls does not stall the pipeline.
+// a queue, so that a reader that stalls does not stall the pipeline. Drops
+// are told in the log: a line of text on stdout would break -o json.
 func (e *env) outputWriter() io.Writer {
 	if f, ok := e.stdout.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		return e.stdout
 	}
-	return outqueue.Writer("stdout", e.stdout)
+	return outqueue.Writer("stdout", e.stdout, func(n uint64) error {
+		e.log.Warn("printed findings dropped: the reader of stdout did not keep up (nodehealthd_output_dropped_total)", "dropped", n)
+		return nil
+	})
 }
 
 // newDetectors is daemon.Options.NewDetectors: every subsystem's detectors.

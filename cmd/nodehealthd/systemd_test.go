@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/nodehealthd/nodehealthd/internal/config"
 	"github.com/nodehealthd/nodehealthd/internal/finding"
+	"github.com/nodehealthd/nodehealthd/internal/logging/logtest"
+	"github.com/nodehealthd/nodehealthd/internal/outqueue"
 	"github.com/nodehealthd/nodehealthd/internal/publish"
 )
 
@@ -55,7 +59,8 @@ func TestOutputDefaultUnderJournal(t *testing.T) {
 // Printed findings go to stdout; in the Bottlerocket host container that
 // is a pipe to a log collector that stops reading when journald stalls.
 // The pipeline must not wait on it: the console publisher writes through
-// a queue unless stdout is a terminal.
+// a queue unless stdout is a terminal. What it drops is told in the log,
+// so that -o json stays JSON lines once the reader goes on.
 func TestConsoleOutputToAStalledPipeDoesNotBlock(t *testing.T) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -63,8 +68,9 @@ func TestConsoleOutputToAStalledPipeDoesNotBlock(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	o := options{output: "text"}
-	e := newEnv(context.Background(), slog.New(slog.DiscardHandler), &o, &config.Config{}, w)
+	o := options{output: "json"}
+	var log logtest.Buffer
+	e := newEnv(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), &o, &config.Config{}, w)
 	if err := e.setupOutput(); err != nil {
 		t.Fatal(err)
 	}
@@ -84,5 +90,35 @@ func TestConsoleOutputToAStalledPipeDoesNotBlock(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the pipeline waits for a stdout pipe nobody reads")
+	}
+
+	// The reader goes on.
+	lines := make(chan []string)
+	go func() {
+		var got []string
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		lines <- got
+	}()
+	// One more finding after the drops, whose write makes the queue tell.
+	p.Publish(publish.Update{New: []finding.Finding{{ID: 5000, Condition: finding.KernelReady, Reason: "SoftLockup",
+		Severity: finding.Warning, Message: "last", Source: "kmsg"}}})
+	if !outqueue.FlushAll(10 * time.Second) {
+		t.Fatal("stdout not flushed once read")
+	}
+	w.Close()
+	got := <-lines
+	if len(got) == 0 || len(got) > 5000 {
+		t.Fatalf("%d lines printed, want some dropped", len(got))
+	}
+	for _, l := range got {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("stdout line %q is not JSON", l)
+		}
+	}
+	if !strings.Contains(log.String(), "printed findings dropped") {
+		t.Errorf("the drops are not told in the log:\n%s", log.String())
 	}
 }

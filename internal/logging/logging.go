@@ -39,5 +39,5 @@ func New(w io.Writer, level slog.Level) *slog.Logger {
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly}))
 	}
-	return slog.New(slog.NewTextHandler(outqueue.Writer("stderr", w), &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(outqueue.Writer("stderr", w, outqueue.TellOn(w, "stderr")), &slog.HandlerOptions{Level: level}))
 }

@@ -25,19 +25,26 @@ import (
 // holds a few hundred KiB; it is empty while the reader keeps up.
 const Size = 512
 
-var droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "nodehealthd", Name: "output_dropped_total",
-	Help: "Log lines and finding entries dropped because the reader of an output stalled while Size writes waited for it, by output.",
-}, []string{"output"})
+var (
+	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "nodehealthd", Name: "output_dropped_total",
+		Help: "Log lines and finding entries dropped because the reader of an output stalled while Size writes waited for it, by output.",
+	}, []string{"output"})
+	errorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "nodehealthd", Name: "output_errors_total",
+		Help: "Writes an output refused (journald's socket gone, a closed pipe), by output.",
+	}, []string{"output"})
+)
 
 // Collectors are the package's series, for the daemon's registry.
-func Collectors() []prometheus.Collector { return []prometheus.Collector{droppedTotal} }
+func Collectors() []prometheus.Collector { return []prometheus.Collector{droppedTotal, errorsTotal} }
 
 // Queue runs the writes to one output in order.
 type Queue struct {
 	ch      chan item
 	dropped atomic.Uint64
 	counter prometheus.Counter
+	errors  prometheus.Counter
 	// tell writes the notice of n dropped writes; told is how many were
 	// told so far. Both belong to the queue's goroutine.
 	tell func(n uint64) error
@@ -57,10 +64,11 @@ var (
 )
 
 // New starts a queue of size writes for the output name (the label of
-// nodehealthd_output_dropped_total). After drops, tell is called with
-// their number once a write succeeds again.
+// nodehealthd_output_dropped_total and _errors_total). After drops, tell is
+// called with their number once a write succeeds again.
 func New(name string, size int, tell func(n uint64) error) *Queue {
-	q := &Queue{ch: make(chan item, size), counter: droppedTotal.WithLabelValues(name), tell: tell}
+	q := &Queue{ch: make(chan item, size), counter: droppedTotal.WithLabelValues(name),
+		errors: errorsTotal.WithLabelValues(name), tell: tell}
 	mu.Lock()
 	all = append(all, q)
 	mu.Unlock()
@@ -69,8 +77,10 @@ func New(name string, size int, tell func(n uint64) error) *Queue {
 }
 
 // Put queues write without ever waiting; a full queue drops it. write's
-// error means the output refused it (not that it was slow): write handles
-// it, and drops are told only after a write that succeeded.
+// error means the output refused it (not that it was slow): it is counted
+// in nodehealthd_output_errors_total, write may do more with it (the
+// journal's falls back to stderr), and drops are told only after a write
+// that succeeded.
 func (q *Queue) Put(write func() error) {
 	select {
 	case q.ch <- item{write: write}:
@@ -90,6 +100,7 @@ func (q *Queue) run() {
 			continue
 		}
 		if it.write() != nil {
+			q.errors.Inc()
 			continue
 		}
 		if n := q.dropped.Load() - q.told; n > 0 && q.tell != nil {
@@ -133,12 +144,20 @@ func FlushAll(d time.Duration) bool {
 
 // Writer returns an io.Writer that queues each Write, whole, for w (text
 // output: a log handler or a printer writes a line at a time). Write
-// never waits and always reports success; drops are told on w as a line.
-func Writer(name string, w io.Writer) io.Writer {
-	return &writer{w: w, q: New(name, Size, func(n uint64) error {
+// never waits and always reports success. tell says how many writes were
+// dropped, from the queue's goroutine (the only one that writes w); where
+// a line of its own would break w's format (JSON lines), it tells
+// elsewhere.
+func Writer(name string, w io.Writer, tell func(n uint64) error) io.Writer {
+	return &writer{w: w, q: New(name, Size, tell)}
+}
+
+// TellOn returns a tell for Writer that writes one line on w.
+func TellOn(w io.Writer, name string) func(n uint64) error {
+	return func(n uint64) error {
 		_, err := fmt.Fprintf(w, "nodehealthd: %d lines of output dropped: the reader of %s did not keep up (nodehealthd_output_dropped_total)\n", n, name)
 		return err
-	})}
+	}
 }
 
 type writer struct {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -23,7 +24,7 @@ func TestStalledPipeBlocksNoWriter(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	out := Writer("test-pipe", w)
+	out := Writer("test-pipe", w, TellOn(w, "test-pipe"))
 	q := out.(*writer).q
 	before := counter(t, "test-pipe")
 
@@ -90,16 +91,21 @@ func TestStalledPipeBlocksNoWriter(t *testing.T) {
 	}
 }
 
-// A write the output refuses is not a drop and tells nothing; Flush
+// A write the output refuses is not a drop and tells nothing, but is
+// counted as an error; Flush
 // returns in time even when the output never takes a write.
 func TestRefusedWritesAndStuckFlush(t *testing.T) {
 	var told []uint64
+	errsBefore := errCount(t, "test-refused")
 	q := New("test-refused", 4, func(n uint64) error { told = append(told, n); return nil })
 	for range 3 {
 		q.Put(func() error { return os.ErrClosed })
 	}
 	if !q.Flush(5*time.Second) || q.Dropped() != 0 || len(told) != 0 {
 		t.Fatalf("flushed, dropped %d, told %v: want no drops and nothing told", q.Dropped(), told)
+	}
+	if n := errCount(t, "test-refused") - errsBefore; n != 3 {
+		t.Errorf("nodehealthd_output_errors_total rose by %v, want 3", n)
 	}
 
 	stuck := New("test-stuck", 1, nil)
@@ -115,10 +121,14 @@ func TestRefusedWritesAndStuckFlush(t *testing.T) {
 	}
 }
 
-func counter(t *testing.T, output string) float64 {
+func counter(t *testing.T, output string) float64 { return value(t, droppedTotal, output) }
+
+func errCount(t *testing.T, output string) float64 { return value(t, errorsTotal, output) }
+
+func value(t *testing.T, v *prometheus.CounterVec, output string) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := droppedTotal.WithLabelValues(output).Write(&m); err != nil {
+	if err := v.WithLabelValues(output).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
