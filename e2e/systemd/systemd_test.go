@@ -197,6 +197,12 @@ func (c *container) removed(how string) {
 	}
 }
 
+// reloads counts the rule reloads the daemon logged, as text.
+func (c *container) reloads() string {
+	out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'rules reloaded'")
+	return strings.TrimSpace(out)
+}
+
 // journalEntries returns the nodehealthd journal entries matching a field.
 func (c *container) journalEntries(match string) []map[string]any {
 	c.t.Helper()
@@ -411,11 +417,7 @@ Restart=no
 		c.t = t
 		// An operator rule that would match the daemon's own finding
 		// entries, were the journal source to read them.
-		reloads := func() string {
-			out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'rules reloaded'")
-			return strings.TrimSpace(out)
-		}
-		reloadsBefore := reloads()
+		reloadsBefore := c.reloads()
 		c.writeFile("/etc/nodehealthd/rules.d/e2e-self.yaml", `rules:
   - name: E2ESelfIngested
     condition: KernelReady
@@ -427,7 +429,7 @@ Restart=no
     patterns: ['SoftLockup|ForkFailedOutOfPIDs|CPU stuck']
 `)
 		c.eventually(15*time.Second, "operator rule loaded", func() string {
-			if n := reloads(); n == reloadsBefore {
+			if n := c.reloads(); n == reloadsBefore {
 				return "no reload logged after the rule was written: " + c.sh("journalctl -u nodehealthd --no-pager -n 5")
 			}
 			return ""
@@ -591,11 +593,7 @@ Restart=no
 	// again. The old daemon sent from the pipeline and stalled.
 	t.Run("a stopped journald stops nothing", func(t *testing.T) {
 		c.t = t
-		reloads := func() string {
-			out, _ := c.try("journalctl -u nodehealthd --no-pager | grep -c 'rules reloaded'")
-			return strings.TrimSpace(out)
-		}
-		reloadsBefore := reloads()
+		reloadsBefore := c.reloads()
 		c.sh("touch /var/log/e2e-stall.log")
 		c.writeFile("/etc/nodehealthd/rules.d/e2e-stall.yaml", `rules:
   - name: E2EStall
@@ -607,7 +605,7 @@ Restart=no
     patterns: ['E2E-STALL \d+']
 `)
 		c.eventually(15*time.Second, "stall rule loaded", func() string {
-			if reloads() == reloadsBefore {
+			if c.reloads() == reloadsBefore {
 				return "no reload logged"
 			}
 			return ""
