@@ -1,4 +1,4 @@
-// Package atomicfile/atomicfiletest gives tests a directory on a disk that
+// Package atomicfiletest gives tests a directory on a disk that
 // fills up, the failure a health agent must survive without leaving debris.
 package atomicfiletest
 
